@@ -1,0 +1,1 @@
+"""The cloud side: ingest API, realtime feedback and the workers that dispatch motor commands."""

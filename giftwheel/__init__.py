@@ -1,0 +1,3 @@
+"""giftwheel: livestream gifts in, stepper motor rounds out, exactly once."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,205 @@
+"""The normalised gift event (design.md s.3) and the bounds every input is checked against."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any, Literal, NamedTuple
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+CONTRACT_VERSION = 1
+
+# Hard ceilings of the wire format itself. The configurable GiftBounds sit below these; the
+# ceilings only exist so that a value can never overflow what Redis, JSON or a motor can hold.
+_DIAMOND_CEILING = 10_000_000
+_QUANTITY_CEILING = 1_000_000
+_TEXT_CEILING = 1024
+
+EventId = Annotated[
+    str, StringConstraints(min_length=1, max_length=_TEXT_CEILING, pattern=r"^[A-Za-z0-9:._@/-]+$")
+]
+Platform = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=_TEXT_CEILING)]
+
+
+class GiftBounds(BaseModel):
+    """Configurable limits applied to every incoming event (embedded in the service settings)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    diamond_max: int = Field(default=100_000, ge=1, le=_DIAMOND_CEILING)
+    quantity_max: int = Field(default=10_000, ge=1, le=_QUANTITY_CEILING)
+    event_id_max_len: int = Field(default=128, ge=8, le=_TEXT_CEILING)
+    user_id_max_len: int = Field(default=128, ge=1, le=_TEXT_CEILING)
+    user_name_max_len: int = Field(default=64, ge=1, le=_TEXT_CEILING)
+    gift_name_max_len: int = Field(default=64, ge=1, le=_TEXT_CEILING)
+    channel_max_len: int = Field(default=64, ge=1, le=_TEXT_CEILING)
+    timestamp_max_age_s: int = Field(default=86_400, ge=1)
+    timestamp_max_future_s: int = Field(default=300, ge=0)
+
+
+class Problem(NamedTuple):
+    """One reason an input was refused, named by its wire field ("" for the whole body)."""
+
+    field: str
+    reason: str
+
+
+class GiftRejected(ValueError):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p.field or 'body'}: {p.reason}" for p in problems))
+        self.problems = problems
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class GiftEventIn(_Wire):
+    """A gift event as a source sends it: the normalised shape with an optional eventId.
+
+    The model checks types and the wire format's hard ceilings; ``parse_gift`` adds the
+    configured GiftBounds and the clock.
+    """
+
+    event_id: EventId | None = None
+    event: Literal["gift"]
+    platform: Platform
+    user_id: Text
+    user_name: Text | None = None
+    channel: Text | None = None
+    gift_name: Text
+    diamond: Annotated[int, Field(ge=1, le=_DIAMOND_CEILING, strict=True)]
+    quantity: Annotated[int, Field(ge=1, le=_QUANTITY_CEILING, strict=True)] = 1
+    timestamp: Annotated[int, Field(ge=0, strict=True)]
+
+    @field_validator("event", mode="before")
+    @classmethod
+    def _known_event_type(cls, value: object) -> object:
+        if isinstance(value, str) and value != "gift":
+            raise ValueError(f"unknown event type {value!r}; supported: 'gift'")
+        return value
+
+
+def bound_violations(event: GiftEventIn, bounds: GiftBounds, now_ms: int) -> list[Problem]:
+    checks: list[tuple[bool, str]] = [
+        (event.diamond > bounds.diamond_max, f"diamond: must be <= {bounds.diamond_max}"),
+        (event.quantity > bounds.quantity_max, f"quantity: must be <= {bounds.quantity_max}"),
+        (
+            event.event_id is not None and len(event.event_id) > bounds.event_id_max_len,
+            f"eventId: longer than {bounds.event_id_max_len} characters",
+        ),
+        (
+            len(event.user_id) > bounds.user_id_max_len,
+            f"userId: longer than {bounds.user_id_max_len} characters",
+        ),
+        (
+            event.user_name is not None and len(event.user_name) > bounds.user_name_max_len,
+            f"userName: longer than {bounds.user_name_max_len} characters",
+        ),
+        (
+            len(event.gift_name) > bounds.gift_name_max_len,
+            f"giftName: longer than {bounds.gift_name_max_len} characters",
+        ),
+        (
+            event.channel is not None and len(event.channel) > bounds.channel_max_len,
+            f"channel: longer than {bounds.channel_max_len} characters",
+        ),
+        (
+            event.timestamp < now_ms - bounds.timestamp_max_age_s * 1000,
+            f"timestamp: older than {bounds.timestamp_max_age_s} s",
+        ),
+        (
+            event.timestamp > now_ms + bounds.timestamp_max_future_s * 1000,
+            f"timestamp: more than {bounds.timestamp_max_future_s} s in the future",
+        ),
+    ]
+    return [Problem(*message.split(": ", 1)) for failed, message in checks if failed]
+
+
+class GiftEvent(_Wire):
+    """A validated, normalised gift event with its idempotency key: what the stream carries."""
+
+    v: int = CONTRACT_VERSION
+    event_id: EventId
+    event: Literal["gift"] = "gift"
+    platform: Platform
+    user_id: Text
+    user_name: Text | None = None
+    channel: Text | None = None
+    gift_name: Text
+    diamond: int
+    quantity: int
+    timestamp: int
+
+    @property
+    def rounds(self) -> int:
+        """The seed's formula before any rule multiplier: diamond * quantity."""
+        return self.diamond * self.quantity
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(by_alias=True, exclude_none=True))
+
+
+def derive_event_id(event: GiftEventIn) -> str:
+    """A deterministic id from the payload, so a retried webhook without an eventId still dedupes.
+
+    Two genuinely separate gifts with identical user, gift, quantity and millisecond timestamp
+    collapse into one; sources that can tell them apart must send their own eventId.
+    """
+    fields: dict[str, Any] = event.model_dump(by_alias=True, exclude={"event_id"})
+    digest = hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"{event.platform}:h:{digest[:40]}"
+
+
+def normalise(event: GiftEventIn) -> GiftEvent:
+    return GiftEvent(
+        event_id=event.event_id or derive_event_id(event),
+        platform=event.platform,
+        user_id=event.user_id,
+        user_name=event.user_name,
+        channel=event.channel,
+        gift_name=event.gift_name,
+        diamond=event.diamond,
+        quantity=event.quantity,
+        timestamp=event.timestamp,
+    )
+
+
+def problems_of(error: ValidationError) -> list[Problem]:
+    """Pydantic's errors in wire terms: the camelCase field path and a plain reason."""
+    problems = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"])
+        reason = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "json_invalid":
+            reason = f"malformed JSON: {item.get('ctx', {}).get('error', reason)}"
+        problems.append(Problem(field, reason))
+    return problems
+
+
+def parse_gift(raw: bytes | str | dict[str, Any], bounds: GiftBounds, now_ms: int) -> GiftEvent:
+    """Validate one incoming event (JSON text or a decoded object) and normalise it.
+
+    Raises GiftRejected naming every field that is wrong and why.
+    """
+    try:
+        if isinstance(raw, dict):
+            event_in = GiftEventIn.model_validate(raw)
+        else:
+            event_in = GiftEventIn.model_validate_json(raw)
+    except ValidationError as exc:
+        raise GiftRejected(problems_of(exc)) from None
+    problems = bound_violations(event_in, bounds, now_ms)
+    if problems:
+        raise GiftRejected(problems)
+    return normalise(event_in)

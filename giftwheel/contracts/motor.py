@@ -1,0 +1,109 @@
+"""Motor commands, RPC methods, replies and telemetry keys: the wire between worker, ThingsBoard and edge.
+
+Path (design.md s.3): the worker, as the ThingsBoard ``dispatcher`` device, sends a client-side RPC
+``{"method": "rotate", "params": DispatchParams}``; the rule chain turns it into a server-side RPC
+``{"method": "rotate", "params": RotateParams}`` to the motor device, which the Pi's gateway gets
+on ``v1/gateway/rpc``. The edge answers with a RotateReply or an ErrorReply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+DeviceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+CommandId = Annotated[str, StringConstraints(pattern=r"^c-[0-9a-f]{8,64}$")]
+
+# A single command never asks for more than this; rules and the edge cap below it.
+ROUNDS_CEILING = 1_000_000
+
+
+class RpcMethod(StrEnum):
+    ROTATE = "rotate"
+    STOP = "stop"
+    STATUS = "status"
+
+
+class MotorState(StrEnum):
+    IDLE = "idle"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAULT = "fault"
+
+
+class RpcError(StrEnum):
+    """Error codes in an ErrorReply; ThingsBoard's own (TIMEOUT, NO_ACTIVE_CONNECTION) pass through."""
+
+    UNKNOWN_METHOD = "UNKNOWN_METHOD"
+    BAD_PARAMS = "BAD_PARAMS"
+    UNKNOWN_DEVICE = "UNKNOWN_DEVICE"
+    MOTOR_FAULT = "MOTOR_FAULT"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class RotateParams(_Wire):
+    command_id: CommandId
+    rounds: Annotated[int, Field(ge=1, le=ROUNDS_CEILING, strict=True)]
+    speed_rpm: Annotated[float, Field(gt=0, le=6000)] | None = None
+
+
+class DispatchParams(RotateParams):
+    """What the dispatcher sends: the rotate params plus the target device the chain routes to."""
+
+    device: DeviceName
+
+
+class RotateReply(_Wire):
+    accepted: Literal[True] = True
+    command_id: CommandId
+    queued_rounds: int = Field(ge=0)
+    duplicate: bool = False
+
+
+class StopReply(_Wire):
+    stopped: Literal[True] = True
+    cleared_commands: list[str]
+    cleared_rounds: int = Field(ge=0)
+
+
+class StatusReply(_Wire):
+    state: MotorState
+    queued_rounds: int = Field(ge=0)
+    rounds_completed: int = Field(ge=0)
+    commands_done: int = Field(ge=0)
+    current_command_id: str | None = None
+
+
+class ErrorReply(_Wire):
+    error: str
+    detail: str = ""
+
+
+class Telemetry(StrEnum):
+    """Telemetry keys a motor device reports (design.md s.3)."""
+
+    ROUNDS_COMPLETED = "roundsCompleted"
+    COMMAND_ID = "commandId"
+    COMMAND_ROUNDS = "commandRounds"
+    COMMAND_ROUNDS_DONE = "commandRoundsDone"
+    COMMAND_DONE = "commandDone"
+    QUEUED_ROUNDS = "queuedRounds"
+    STATE = "state"
+    RECEIVED_TS = "receivedTs"
+    STARTED_TS = "startedTs"
+    FINISHED_TS = "finishedTs"
+
+
+def command_id_for(event_ids: Iterable[str]) -> str:
+    """The commandId of a command carrying these events: same events, same id, in any order."""
+    digest = hashlib.sha256("\n".join(sorted(event_ids)).encode()).hexdigest()
+    return f"c-{digest[:32]}"
