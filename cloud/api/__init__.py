@@ -1,0 +1,1 @@
+"""FastAPI app: ingest, feedback webhook, health, metrics."""

@@ -1,0 +1,1 @@
+"""Streams consumer, rules and the MQTT dispatcher to ThingsBoard."""

@@ -1,0 +1,1 @@
+"""thingsboard-gateway connectors."""

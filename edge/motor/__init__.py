@@ -1,0 +1,1 @@
+"""Stepper drivers, ramps and one controller per motor."""
