@@ -17,7 +17,7 @@ class IngestSettings(BaseModel):
     max_batch_events: int = Field(default=1_000, ge=1)
     max_batch_body_bytes: int = Field(default=2_097_152, ge=1_024)
     max_ws_frame_bytes: int = Field(default=2_097_152, ge=1_024)
-    max_ws_inflight: int = Field(default=4_096, ge=1)
+    max_ws_inflight_frames: int = Field(default=256, ge=1)
     # How many grouped writes to Redis may be in flight at once (group commit of concurrent posts).
     max_inflight_writes: int = Field(default=4, ge=1)
     max_write_group: int = Field(default=2_000, ge=1)

@@ -1,0 +1,58 @@
+"""The FastAPI application factory: settings in, app out; clients built in the lifespan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from cloud.api import health, ingest_http, ingest_ws
+from cloud.api.auth import Authenticator
+from cloud.api.problems import ApiProblem, handle_problem
+from cloud.api.state import Services
+from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.queue import GiftQueue
+from cloud.ingest.service import IngestService
+from cloud.redis_client import connect
+from cloud.settings import CloudSettings
+from giftwheel import __version__, logs
+
+
+def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = connect(settings)
+        queue = GiftQueue(
+            redis, shards=settings.ingest.stream_shards, dedupe_ttl_s=settings.ingest.dedupe_ttl_s
+        )
+        ingest = IngestService(settings, queue, IngestMetrics(CollectorRegistry()), clock=clock)
+        auth = Authenticator(
+            settings.api_keys,
+            settings.webhook_secrets,
+            signature_window_s=settings.ingest.signature_window_s,
+            clock=clock,
+        )
+        app.state.services = Services(settings=settings, auth=auth, ingest=ingest)
+        await ingest.start()
+        try:
+            yield
+        finally:
+            await ingest.stop()
+            await redis.aclose()
+
+    app = FastAPI(title="giftwheel", version=__version__, lifespan=lifespan)
+    app.add_exception_handler(ApiProblem, handle_problem)
+    app.include_router(ingest_http.router)
+    app.include_router(ingest_ws.router)
+    app.include_router(health.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn (``--factory``): settings read from the environment at start, not import."""
+    settings = CloudSettings()
+    logs.configure(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,147 @@
+"""GET /v1/ingest: a WebSocket for high-rate sources; every event is acked once it is stored.
+
+Frames in: one event object, or an array of up to ``max_batch_events`` of them. Frames out, one
+per event, in the order stored: ``{"seq", "eventId", "duplicate"}`` or ``{"seq", "error",
+"detail", "retryAfter"?}``. ``seq`` counts events on this connection from 0, so a sender can match
+every answer, even for an event too broken to have an id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from cloud.api.auth import AuthError
+from cloud.api.problems import problems_detail
+from cloud.api.state import Services, services
+from cloud.ingest.errors import BacklogFull, QueueUnavailable
+from giftwheel.contracts import GiftEvent, GiftRejected
+
+router = APIRouter()
+log = structlog.get_logger(__name__)
+
+_POLICY_VIOLATION = 1008
+_MESSAGE_TOO_BIG = 1009
+
+
+class _Session:
+    def __init__(self, websocket: WebSocket, svc: Services) -> None:
+        self._ws = websocket
+        self._svc = svc
+        self._seq = 0
+        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(svc.settings.ingest.max_ws_inflight_frames)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write())
+        try:
+            await self._read()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            # Writes under way still complete (the events may be stored); their acks go nowhere
+            # if the peer left, and it will resend: ingest dedupes.
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._outbox.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await writer
+
+    async def _read(self) -> None:
+        limit = self._svc.settings.ingest.max_ws_frame_bytes
+        while True:
+            message = await self._ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            frame: str | bytes = message.get("text") or message.get("bytes") or b""
+            if len(frame) > limit:
+                self._svc.ingest.count_rejected("websocket", "too_large")
+                await self._ws.close(_MESSAGE_TOO_BIG, f"frame larger than {limit} bytes")
+                return
+            await self._slots.acquire()
+            task = asyncio.create_task(self._handle(frame, time.perf_counter()))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    def _items(self, frame: str | bytes) -> tuple[list[Any], str | None]:
+        try:
+            document = orjson.loads(frame)
+        except orjson.JSONDecodeError as exc:
+            return [None], f"malformed JSON: {exc}"
+        items = document if isinstance(document, list) else [document]
+        limit = self._svc.settings.ingest.max_batch_events
+        if len(items) > limit:
+            return items, f"frame of {len(items)} events exceeds {limit}"
+        return items, None
+
+    async def _handle(self, frame: str | bytes, started: float) -> None:
+        ingest = self._svc.ingest
+        items, frame_error = self._items(frame)
+        first_seq = self._seq
+        self._seq += len(items)
+        if frame_error is not None:
+            ingest.count_rejected("websocket", "invalid", len(items))
+            for offset in range(len(items)):
+                self._send({"seq": first_seq + offset, "error": "rejected", "detail": frame_error})
+            return
+        valid: list[tuple[int, GiftEvent]] = []
+        for offset, item in enumerate(items):
+            try:
+                valid.append((first_seq + offset, ingest.parse(item)))
+            except GiftRejected as exc:
+                ingest.count_rejected("websocket", "invalid")
+                detail = problems_detail(exc.problems)
+                self._send({"seq": first_seq + offset, "error": "rejected", "detail": detail})
+        if not valid:
+            return
+        try:
+            appended = await ingest.submit_all([event for _, event in valid])
+        except (BacklogFull, QueueUnavailable) as exc:
+            reason = "backlog" if isinstance(exc, BacklogFull) else "unavailable"
+            ingest.count_rejected("websocket", reason, len(valid))
+            retry_after = self._svc.settings.ingest.retry_after_s
+            for seq, _ in valid:
+                self._send({"seq": seq, "error": reason, "detail": str(exc), "retryAfter": retry_after})
+            return
+        ingest.count("websocket", appended)
+        for (seq, _), result in zip(valid, appended, strict=True):
+            self._send({"seq": seq, "eventId": result.event_id, "duplicate": result.duplicate})
+        ingest.metrics.latency["websocket"].observe(time.perf_counter() - started)
+
+    def _send(self, ack: dict[str, Any]) -> None:
+        self._outbox.put_nowait(orjson.dumps(ack))
+
+    async def _write(self) -> None:
+        while (ack := await self._outbox.get()) is not None:
+            if self._ws.client_state is not WebSocketState.CONNECTED:
+                continue
+            try:
+                await self._ws.send_text(ack.decode())
+            except (WebSocketDisconnect, RuntimeError):
+                continue
+
+
+@router.websocket("/v1/ingest")
+async def ingest_socket(websocket: WebSocket) -> None:
+    svc = services(websocket)
+    try:
+        svc.auth.check_bearer(websocket.headers.get("authorization"))
+    except AuthError as exc:
+        svc.ingest.count_rejected("websocket", "unauthorized")
+        log.info("websocket refused", reason=str(exc), client=str(websocket.client))
+        await websocket.close(_POLICY_VIOLATION, str(exc))
+        return
+    await websocket.accept()
+    await _Session(websocket, svc).run()

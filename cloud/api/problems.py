@@ -1,0 +1,40 @@
+"""One error shape for every refusal: {"error": code, "detail": ...}, with the right status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from giftwheel.contracts import Problem
+
+
+class ApiProblem(Exception):
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: Any,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def problems_detail(problems: list[Problem]) -> list[dict[str, str]]:
+    return [{"field": p.field, "reason": p.reason} for p in problems]
+
+
+def json_response(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json", headers=headers)
+
+
+async def handle_problem(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiProblem)
+    return json_response(exc.status, {"error": exc.error, "detail": exc.detail}, exc.headers)

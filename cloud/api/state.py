@@ -1,0 +1,24 @@
+"""What the routes share, built once in the app's lifespan and reached through the request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.requests import HTTPConnection
+
+from cloud.api.auth import Authenticator
+from cloud.ingest.service import IngestService
+from cloud.settings import CloudSettings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: CloudSettings
+    auth: Authenticator
+    ingest: IngestService
+
+
+def services(connection: HTTPConnection | Request) -> Services:
+    found: Services = connection.app.state.services
+    return found

@@ -1,0 +1,71 @@
+"""When events cannot be stored in time, ingest says so (503 + Retry-After); it never pretends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from cloud.api.app import create_app
+from devstack.asgi_server import serve
+from devstack.redis_server import RedisServer
+from giftwheel.contracts import EVENTS_STREAM, WORKER_GROUP
+from tests.ingest.conftest import API_KEY, Api, gift, make_settings
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+async def test_backlog_over_bound_is_503_and_nothing_is_trimmed(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    settings = make_settings(redis_server.url, ingest={"backlog_max": 3, "backlog_poll_interval_s": 0.05})
+    await redis.xgroup_create(EVENTS_STREAM, WORKER_GROUP, id="0", mkstream=True)
+    async with (
+        serve(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        # The monitor polls in the background: events are accepted until it sees the backlog.
+        accepted = 0
+        for n in range(200):
+            refused = await client.post("/v1/events", json=gift(eventId=f"bp:{n}"), headers=AUTH)
+            if refused.status_code != 202:
+                break
+            accepted += 1
+        assert accepted >= 4
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "2"
+        assert refused.json()["error"] == "backlog"
+        batch = await client.post("/v1/events/batch", json={"events": [gift()]}, headers=AUTH)
+        assert batch.status_code == 503
+        # A worker consumes: the backlog shrinks and ingest accepts again.
+        read: Any = await redis.xreadgroup(WORKER_GROUP, "w1", {EVENTS_STREAM: ">"})
+        ids = [entry_id for _, entries in read for entry_id, _ in entries]
+        await redis.xack(EVENTS_STREAM, WORKER_GROUP, *ids)
+        for _ in range(100):
+            again = await client.post("/v1/events", json=gift(eventId="bp:late"), headers=AUTH)
+            if again.status_code == 202:
+                break
+        assert again.status_code == 202
+    assert await redis.xlen(EVENTS_STREAM) == accepted + 1
+
+
+async def test_redis_down_is_503_on_readyz_and_ingest(api: Api, redis_server: RedisServer) -> None:
+    assert (await api.client.get("/readyz")).status_code == 200
+    redis_server.kill()
+    ready = await api.client.get("/readyz")
+    assert ready.status_code == 503
+    response = await api.post(gift(eventId="down:1"))
+    assert response.status_code == 503
+    assert response.json()["error"] == "unavailable"
+    assert "retry-after" in response.headers
+    batch = await api.client.post("/v1/events/batch", json={"events": [gift()]}, headers=api.auth)
+    assert batch.status_code == 503
+    assert (await api.client.get("/healthz")).status_code == 200
+    # Redis comes back (empty: it kept nothing): the retry is stored, exactly once.
+    redis_server.start()
+    assert (await api.post(gift(eventId="down:1"))).status_code == 202
+    assert (await api.client.get("/readyz")).status_code == 200
+    check = Redis.from_url(redis_server.url)
+    assert await check.xlen(EVENTS_STREAM) == 1
+    await check.aclose()
