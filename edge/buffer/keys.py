@@ -1,0 +1,27 @@
+"""Every local Redis key the edge uses, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "giftwheel:edge"
+
+    def commands(self, motor: str) -> str:
+        """Stream of accepted, unfinished commands for one motor, oldest first."""
+        return f"{self.prefix}:motor:{motor}:commands"
+
+    def motor(self, motor: str) -> str:
+        """Hash of counters and progress: rc, cd, q, state, ts, cur, done, started."""
+        return f"{self.prefix}:motor:{motor}"
+
+    def seen(self, motor: str, command_id: str) -> str:
+        """Dedupe marker for a commandId, written in the same script that queues the command."""
+        return f"{self.prefix}:motor:{motor}:seen:{command_id}"
+
+    @property
+    def outbox(self) -> str:
+        """Stream of telemetry not yet confirmed by ThingsBoard, in the order it happened."""
+        return f"{self.prefix}:outbox"

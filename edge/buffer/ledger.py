@@ -1,0 +1,170 @@
+"""Per-motor command ledger in the local Redis: queue, dedupe, rounds-done progress, counters.
+
+Every method is one Lua script, so a state change and the telemetry describing it are written
+together or not at all; a crash between rounds loses nothing and repeats no finished round.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, TypeVar
+
+import redis
+
+from edge.buffer import scripts
+from edge.buffer.keys import Keys
+from edge.errors import BufferUnavailable
+from giftwheel.contracts.motor import MotorState, StatusReply
+
+T = TypeVar("T")
+
+
+class SubmitStatus(IntEnum):
+    ACCEPTED = 0
+    DUPLICATE = 1
+    QUEUE_FULL = 2
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    status: SubmitStatus
+    queued_rounds: int
+
+
+@dataclass(frozen=True)
+class ActiveCommand:
+    command_id: str
+    rounds: int
+    speed_rpm: float | None
+    rounds_done: int
+
+
+@dataclass(frozen=True)
+class Cleared:
+    command_ids: list[str]
+    rounds: int
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Redis connection trouble becomes BufferUnavailable: retryable, never a crash."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise BufferUnavailable(f"local Redis unavailable: {exc}") from exc
+
+
+class CommandLedger:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        keys: Keys | None = None,
+        dedupe_ttl_s: int,
+        max_queued_rounds: int,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self._redis = client
+        self.keys = keys or Keys()
+        self._dedupe_ttl_s = dedupe_ttl_s
+        self._max_queued_rounds = max_queued_rounds
+        self._clock_ms = clock_ms
+        self._submit = client.register_script(scripts.SUBMIT)
+        self._begin = client.register_script(scripts.BEGIN)
+        self._round_done = client.register_script(scripts.ROUND_DONE)
+        self._clear = client.register_script(scripts.CLEAR)
+        self._snapshot = client.register_script(scripts.SNAPSHOT)
+
+    def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        with translated_errors():
+            return script(keys=keys, args=args)
+
+    def submit(self, motor: str, command_id: str, rounds: int, speed_rpm: float | None) -> SubmitResult:
+        """Queue a command unless its commandId was seen; durable in Redis when this returns."""
+        k = self.keys
+        status, queued = self._run(
+            self._submit,
+            [k.commands(motor), k.motor(motor), k.seen(motor, command_id), k.outbox],
+            [
+                motor,
+                command_id,
+                rounds,
+                "" if speed_rpm is None else repr(speed_rpm),
+                self._clock_ms(),
+                self._dedupe_ttl_s,
+                self._max_queued_rounds,
+            ],
+        )
+        return SubmitResult(SubmitStatus(int(status)), int(queued))
+
+    def begin(self, motor: str) -> ActiveCommand | None:
+        """The oldest unfinished command (resumed with its persisted progress), or None."""
+        k = self.keys
+        row = self._run(self._begin, [k.commands(motor), k.motor(motor), k.outbox], [motor, self._clock_ms()])
+        if row is None:
+            return None
+        command_id, rounds, speed, done = row
+        return ActiveCommand(str(command_id), int(rounds), float(speed) if speed else None, int(done))
+
+    def round_done(self, motor: str, command_id: str) -> bool | None:
+        """Count one finished round. True when that finished the command; None if it was cleared."""
+        k = self.keys
+        row = self._run(
+            self._round_done,
+            [k.commands(motor), k.motor(motor), k.outbox],
+            [motor, command_id, self._clock_ms()],
+        )
+        return None if row is None else bool(int(row[1]))
+
+    def clear(self, motor: str) -> Cleared:
+        """Drop every queued command (the current one too); their commandIds stay deduped."""
+        k = self.keys
+        row = self._run(self._clear, [k.commands(motor), k.motor(motor), k.outbox], [motor, self._clock_ms()])
+        return Cleared(command_ids=[str(c) for c in row[1:]], rounds=int(row[0]))
+
+    def report(self, motor: str, state: MotorState | None = None) -> None:
+        """Queue a state snapshot for ThingsBoard (heartbeat), optionally setting the state first."""
+        k = self.keys
+        self._run(
+            self._snapshot,
+            [k.motor(motor), k.outbox],
+            [motor, self._clock_ms(), "" if state is None else state.value],
+        )
+
+    def status(self, motor: str) -> StatusReply:
+        with translated_errors():
+            fields: dict[str, str] = self._redis.hgetall(self.keys.motor(motor))  # type: ignore[assignment]
+        return StatusReply(
+            state=MotorState(fields.get("state", MotorState.IDLE.value)),
+            queued_rounds=int(fields.get("q", 0)),
+            rounds_completed=int(fields.get("rc", 0)),
+            commands_done=int(fields.get("cd", 0)),
+            current_command_id=fields.get("cur"),
+        )
+
+
+def retry_until_available(
+    action: Callable[[], T],
+    *,
+    should_stop: Callable[[], bool],
+    backoff_s: float = 0.2,
+    max_backoff_s: float = 2.0,
+) -> T | None:
+    """Run ``action`` until the buffer answers (None if asked to stop first): progress is never skipped."""
+    delay = backoff_s
+    while True:
+        try:
+            return action()
+        except BufferUnavailable:
+            if should_stop():
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, max_backoff_s)

@@ -1,0 +1,47 @@
+"""Reading the telemetry outbox in order and deleting entries only after ThingsBoard confirmed them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from edge.buffer.keys import Keys
+from edge.buffer.ledger import translated_errors
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    entry_id: str
+    device: str
+    ts: int
+    values: dict[str, Any]
+
+    def as_telemetry(self) -> dict[str, Any]:
+        """ThingsBoard's gateway telemetry item; the explicit ts makes a re-send overwrite, not add."""
+        return {"ts": self.ts, "values": self.values}
+
+
+class Outbox:
+    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+        self._redis = client
+        self._key = (keys or Keys()).outbox
+
+    def read(self, limit: int) -> list[OutboxEntry]:
+        with translated_errors():
+            rows: list[tuple[str, dict[str, str]]] = self._redis.xrange(self._key, "-", "+", count=limit)  # type: ignore[assignment]
+        return [
+            OutboxEntry(entry_id, f["device"], int(f["ts"]), orjson.loads(f["values"]))
+            for entry_id, f in rows
+        ]
+
+    def ack(self, entries: list[OutboxEntry]) -> None:
+        if entries:
+            with translated_errors():
+                self._redis.xdel(self._key, *[e.entry_id for e in entries])
+
+    def __len__(self) -> int:
+        with translated_errors():
+            return int(self._redis.xlen(self._key))

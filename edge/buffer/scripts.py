@@ -1,0 +1,132 @@
+"""Lua for the command ledger: each state change and its telemetry land in Redis atomically."""
+
+from __future__ import annotations
+
+# Appends one telemetry entry to the outbox with a per-motor strictly increasing ts: ThingsBoard keeps
+# one value per (key, ts), so two entries in the same millisecond would overwrite each other.
+_EMIT = """
+local function emit(motor_key, outbox, device, now, values)
+  local last = tonumber(redis.call('HGET', motor_key, 'ts') or '0')
+  local ts = tonumber(now)
+  if ts <= last then ts = last + 1 end
+  redis.call('HSET', motor_key, 'ts', ts)
+  redis.call('XADD', outbox, '*', 'device', device, 'ts', ts, 'values', cjson.encode(values))
+end
+local function fields(flat)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+local function num(v) return tonumber(v or '0') end
+"""
+
+# KEYS: commands, motor, seen, outbox. ARGV: device, cid, rounds, speed ('' = default), now_ms,
+# dedupe_ttl_s, max_queued_rounds. Returns {status, queued}: 0 accepted, 1 duplicate, 2 queue full.
+SUBMIT = (
+    _EMIT
+    + """
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return {1, num(redis.call('HGET', KEYS[2], 'q'))}
+end
+local q = num(redis.call('HGET', KEYS[2], 'q'))
+local rounds = tonumber(ARGV[3])
+if q + rounds > tonumber(ARGV[7]) then return {2, q} end
+redis.call('XADD', KEYS[1], '*', 'cid', ARGV[2], 'rounds', ARGV[3], 'speed', ARGV[4], 'received', ARGV[5])
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[6])
+q = redis.call('HINCRBY', KEYS[2], 'q', rounds)
+if not redis.call('HGET', KEYS[2], 'state') then redis.call('HSET', KEYS[2], 'state', 'idle') end
+emit(KEYS[2], KEYS[4], ARGV[1], ARGV[5], {commandId = ARGV[2], commandRounds = rounds,
+  commandRoundsDone = 0, commandDone = false, queuedRounds = q, receivedTs = tonumber(ARGV[5])})
+return {0, q}
+"""
+)
+
+# KEYS: commands, motor, outbox. ARGV: device, now_ms.
+# Returns nil (queue empty) or {cid, rounds, speed, done}; a resumed command keeps its progress.
+BEGIN = (
+    _EMIT
+    + """
+local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #head == 0 then return nil end
+local f = fields(head[1][2])
+local rounds = tonumber(f.rounds)
+if redis.call('HGET', KEYS[2], 'cur') ~= f.cid then
+  redis.call('HSET', KEYS[2], 'cur', f.cid, 'done', 0, 'started', ARGV[2])
+end
+redis.call('HSET', KEYS[2], 'state', 'running')
+local done = num(redis.call('HGET', KEYS[2], 'done'))
+emit(KEYS[2], KEYS[3], ARGV[1], ARGV[2], {state = 'running', commandId = f.cid, commandRounds = rounds,
+  commandRoundsDone = done, commandDone = false, queuedRounds = num(redis.call('HGET', KEYS[2], 'q')),
+  receivedTs = tonumber(f.received), startedTs = num(redis.call('HGET', KEYS[2], 'started'))})
+return {f.cid, f.rounds, f.speed, done}
+"""
+)
+
+# KEYS: commands, motor, outbox. ARGV: device, cid, now_ms.
+# Returns nil when the command was cleared meanwhile (stop), else {done, finished(0|1)}.
+ROUND_DONE = (
+    _EMIT
+    + """
+if redis.call('HGET', KEYS[2], 'cur') ~= ARGV[2] then return nil end
+local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #head == 0 then return nil end
+local f = fields(head[1][2])
+if f.cid ~= ARGV[2] then return nil end
+local rounds = tonumber(f.rounds)
+local done = redis.call('HINCRBY', KEYS[2], 'done', 1)
+local rc = redis.call('HINCRBY', KEYS[2], 'rc', 1)
+local q = redis.call('HINCRBY', KEYS[2], 'q', -1)
+local values = {roundsCompleted = rc, commandId = f.cid, commandRounds = rounds, commandRoundsDone = done,
+  commandDone = false, queuedRounds = q, state = 'running'}
+local finished = 0
+if done >= rounds then
+  finished = 1
+  redis.call('XDEL', KEYS[1], head[1][1])
+  redis.call('HINCRBY', KEYS[2], 'cd', 1)
+  values.commandDone = true
+  values.finishedTs = tonumber(ARGV[3])
+  values.startedTs = num(redis.call('HGET', KEYS[2], 'started'))
+  redis.call('HDEL', KEYS[2], 'cur', 'done', 'started')
+  if redis.call('XLEN', KEYS[1]) == 0 then values.state = 'idle' end
+  redis.call('HSET', KEYS[2], 'state', values.state)
+end
+emit(KEYS[2], KEYS[3], ARGV[1], ARGV[3], values)
+return {done, finished}
+"""
+)
+
+# KEYS: commands, motor, outbox. ARGV: device, now_ms. Returns {cleared_rounds, cid...}.
+CLEAR = (
+    _EMIT
+    + """
+local entries = redis.call('XRANGE', KEYS[1], '-', '+')
+local cur = redis.call('HGET', KEYS[2], 'cur')
+local done = num(redis.call('HGET', KEYS[2], 'done'))
+local result = {0}
+for _, e in ipairs(entries) do
+  local f = fields(e[2])
+  local left = tonumber(f.rounds)
+  if f.cid == cur then left = left - done end
+  result[1] = result[1] + left
+  table.insert(result, f.cid)
+end
+redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[2], 'cur', 'done', 'started')
+redis.call('HSET', KEYS[2], 'q', 0, 'state', 'stopped')
+emit(KEYS[2], KEYS[3], ARGV[1], ARGV[2], {state = 'stopped', queuedRounds = 0,
+  roundsCompleted = num(redis.call('HGET', KEYS[2], 'rc'))})
+return result
+"""
+)
+
+# KEYS: motor, outbox. ARGV: device, now_ms, state ('' keeps the stored one).
+SNAPSHOT = (
+    _EMIT
+    + """
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[3]) end
+local state = redis.call('HGET', KEYS[1], 'state') or 'idle'
+emit(KEYS[1], KEYS[2], ARGV[1], ARGV[2], {state = state, queuedRounds = num(redis.call('HGET', KEYS[1], 'q')),
+  roundsCompleted = num(redis.call('HGET', KEYS[1], 'rc'))})
+return state
+"""
+)

@@ -1,0 +1,1 @@
+"""GPIO pin backends, one module each, imported only when configured."""

@@ -1,0 +1,149 @@
+"""One controller per motor: the only owner of its driver, running the motor's queue in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from edge.buffer.ledger import ActiveCommand, Cleared, CommandLedger, retry_until_available
+from edge.motor.clock import Clock
+from edge.motor.driver import StepperDriver
+from edge.motor.ramp import TrapezoidRamp
+from giftwheel.contracts.motor import MotorState
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class MotionProfile:
+    steps_per_round: int  # driver pulses per output round (full steps x microstepping)
+    max_rate_sps: float
+    accel_sps2: float
+
+    def rate_for(self, speed_rpm: float | None) -> float:
+        """The step rate for a requested speed, never above the configured maximum."""
+        if speed_rpm is None:
+            return self.max_rate_sps
+        return min(self.max_rate_sps, speed_rpm * self.steps_per_round / 60.0)
+
+
+class MotorController:
+    """Runs commands from the ledger; progress is persisted after every round."""
+
+    def __init__(
+        self,
+        name: str,
+        driver: StepperDriver,
+        ledger: CommandLedger,
+        profile: MotionProfile,
+        clock: Clock,
+        *,
+        idle_poll_s: float = 0.5,
+    ) -> None:
+        self.name = name
+        self.driver = driver
+        self.profile = profile
+        self._ledger = ledger
+        self._clock = clock
+        self._idle_poll_s = idle_poll_s
+        self._wake = threading.Event()
+        self._parking = threading.Event()
+        self._lock = threading.Lock()  # orders "clear the queue" against "take the next command"
+        self._generation = 0
+        self._thread = threading.Thread(target=self._run, name=f"motor-{name}", daemon=True)
+        self.last_beat = time.monotonic()
+        self.faulted = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wake(self) -> None:
+        """A command was queued: do not wait for the idle poll."""
+        self._wake.set()
+
+    def stop_all(self) -> Cleared:
+        """Clear the queue and decelerate the move in progress to a halt."""
+        with self._lock:
+            cleared = self._ledger.clear(self.name)
+            self._generation += 1
+        self._wake.set()
+        return cleared
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Park: decelerate the current move, de-energise, leave unfinished rounds queued for restart."""
+        self._parking.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        self.driver.close()
+
+    def _should_stop(self) -> bool:
+        return self._parking.is_set()
+
+    def _run(self) -> None:
+        try:
+            while not self._parking.is_set():
+                self.last_beat = time.monotonic()
+                with self._lock:
+                    command = retry_until_available(
+                        lambda: self._ledger.begin(self.name), should_stop=self._should_stop
+                    )
+                    generation = self._generation
+                if command is None:
+                    self._wake.wait(self._idle_poll_s)
+                    self._wake.clear()
+                    continue
+                self._execute(command, generation)
+        except Exception:
+            # A driver (GPIO) failure: report it, drop the coils, stop moving until restarted.
+            self.faulted = True
+            log.exception("motor fault", motor=self.name)
+            try:
+                self.driver.release()
+            finally:
+                retry_until_available(
+                    lambda: self._ledger.report(self.name, MotorState.FAULT), should_stop=lambda: True
+                )
+
+    def _execute(self, command: ActiveCommand, generation: int) -> None:
+        spr = self.profile.steps_per_round
+        rate = self.profile.rate_for(command.speed_rpm)
+        remaining_rounds = command.rounds - command.rounds_done
+        log.info("command started", motor=self.name, command_id=command.command_id, rounds=remaining_rounds)
+        ramp = TrapezoidRamp(remaining_rounds * spr, rate, self.profile.accel_sps2)
+        self.driver.set_forward(True)
+        self.driver.energise()
+        step_in_round = 0
+        deadline = self._clock.now()
+        while not ramp.done:
+            if self._parking.is_set() or generation != self._generation:
+                ramp.stop()
+                if ramp.remaining == 0:
+                    break
+            deadline += ramp.next_interval()
+            self._clock.sleep_until(deadline)
+            self.driver.step()
+            step_in_round += 1
+            if step_in_round < spr:
+                continue
+            step_in_round = 0
+            self.last_beat = time.monotonic()
+            before = time.monotonic()
+            finished = retry_until_available(
+                lambda: self._ledger.round_done(self.name, command.command_id), should_stop=lambda: False
+            )
+            if finished is None:
+                ramp.stop()  # cleared by a stop meanwhile
+            elif time.monotonic() - before > 0.1 and not ramp.done:
+                # The buffer was unreachable and the motor sat still: accelerate again from rest.
+                ramp = TrapezoidRamp(ramp.remaining, rate, self.profile.accel_sps2)
+                deadline = self._clock.now()
+        self.driver.release()
+        log.info("command ended", motor=self.name, command_id=command.command_id)

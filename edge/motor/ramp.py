@@ -1,0 +1,49 @@
+"""Trapezoidal step timing (AccelStepper-style): accelerate, cruise at the max rate, decelerate to 0.
+
+Per step of constant acceleration ``a`` the speed goes v -> v' with v'^2 = v^2 + 2a (one step of
+distance), and the step takes 2 / (v + v'). The next speed is the least of: the max rate, what
+acceleration allows, and what still lets the motor stop within the remaining steps. That one rule
+gives the accelerate / cruise / decelerate shape and a controlled stop from any point.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class TrapezoidRamp:
+    """Step intervals for a move of ``steps`` steps; ``stop()`` shortens it to the quickest halt."""
+
+    def __init__(self, steps: int, max_rate_sps: float, accel_sps2: float) -> None:
+        if steps < 0 or max_rate_sps <= 0 or accel_sps2 <= 0:
+            raise ValueError("steps >= 0, max_rate_sps > 0 and accel_sps2 > 0 are required")
+        self.max_rate_sps = max_rate_sps
+        self.accel_sps2 = accel_sps2
+        self.remaining = steps
+        self.speed_sps = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.remaining <= 0
+
+    def steps_to_stop(self) -> int:
+        """Fewest steps in which the motor can come to rest from its current speed."""
+        return math.ceil(self.speed_sps * self.speed_sps / (2 * self.accel_sps2) - 1e-9)
+
+    def stop(self) -> None:
+        """Decelerate now: only the steps needed to stop without losing position remain."""
+        self.remaining = min(self.remaining, self.steps_to_stop())
+
+    def next_interval(self) -> float:
+        """Seconds until the next step pulse; the move has one step fewer afterwards."""
+        if self.remaining <= 0:
+            raise StopIteration("the move is complete")
+        self.remaining -= 1
+        two_a = 2 * self.accel_sps2
+        v = self.speed_sps
+        v_next = min(self.max_rate_sps, math.sqrt(v * v + two_a), math.sqrt(two_a * self.remaining))
+        self.speed_sps = v_next
+        if v + v_next <= 0:
+            # A single-step move: accelerate for half a step, decelerate for the other half.
+            return 2 / math.sqrt(self.accel_sps2)
+        return 2 / (v + v_next)

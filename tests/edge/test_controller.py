@@ -1,0 +1,116 @@
+"""Motor controllers on the simulated driver: order, resume after a crash, stop, park, step timing."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+
+from edge.buffer.ledger import CommandLedger
+from edge.motor.clock import MonotonicClock, ScaledClock
+from edge.motor.controller import MotionProfile, MotorController
+from edge.motor.simulated import SimulatedDriver
+from giftwheel.contracts.motor import MotorState
+
+FAST = MotionProfile(steps_per_round=200, max_rate_sps=2000.0, accel_sps2=20_000.0)
+
+
+def wait_for(predicate: object, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+def controller(ledger: CommandLedger, profile: MotionProfile = FAST, scale: float = 20.0) -> MotorController:
+    clock = ScaledClock(scale)
+    motor = MotorController("m1", SimulatedDriver(clock), ledger, profile, clock, idle_poll_s=0.05)
+    motor.start()
+    return motor
+
+
+def test_commands_run_in_order_with_exact_rounds(ledger: CommandLedger) -> None:
+    ledger.submit("m1", "c-00000001", 3, None)
+    ledger.submit("m1", "c-00000002", 2, 30.0)
+    motor = controller(ledger)
+    wait_for(lambda: ledger.status("m1").commands_done == 2)
+    motor.close()
+    driver = motor.driver
+    assert isinstance(driver, SimulatedDriver)
+    assert driver.net_steps == 5 * 200 and not driver.energised
+    status = ledger.status("m1")
+    assert (status.state, status.rounds_completed, status.queued_rounds) == (MotorState.IDLE, 5, 0)
+    # The second command ran at its own speed: 30 rpm x 200 steps = 100 steps/s in the cruise.
+    times = [t for t, _ in list(driver.steps)[-200:]]
+    cruise = [b - a for a, b in zip(times[50:150], times[51:151], strict=True)]
+    assert statistics.median(cruise) == pytest.approx(0.01, rel=0.1)
+
+
+def test_crash_resumes_the_remaining_rounds_not_all(ledger: CommandLedger) -> None:
+    ledger.submit("m1", "c-00000003", 6, None)
+    first = controller(ledger, scale=5.0)
+    wait_for(lambda: ledger.status("m1").rounds_completed >= 2)
+    first.close()  # parks mid-command: decelerates, keeps the rest queued
+    done_before = ledger.status("m1").rounds_completed
+    assert 2 <= done_before < 6
+    assert ledger.status("m1").queued_rounds == 6 - done_before
+    second = controller(ledger)
+    wait_for(lambda: ledger.status("m1").commands_done == 1)
+    second.close()
+    assert isinstance(second.driver, SimulatedDriver)
+    assert second.driver.total_steps == (6 - done_before) * 200
+    assert ledger.status("m1").rounds_completed == 6
+
+
+def test_stop_clears_the_queue_and_halts_with_a_ramp(ledger: CommandLedger) -> None:
+    ledger.submit("m1", "c-00000004", 50, None)
+    ledger.submit("m1", "c-00000005", 10, None)
+    motor = controller(ledger, scale=2.0)
+    wait_for(lambda: ledger.status("m1").rounds_completed >= 1)
+    cleared = motor.stop_all()
+    assert cleared.command_ids == ["c-00000004", "c-00000005"]
+    wait_for(lambda: not motor.driver.energised)  # type: ignore[attr-defined]
+    steps_at_halt = motor.driver.total_steps  # type: ignore[attr-defined]
+    time.sleep(0.2)
+    motor.close()
+    assert motor.driver.total_steps == steps_at_halt  # type: ignore[attr-defined]
+    status = ledger.status("m1")
+    assert status.state is MotorState.STOPPED and status.queued_rounds == 0
+    assert cleared.rounds == 60 - status.rounds_completed
+    # The halt was a deceleration: the last intervals grow.
+    times = [t for t, _ in list(motor.driver.steps)[-20:]]  # type: ignore[attr-defined]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert gaps[-1] > 2 * gaps[0]
+
+
+@pytest.mark.slow
+def test_real_clock_step_rate_within_two_percent_and_ramp_shape(ledger: CommandLedger) -> None:
+    """Real time, bounded to ~3 s: 2,400 steps at 1,000 steps/s with 4,000 steps/s^2."""
+    profile = MotionProfile(steps_per_round=400, max_rate_sps=1000.0, accel_sps2=4000.0)
+    clock = MonotonicClock()
+    driver = SimulatedDriver(clock)
+    ledger.submit("m1", "c-00000006", 6, None)
+    motor = MotorController("m1", driver, ledger, profile, clock, idle_poll_s=0.05)
+    motor.start()
+    wait_for(lambda: ledger.status("m1").commands_done == 1, timeout_s=20)
+    motor.close()
+    times = [t for t, _ in driver.steps]
+    assert len(times) == 2400
+    ramp_steps = 125  # v^2 / 2a
+    # Cruise: the achieved mean rate between the ramps, to within 2 %.
+    cruise = times[ramp_steps + 5 : -ramp_steps - 5]
+    rate = (len(cruise) - 1) / (cruise[-1] - cruise[0])
+    assert rate == pytest.approx(1000.0, rel=0.02)
+    # Acceleration: reaching full speed takes v/a = 0.25 s, and the first step sqrt(2/a) = 22 ms.
+    assert times[ramp_steps] - times[0] == pytest.approx(0.25 - 0.0224, rel=0.15)
+    assert times[1] - times[0] == pytest.approx((2**0.5 - 1) * (2 / 4000) ** 0.5, rel=0.5)  # 9.3 ms
+    windows = [statistics.mean(b - a for a, b in zip(times[i : i + 20], times[i + 1 : i + 21], strict=True))
+               for i in (0, 40, 80)]  # fmt: skip
+    assert windows[0] > windows[1] > windows[2] > 1 / 1000.0
+    # Deceleration mirrors it.
+    assert times[-1] - times[-1 - ramp_steps] == pytest.approx(0.25, rel=0.15)
+    total = times[-1] - times[0]
+    assert total == pytest.approx(2400 / 1000.0 + 1000.0 / 4000.0, rel=0.03)

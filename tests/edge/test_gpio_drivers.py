@@ -1,0 +1,123 @@
+"""Exact pin sequences: gpiozero's MockFactory pins and a pytest-mock RPi.GPIO module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+from pytest_mock import MockerFixture
+
+from edge.errors import PinBackendError
+from edge.motor.backends import gpiozero_pins, rpi_gpio
+from edge.motor.gpio_drivers import HALF_STEP_SEQUENCE, HalfStepDriver, StepDirDriver
+from edge.motor.pins import PinBackend, load_pin_factory
+
+COILS = (5, 6, 13, 19)
+
+
+@pytest.fixture
+def mock_factory() -> Iterator[MockFactory]:
+    factory = MockFactory()
+    yield factory
+    factory.reset()
+
+
+def levels(factory: MockFactory, pins: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(factory.pin(p).state) for p in pins)
+
+
+def test_half_step_walks_the_eight_phases_forward_and_back(mock_factory: MockFactory) -> None:
+    driver = HalfStepDriver(gpiozero_pins.GpiozeroFactory(mock_factory), coil_pins=COILS)
+    driver.set_forward(True)
+    driver.energise()
+    seen = [levels(mock_factory, COILS)]
+    for _ in range(8):
+        driver.step()
+        seen.append(levels(mock_factory, COILS))
+    assert seen == [*HALF_STEP_SEQUENCE, HALF_STEP_SEQUENCE[0]]
+
+    driver.set_forward(False)
+    back = []
+    for _ in range(3):
+        driver.step()
+        back.append(levels(mock_factory, COILS))
+    assert back == [HALF_STEP_SEQUENCE[7], HALF_STEP_SEQUENCE[6], HALF_STEP_SEQUENCE[5]]
+
+    driver.close()
+    assert levels(mock_factory, COILS) == (0, 0, 0, 0)
+    # Coil A's full history: on at A, held through AB, off at B, on again at DA, off at D going back.
+    assert [s.state for s in mock_factory.pin(5).states] == [False, True, False, True, False]
+
+
+def test_half_step_inverted_direction_runs_the_sequence_backwards(mock_factory: MockFactory) -> None:
+    driver = HalfStepDriver(
+        gpiozero_pins.GpiozeroFactory(mock_factory), coil_pins=COILS, invert_direction=True
+    )
+    driver.set_forward(True)
+    driver.energise()
+    driver.step()
+    assert levels(mock_factory, COILS) == HALF_STEP_SEQUENCE[7]
+
+
+def test_step_dir_move_on_gpiozero_pins(mock_factory: MockFactory) -> None:
+    driver = StepDirDriver(
+        gpiozero_pins.GpiozeroFactory(mock_factory), step_pin=17, dir_pin=27, enable_pin=22
+    )
+    assert mock_factory.pin(22).state  # active-low enable held high: coils off from the start
+    driver.set_forward(True)
+    driver.energise()
+    for _ in range(3):
+        driver.step()
+    driver.set_forward(False)
+    driver.step()
+    driver.close()
+    assert [s.state for s in mock_factory.pin(17).states] == [False, *([True, False] * 4)]
+    assert [s.state for s in mock_factory.pin(27).states] == [False, True, False]
+    # EN ends high (disabled) and stays claimed: a released pin floats and the board pulls EN low.
+    assert [s.state for s in mock_factory.pin(22).states] == [False, True, False, True]
+    assert mock_factory.pin(22).state
+
+
+def test_step_dir_exact_call_sequence_on_rpi_gpio(mocker: MockerFixture) -> None:
+    gpio = mocker.MagicMock(name="RPi.GPIO")
+    mocker.patch.object(rpi_gpio, "import_gpio", return_value=gpio)
+    factory = load_pin_factory(PinBackend.RPI_GPIO)
+    driver = StepDirDriver(factory, step_pin=17, dir_pin=27, enable_pin=22, invert_direction=True)
+    driver.set_forward(True)
+    driver.energise()
+    driver.step()
+    driver.step()
+    driver.close()
+    c = mocker.call
+    assert gpio.mock_calls == [
+        c.setwarnings(False),
+        c.setmode(gpio.BCM),
+        c.setup(17, gpio.OUT, initial=gpio.LOW),
+        c.setup(27, gpio.OUT, initial=gpio.LOW),
+        c.setup(22, gpio.OUT, initial=gpio.LOW),
+        c.output(22, gpio.HIGH),  # released (EN is active low)
+        c.output(27, gpio.LOW),  # forward, inverted
+        c.output(22, gpio.LOW),  # energised
+        c.output(17, gpio.HIGH),
+        c.output(17, gpio.LOW),
+        c.output(17, gpio.HIGH),
+        c.output(17, gpio.LOW),
+        c.output(22, gpio.HIGH),  # close() releases first and keeps EN driven high
+        c.cleanup(17),
+        c.cleanup(27),
+    ]
+
+
+def test_rpi_gpio_off_a_pi_is_a_loud_error(mocker: MockerFixture) -> None:
+    mocker.patch.object(
+        rpi_gpio, "import_gpio", side_effect=RuntimeError("This module can only be run on a Raspberry Pi!")
+    )
+    with pytest.raises(PinBackendError, match=r"'rpi_gpio' cannot load.*Raspberry Pi"):
+        load_pin_factory(PinBackend.RPI_GPIO)
+
+
+def test_gpiozero_without_lgpio_is_a_loud_error() -> None:
+    # This x86 box has no /dev/gpiochip and no lgpio: the configured backend must refuse, not fall back.
+    with pytest.raises(PinBackendError, match="'gpiozero' cannot load"):
+        load_pin_factory(PinBackend.GPIOZERO)

@@ -1,0 +1,106 @@
+"""The local Redis ledger and outbox against a real redis-server."""
+
+from __future__ import annotations
+
+import redis as redis_lib
+
+from devstack.redis_server import RedisServer
+from edge.buffer.ledger import CommandLedger, SubmitStatus
+from edge.buffer.outbox import Outbox
+from giftwheel.contracts.motor import MotorState
+
+CID_A = "c-aaaaaaaa"
+CID_B = "c-bbbbbbbb"
+
+
+def test_submit_dedupes_by_command_id_and_keeps_order(ledger: CommandLedger, outbox: Outbox) -> None:
+    assert ledger.submit("m1", CID_A, 3, None).status is SubmitStatus.ACCEPTED
+    second = ledger.submit("m1", CID_B, 2, 12.5)
+    assert (second.status, second.queued_rounds) == (SubmitStatus.ACCEPTED, 5)
+    again = ledger.submit("m1", CID_A, 3, None)
+    assert (again.status, again.queued_rounds) == (SubmitStatus.DUPLICATE, 5)
+    # The same commandId on another motor is another command.
+    assert ledger.submit("m2", CID_A, 1, None).status is SubmitStatus.ACCEPTED
+
+    first = ledger.begin("m1")
+    assert first is not None
+    assert (first.command_id, first.rounds, first.speed_rpm, first.rounds_done) == (CID_A, 3, None, 0)
+    received = [e for e in outbox.read(100) if e.device == "m1" and "receivedTs" in e.values]
+    assert [e.values["commandId"] for e in received] == [CID_A, CID_B, CID_A]  # 2 queued, 1 started
+
+
+def test_rounds_progress_survives_and_finishing_moves_to_the_next(ledger: CommandLedger) -> None:
+    ledger.submit("m1", CID_A, 2, None)
+    ledger.submit("m1", CID_B, 1, 30.0)
+    assert ledger.begin("m1") is not None
+    assert ledger.round_done("m1", CID_A) is False
+    # A restart (new begin) resumes the same command with its progress.
+    resumed = ledger.begin("m1")
+    assert resumed is not None and (resumed.command_id, resumed.rounds_done) == (CID_A, 1)
+    assert ledger.round_done("m1", CID_A) is True
+    nxt = ledger.begin("m1")
+    assert nxt is not None and (nxt.command_id, nxt.speed_rpm, nxt.rounds_done) == (CID_B, 30.0, 0)
+    assert ledger.round_done("m1", CID_B) is True
+    assert ledger.begin("m1") is None
+    status = ledger.status("m1")
+    assert (status.state, status.queued_rounds, status.rounds_completed, status.commands_done) == (
+        MotorState.IDLE, 0, 3, 2
+    )  # fmt: skip
+
+
+def test_clear_reports_what_was_dropped_and_late_rounds_are_ignored(ledger: CommandLedger) -> None:
+    ledger.submit("m1", CID_A, 5, None)
+    ledger.submit("m1", CID_B, 4, None)
+    ledger.begin("m1")
+    ledger.round_done("m1", CID_A)
+    cleared = ledger.clear("m1")
+    assert (cleared.command_ids, cleared.rounds) == ([CID_A, CID_B], 8)
+    assert ledger.round_done("m1", CID_A) is None
+    status = ledger.status("m1")
+    assert (status.state, status.queued_rounds, status.rounds_completed) == (MotorState.STOPPED, 0, 1)
+    # A re-sent rotate for a stopped command is still a duplicate: stop means stop.
+    assert ledger.submit("m1", CID_A, 5, None).status is SubmitStatus.DUPLICATE
+
+
+def test_queue_limit_refuses_instead_of_growing(sync_redis: redis_lib.Redis) -> None:
+    ledger = CommandLedger(sync_redis, dedupe_ttl_s=60, max_queued_rounds=10)
+    assert ledger.submit("m1", CID_A, 8, None).status is SubmitStatus.ACCEPTED
+    full = ledger.submit("m1", CID_B, 3, None)
+    assert (full.status, full.queued_rounds) == (SubmitStatus.QUEUE_FULL, 8)
+    # Refused is not seen: the same command is accepted once there is room.
+    ledger.clear("m1")
+    assert ledger.submit("m1", CID_B, 3, None).status is SubmitStatus.ACCEPTED
+
+
+def test_outbox_keeps_order_strictly_increasing_ts_and_acks_exactly(
+    ledger: CommandLedger, outbox: Outbox
+) -> None:
+    ledger.submit("m1", CID_A, 3, None)
+    ledger.begin("m1")
+    for _ in range(3):
+        ledger.round_done("m1", CID_A)
+    ledger.report("m1")
+    entries = outbox.read(100)
+    assert len(entries) == 6
+    ts = [e.ts for e in entries]
+    assert ts == sorted(ts) and len(set(ts)) == len(ts)
+    assert [e.values.get("roundsCompleted") for e in entries[2:5]] == [1, 2, 3]
+    assert entries[4].values["commandDone"] is True and entries[4].values["state"] == "idle"
+    outbox.ack(entries[:4])
+    assert [e.entry_id for e in outbox.read(100)] == [e.entry_id for e in entries[4:]]
+    assert len(outbox) == 2
+
+
+def test_ledger_survives_a_local_redis_restart() -> None:
+    with RedisServer(appendonly=True) as server:
+        client = redis_lib.Redis.from_url(server.url, decode_responses=True, socket_timeout=2)
+        ledger = CommandLedger(client, dedupe_ttl_s=60, max_queued_rounds=100)
+        ledger.submit("m1", CID_A, 4, None)
+        ledger.begin("m1")
+        ledger.round_done("m1", CID_A)
+        server.restart()  # the scripts' SHA cache is gone too; redis-py reloads them
+        resumed = ledger.begin("m1")
+        assert resumed is not None and resumed.rounds_done == 1
+        assert ledger.submit("m1", CID_A, 4, None).status is SubmitStatus.DUPLICATE
+        assert len(Outbox(client)) == 4
+        client.close()
