@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 
@@ -40,12 +41,13 @@ def test_commands_run_in_order_with_exact_rounds(ledger: CommandLedger) -> None:
     motor.close()
     driver = motor.driver
     assert isinstance(driver, SimulatedDriver)
-    assert driver.net_steps == 5 * 200 and not driver.energised
+    assert driver.net_steps == 5 * 200
+    assert not driver.energised
     status = ledger.status("m1")
     assert (status.state, status.rounds_completed, status.queued_rounds) == (MotorState.IDLE, 5, 0)
     # The second command ran at its own speed: 30 rpm x 200 steps = 100 steps/s in the cruise.
     times = [t for t, _ in list(driver.steps)[-200:]]
-    cruise = [b - a for a, b in zip(times[50:150], times[51:151], strict=True)]
+    cruise = [b - a for a, b in itertools.pairwise(times)]
     assert statistics.median(cruise) == pytest.approx(0.01, rel=0.1)
 
 
@@ -78,11 +80,12 @@ def test_stop_clears_the_queue_and_halts_with_a_ramp(ledger: CommandLedger) -> N
     motor.close()
     assert motor.driver.total_steps == steps_at_halt  # type: ignore[attr-defined]
     status = ledger.status("m1")
-    assert status.state is MotorState.STOPPED and status.queued_rounds == 0
+    assert status.state is MotorState.STOPPED
+    assert status.queued_rounds == 0
     assert cleared.rounds == 60 - status.rounds_completed
     # The halt was a deceleration: the last intervals grow.
     times = [t for t, _ in list(motor.driver.steps)[-20:]]  # type: ignore[attr-defined]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[-1] > 2 * gaps[0]
 
 

@@ -36,10 +36,12 @@ def test_rounds_progress_survives_and_finishing_moves_to_the_next(ledger: Comman
     assert ledger.round_done("m1", CID_A) is False
     # A restart (new begin) resumes the same command with its progress.
     resumed = ledger.begin("m1")
-    assert resumed is not None and (resumed.command_id, resumed.rounds_done) == (CID_A, 1)
+    assert resumed is not None
+    assert (resumed.command_id, resumed.rounds_done) == (CID_A, 1)
     assert ledger.round_done("m1", CID_A) is True
     nxt = ledger.begin("m1")
-    assert nxt is not None and (nxt.command_id, nxt.speed_rpm, nxt.rounds_done) == (CID_B, 30.0, 0)
+    assert nxt is not None
+    assert (nxt.command_id, nxt.speed_rpm, nxt.rounds_done) == (CID_B, 30.0, 0)
     assert ledger.round_done("m1", CID_B) is True
     assert ledger.begin("m1") is None
     status = ledger.status("m1")
@@ -83,9 +85,11 @@ def test_outbox_keeps_order_strictly_increasing_ts_and_acks_exactly(
     entries = outbox.read(100)
     assert len(entries) == 6
     ts = [e.ts for e in entries]
-    assert ts == sorted(ts) and len(set(ts)) == len(ts)
+    assert ts == sorted(ts)
+    assert len(set(ts)) == len(ts)
     assert [e.values.get("roundsCompleted") for e in entries[2:5]] == [1, 2, 3]
-    assert entries[4].values["commandDone"] is True and entries[4].values["state"] == "idle"
+    assert entries[4].values["commandDone"] is True
+    assert entries[4].values["state"] == "idle"
     outbox.ack(entries[:4])
     assert [e.entry_id for e in outbox.read(100)] == [e.entry_id for e in entries[4:]]
     assert len(outbox) == 2
@@ -100,7 +104,8 @@ def test_ledger_survives_a_local_redis_restart() -> None:
         ledger.round_done("m1", CID_A)
         server.restart()  # the scripts' SHA cache is gone too; redis-py reloads them
         resumed = ledger.begin("m1")
-        assert resumed is not None and resumed.rounds_done == 1
+        assert resumed is not None
+        assert resumed.rounds_done == 1
         assert ledger.submit("m1", CID_A, 4, None).status is SubmitStatus.DUPLICATE
         assert len(Outbox(client)) == 4
         client.close()
