@@ -172,7 +172,7 @@ class IngestClient:
                 "ingest rejected an event (adapter bug)",
                 event_id=event_id,
                 detail=answer.get("detail"),
-                event=event.model_dump(by_alias=True) if event else None,
+                gift=event.model_dump(by_alias=True) if event else None,
             )
             self._done(event_id)
         elif error in _RETRYABLE:

@@ -73,7 +73,7 @@ class GiftPipeline:
                 log.error(
                     "gift outside the configured bounds",
                     problems=[f"{p.field}: {p.reason}" for p in problems],
-                    event=item.event.model_dump(by_alias=True),
+                    gift=item.event.model_dump(by_alias=True),
                 )
                 continue
             try:
