@@ -1,0 +1,122 @@
+"""The thingsboard-gateway connector: a thin adapter from the gateway's host API to our modules."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import structlog
+from thingsboard_gateway.connectors.connector import Connector
+
+from edge.forwarder import TelemetryForwarder
+from edge.gateway_host import harden
+from edge.rpc import RpcService
+from edge.runtime import EdgeRuntime
+
+log = structlog.get_logger(__name__)
+
+DEVICE_TYPE = "stepper"
+
+
+class GatewayPublisher:
+    """Publishes through the gateway's own MQTT session, waiting for ThingsBoard's PUBACK."""
+
+    def __init__(self, gateway: Any, connector: Connector, timeout_s: float) -> None:
+        self._gateway = gateway
+        self._connector = connector
+        self._timeout_s = timeout_s
+        self._announced: set[str] = set()
+
+    def is_connected(self) -> bool:
+        client = getattr(self._gateway, "tb_client", None)
+        return bool(client is not None and client.is_connected())
+
+    def publish(self, device: str, telemetry: list[dict[str, Any]]) -> bool:
+        if device not in self._announced:
+            # Registers the sub-device with the gateway (RPC routing) and sends v1/gateway/connect.
+            if not self._gateway.add_device(device, {"connector": self._connector}, device_type=DEVICE_TYPE):
+                return False
+            self._announced.add(device)
+        info = self._gateway.tb_client.client.gw_send_telemetry(device, telemetry, quality_of_service=1)
+        parts = info.message_info if isinstance(info.message_info, list) else [info.message_info]
+        try:
+            for part in parts:
+                part.wait_for_publish(self._timeout_s)
+        except (RuntimeError, ValueError):  # paho: not connected / queue full
+            return False
+        return all(part.is_published() for part in parts)
+
+
+class GiftwheelConnector(Connector):  # type: ignore[misc]
+    runtime: ClassVar[EdgeRuntime]
+
+    def __init__(self, gateway: Any, config: dict[str, Any], connector_type: str) -> None:
+        self._gateway = gateway
+        self._config = config
+        self._type = connector_type
+        self.name: str = config["name"]
+        self.statistics = {"MessagesReceived": 0, "MessagesSent": 0}  # read by the gateway_stats RPC
+        self._stopped = False  # must stay False until close(), or the gateway never closes us
+        runtime = self.runtime
+        harden(gateway)
+        runtime.attach_gateway(gateway)
+        self._rpc = RpcService(runtime.controllers, runtime.ledger)
+        # The gateway calls server_side_rpc_handler on one thread for every device: hand off at once.
+        self._rpc_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="giftwheel-rpc")
+        publisher = GatewayPublisher(gateway, self, runtime.settings.limits.publish_timeout_s)
+        self._forwarder = TelemetryForwarder(
+            runtime.outbox,
+            runtime.ledger,
+            list(runtime.controllers),
+            publisher,
+            batch=runtime.settings.limits.outbox_batch,
+            heartbeat_interval_s=runtime.settings.heartbeat_interval_s,
+        )
+
+    def open(self) -> None:
+        self._forwarder.start()
+
+    def close(self) -> None:
+        self._forwarder.close()
+        self._rpc_pool.shutdown(wait=True)
+        self._stopped = True
+
+    def get_id(self) -> str | None:
+        return self._config.get("id")
+
+    def get_name(self) -> str:
+        return self.name
+
+    def get_type(self) -> str:
+        return self._type
+
+    def get_config(self) -> dict[str, Any]:
+        return self._config
+
+    def is_connected(self) -> bool:
+        return self.runtime.thingsboard_connected()
+
+    def is_stopped(self) -> bool:
+        return self._stopped
+
+    def on_attributes_update(self, content: dict[str, Any]) -> None:
+        log.debug("shared attributes ignored", content=content)
+
+    def server_side_rpc_handler(self, content: dict[str, Any]) -> None:
+        self.statistics["MessagesReceived"] += 1
+        data = content.get("data") or {}
+        device = content.get("device")
+        request_id = data.get("id", content.get("id"))
+        self._rpc_pool.submit(self._answer, device, request_id, data.get("method"), data.get("params"))
+
+    def _answer(self, device: Any, request_id: Any, method: object, params: object) -> None:
+        reply = self._rpc.handle(str(device), method, params)
+        log.info("rpc", device=device, request_id=request_id, method=method, reply=reply)
+        # A dict without success_sent is published as-is; QoS 1 because ThingsBoard's default is 0.
+        self._gateway.send_rpc_reply(device=device, req_id=request_id, content=reply, quality_of_service=1)
+        self.statistics["MessagesSent"] += 1
+
+
+def bind(runtime: EdgeRuntime) -> type[GiftwheelConnector]:
+    """The gateway constructs connectors itself; this class carries our runtime to it."""
+    return type("GiftwheelConnector", (GiftwheelConnector,), {"runtime": runtime})

@@ -1,0 +1,133 @@
+"""Hosting the real thingsboard-gateway: its config files, and what a fleet owner switches off."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from edge.settings import EdgeSettings
+
+CONNECTOR_TYPE = "giftwheel"  # lower case and not a built-in type, or the gateway ignores our class
+CONNECTOR_CLASS = "GiftwheelConnector"
+CONNECTOR_NAME = "giftwheel"
+
+# The gateway merges these environment variables over its config (even bare `host`, `type`,
+# `username`), so a stray one in the service environment would silently change where it connects.
+_GATEWAY_ENV = (
+    "host", "port", "type", "accessToken", "caCert", "privateKey", "cert", "clientId", "password",
+    "username", "proxy_host", "proxy_port",
+)  # fmt: skip
+
+
+def scrub_environment() -> None:
+    for name in list(os.environ):
+        if name in _GATEWAY_ENV or (name.startswith("TB_GW_") and name != "TB_GW_LOGS_PATH"):
+            del os.environ[name]
+
+
+def gateway_config(settings: EdgeSettings, token: str) -> dict[str, Any]:
+    tb = settings.thingsboard
+    return {
+        "thingsboard": {
+            "host": tb.host,
+            "port": tb.port,
+            "security": {"type": "accessToken", "accessToken": token},
+            "qos": 1,
+            "keep_alive": tb.keepalive_s,
+            # Remote configuration rewrites these files and has recreated the storage on reconnects
+            # (thingsboard-gateway#2124, #1447); the remote shell would run commands from the cloud.
+            "remoteConfiguration": False,
+            "remoteShell": False,
+            "latencyDebugMode": False,
+            "statistics": {"enable": False, "enableCustom": False},
+            "deviceFiltering": {"enable": False},
+            "checkingDeviceActivity": {"checkDeviceInactivity": False},
+            "checkConnectorsConfigurationInSeconds": 3600,
+            "handleDeviceRenaming": False,
+            "managerEnabled": False,
+        },
+        # Our telemetry goes through the Redis outbox, confirmed per publish; the gateway's own
+        # storage only carries its few internal messages, so a small bounded memory queue is enough
+        # and spares the SD card.
+        "storage": {"type": "memory", "read_records_count": 100, "max_records_count": 10_000},
+        "grpc": {"enabled": False},
+        "connectors": [
+            {
+                "type": CONNECTOR_TYPE,
+                "name": CONNECTOR_NAME,
+                "configuration": "giftwheel.json",
+                "class": CONNECTOR_CLASS,
+            }
+        ],
+    }
+
+
+def logs_config(level: str) -> dict[str, Any]:
+    handler = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
+    names = ("service", "connector", "converter", "tb_connection", "storage", "database", "extension")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "gateway %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"stderr": {**handler, "level": level}},
+        "loggers": {name: {"handlers": ["stderr"], "level": level, "propagate": False} for name in names},
+    }
+
+
+def write_gateway_files(settings: EdgeSettings) -> Path:
+    """Writes the gateway's config dir under state_dir; returns the tb_gateway.json path."""
+    config_dir = settings.state_dir / "gateway"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    main = config_dir / "tb_gateway.json"
+    token = settings.thingsboard.token()
+    fd = os.open(main, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the access token
+    with os.fdopen(fd, "w") as file:
+        json.dump(gateway_config(settings, token), file, indent=2)
+    (config_dir / "logs.json").write_text(json.dumps(logs_config(settings.gateway_log_level), indent=2))
+    connector = {"name": CONNECTOR_NAME, "devices": [m.name for m in settings.motors]}
+    (config_dir / "giftwheel.json").write_text(json.dumps(connector, indent=2))
+    return main
+
+
+class NoUpdateCheck:
+    """Stands in for TBUpdater, which POSTs to updates.thingsboard.io at start and hourly."""
+
+    def __init__(self) -> None:
+        from thingsboard_gateway.version import VERSION
+
+        self._version = {"current_version": VERSION, "latest_version": VERSION}
+
+    def get_version(self) -> dict[str, str]:
+        return self._version
+
+    def get_platform(self) -> str:
+        return ""
+
+    def get_release(self) -> str:
+        return ""
+
+    def update(self) -> str:
+        return "updates are managed by the fleet's own deployment, not over ThingsBoard"
+
+    def stop(self) -> None:
+        """Nothing runs."""
+
+
+def harden(gateway: Any) -> None:
+    """Drop the gateway RPCs that pip-install a new version, restart or reboot the Pi from the cloud."""
+    methods: dict[str, Any] = gateway._TBGatewayService__gateway_rpc_methods
+    methods.pop("update", None)
+    scheduled: dict[str, Any] = gateway._TBGatewayService__rpc_scheduled_methods_functions
+    scheduled.clear()
+
+
+def run_gateway(config_path: Path, connector_class: type) -> None:
+    """Runs TBGatewayService on this (main) thread until SIGINT; blocks until its first connect."""
+    from thingsboard_gateway.gateway import tb_gateway_service
+    from thingsboard_gateway.tb_utility.tb_loader import TBModuleLoader
+
+    TBModuleLoader.LOADED_CONNECTORS[CONNECTOR_TYPE + CONNECTOR_CLASS] = connector_class
+    tb_gateway_service.TBUpdater = NoUpdateCheck
+    tb_gateway_service.TBGatewayService(str(config_path))

@@ -1,0 +1,106 @@
+"""Builds and owns everything the daemon runs besides the gateway: Redis buffer, drivers, controllers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import redis
+import structlog
+
+from edge.buffer.ledger import CommandLedger
+from edge.buffer.outbox import Outbox
+from edge.motor.clock import Clock, MonotonicClock, ScaledClock
+from edge.motor.controller import MotionProfile, MotorController
+from edge.motor.driver import DRIVER_SPECS, StepperDriver, Wiring
+from edge.motor.gpio_drivers import HalfStepDriver, StepDirDriver
+from edge.motor.pins import PinFactory, load_pin_factory
+from edge.motor.simulated import SimulatedDriver
+from edge.settings import EdgeSettings, MotorSettings
+
+log = structlog.get_logger(__name__)
+
+
+def build_driver(
+    motor: MotorSettings, settings: EdgeSettings, factory: PinFactory | None, clock: Clock
+) -> StepperDriver:
+    if factory is None:
+        record_dir = settings.simulation.record_dir
+        record = record_dir / f"{motor.name}.steps" if record_dir is not None else None
+        return SimulatedDriver(clock, record_file=record)
+    pins = motor.pins
+    if DRIVER_SPECS[motor.driver].wiring is Wiring.FOUR_WIRE:
+        assert pins.coils is not None  # checked by the settings
+        return HalfStepDriver(factory, coil_pins=pins.coils, invert_direction=motor.invert_direction)
+    assert pins.step is not None
+    assert pins.dir is not None
+    return StepDirDriver(
+        factory,
+        step_pin=pins.step,
+        dir_pin=pins.dir,
+        enable_pin=pins.enable,
+        invert_direction=motor.invert_direction,
+        enable_active_low=motor.enable_active_low,
+    )
+
+
+class EdgeRuntime:
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.settings = settings
+        sim = settings.simulation
+        self.clock: Clock = (
+            ScaledClock(sim.time_scale) if sim.enabled and sim.time_scale != 1 else MonotonicClock()
+        )
+        # A configured hardware backend that cannot load raises PinBackendError here: no fallback.
+        self._factory = None if sim.enabled else load_pin_factory(settings.gpio_backend)
+        self.redis = redis.Redis.from_url(
+            settings.redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
+        )
+        self.ledger = CommandLedger(
+            self.redis,
+            dedupe_ttl_s=settings.limits.dedupe_ttl_s,
+            max_queued_rounds=settings.limits.max_queued_rounds,
+        )
+        self.outbox = Outbox(self.redis)
+        self.controllers: dict[str, MotorController] = {}
+        for motor in settings.motors:
+            profile = MotionProfile(motor.pulses_per_round, motor.max_step_rate_sps, motor.acceleration_sps2)
+            driver = build_driver(motor, settings, self._factory, self.clock)
+            self.controllers[motor.name] = MotorController(
+                motor.name, driver, self.ledger, profile, self.clock
+            )
+        self._gateway: Any = None
+        self._closed = threading.Event()
+
+    def start(self) -> None:
+        for controller in self.controllers.values():
+            controller.start()
+        log.info("motors running", motors=list(self.controllers), simulation=self.settings.simulation.enabled)
+
+    def attach_gateway(self, gateway: Any) -> None:
+        self._gateway = gateway
+
+    def thingsboard_connected(self) -> bool:
+        client = getattr(self._gateway, "tb_client", None)
+        return bool(client is not None and client.is_connected())
+
+    def motors_healthy(self, max_silence_s: float) -> bool:
+        """Every motor loop is alive and has ticked recently (what the systemd watchdog checks)."""
+        now = time.monotonic()
+        return all(c.alive and now - c.last_beat < max_silence_s for c in self.controllers.values())
+
+    def close(self) -> None:
+        """Park every motor (decelerate, de-energise), then release pins and the Redis connection."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        parkers = [threading.Thread(target=c.close) for c in self.controllers.values()]
+        for t in parkers:
+            t.start()
+        for t in parkers:
+            t.join()
+        if self._factory is not None:
+            self._factory.close()
+        self.redis.close()
+        log.info("motors parked")

@@ -1,0 +1,199 @@
+"""The edge config file (YAML): validated once at start-up, then passed in; errors name the field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from edge.errors import ConfigError
+from edge.motor.driver import DRIVER_SPECS, DriverType, Wiring
+from edge.motor.pins import PinBackend
+from giftwheel.contracts.motor import DeviceName
+
+BcmPin = Annotated[int, Field(ge=0, le=27)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ThingsBoardSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    access_token: SecretStr | None = None
+    access_token_file: Path | None = None
+    keepalive_s: int = Field(default=120, ge=10, le=600)
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> Self:
+        if (self.access_token is None) == (self.access_token_file is None):
+            raise ValueError("set exactly one of access_token or access_token_file")
+        return self
+
+    def token(self) -> str:
+        if self.access_token is not None:
+            return self.access_token.get_secret_value()
+        assert self.access_token_file is not None
+        try:
+            token = self.access_token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"thingsboard.access_token_file: cannot read {self.access_token_file}: {exc}"
+            ) from exc
+        if not token:
+            raise ConfigError(f"thingsboard.access_token_file: {self.access_token_file} is empty")
+        return token
+
+
+class MotorPins(_Strict):
+    step: BcmPin | None = None
+    dir: BcmPin | None = None
+    enable: BcmPin | None = None
+    coils: Annotated[list[BcmPin], Field(min_length=4, max_length=4)] | None = None
+
+    def named(self) -> list[tuple[str, int]]:
+        pins = [
+            (n, p)
+            for n, p in (("step", self.step), ("dir", self.dir), ("enable", self.enable))
+            if p is not None
+        ]
+        return pins + [(f"coils[{i}]", p) for i, p in enumerate(self.coils or [])]
+
+
+class MotorSettings(_Strict):
+    name: DeviceName  # the ThingsBoard device name
+    driver: DriverType
+    pins: MotorPins
+    steps_per_round: int = Field(ge=1, le=1_000_000, description="full steps per output round")
+    microstepping: int = Field(default=1, ge=1, le=256)
+    max_step_rate_sps: float = Field(gt=0)
+    acceleration_sps2: float = Field(gt=0)
+    direction: Literal["cw", "ccw"] = "cw"
+    enable_active_low: bool = True
+
+    @model_validator(mode="after")
+    def _fits_the_driver(self) -> Self:
+        spec = DRIVER_SPECS[self.driver]
+        p = self.pins
+        if spec.wiring is Wiring.STEP_DIR:
+            missing = [n for n, v in (("step", p.step), ("dir", p.dir)) if v is None]
+            if missing:
+                raise ValueError(f"pins.{missing[0]}: required for driver {self.driver.value}")
+            if p.coils is not None:
+                raise ValueError(f"pins.coils: not used by driver {self.driver.value} (step/dir wiring)")
+        else:
+            if p.coils is None:
+                raise ValueError(f"pins.coils: driver {self.driver.value} needs four coil pins")
+            if p.step is not None or p.dir is not None:
+                raise ValueError(
+                    f"pins.step/pins.dir: not used by driver {self.driver.value} (four coil pins)"
+                )
+            if self.microstepping != 2:
+                raise ValueError("microstepping: must be 2 for uln2003 (the half-step sequence)")
+        if self.microstepping > spec.max_microstepping:
+            raise ValueError(
+                f"microstepping: {self.driver.value} supports at most 1/{spec.max_microstepping}"
+            )
+        if self.max_step_rate_sps > spec.max_step_rate_sps:
+            raise ValueError(
+                f"max_step_rate_sps: {self.driver.value} accepts at most {spec.max_step_rate_sps:g}"
+            )
+        names = [n for n, _ in p.named()]
+        values = [v for _, v in p.named()]
+        for i, value in enumerate(values):
+            if value in values[:i]:
+                raise ValueError(
+                    f"pins.{names[i]}: pin {value} is already used as pins.{names[values.index(value)]}"
+                )
+        return self
+
+    @property
+    def pulses_per_round(self) -> int:
+        return self.steps_per_round * self.microstepping
+
+    @property
+    def invert_direction(self) -> bool:
+        return self.direction == "ccw"
+
+
+class SimulationSettings(_Strict):
+    enabled: bool = False
+    time_scale: float = Field(default=1.0, gt=0, le=1000)
+    record_dir: Path | None = None  # one durable step log per motor, for tests and bench
+
+
+class LimitSettings(_Strict):
+    max_queued_rounds: int = Field(default=100_000, ge=1)
+    dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    outbox_batch: int = Field(default=100, ge=1, le=1000)
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class EdgeSettings(_Strict):
+    thingsboard: ThingsBoardSettings
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    state_dir: Path = Path("/var/lib/giftwheel-edge")
+    gpio_backend: PinBackend = PinBackend.GPIOZERO
+    simulation: SimulationSettings = SimulationSettings()
+    limits: LimitSettings = LimitSettings()
+    # ThingsBoard closes sessions idle for 600 s; sub-devices are not re-announced after a reconnect.
+    heartbeat_interval_s: float = Field(default=60.0, ge=1, le=300)
+    # With ThingsBoard unreachable this long, systemd is told we are up (the motors run offline).
+    offline_ready_after_s: float = Field(default=15.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    gateway_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    motors: Annotated[list[MotorSettings], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _motors_do_not_share(self) -> Self:
+        names: dict[str, int] = {}
+        owners: dict[int, str] = {}
+        for i, motor in enumerate(self.motors):
+            if motor.name in names:
+                raise ValueError(f"motors[{i}].name: {motor.name!r} is already motors[{names[motor.name]}]")
+            names[motor.name] = i
+            for pin_name, pin in motor.pins.named():
+                where = f"motors[{i}].pins.{pin_name}"
+                if pin in owners:
+                    raise ValueError(f"{where}: pin {pin} is already used by {owners[pin]}")
+                owners[pin] = where
+        return self
+
+
+_FIELD_PREFIX = re.compile(r"^[A-Za-z_][\w\[\]./]*: ")
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_settings(data: Any, source: str = "config") -> EdgeSettings:
+    try:
+        return EdgeSettings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _location(tuple(err["loc"]))
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if _FIELD_PREFIX.match(message):  # a model check that names its own sub-field
+                problems.append(message if where == "(top level)" else f"{where}.{message}")
+            else:
+                problems.append(f"{where}: {message}")
+        raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems)) from None
+
+
+def load_settings(path: Path) -> EdgeSettings:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_settings(data, str(path))

@@ -1,0 +1,91 @@
+"""The daemon as a process, with ThingsBoard unreachable: offline mode, readiness, SIGTERM, loud errors."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+import yaml
+
+from devstack.ports import free_port
+from devstack.redis_server import RedisServer
+from edge.buffer.ledger import CommandLedger
+from tests.edge.harness import EdgeDaemon, recorded_steps, simulated_config
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(predicate: object, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_offline_daemon_runs_the_local_queue_reports_ready_and_stops_on_sigterm(
+    tmp_path: Path, redis_server: RedisServer, sync_redis: redis_lib.Redis
+) -> None:
+    ledger = CommandLedger(sync_redis, dedupe_ttl_s=60, max_queued_rounds=1000)
+    ledger.submit("motor_01", "c-0000f001", 3, None)  # queued before the daemon starts (a restart)
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(20)
+        config = simulated_config(tmp_path, redis_server.url, free_port())
+        env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"}
+        with EdgeDaemon(config, tmp_path, env=env) as daemon:
+            assert notify.recv(1024).startswith(b"READY=1\nSTATUS=ThingsBoard unreachable")
+            assert notify.recv(1024) == b"WATCHDOG=1"
+            wait_for(lambda: ledger.status("motor_01").commands_done == 1)
+            assert recorded_steps(tmp_path, "motor_01") == 3 * 200
+            ledger.submit("motor_02", "c-0000f002", 400, None)
+            wait_for(lambda: ledger.status("motor_02").rounds_completed >= 1)
+            assert daemon.terminate() == 0
+        messages = []
+        notify.settimeout(0.5)
+        try:
+            while True:
+                messages.append(notify.recv(1024))
+        except TimeoutError:
+            pass
+        assert b"STOPPING=1" in messages
+    status = ledger.status("motor_02")
+    assert 1 <= status.rounds_completed < 400
+    assert status.queued_rounds == 400 - status.rounds_completed  # parked, the rest waits for restart
+    # Telemetry waits in the outbox, in order, for ThingsBoard.
+    assert sync_redis.xlen(ledger.keys.outbox) >= 3 + 3
+
+
+def run_cli(tmp_path: Path, config: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "giftwheel.cli", "edge", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_unloadable_gpio_backend_is_a_loud_startup_error(tmp_path: Path) -> None:
+    config = simulated_config(tmp_path, "redis://127.0.0.1:1/0", free_port(), simulation={"enabled": False})
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 2
+    assert "GPIO backend 'gpiozero' cannot load" in result.stderr
+    assert "motors running" not in result.stderr
+
+
+def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
+    config = simulated_config(tmp_path, "redis://127.0.0.1:1/0", free_port())
+    config["motors"][1]["pins"]["coils"][0] = 17  # type: ignore[index]
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 2
+    assert "motors[1].pins.coils[0]: pin 17 is already used by motors[0].pins.step" in result.stderr

@@ -1,0 +1,99 @@
+"""RPC methods over the ledger and controllers: replies on the wire contract, errors with a reason."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from edge.buffer.ledger import CommandLedger
+from edge.motor.clock import ScaledClock
+from edge.motor.controller import MotionProfile, MotorController
+from edge.motor.simulated import SimulatedDriver
+from edge.rpc import RpcService
+from giftwheel.contracts.motor import ErrorReply, RotateReply, StatusReply, StopReply
+
+
+@pytest.fixture
+def service(ledger: CommandLedger) -> Iterator[RpcService]:
+    clock = ScaledClock(50.0)
+    motor = MotorController(
+        "motor_01",
+        SimulatedDriver(clock),
+        ledger,
+        MotionProfile(100, 1000.0, 10_000.0),
+        clock,
+        idle_poll_s=0.05,
+    )
+    motor.start()
+    yield RpcService({"motor_01": motor}, ledger)
+    motor.close()
+
+
+def test_rotate_then_duplicate_then_status(service: RpcService, ledger: CommandLedger) -> None:
+    reply = RotateReply.model_validate(
+        service.handle("motor_01", "rotate", {"commandId": "c-0000aaaa", "rounds": 2})
+    )
+    assert (reply.accepted, reply.queued_rounds, reply.duplicate) == (True, 2, False)
+    again = RotateReply.model_validate(
+        service.handle("motor_01", "rotate", {"commandId": "c-0000aaaa", "rounds": 2})
+    )
+    assert again.duplicate
+    deadline = time.monotonic() + 5
+    while ledger.status("motor_01").commands_done < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    status = StatusReply.model_validate(service.handle("motor_01", "status", None))
+    assert (status.rounds_completed, status.commands_done, status.queued_rounds) == (2, 1, 0)
+
+
+def test_stop_replies_with_what_it_cleared(service: RpcService) -> None:
+    service.handle("motor_01", "rotate", {"commandId": "c-0000bbbb", "rounds": 500})
+    service.handle("motor_01", "rotate", {"commandId": "c-0000cccc", "rounds": 7, "speedRpm": 30})
+    stop = StopReply.model_validate(service.handle("motor_01", "stop", {}))
+    assert stop.cleared_commands == ["c-0000bbbb", "c-0000cccc"]
+    assert 500 < stop.cleared_rounds <= 507
+
+
+@pytest.mark.parametrize(
+    ("device", "method", "params", "code", "detail"),
+    [
+        (
+            "motor_01",
+            "spin",
+            {},
+            "UNKNOWN_METHOD",
+            "unknown method 'spin'; expected one of rotate, stop, status",
+        ),
+        ("motor_09", "rotate", {"commandId": "c-0000dddd", "rounds": 1}, "UNKNOWN_DEVICE", "motor_09"),
+        ("motor_01", "rotate", {"rounds": 1}, "BAD_PARAMS", "commandId: Field required"),
+        (
+            "motor_01",
+            "rotate",
+            {"commandId": "c-0000dddd", "rounds": 0},
+            "BAD_PARAMS",
+            "rounds: Input should be",
+        ),
+        (
+            "motor_01",
+            "rotate",
+            {"commandId": "c-0000dddd", "rounds": "3"},
+            "BAD_PARAMS",
+            "rounds: Input should be",
+        ),
+        (
+            "motor_01",
+            "rotate",
+            {"commandId": "x", "rounds": 1},
+            "BAD_PARAMS",
+            "commandId: String should match",
+        ),
+        ("motor_01", "rotate", [1, 2], "BAD_PARAMS", "params must be a JSON object, got list"),
+    ],
+)
+def test_bad_requests_get_an_error_reply_with_a_reason(
+    service: RpcService, device: str, method: str, params: object, code: str, detail: str
+) -> None:
+    reply = ErrorReply.model_validate(service.handle(device, method, params))
+    assert reply.error == code
+    assert detail in reply.detail
