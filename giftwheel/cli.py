@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("worker", "cloud.worker.cli", "run a queue worker (gifts -> MQTT RPC via ThingsBoard); dlq tools"),
     Subcommand("demo", "devstack.demo", "run the pipeline locally and send sample gifts"),
     Subcommand("tb-emulator", "devstack.tb_emulator.cli", "run the ThingsBoard emulator (MQTT + HTTP side)"),
+    Subcommand("tb-emulator", "devstack.tb_emulator.cli", "run the ThingsBoard emulator (MQTT + HTTP side)"),
     Subcommand("edge", "edge.cli", "run the Raspberry Pi edge daemon (thingsboard-gateway + motors)"),
 )
 

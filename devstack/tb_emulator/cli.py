@@ -1,0 +1,88 @@
+"""``giftwheel tb-emulator``: run the ThingsBoard emulator until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from giftwheel import logs
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    from devstack.tb_emulator.server import SHIPPED_CHAIN
+
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--mqtt-port", type=int, default=1883, help="MQTT port (0: any free port)")
+    parser.add_argument("--http-port", type=int, default=8080, help="HTTP side port (0: any free port)")
+    parser.add_argument("--devices", type=Path, required=True, help="devices YAML file")
+    parser.add_argument("--rule-chain", type=Path, default=SHIPPED_CHAIN, help="rule chain export JSON")
+    parser.add_argument("--webhook-url", help="override the REST API call node URL")
+    parser.add_argument("--webhook-secret", help="override the webhook secret header value")
+    parser.add_argument("--client-rpc-timeout-s", type=float, default=60.0, help="CLIENT_SIDE_RPC_TIMEOUT")
+    parser.add_argument(
+        "--delivery-timeout-s", type=float, default=10.0, help="MQTT_TIMEOUT (RPC PUBACK wait)"
+    )
+    parser.add_argument("--rpc-max-retries", type=int, default=5, help="ACTORS_RPC_MAX_RETRIES")
+    parser.add_argument("--max-payload-bytes", type=int, default=65_536, help="NETTY_MAX_PAYLOAD_SIZE")
+    parser.add_argument(
+        "--session-inactivity-timeout-s",
+        type=float,
+        default=600.0,
+        help="TB_TRANSPORT_SESSIONS_INACTIVITY_TIMEOUT",
+    )
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--ready-file", type=Path, help="write 'mqtt_port http_port' here once listening")
+
+
+def run(args: argparse.Namespace) -> int:
+    from devstack.tb_emulator.devices import DevicesFileError, load_devices_file
+    from devstack.tb_emulator.hub import HubSettings
+    from devstack.tb_emulator.rule_engine import ChainError
+    from devstack.tb_emulator.server import Emulator, EmulatorSettings
+
+    logs.configure(args.log_level)
+    settings = EmulatorSettings(
+        host=args.host,
+        mqtt_port=args.mqtt_port,
+        http_port=args.http_port,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+        hub=HubSettings(
+            max_packet_bytes=args.max_payload_bytes,
+            client_rpc_timeout_s=args.client_rpc_timeout_s,
+            delivery_timeout_s=args.delivery_timeout_s,
+            rpc_max_retries=args.rpc_max_retries,
+            session_inactivity_timeout_s=args.session_inactivity_timeout_s,
+        ),
+    )
+    try:
+        emulator = Emulator.from_files(settings, load_devices_file(args.devices), args.rule_chain)
+    except (DevicesFileError, ChainError) as exc:
+        print(f"giftwheel tb-emulator: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await emulator.start()
+        if args.ready_file is not None:
+            tmp = args.ready_file.with_suffix(".tmp")
+            tmp.write_text(f"{emulator.mqtt_port} {emulator.http_port}\n")
+            tmp.replace(args.ready_file)
+        try:
+            await stop.wait()
+        finally:
+            await emulator.stop()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+    return 0

@@ -1,0 +1,108 @@
+"""What a device's PUBLISH means (MqttTransportHandler.processDevicePublish), by exact topic or prefix.
+
+Each handler returns the PUBACK reason code; ``NO_ACK`` means ThingsBoard sends no PUBACK at all.
+Bad payloads raise AdaptorError (the session applies ThingsBoard's v3/v5 reaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from devstack.tb_emulator import convert, topics
+from devstack.tb_emulator.gateway_api import handle_gateway_publish
+
+if TYPE_CHECKING:
+    from devstack.tb_emulator.session import MqttSession
+
+ACCEPTED = 0x00
+TOPIC_NAME_INVALID = 0x90
+NO_ACK = -1
+
+Handler = Callable[["MqttSession", str, bytes], int]
+
+
+def _telemetry(session: MqttSession, topic: str, payload: bytes) -> int:
+    hub = session.hub
+    assert session.device is not None
+    groups = convert.telemetry_groups(convert.parse_json(payload), hub.now_ms())
+    hub.post_telemetry(session.device, groups)
+    return ACCEPTED
+
+
+def _attributes(session: MqttSession, topic: str, payload: bytes) -> int:
+    assert session.device is not None
+    session.hub.post_attributes(session.device, convert.attributes(convert.parse_json(payload)))
+    return ACCEPTED
+
+
+def _claim(session: MqttSession, topic: str, payload: bytes) -> int:
+    # Claiming needs ThingsBoard's customer model; accept and ignore, as a device sees no answer anyway.
+    if payload:
+        convert.parse_json(payload)
+    return ACCEPTED
+
+
+def _attribute_request(session: MqttSession, topic: str, payload: bytes) -> int:
+    request_id = convert.request_id(topic, topics.DEVICE_ATTRIBUTES_REQUEST_PREFIX)
+    body = convert.parse_json(payload) if payload else {}
+    if not isinstance(body, dict):
+        raise convert.AdaptorError("attribute request is not a JSON object")
+    client_keys = convert.key_set(body.get("clientKeys"))
+    shared_keys = convert.key_set(body.get("sharedKeys"))
+    session.defer(lambda: session.hub.answer_attribute_request(session, request_id, client_keys, shared_keys))
+    return ACCEPTED
+
+
+def _rpc_response(session: MqttSession, topic: str, payload: bytes) -> int:
+    assert session.device is not None
+    request_id = convert.request_id(topic, topics.DEVICE_RPC_RESPONSE_PREFIX)
+    if not payload:
+        raise convert.AdaptorError("empty RPC response")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise convert.AdaptorError("RPC response is not UTF-8") from None
+    session.device.rpc.on_response(request_id, text)
+    return ACCEPTED
+
+
+def _client_rpc(session: MqttSession, topic: str, payload: bytes) -> int:
+    request_id = convert.request_id(topic, topics.DEVICE_RPC_REQUEST_PREFIX)
+    body = convert.parse_json(payload)
+    if not isinstance(body, dict) or not isinstance(body.get("method"), str):
+        raise convert.AdaptorError('client RPC must be {"method": str, "params": ...}')
+    method: str = body["method"]
+    params = body.get("params")
+    session.defer(lambda: session.hub.client_rpc(session, request_id, method, params))
+    return ACCEPTED
+
+
+EXACT: dict[str, Handler] = {
+    topics.DEVICE_TELEMETRY: _telemetry,
+    topics.DEVICE_ATTRIBUTES: _attributes,
+    topics.DEVICE_CLAIM: _claim,
+}
+PREFIXES: tuple[tuple[str, Handler], ...] = (
+    (topics.DEVICE_ATTRIBUTES_REQUEST_PREFIX, _attribute_request),
+    (topics.DEVICE_RPC_RESPONSE_PREFIX, _rpc_response),
+    (topics.DEVICE_RPC_REQUEST_PREFIX, _client_rpc),
+)
+
+
+def handle_publish(session: MqttSession, topic: str, payload: bytes) -> int:
+    handler = EXACT.get(topic)
+    if handler is not None:
+        return handler(session, topic, payload)
+    if topic.startswith(topics.GATEWAY_PREFIX):
+        assert session.device is not None
+        if not session.device.is_gateway:
+            # MqttTransportHandler: gateway topics from a non-gateway device are only logged
+            session.hub.stats["gateway_topic_from_device"] += 1
+            return NO_ACK
+        return handle_gateway_publish(session, topic, payload)
+    for prefix, prefixed in PREFIXES:
+        if topic.startswith(prefix):
+            return prefixed(session, topic, payload)
+    session.hub.stats["unknown_topics"] += 1
+    return TOPIC_NAME_INVALID

@@ -1,0 +1,156 @@
+"""Devices, their credentials, attributes and latest telemetry; the devices file that seeds them.
+
+Devices file (YAML)::
+
+    devices:
+      - name: dispatcher          # ThingsBoard device name (unique)
+        token: dispatcher-token   # access token = MQTT username; omit for gateway sub-devices
+        type: dispatcher          # device profile name (ThingsBoard: type == profile name)
+      - name: pi-01
+        token: pi-01-token
+        type: gateway
+        gateway: true             # "Is gateway" in ThingsBoard: may use v1/gateway/*
+      - name: motor_01
+        type: motor
+        shared_attributes: {maxRpm: 120}
+
+Devices a gateway announces that are not in the file are created on first sight, as ThingsBoard does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from devstack.tb_emulator.rpc import DeviceRpc
+
+# Device ids are derived from names so a restarted emulator gives the same ids.
+_ID_NAMESPACE = uuid.UUID("6d1c5a1e-7f6b-4a0e-9a55-1c0ffee00001")
+DEFAULT_DEVICE_TYPE = "default"
+
+
+class DeviceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=255)
+    token: str | None = Field(default=None, min_length=1, max_length=128)
+    type: str = Field(default=DEFAULT_DEVICE_TYPE, min_length=1, max_length=255)
+    gateway: bool = False
+    shared_attributes: dict[str, Any] = Field(default_factory=dict)
+    server_attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class DevicesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    devices: list[DeviceSpec]
+
+
+class DevicesFileError(ValueError):
+    pass
+
+
+def load_devices_file(path: Path) -> list[DeviceSpec]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise DevicesFileError(f"cannot read devices file {path}: {exc}") from exc
+    try:
+        specs = DevicesFile.model_validate(raw).devices
+    except ValueError as exc:
+        raise DevicesFileError(f"invalid devices file {path}: {exc}") from exc
+    check_unique(specs)
+    return specs
+
+
+def check_unique(specs: list[DeviceSpec]) -> None:
+    names = [s.name for s in specs]
+    tokens = [s.token for s in specs if s.token]
+    for label, values in (("name", names), ("token", tokens)):
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise DevicesFileError(f"duplicate device {label}(s): {', '.join(dupes)}")
+
+
+@dataclass(slots=True)
+class Device:
+    name: str
+    type: str
+    token: str | None
+    is_gateway: bool
+    id: str
+    rpc: DeviceRpc
+    client_attributes: dict[str, Any] = field(default_factory=dict)
+    shared_attributes: dict[str, Any] = field(default_factory=dict)
+    server_attributes: dict[str, Any] = field(default_factory=dict)
+    # key -> (ts ms, value); what ThingsBoard's "latest telemetry" shows
+    latest: dict[str, tuple[int, Any]] = field(default_factory=dict)
+    history: deque[tuple[int, dict[str, Any]]] = field(default_factory=lambda: deque(maxlen=10_000))
+    created_by_gateway: str | None = None
+    last_connected_gateway: str | None = None
+    last_activity_ms: int = 0
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "gateway": self.is_gateway,
+            "createdByGateway": self.created_by_gateway,
+            "lastConnectedGateway": self.last_connected_gateway,
+            "lastActivityTime": self.last_activity_ms,
+            "rpcSessions": self.rpc.session_count,
+        }
+
+
+def device_id_for(name: str) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, name))
+
+
+class DeviceRegistry:
+    """All devices by name, token and id; ``rpc_factory`` gives each its RPC actor."""
+
+    def __init__(self, rpc_factory: Any) -> None:
+        self._rpc_factory = rpc_factory
+        self.by_name: dict[str, Device] = {}
+        self.by_token: dict[str, Device] = {}
+        self.by_id: dict[str, Device] = {}
+
+    def add(self, spec: DeviceSpec) -> Device:
+        if spec.name in self.by_name:
+            raise DevicesFileError(f"device {spec.name!r} already exists")
+        if spec.token and spec.token in self.by_token:
+            raise DevicesFileError(f"access token of {spec.name!r} is already used")
+        device = self._new(spec.name, spec.type, spec.token, spec.gateway)
+        device.shared_attributes.update(spec.shared_attributes)
+        device.server_attributes.update(spec.server_attributes)
+        return device
+
+    def _new(self, name: str, type_: str, token: str | None, gateway: bool) -> Device:
+        device_id = device_id_for(name)
+        device = Device(name=name, type=type_, token=token, is_gateway=gateway, id=device_id, rpc=None)  # type: ignore[arg-type]
+        device.rpc = self._rpc_factory(device)
+        self.by_name[name] = device
+        self.by_id[device_id] = device
+        if token:
+            self.by_token[token] = device
+        return device
+
+    def find_or_create_sub_device(self, name: str, type_: str, gateway: Device) -> Device:
+        """ThingsBoard's findOrCreateDevice: reuse by name (type unchanged), else create."""
+        device = self.by_name.get(name)
+        if device is None:
+            device = self._new(name, type_, None, False)
+            device.created_by_gateway = gateway.name
+        device.last_connected_gateway = gateway.name
+        return device
+
+    def lookup(self, name_or_id: str) -> Device | None:
+        return self.by_name.get(name_or_id) or self.by_id.get(name_or_id)

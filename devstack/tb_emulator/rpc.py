@@ -1,0 +1,310 @@
+"""Server-side RPC as ThingsBoard's device actor runs it (DeviceActorMessageProcessor).
+
+Per device: request ids from 0, a pending map, an expiry timer per request, delivery to every session
+subscribed to RPC, re-delivery of every pending request when a session (re)subscribes, TIMEOUT vs
+NO_ACTIVE_CONNECTION on expiry, one-way requests done once written, persistent RPC statuses.
+The emulator keeps a status history for lightweight RPCs too (ThingsBoard stores only persistent
+ones) so tests and the demo can watch every request; ``persistent`` says which kind it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from devstack.tb_emulator.convert import dumps
+
+if TYPE_CHECKING:
+    from devstack.tb_emulator.devices import Device
+
+log = structlog.get_logger("tb_emulator.rpc")
+
+
+class RpcError(StrEnum):
+    """org.thingsboard.server.common.data.rpc.RpcError"""
+
+    NOT_FOUND = "NOT_FOUND"
+    FORBIDDEN = "FORBIDDEN"
+    NO_ACTIVE_CONNECTION = "NO_ACTIVE_CONNECTION"
+    TIMEOUT = "TIMEOUT"
+    INTERNAL = "INTERNAL"
+
+
+class RpcStatus(StrEnum):
+    """org.thingsboard.server.common.data.rpc.RpcStatus"""
+
+    QUEUED = "QUEUED"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    SUCCESSFUL = "SUCCESSFUL"
+    TIMEOUT = "TIMEOUT"
+    EXPIRED = "EXPIRED"
+    FAILED = "FAILED"
+    DELETED = "DELETED"
+
+
+@dataclass(slots=True)
+class RpcResult:
+    response: str | None = None
+    error: RpcError | None = None
+
+
+@dataclass(slots=True)
+class RpcRequest:
+    uuid: str
+    method: str
+    params: Any
+    oneway: bool
+    persistent: bool
+    expiration_ms: int
+    retries: int | None = None
+    additional_info: Any = None
+    device: str = ""
+    request_id: int = -1
+    created_ms: int = 0
+    sent: bool = False
+    done: bool = False
+    delivery_retries: int = 0
+    status: RpcStatus = RpcStatus.QUEUED
+    history: list[tuple[str, int]] = field(default_factory=list)
+    response: str | None = None
+    error: str | None = None
+    callbacks: list[Callable[[RpcResult], None]] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.uuid,
+            "device": self.device,
+            "requestId": self.request_id,
+            "method": self.method,
+            "params": self.params,
+            "oneway": self.oneway,
+            "persistent": self.persistent,
+            "createdTime": self.created_ms,
+            "expirationTime": self.expiration_ms,
+            "status": self.status.value,
+            "history": [{"status": s, "ts": ts} for s, ts in self.history],
+            "response": self.response,
+            "error": self.error,
+        }
+
+
+class RpcSink(Protocol):
+    """A session subscribed to RPC for a device: a direct MQTT session or a gateway sub-device session."""
+
+    def send_rpc(self, device: Device, request: RpcRequest) -> None: ...
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RpcService:
+    """Every device's RPC actor plus the request records the HTTP side shows."""
+
+    def __init__(
+        self,
+        *,
+        delivery_timeout_s: float,
+        max_retries: int,
+        on_status: Callable[[Device, RpcRequest], None] | None = None,
+        keep_records: int = 100_000,
+    ) -> None:
+        self.delivery_timeout_s = delivery_timeout_s
+        self.max_retries = max_retries
+        self.on_status = on_status
+        self.records: OrderedDict[str, RpcRequest] = OrderedDict()
+        self._keep = keep_records
+
+    def actor(self, device: Device) -> DeviceRpc:
+        return DeviceRpc(self, device)
+
+    def record(self, request: RpcRequest) -> None:
+        self.records[request.uuid] = request
+        while len(self.records) > self._keep:
+            self.records.popitem(last=False)
+
+
+class DeviceRpc:
+    def __init__(self, service: RpcService, device: Device) -> None:
+        self.service = service
+        self.device = device
+        self._seq = 0
+        self.pending: dict[int, RpcRequest] = {}
+        self.sinks: list[RpcSink] = []
+
+    @property
+    def session_count(self) -> int:
+        return len(self.sinks)
+
+    # ------------------------------------------------------------ requests in
+
+    def submit(self, request: RpcRequest) -> None:
+        request.device = self.device.name
+        request.created_ms = now_ms()
+        self.service.record(request)
+        timeout_ms = request.expiration_ms - request.created_ms
+        if timeout_ms <= 0:
+            # processRpcRequest: "Ignoring message due to exp time reached"
+            self._set_status(request, RpcStatus.EXPIRED)
+            self._finish(request, RpcResult(error=RpcError.TIMEOUT))
+            return
+        request.request_id = self._seq
+        self._seq += 1
+        self._set_status(request, RpcStatus.QUEUED)
+        if request.persistent:
+            # The caller gets the rpc id at once; the device's answer only updates the record.
+            self._finish(request, RpcResult(response=dumps({"rpcId": request.uuid})), keep_open=True)
+        sent = bool(self.sinks)
+        for sink in list(self.sinks):
+            sink.send_rpc(self.device, request)
+        request.sent = sent
+        if not request.persistent and request.oneway and sent:
+            self._finish(request, RpcResult(response=None))
+            return
+        self.pending[request.request_id] = request
+        loop = asyncio.get_running_loop()
+        request.timer = loop.call_later(timeout_ms / 1000, self._expire, request)
+
+    def _expire(self, request: RpcRequest) -> None:
+        self.pending.pop(request.request_id, None)
+        if request.done:
+            return
+        if request.persistent:
+            self._set_status(request, RpcStatus.EXPIRED)
+        else:
+            self._set_status(request, RpcStatus.TIMEOUT if request.sent else RpcStatus.EXPIRED)
+        self._finish(
+            request, RpcResult(error=RpcError.TIMEOUT if request.sent else RpcError.NO_ACTIVE_CONNECTION)
+        )
+
+    # ------------------------------------------------------------ sessions
+
+    def subscribe(self, sink: RpcSink) -> None:
+        """A session subscribed to RPC: push every pending request to it (sendPendingRequests)."""
+        if sink not in self.sinks:
+            self.sinks.append(sink)
+        self.push_pending([sink])
+
+    def unsubscribe(self, sink: RpcSink) -> None:
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+
+    def push_pending(self, sinks: list[RpcSink] | None = None) -> int:
+        """Re-send every pending request, as ThingsBoard does on each re-subscribe. Returns how many."""
+        targets = self.sinks if sinks is None else sinks
+        count = 0
+        for request in list(self.pending.values()):
+            if request.expiration_ms <= now_ms():
+                continue
+            for sink in targets:
+                sink.send_rpc(self.device, request)
+            request.sent = request.sent or bool(targets)
+            count += 1
+            if request.oneway and targets and not request.persistent:
+                self.pending.pop(request.request_id, None)
+                self._finish(request, RpcResult(response=None))
+        return count
+
+    # ------------------------------------------------------------ transport feedback
+
+    def on_written(self, request: RpcRequest, qos: int) -> None:
+        if qos == 0:
+            self.on_delivered(request)
+        elif request.status in (RpcStatus.QUEUED, RpcStatus.TIMEOUT):
+            self._set_status(request, RpcStatus.SENT)
+
+    def on_delivered(self, request: RpcRequest) -> None:
+        if request.done:
+            return
+        self._set_status(request, RpcStatus.DELIVERED)
+        if request.oneway and request.persistent:
+            self.pending.pop(request.request_id, None)
+            self._set_status(request, RpcStatus.SUCCESSFUL)
+            self._finish(request, RpcResult(response=None))
+
+    def on_delivery_timeout(self, request: RpcRequest) -> None:
+        """No PUBACK within the transport timeout: count a retry, FAILED once retries are used up."""
+        if request.done or request.request_id not in self.pending:
+            return
+        limit = self.service.max_retries
+        if request.retries is not None:
+            limit = min(limit, request.retries)
+        if request.delivery_retries >= limit:
+            self.pending.pop(request.request_id, None)
+            request.error = dumps(
+                {
+                    "error": "There was a Timeout and all retry attempts have been exhausted. "
+                    f"Retry attempts set: {limit}"
+                }
+            )
+            self._set_status(request, RpcStatus.FAILED)
+            if request.persistent:
+                self._finish(request, RpcResult(error=RpcError.TIMEOUT))
+            # a lightweight caller still learns TIMEOUT from the expiry timer, as in ThingsBoard
+            return
+        request.delivery_retries += 1
+        self._set_status(request, RpcStatus.TIMEOUT)
+
+    def on_response(self, request_id: int, payload: str) -> bool:
+        """The device answered; an unknown id is stale and ignored (but still acknowledged)."""
+        request = self.pending.pop(request_id, None)
+        if request is None:
+            log.debug("stale rpc response", device=self.device.name, request_id=request_id)
+            return False
+        request.response = payload
+        self._set_status(request, RpcStatus.SUCCESSFUL)
+        self._finish(request, RpcResult(response=payload))
+        return True
+
+    # ------------------------------------------------------------ internals
+
+    def _set_status(self, request: RpcRequest, status: RpcStatus) -> None:
+        request.status = status
+        request.history.append((status.value, now_ms()))
+        if request.persistent and self.service.on_status is not None:
+            self.service.on_status(self.device, request)
+
+    def _finish(self, request: RpcRequest, result: RpcResult, *, keep_open: bool = False) -> None:
+        if result.error is not None and request.error is None:
+            request.error = result.error.value
+        callbacks, request.callbacks = request.callbacks, []
+        if not keep_open:
+            request.done = True
+            if request.timer is not None:
+                request.timer.cancel()
+        for callback in callbacks:
+            callback(result)
+
+
+def new_request(
+    *,
+    method: str,
+    params: Any,
+    timeout_ms: int,
+    oneway: bool = False,
+    persistent: bool = False,
+    expiration_ms: int | None = None,
+    retries: int | None = None,
+    request_uuid: str | None = None,
+    additional_info: Any = None,
+) -> RpcRequest:
+    return RpcRequest(
+        uuid=request_uuid or str(uuid.uuid4()),
+        method=method,
+        params=params,
+        oneway=oneway,
+        persistent=persistent,
+        expiration_ms=expiration_ms if expiration_ms is not None else now_ms() + timeout_ms,
+        retries=retries,
+        additional_info=additional_info,
+    )
