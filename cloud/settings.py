@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cloud.worker.settings import WorkerSettings
 from giftwheel.contracts import GiftBounds
 
 
@@ -57,6 +58,7 @@ class CloudSettings(BaseSettings):
     bounds: GiftBounds = GiftBounds()
     ingest: IngestSettings = IngestSettings()
     redis: RedisSettings = RedisSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     _split_keys = field_validator("api_keys", "webhook_secrets", mode="before")(_split_csv)
 

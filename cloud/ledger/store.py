@@ -1,0 +1,350 @@
+"""The command ledger in Redis: which command carries each event, and where each command stands.
+
+Every key of a ledger shard carries the hash tag of the ingest stream its events came from, so the
+scripts that touch an event's assignment and its command together run in one Redis Cluster slot,
+the same slot as the stream and its dedupe keys. A command's record therefore lives with its
+stream; ``find`` probes the (few) streams for a commandId it has no stream for.
+
+The invariant that makes a redelivery harmless: an event is assigned to at most one command, ever
+(or to one skip decision). The assignment is written atomically with the command record, before
+anything is published, and a later delivery of the event, however it is grouped, reuses it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from importlib import resources
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis, RedisCluster
+
+from giftwheel.contracts.motor import command_id_for
+
+
+class CommandState(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    DONE = "done"
+    FAILED = "failed"
+
+
+SKIP_MARK = "skip:"
+_LUA = resources.files("cloud.ledger")
+_ASSIGN = _LUA.joinpath("assign.lua").read_text()
+_TRANSITION = _LUA.joinpath("transition.lua").read_text()
+
+
+def _tag(stream: str) -> str:
+    return f"{{{stream}}}"
+
+
+def command_key(stream: str, command_id: str) -> str:
+    return f"{_tag(stream)}:cmd:{command_id}"
+
+
+def assign_key(stream: str, event_id: str) -> str:
+    return f"{_tag(stream)}:assign:{event_id}"
+
+
+def device_key(stream: str, device: str) -> str:
+    return f"{_tag(stream)}:dev:{device}"
+
+
+def open_key(stream: str) -> str:
+    return f"{_tag(stream)}:open"
+
+
+def devices_key(stream: str) -> str:
+    return f"{_tag(stream)}:devices"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    command_id: str
+    stream: str
+    device: str
+    rounds: int
+    requested_rounds: int
+    event_ids: tuple[str, ...]
+    state: CommandState
+    attempts: int = 0
+    error: str = ""
+    # State name -> epoch ms when the command entered it (queued, sent, delivered, done, failed).
+    timestamps: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_hash(cls, stream: str, command_id: str, raw: dict[Any, Any]) -> Command:
+        text = {_s(k): _s(v) for k, v in raw.items()}
+        return cls(
+            command_id=command_id,
+            stream=stream,
+            device=text["device"],
+            rounds=int(text["rounds"]),
+            requested_rounds=int(text["requestedRounds"]),
+            event_ids=tuple(orjson.loads(text["events"])),
+            state=CommandState(text["state"]),
+            attempts=int(text.get("attempts", 0)),
+            error=text.get("error", ""),
+            timestamps={s.value: int(text[f"{s.value}At"]) for s in CommandState if f"{s.value}At" in text},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTotals:
+    """Rounds per device; balance: accepted = done + failed + outstanding."""
+
+    accepted: int = 0
+    sent: int = 0
+    done: int = 0
+    failed: int = 0
+    capped: int = 0
+
+    @property
+    def outstanding(self) -> int:
+        return self.accepted - self.done - self.failed
+
+    def __add__(self, other: DeviceTotals) -> DeviceTotals:
+        return DeviceTotals(
+            self.accepted + other.accepted,
+            self.sent + other.sent,
+            self.done + other.done,
+            self.failed + other.failed,
+            self.capped + other.capped,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """The commands that carry a group of events, and the events a skip decision already covers."""
+
+    commands: list[Command]
+    skipped: dict[str, str]
+
+
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Ledger:
+    def __init__(self, redis: Redis | RedisCluster, *, streams: Sequence[str], ttl_s: int) -> None:
+        self._redis = redis
+        self.streams = list(streams)
+        self._ttl_s = ttl_s
+        self._assign = redis.register_script(_ASSIGN)
+        self._transition = redis.register_script(_TRANSITION)
+
+    # -- decisions -------------------------------------------------------------------------------
+
+    async def decisions(self, stream: str, event_ids: Sequence[str]) -> dict[str, str]:
+        """The commandId or skip mark already recorded for each of these events (absent: none yet)."""
+        if not event_ids:
+            return {}
+        values = await self._redis.mget([assign_key(stream, e) for e in event_ids])
+        return {e: _s(v) for e, v in zip(event_ids, values, strict=True) if v is not None}
+
+    async def skip(self, stream: str, reasons: dict[str, str]) -> None:
+        """Record that these events turn nothing (rate limit, cooldown); a first decision stands."""
+        if not reasons:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event_id, reason in reasons.items():
+                pipe.set(assign_key(stream, event_id), SKIP_MARK + reason, nx=True, ex=self._ttl_s)
+            await pipe.execute()
+
+    async def assign(
+        self,
+        stream: str,
+        device: str,
+        rounds_by_event: dict[str, int],
+        *,
+        cap: int,
+        deadline_ms: int,
+    ) -> Assignment:
+        """Put these events (in order) into one new command for the device, unless they have one.
+
+        Events that some command already carries stay with it (that command is returned as well,
+        whatever its state), so a reclaimed batch grouped differently never makes a second
+        command for the same event. The new command's id is derived from exactly its events.
+        """
+        remaining = dict(rounds_by_event)
+        existing: dict[str, str] = {}
+        skipped: dict[str, str] = {}
+        created: str | None = None
+        while remaining:
+            event_ids = list(remaining)
+            command_id = command_id_for(event_ids)
+            requested = sum(remaining.values())
+            rounds = min(requested, cap)
+            keys = [
+                command_key(stream, command_id),
+                device_key(stream, device),
+                open_key(stream),
+                devices_key(stream),
+                *(assign_key(stream, e) for e in event_ids),
+            ]
+            args: list[Any] = [
+                command_id,
+                device,
+                rounds,
+                requested,
+                now_ms(),
+                self._ttl_s,
+                deadline_ms,
+                orjson.dumps(event_ids),
+            ]
+            reply = [_s(part) for part in await self._assign(keys=keys, args=args)]
+            if reply[0] != "conflict":
+                created = command_id
+                break
+            for index, owner in zip(reply[1::2], reply[2::2], strict=True):
+                event_id = event_ids[int(index) - 1]
+                del remaining[event_id]
+                if owner.startswith(SKIP_MARK):
+                    skipped[event_id] = owner.removeprefix(SKIP_MARK)
+                else:
+                    existing[event_id] = owner
+        command_ids = list(dict.fromkeys([*existing.values(), *([created] if created else [])]))
+        commands = await self.get_many(stream, command_ids)
+        return Assignment([c for c in commands if c is not None], skipped)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def get(self, stream: str, command_id: str) -> Command | None:
+        return (await self.get_many(stream, [command_id]))[0]
+
+    async def get_many(self, stream: str, command_ids: Sequence[str]) -> list[Command | None]:
+        if not command_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for command_id in command_ids:
+                pipe.hgetall(command_key(stream, command_id))
+            raws = await pipe.execute()
+        return [
+            Command.from_hash(stream, cid, raw) if raw else None
+            for cid, raw in zip(command_ids, raws, strict=True)
+        ]
+
+    async def find(self, command_id: str) -> Command | None:
+        """A command by id alone (the feedback webhook knows no stream): probe each ledger shard."""
+        for stream in self.streams:
+            command = await self.get(stream, command_id)
+            if command is not None:
+                return command
+        return None
+
+    async def due(self, stream: str, *, at_ms: int, limit: int = 500) -> list[str]:
+        """Open commands whose deadline has passed (unanswered, unconfirmed, or never published)."""
+        ids = await self._redis.zrangebyscore(open_key(stream), "-inf", at_ms, start=0, num=limit)
+        return [_s(i) for i in ids]
+
+    async def device_totals(self, device: str) -> DeviceTotals:
+        total = DeviceTotals()
+        for stream in self.streams:
+            raw = await self._redis.hgetall(device_key(stream, device))
+            counts = {_s(k): int(v) for k, v in raw.items()}
+            total = total + DeviceTotals(**counts)
+        return total
+
+    async def devices(self) -> set[str]:
+        names: set[str] = set()
+        for stream in self.streams:
+            names.update(_s(n) for n in await self._redis.smembers(devices_key(stream)))
+        return names
+
+    # -- state changes ---------------------------------------------------------------------------
+
+    async def _move(
+        self,
+        command: Command | tuple[str, str],
+        to: CommandState,
+        allowed_from: Iterable[CommandState],
+        *,
+        deadline_ms: int | None = None,
+        error: str = "",
+        device: str | None = None,
+        attempt: bool = False,
+    ) -> CommandState | None:
+        if isinstance(command, Command):
+            stream, command_id, device = command.stream, command.command_id, command.device
+        else:
+            stream, command_id = command
+            if device is None:
+                found = await self.get(stream, command_id)
+                if found is None:
+                    return None
+                device = found.device
+        keys = [command_key(stream, command_id), device_key(stream, device), open_key(stream)]
+        args: list[Any] = [
+            to.value,
+            now_ms(),
+            "" if deadline_ms is None else deadline_ms,
+            error,
+            "1" if attempt else "0",
+            *(s.value for s in allowed_from),
+        ]
+        reply = await self._transition(keys=keys, args=args)
+        return None if reply is None else CommandState(_s(reply))
+
+    async def mark_sent(self, command: Command, *, deadline_ms: int) -> CommandState | None:
+        """Published and PUBACKed by the broker (a resend counts another attempt)."""
+        return await self._move(
+            command,
+            CommandState.SENT,
+            (CommandState.QUEUED, CommandState.SENT),
+            deadline_ms=deadline_ms,
+            attempt=True,
+        )
+
+    async def mark_delivered(
+        self, stream: str, command_id: str, *, deadline_ms: int | None
+    ) -> CommandState | None:
+        """The edge accepted it (its RPC reply came back through ThingsBoard)."""
+        return await self._move(
+            (stream, command_id),
+            CommandState.DELIVERED,
+            (CommandState.QUEUED, CommandState.SENT),
+            deadline_ms=deadline_ms,
+        )
+
+    async def note_error(self, stream: str, command_id: str, error: str, *, retry_at_ms: int) -> None:
+        """An error answer (TIMEOUT, NO_ACTIVE_CONNECTION...): keep it sent, retry at retry_at_ms."""
+        await self._move(
+            (stream, command_id),
+            CommandState.SENT,
+            (CommandState.SENT,),
+            deadline_ms=retry_at_ms,
+            error=error,
+        )
+
+    async def mark_done(self, command_id: str, *, stream: str | None = None) -> CommandState | None:
+        """Completion feedback from the edge closes the command (also one given up on earlier)."""
+        if stream is None:
+            found = await self.find(command_id)
+            if found is None:
+                return None
+            stream = found.stream
+        return await self._move(
+            (stream, command_id),
+            CommandState.DONE,
+            (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED, CommandState.FAILED),
+        )
+
+    async def mark_failed(self, stream: str, command_id: str, reason: str) -> CommandState | None:
+        return await self._move(
+            (stream, command_id),
+            CommandState.FAILED,
+            (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED),
+            error=reason,
+        )
+
+    async def postpone(self, stream: str, command_id: str, deadline_ms: int) -> None:
+        await self._redis.zadd(open_key(stream), {command_id: deadline_ms}, xx=True)

@@ -1,0 +1,141 @@
+"""Sends ledger commands through the dispatcher and follows them until answered, retried or failed.
+
+A command is marked ``sent`` only after the broker's PUBACK; ThingsBoard's answer marks it
+``delivered`` (the edge accepted it) or reschedules it. ``sweep`` resends, with the same
+commandId, every open command of a shard whose deadline passed, and marks it ``failed`` (kept,
+visible, counted) once ``command_max_attempts`` sends went unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from cloud.ledger import Command, CommandState, Ledger, now_ms
+from cloud.worker.consumer import Retryable
+from cloud.worker.dispatcher import Dispatcher, DispatchUnavailable, Sent
+from cloud.worker.metrics import WorkerMetrics
+from cloud.worker.settings import WorkerSettings
+from giftwheel.contracts.motor import RotateReply
+
+log = structlog.get_logger(__name__)
+
+# After an error answer (TIMEOUT, NO_ACTIVE_CONNECTION...) the next send waits this long.
+_RETRY_AFTER_ERROR_MS = 1_000
+_NEVER_MS = 10 * 365 * 86_400_000
+
+
+class CommandSender:
+    def __init__(
+        self, ledger: Ledger, dispatcher: Dispatcher, settings: WorkerSettings, metrics: WorkerMetrics
+    ) -> None:
+        self._ledger = ledger
+        self._dispatcher = dispatcher
+        self._settings = settings
+        self._metrics = metrics
+        self._reply_tasks: set[asyncio.Task[None]] = set()
+
+    def _reply_deadline(self) -> int:
+        return now_ms() + int(self._settings.rpc_reply_timeout_s * 1000)
+
+    async def send(self, commands: Sequence[Command]) -> None:
+        """Publish the queued ones (in order, pipelined on one connection) and mark them sent.
+
+        Raises Retryable when ThingsBoard is away; whatever was PUBACKed by then is marked sent.
+        """
+        queued = [c for c in commands if c.state is CommandState.QUEUED]
+        if not queued:
+            return
+        results = await asyncio.gather(
+            *(self._dispatcher.send(c.stream, c.command_id, c.device, c.rounds) for c in queued),
+            return_exceptions=True,
+        )
+        sent = [c for c, r in zip(queued, results, strict=True) if r is None]
+        deadline = self._reply_deadline()
+        await asyncio.gather(*(self._ledger.mark_sent(c, deadline_ms=deadline) for c in sent))
+        self._metrics.commands.inc(len(sent))
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            if all(isinstance(e, DispatchUnavailable) for e in errors):
+                raise Retryable(str(errors[0]))
+            raise errors[0]
+
+    def on_reply(self, sent: Sent, reply: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._record_reply(sent, reply))
+        self._reply_tasks.add(task)
+        task.add_done_callback(self._reply_tasks.discard)
+
+    async def _record_reply(self, sent: Sent, reply: dict[str, Any]) -> None:
+        try:
+            if "error" in reply:
+                self._metrics.replies.labels("error").inc()
+                error = str(reply.get("error"))[:200]
+                log.warning(
+                    "command_error_reply", command_id=sent.command_id, device=sent.device, error=error
+                )
+                await self._ledger.note_error(
+                    sent.stream, sent.command_id, error, retry_at_ms=now_ms() + _RETRY_AFTER_ERROR_MS
+                )
+                return
+            try:
+                RotateReply.model_validate(reply)
+            except ValidationError as exc:
+                self._metrics.replies.labels("malformed").inc()
+                await self._ledger.note_error(
+                    sent.stream,
+                    sent.command_id,
+                    f"unexpected reply: {exc.errors(include_url=False)[0]['msg']}",
+                    retry_at_ms=now_ms() + _RETRY_AFTER_ERROR_MS,
+                )
+                return
+            self._metrics.replies.labels("accepted").inc()
+            done_timeout_ms = int(self._settings.command_done_timeout_s * 1000)
+            await self._ledger.mark_delivered(
+                sent.stream,
+                sent.command_id,
+                deadline_ms=now_ms() + (done_timeout_ms or _NEVER_MS),
+            )
+        except Exception:  # a lost update only delays: the command's deadline brings it back
+            log.exception("reply_not_recorded", command_id=sent.command_id)
+
+    async def sweep(self, stream: str) -> int:
+        """Resend or fail this shard's overdue commands; returns how many were handled."""
+        due = await self._ledger.due(stream, at_ms=now_ms())
+        if not due:
+            return 0
+        handled = 0
+        for command in await self._ledger.get_many(stream, due):
+            if command is None:
+                continue
+            if command.state is CommandState.DELIVERED:
+                await self._fail(
+                    command, f"no completion feedback within {self._settings.command_done_timeout_s} s"
+                )
+            elif command.attempts >= self._settings.command_max_attempts:
+                last = f": {command.error}" if command.error else ""
+                await self._fail(command, f"unanswered after {command.attempts} sends{last}")
+            else:
+                try:
+                    await self._dispatcher.send(
+                        command.stream, command.command_id, command.device, command.rounds
+                    )
+                except DispatchUnavailable:
+                    return handled
+                await self._ledger.mark_sent(command, deadline_ms=self._reply_deadline())
+                self._metrics.retries.inc()
+                log.info("command_resent", command_id=command.command_id, attempt=command.attempts + 1)
+            handled += 1
+        return handled
+
+    async def _fail(self, command: Command, reason: str) -> None:
+        await self._ledger.mark_failed(command.stream, command.command_id, reason)
+        self._metrics.failed.inc()
+        log.error("command_failed", command_id=command.command_id, device=command.device, reason=reason)
+
+    async def drain(self) -> None:
+        while self._reply_tasks:
+            await asyncio.gather(*list(self._reply_tasks), return_exceptions=True)

@@ -1,0 +1,154 @@
+"""The worker's one persistent MQTT connection to ThingsBoard, as the ``dispatcher`` device.
+
+A command goes out as a client-side RPC ``v1/devices/me/rpc/request/{n}`` with
+``{"method": "rotate", "params": DispatchParams}``; the shipped rule chain turns it into the
+server-side RPC ``rotate`` to the motor device and answers on ``v1/devices/me/rpc/response/{n}``
+with the edge's reply or ThingsBoard's error. ``send`` returns at the broker's PUBACK; the answer
+arrives later and goes to the ``on_reply`` callback with the command it belongs to.
+
+While ThingsBoard is away the dispatcher reconnects with exponential backoff, and ``wait_ready``
+blocks: the consumers stop reading, so the backlog stays in Redis (durable) instead of memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+
+from cloud.worker.metrics import WorkerMetrics
+from cloud.worker.mqtt import ConnectionLost, MqttClient, MqttError
+from cloud.worker.settings import MqttSettings
+from giftwheel.contracts.motor import DispatchParams, RpcMethod
+
+log = structlog.get_logger(__name__)
+
+REQUEST_TOPIC = "v1/devices/me/rpc/request/{}"
+RESPONSE_FILTER = "v1/devices/me/rpc/response/+"
+RESPONSE_PREFIX = "v1/devices/me/rpc/response/"
+
+
+class DispatchUnavailable(Exception):
+    """ThingsBoard cannot take commands right now; retry after ``wait_ready``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a request id on the current session stands for, to match its answer."""
+
+    stream: str
+    command_id: str
+    device: str
+
+
+ReplyCallback = Callable[[Sent, dict[str, Any]], None]
+
+
+class Dispatcher:
+    def __init__(self, settings: MqttSettings, metrics: WorkerMetrics, on_reply: ReplyCallback) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._on_reply = on_reply
+        self._client: MqttClient | None = None
+        self._ready = asyncio.Event()
+        self._request_seq = 0
+        self._awaiting: dict[int, Sent] = {}
+        self._stopping = False
+
+    @property
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def run(self) -> None:
+        """Keep a connection up until cancelled."""
+        delay = self._settings.reconnect_min_s
+        while not self._stopping:
+            try:
+                client = await MqttClient.connect(
+                    self._settings.host,
+                    self._settings.port,
+                    client_id=self._settings.client_id,
+                    username=self._settings.access_token.get_secret_value(),
+                    keepalive_s=self._settings.keepalive_s,
+                    timeout_s=self._settings.connect_timeout_s,
+                    on_message=self._on_message,
+                )
+                await client.subscribe(RESPONSE_FILTER, timeout_s=self._settings.puback_timeout_s)
+            except MqttError as exc:
+                self._metrics.mqtt_reconnects.inc()
+                log.warning("thingsboard_unreachable", error=str(exc), retry_in_s=round(delay, 3))
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self._settings.reconnect_max_s)
+                continue
+            delay = self._settings.reconnect_min_s
+            self._client = client
+            self._awaiting.clear()
+            self._ready.set()
+            self._metrics.mqtt_connected.set(1)
+            log.info("thingsboard_connected", host=self._settings.host, port=self._settings.port)
+            try:
+                reason = await client.wait_closed()
+            finally:
+                self._ready.clear()
+                self._metrics.mqtt_connected.set(0)
+                self._client = None
+                # Answers for requests of a dead session never come: the ledger's deadlines retry them.
+                self._awaiting.clear()
+            if not self._stopping:
+                log.warning("thingsboard_connection_lost", reason=str(reason))
+
+    async def send(self, stream: str, command_id: str, device: str, rounds: int) -> None:
+        """Publish one rotate command; returns at PUBACK, raises DispatchUnavailable otherwise."""
+        client = self._client
+        if client is None or not client.is_connected:
+            raise DispatchUnavailable("not connected to ThingsBoard")
+        params = DispatchParams(command_id=command_id, rounds=rounds, device=device)
+        payload = orjson.dumps(
+            {"method": RpcMethod.ROTATE.value, "params": params.model_dump(by_alias=True, exclude_none=True)}
+        )
+        self._request_seq += 1
+        request_id = self._request_seq
+        self._awaiting[request_id] = Sent(stream, command_id, device)
+        started = asyncio.get_running_loop().time()
+        try:
+            await client.publish(
+                REQUEST_TOPIC.format(request_id), payload, timeout_s=self._settings.puback_timeout_s
+            )
+        except (ConnectionLost, MqttError) as exc:
+            self._awaiting.pop(request_id, None)
+            raise DispatchUnavailable(str(exc)) from exc
+        self._metrics.publish_seconds.observe(asyncio.get_running_loop().time() - started)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if not topic.startswith(RESPONSE_PREFIX):
+            log.warning("unexpected_topic", topic=topic)
+            return
+        try:
+            request_id = int(topic.removeprefix(RESPONSE_PREFIX))
+        except ValueError:
+            log.warning("unexpected_topic", topic=topic)
+            return
+        sent = self._awaiting.pop(request_id, None)
+        if sent is None:
+            log.warning("reply_for_unknown_request", request_id=request_id)
+            return
+        try:
+            reply = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            reply = {"error": "MALFORMED_REPLY", "detail": payload[:200].decode(errors="replace")}
+        if not isinstance(reply, dict):
+            reply = {"error": "MALFORMED_REPLY", "detail": str(reply)[:200]}
+        self._on_reply(sent, reply)
+
+    async def close(self) -> None:
+        self._stopping = True
+        if self._client is not None:
+            await self._client.close()

@@ -1,0 +1,60 @@
+"""Prometheus metrics of one worker process (own registry, so tests can run several side by side)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.lag = Gauge(
+            "giftwheel_worker_lag_entries",
+            "Entries of a stream not yet acked by the group",
+            ["stream"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "giftwheel_worker_batch_entries",
+            "Entries per batch read from a stream",
+            buckets=(1, 2, 5, 10, 50, 100, 500, 1_000, 5_000),
+            registry=r,
+        )
+        self.events = Counter(
+            "giftwheel_worker_events_total", "Events handled, by outcome", ["outcome"], registry=r
+        )
+        self.commands = Counter("giftwheel_worker_commands_total", "Commands published", registry=r)
+        self.publish_seconds = Histogram(
+            "giftwheel_worker_publish_seconds",
+            "PUBLISH to PUBACK from ThingsBoard",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.retries = Counter(
+            "giftwheel_worker_retries_total", "Commands sent again with the same commandId", registry=r
+        )
+        self.failed = Counter(
+            "giftwheel_worker_commands_failed_total",
+            "Commands given up on (visible in the ledger)",
+            registry=r,
+        )
+        self.replies = Counter(
+            "giftwheel_worker_replies_total", "RPC answers from ThingsBoard, by kind", ["kind"], registry=r
+        )
+        self.dlq_size = Gauge("giftwheel_worker_dlq_entries", "Entries in the dead-letter stream", registry=r)
+        self.dead_lettered = Counter(
+            "giftwheel_worker_dead_lettered_total", "Entries moved to the dead-letter stream", registry=r
+        )
+        self.mqtt_connected = Gauge(
+            "giftwheel_worker_mqtt_connected", "1 while connected to ThingsBoard", registry=r
+        )
+        self.mqtt_reconnects = Counter(
+            "giftwheel_worker_mqtt_connect_failures_total", "Failed attempts to reach ThingsBoard", registry=r
+        )
+        self.shards_owned = Gauge(
+            "giftwheel_worker_shards_owned", "Stream shards this worker owns", registry=r
+        )
+        self.rules_reload_failures = Gauge(
+            "giftwheel_worker_rules_invalid", "1 while the rules file on disk is rejected", registry=r
+        )

@@ -1,0 +1,170 @@
+"""One worker process: owns some stream shards, runs a consumer per shard, one MQTT dispatcher.
+
+Everything is built from settings passed in; ``run`` returns after ``stop`` is set, having
+finished (or handed back) the batches in hand and released its shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Callable
+
+import structlog
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError
+
+from cloud.ledger import Ledger
+from cloud.settings import CloudSettings
+from cloud.worker.commands import CommandSender
+from cloud.worker.consumer import ConsumerConfig, ShardConsumer
+from cloud.worker.dispatcher import Dispatcher, Sent
+from cloud.worker.dlq import DeadLetters
+from cloud.worker.handler import GiftHandler
+from cloud.worker.leases import ShardLeases
+from cloud.worker.limits import Limits
+from cloud.worker.metrics import WorkerMetrics
+from cloud.worker.rules import Rules
+from giftwheel.contracts import WORKER_GROUP, event_streams
+
+log = structlog.get_logger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: CloudSettings,
+        redis: Redis | RedisCluster,
+        rules: Callable[[], Rules],
+        *,
+        worker_id: str | None = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self._settings = settings.worker
+        self._redis = redis
+        self.worker_id = worker_id or new_worker_id()
+        self.metrics = metrics or WorkerMetrics()
+        self.streams = event_streams(settings.ingest.stream_shards)
+        self.ledger = Ledger(redis, streams=self.streams, ttl_s=self._settings.ledger_ttl_s)
+        self.dead_letters = DeadLetters(redis)
+        self.dispatcher = Dispatcher(self._settings.mqtt, self.metrics, self._on_reply)
+        self.sender = CommandSender(self.ledger, self.dispatcher, self._settings, self.metrics)
+        self.handler = GiftHandler(
+            self.ledger,
+            rules,
+            Limits(redis, self._settings.limits),
+            self.sender,
+            self.metrics,
+            reply_timeout_s=self._settings.rpc_reply_timeout_s,
+        )
+        self.leases = ShardLeases(redis, self.worker_id, self.streams, self._settings.lease_ttl_ms)
+        self._consumers: dict[str, tuple[ShardConsumer, asyncio.Task[None]]] = {}
+        self._handovers: set[asyncio.Task[None]] = set()
+
+    def _on_reply(self, sent: Sent, reply: dict[str, object]) -> None:
+        self.sender.on_reply(sent, dict(reply))
+
+    def _start_consumer(self, stream: str) -> None:
+        s = self._settings
+        config = ConsumerConfig(s.batch_max_entries, s.read_block_ms, s.claim_idle_ms, s.max_deliveries)
+        consumer = ShardConsumer(
+            self._redis,
+            stream,
+            self.worker_id,
+            self.handler,
+            config,
+            self.dead_letters,
+            self.metrics,
+            self.dispatcher.wait_ready,
+        )
+        task = asyncio.create_task(consumer.run(), name=f"consume:{stream}")
+        self._consumers[stream] = (consumer, task)
+        log.info("shard_acquired", stream=stream, worker=self.worker_id)
+
+    async def _hand_over(self, stream: str, *, lost: bool) -> None:
+        consumer, task = self._consumers.pop(stream)
+        if lost:
+            task.cancel()  # someone else may own it already: stop at once, they reclaim our batch
+        else:
+            consumer.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if not lost:
+            await self.leases.release(stream)
+        log.info("shard_released", stream=stream, worker=self.worker_id, lost=lost)
+
+    async def _lease_loop(self) -> None:
+        interval_s = self._settings.lease_ttl_ms / 3000
+        while True:
+            try:
+                before = set(self.leases.owned)
+                gained, dropped = await self.leases.tick()
+                for stream in gained:
+                    self._start_consumer(stream)
+                for stream in dropped:
+                    if stream in self._consumers:
+                        task = asyncio.create_task(
+                            self._hand_over(stream, lost=stream not in self.leases.owned)
+                        )
+                        self._handovers.add(task)
+                        task.add_done_callback(self._handovers.discard)
+                self.metrics.shards_owned.set(len(self.leases.owned))
+                if gained or (before - self.leases.owned):
+                    log.info("shards", owned=sorted(self.leases.owned), worker=self.worker_id)
+            except (RedisError, OSError) as exc:
+                log.warning("lease_tick_failed", error=str(exc))
+            await asyncio.sleep(interval_s)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_interval_s)
+            try:
+                for stream in list(self._consumers):
+                    await self.sender.sweep(stream)
+                await self._update_gauges()
+            except (RedisError, OSError) as exc:
+                log.warning("sweep_failed", error=str(exc))
+
+    async def _update_gauges(self) -> None:
+        for stream in self._consumers:
+            for group in await self._redis.xinfo_groups(stream):
+                name = group["name"]
+                if (name.decode() if isinstance(name, bytes) else name) == WORKER_GROUP:
+                    lag = group.get("lag")
+                    self.metrics.lag.labels(stream).set(int(lag or 0) + int(group.get("pending", 0)))
+        self.metrics.dlq_size.set(await self.dead_letters.size())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("worker_starting", worker=self.worker_id, streams=len(self.streams))
+        background = [
+            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(self._lease_loop(), name="leases"),
+            asyncio.create_task(self._sweep_loop(), name="sweeper"),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            background[1].cancel()  # no new shards while stopping
+            for consumer, _task in self._consumers.values():
+                consumer.stop()
+            tasks = [task for _c, task in self._consumers.values()]
+            _done, slow = await asyncio.wait(tasks, timeout=5) if tasks else (set(), set())
+            for task in slow:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._handovers, return_exceptions=True)
+            self._consumers.clear()
+            await self.sender.drain()
+            with contextlib.suppress(RedisError, OSError):
+                await self.leases.leave()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self.dispatcher.close()
+            log.info("worker_stopped", worker=self.worker_id)
