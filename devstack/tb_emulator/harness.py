@@ -1,0 +1,372 @@
+"""Run the ThingsBoard emulator from tests, benchmarks and the demo: as a real process or in-process.
+
+As a child process (what end-to-end and crash tests want: real sockets, kill -9, restart)::
+
+    from devstack.tb_emulator.harness import EmulatorProcess
+
+    with EmulatorProcess() as tb:            # shipped devices.yaml + shipped rule chain, free ports
+        tb.mqtt_port, tb.http_port           # connect clients to 127.0.0.1:tb.mqtt_port
+        tb.latest_telemetry("motor_01")      # {"roundsCompleted": 3, ...}
+        tb.rpc_states(device="motor_01")     # [{"id", "requestId", "method", "status", ...}, ...]
+        tb.set_faults(drop_pubacks=1)        # fault injection, see faults.Faults
+        tb.kill(); tb.start()                # kill -9, then start again on the same ports
+
+``EmulatorProcess(devices=[{"name": "dispatcher", "token": "t1", "type": "dispatcher"}, ...])``
+takes the devices inline (or a YAML path), ``webhook_url=``/``webhook_secret=`` point the chain's
+REST node at your test server, ``extra_args=("--client-rpc-timeout-s", "5")`` passes CLI options.
+The HTTP helpers are synchronous (urllib): fine from async tests, the emulator is another process.
+
+In-process (fast unit-style tests; the hub's state is right there)::
+
+    async with InProcessEmulator() as tb:
+        tb.mqtt_port, tb.http_port, tb.hub.registry.by_name["motor_01"].latest
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import yaml
+
+from devstack.ports import free_port
+from devstack.tb_emulator.devices import DeviceSpec, load_devices_file
+from devstack.tb_emulator.hub import Hub, HubSettings
+from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
+
+SHIPPED_DEVICES = SHIPPED_CHAIN.parent / "devices.yaml"
+HOST = "127.0.0.1"
+
+DeviceList = Path | Sequence[Mapping[str, Any]] | Sequence[DeviceSpec] | None
+T = TypeVar("T")
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+def _device_dicts(devices: DeviceList) -> list[dict[str, Any]] | None:
+    if devices is None or isinstance(devices, Path):
+        return None
+    return [d.model_dump() if isinstance(d, DeviceSpec) else dict(d) for d in devices]
+
+
+def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy; raise TimeoutError otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout_s} s (last value {value!r})")
+        time.sleep(interval_s)
+
+
+class EmulatorHttp:
+    """Synchronous client for the emulator's HTTP side (endpoints in http_api.ROUTES)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def request(self, method: str, path: str, body: Any = None, *, timeout_s: float = 30) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)  # noqa: S310
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 (loopback URL we built)
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def get(self, path: str) -> Any:
+        status, body = self.request("GET", path)
+        if status != 200:
+            raise EmulatorError(f"GET {path} -> {status}: {body}")
+        return body
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/health")
+        return result
+
+    def devices(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get("/api/devices")
+        return result
+
+    def device(self, name: str) -> dict[str, Any]:
+        """Device view with attributes and latest telemetry ({key: {"ts", "value"}})."""
+        result: dict[str, Any] = self.get(f"/api/devices/{name}")
+        return result
+
+    def latest_telemetry(self, name: str) -> dict[str, Any]:
+        """Latest value per telemetry key, as saved by the chain's Save Timeseries node."""
+        return {k: v["value"] for k, v in self.get(f"/api/devices/{name}/telemetry").items()}
+
+    def timeseries(self, name: str, since_ms: int = 0) -> list[dict[str, Any]]:
+        """Every saved telemetry group [{"ts", "values"}] in arrival order (last 10,000)."""
+        result: list[dict[str, Any]] = self.get(f"/api/devices/{name}/timeseries?since={since_ms}")
+        return result
+
+    def sessions(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get("/api/sessions")
+        return result
+
+    def rpc_states(self, device: str | None = None) -> list[dict[str, Any]]:
+        """Server-side RPC records, oldest first: id, device, requestId, method, params, status, history."""
+        result: list[dict[str, Any]] = self.get("/api/rpc" + (f"?device={device}" if device else ""))
+        return result
+
+    def rpc(self, rpc_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/api/rpc/{rpc_id}")
+        return result
+
+    def send_rpc(
+        self,
+        device: str,
+        method: str,
+        params: Any = None,
+        *,
+        oneway: bool = False,
+        timeout_ms: int = 10_000,
+        persistent: bool = False,
+        retries: int | None = None,
+    ) -> tuple[int, Any]:
+        """Server-side RPC through the rule chain ("RPC Request to Device"), like ThingsBoard's REST API.
+
+        Returns (HTTP status, body): 200 with the device's reply (or {"rpcId"} if persistent),
+        504 with {"error": "TIMEOUT" | "NO_ACTIVE_CONNECTION"}.
+        """
+        body: dict[str, Any] = {
+            "method": method,
+            "params": {} if params is None else params,
+            "timeout": timeout_ms,
+        }
+        if persistent:
+            body["persistent"] = True
+        if retries is not None:
+            body["retries"] = retries
+        kind = "oneway" if oneway else "twoway"
+        return self.request("POST", f"/api/rpc/{kind}/{device}", body, timeout_s=timeout_ms / 1000 + 10)
+
+    def set_shared_attributes(self, device: str, values: dict[str, Any]) -> dict[str, Any]:
+        status, body = self.request("POST", f"/api/devices/{device}/attributes/shared", values)
+        if status != 200:
+            raise EmulatorError(f"shared attributes -> {status}: {body}")
+        result: dict[str, Any] = body
+        return result
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        """Change fault settings (faults.Faults fields), e.g. drop_pubacks=2, gateway_reply_delay_ms=500."""
+        status, body = self.request("PATCH", "/api/faults", faults)
+        if status != 200:
+            raise EmulatorError(f"faults -> {status}: {body}")
+        result: dict[str, Any] = body
+        return result
+
+    def reset_faults(self) -> None:
+        self.request("POST", "/api/faults/reset")
+
+    def cut_session(self, device: str) -> int:
+        """Abort the device's TCP connection(s) without a DISCONNECT; returns how many were cut."""
+        cut: int = self.request("POST", f"/api/faults/cut-session/{device}")[1]["cut"]
+        return cut
+
+    def redeliver_rpc(self, device: str) -> int:
+        """Re-send the device's pending RPCs as ThingsBoard does on re-subscribe; returns how many."""
+        count: int = self.request("POST", f"/api/faults/redeliver-rpc/{device}")[1]["redelivered"]
+        return count
+
+    def webhook_calls(self) -> list[dict[str, Any]]:
+        """The REST API call node's recent requests (url, headers, body, statusCode, error)."""
+        result: list[dict[str, Any]] = self.get("/api/webhook/calls")
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/api/stats")
+        return result
+
+
+class EmulatorProcess(EmulatorHttp):
+    """``giftwheel tb-emulator`` as a child process on fixed free ports (kept across restarts)."""
+
+    def __init__(
+        self,
+        devices: DeviceList = None,
+        *,
+        rule_chain: Path = SHIPPED_CHAIN,
+        mqtt_port: int | None = None,
+        http_port: int | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        extra_args: Sequence[str] = (),
+        log_level: str = "WARNING",
+    ) -> None:
+        self.host = HOST
+        self.mqtt_port = mqtt_port or free_port()
+        self.http_port = http_port or free_port()
+        super().__init__(f"http://{HOST}:{self.http_port}")
+        self._tmp = tempfile.TemporaryDirectory(prefix="giftwheel-tb-")
+        self.workdir = Path(self._tmp.name)
+        inline = _device_dicts(devices)
+        if inline is not None:
+            self.devices_file = self.workdir / "devices.yaml"
+            self.devices_file.write_text(yaml.safe_dump({"devices": inline}, sort_keys=False))
+        else:
+            self.devices_file = devices if isinstance(devices, Path) else SHIPPED_DEVICES
+        self.rule_chain = rule_chain
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.extra_args = tuple(extra_args)
+        self.log_level = log_level
+        self.log_file = self.workdir / "emulator.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def command(self) -> list[str]:
+        args = [
+            sys.executable, "-m", "giftwheel.cli", "tb-emulator",
+            "--host", self.host,
+            "--mqtt-port", str(self.mqtt_port),
+            "--http-port", str(self.http_port),
+            "--devices", str(self.devices_file),
+            "--rule-chain", str(self.rule_chain),
+            "--ready-file", str(self.workdir / "ready"),
+            "--log-level", self.log_level,
+        ]  # fmt: skip
+        if self.webhook_url:
+            args += ["--webhook-url", self.webhook_url]
+        if self.webhook_secret:
+            args += ["--webhook-secret", self.webhook_secret]
+        return args + list(self.extra_args)
+
+    def start(self, timeout_s: float = 15.0) -> Self:
+        if self.running:
+            return self
+        ready = self.workdir / "ready"
+        ready.unlink(missing_ok=True)
+        log = self.log_file.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while not ready.exists():
+            if self._proc.poll() is not None:
+                raise EmulatorError(
+                    f"tb-emulator exited with {self._proc.returncode}: {self.log_text()[-3000:]}"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise EmulatorError(f"tb-emulator not ready after {timeout_s} s: {self.log_text()[-3000:]}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful stop (SIGTERM): sessions are closed, the process exits 0."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def kill(self) -> None:
+        """kill -9: every connection drops at once and all in-memory state is gone."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def close(self) -> None:
+        self.kill()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class InProcessEmulator:
+    """The emulator in the test's own event loop, on free ports; ``hub`` exposes its state."""
+
+    def __init__(
+        self,
+        devices: DeviceList = None,
+        *,
+        rule_chain: Path = SHIPPED_CHAIN,
+        hub_settings: HubSettings | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+    ) -> None:
+        inline = _device_dicts(devices)
+        if inline is not None:
+            specs = [DeviceSpec.model_validate(d) for d in inline]
+        else:
+            specs = load_devices_file(devices if isinstance(devices, Path) else SHIPPED_DEVICES)
+        settings = EmulatorSettings(
+            host=HOST,
+            mqtt_port=0,
+            http_port=0,
+            hub=hub_settings or HubSettings(),
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+        )
+        self.emulator = Emulator.from_files(settings, specs, rule_chain)
+        self.host = HOST
+
+    @property
+    def hub(self) -> Hub:
+        return self.emulator.hub
+
+    @property
+    def mqtt_port(self) -> int:
+        return self.emulator.mqtt_port
+
+    @property
+    def http_port(self) -> int:
+        return self.emulator.http_port
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    async def __aenter__(self) -> Self:
+        await self.emulator.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.emulator.stop()
