@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
-from devstack.tb_emulator.harness import InProcessEmulator
+from devstack.tb_emulator.harness import EmulatorProcess, InProcessEmulator
 from devstack.tb_emulator.hub import HubSettings
 
 DISPATCHER_TOKEN = "dispatcher-dev-token"
@@ -25,4 +25,11 @@ DEVICES: list[dict[str, Any]] = [
 async def tb() -> AsyncIterator[InProcessEmulator]:
     settings = HubSettings(client_rpc_timeout_s=3.0, delivery_timeout_s=1.0)
     async with InProcessEmulator(DEVICES, hub_settings=settings) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def tb_process() -> Iterator[EmulatorProcess]:
+    """The emulator as a real child process, for clients that block (paho threads) or crash tests."""
+    with EmulatorProcess(DEVICES, extra_args=("--client-rpc-timeout-s", "5")) as emulator:
         yield emulator
