@@ -1,0 +1,79 @@
+"""The real thingsboard-gateway service against the emulator: connect, sub-device, RPC both ways.
+
+The gateway counts itself connected only after its getSessionLimits client RPC is answered, sends
+v1/gateway/connect for a device it has data for, and gets the dispatcher's RPC on v1/gateway/rpc
+through the shipped rule chain. It runs in its own process (its constructor blocks until the first
+connect and only SIGINT stops it cleanly).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from devstack.tb_emulator.harness import EmulatorProcess, wait_until
+from devstack.tb_emulator.raw_client import RawMqttClient
+from tests.emulator.conftest import DISPATCHER_TOKEN, GATEWAY_TOKEN
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def gateway_service(tb_process: EmulatorProcess, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = (tmp_path / "gateway.log").open("wb")
+    args = [sys.executable, "-m", "tests.emulator.gateway_runner", tb_process.host, str(tb_process.mqtt_port),
+            GATEWAY_TOKEN, str(tmp_path) + "/"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+async def test_gateway_registers_motor_and_answers_dispatcher_rpc(
+    tb_process: EmulatorProcess, gateway_service: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    def motor_on_gateway() -> bool:
+        return any("motor_01" in s["subDevices"] for s in tb_process.sessions())
+
+    try:
+        wait_until(motor_on_gateway, 30)
+        wait_until(lambda: tb_process.latest_telemetry("motor_01").get("heartbeat"), 15)
+    except TimeoutError:
+        pytest.fail("gateway never announced motor_01: " + (tmp_path / "gateway.log").read_text()[-3000:])
+    gateway_session = next(s for s in tb_process.sessions() if s["device"] == "pi-gateway-01")
+    assert gateway_session["mqttVersion"] == "5"
+    assert {"v1/gateway/rpc", "v1/gateway/attributes", "v1/devices/me/rpc/request/+"} <= set(
+        gateway_session["subscriptions"]
+    )
+
+    async with RawMqttClient(tb_process.host, tb_process.mqtt_port) as dispatcher:
+        await dispatcher.connect(DISPATCHER_TOKEN)
+        await dispatcher.subscribe("v1/devices/me/rpc/response/+")
+        body = {
+            "method": "rotate",
+            "params": {"device": "motor_01", "commandId": "c-00112233445566", "rounds": 4},
+        }
+        assert await dispatcher.publish("v1/devices/me/rpc/request/1", orjson.dumps(body)) == 0
+        reply = await dispatcher.next_message(timeout_s=15)
+    assert reply.topic == "v1/devices/me/rpc/response/1"
+    assert orjson.loads(reply.payload) == {
+        "accepted": True,
+        "commandId": "c-00112233445566",
+        "queuedRounds": 4,
+    }
+    [record] = tb_process.rpc_states(device="motor_01")
+    assert (record["method"], record["status"]) == ("rotate", "SUCCESSFUL")
+    assert gateway_service.poll() is None
