@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis, RedisCluster
@@ -47,8 +47,8 @@ class Outcome:
     dead: list[tuple[str, str]] = field(default_factory=list)
 
 
-class Handler(Protocol):
-    async def __call__(self, stream: str, entries: list[Entry]) -> Outcome: ...
+# The handler: (stream, entries in stream order) -> which to ack and which to dead-letter.
+Handler = Callable[[str, list[Entry]], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True, slots=True)

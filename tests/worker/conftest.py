@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
+from cloud.redis_client import connect
 from cloud.settings import CloudSettings
+from cloud.worker.rules import Rules
+from cloud.worker.service import Worker
+from devstack.rpc_sink import RpcSink
+from devstack.tb_emulator.devices import load_devices_file
+from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
 from giftwheel.contracts import EVENT_FIELD, GiftEvent
 
 _seq = itertools.count(1)
@@ -34,12 +43,8 @@ def gift(**fields: Any) -> GiftEvent:
 async def enqueue(redis: Redis, stream: str, events: list[GiftEvent]) -> list[str]:
     ids = []
     for event in events:
-        ids.append(await redis.xadd(stream, {EVENT_FIELD: event.to_json()}))
+        ids.append(str(await redis.xadd(stream, {EVENT_FIELD: event.to_json()})))
     return ids
-
-
-def cloud_settings(redis_url: str, **worker: Any) -> CloudSettings:
-    return CloudSettings.model_validate({"mode": "development", "redis_url": redis_url, "worker": worker})
 
 
 async def wait_until(
@@ -57,3 +62,60 @@ async def wait_until(
         if loop.time() > deadline:
             raise AssertionError(f"{what} not reached within {timeout_s} s")
         await asyncio.sleep(0.01)
+
+
+DISPATCHER_TOKEN = "dispatcher-dev-token"
+GATEWAY_TOKEN = "pi-gateway-01-dev-token"
+MOTORS = ["motor_01", "motor_02"]
+DEVICES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "thingsboard" / "devices.yaml"
+
+
+async def start_emulator(mqtt_port: int = 0) -> Emulator:
+    emulator = Emulator.from_files(
+        EmulatorSettings(mqtt_port=mqtt_port, http_port=0), load_devices_file(DEVICES_FILE), SHIPPED_CHAIN
+    )
+    await emulator.start()
+    return emulator
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    emu = await start_emulator()
+    yield emu
+    await emu.stop()
+
+
+@pytest.fixture
+async def sink(emulator: Emulator) -> AsyncIterator[RpcSink]:
+    pi = RpcSink("127.0.0.1", emulator.mqtt_port, GATEWAY_TOKEN, MOTORS)
+    await pi.start()
+    yield pi
+    await pi.close()
+
+
+def worker_settings(redis_url: str, mqtt_port: int, shards: int = 1, **worker: Any) -> CloudSettings:
+    values: dict[str, Any] = {
+        "lease_ttl_ms": 600,
+        "claim_idle_ms": 0,
+        "read_block_ms": 50,
+        "sweep_interval_s": 0.1,
+        "mqtt": {"port": mqtt_port, "access_token": DISPATCHER_TOKEN, "reconnect_max_s": 0.5},
+    }
+    values.update(worker)
+    return CloudSettings.model_validate(
+        {"mode": "development", "redis_url": redis_url, "ingest": {"stream_shards": shards}, "worker": values}
+    )
+
+
+@asynccontextmanager
+async def worker_running(settings: CloudSettings, rules: Rules) -> AsyncIterator[Worker]:
+    redis = connect(settings)
+    worker = Worker(settings, redis, lambda: rules)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await redis.aclose()

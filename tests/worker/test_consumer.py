@@ -129,6 +129,7 @@ async def test_handler_verdict_dead_goes_to_dlq_and_replay_brings_it_back(redis:
     assert [r[0] for r in replayed] == [letter.dlq_id]
     assert await letters.size() == 1
     rows = await redis.xrange(S, min=replayed[0][1], max=replayed[0][1])
+    assert rows
     assert rows[0][1] == {"event": ""}
 
 

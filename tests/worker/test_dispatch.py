@@ -1,0 +1,126 @@
+"""Gifts from the stream to the target device's MQTT connection, through the emulated ThingsBoard."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from cloud.ledger import CommandState, DeviceTotals
+from cloud.worker.dlq import DeadLetters
+from cloud.worker.rules import parse_rules
+from devstack.redis_server import RedisServer
+from devstack.rpc_sink import RpcSink
+from devstack.tb_emulator.server import Emulator
+from giftwheel.contracts import EVENT_FIELD, EVENTS_STREAM, WORKER_GROUP
+from giftwheel.contracts.motor import command_id_for
+from tests.worker.conftest import enqueue, gift, wait_until, worker_running, worker_settings
+
+RULES = parse_rules(
+    {
+        "default_device": "motor_01",
+        "command_rounds_max": 5000,
+        "devices": {"motor_02": {"command_rounds_max": 50}},
+        "rules": [
+            {"name": "roses", "match": {"gift_name": "Rose"}, "device": "motor_02", "multiplier": 2},
+        ],
+    }
+)
+
+
+async def _drained(redis: Redis) -> bool:
+    """The group exists and has read and acked everything on the stream."""
+    if not await redis.exists(EVENTS_STREAM):
+        return False
+    for group in await redis.xinfo_groups(EVENTS_STREAM):
+        if group["name"] == WORKER_GROUP:
+            return int(group["lag"] or 0) == 0 and int(group["pending"]) == 0
+    return False
+
+
+async def test_single_gift_reaches_the_target_device_with_its_rounds(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    settings = worker_settings(redis_server.url, emulator.mqtt_port)
+    event = gift(gift_name="Rose", diamond=3, quantity=2)
+    async with worker_running(settings, RULES) as worker:
+        await enqueue(redis, EVENTS_STREAM, [event])
+        await wait_until(lambda: len(sink.arrivals) == 1, what="rotate at motor_02")
+        (arrival,) = sink.arrivals
+        assert (arrival.device, arrival.method, arrival.rounds) == ("motor_02", "rotate", 12)
+        assert arrival.command_id == command_id_for([event.event_id])
+
+        async def delivered() -> bool:
+            command = await worker.ledger.find(arrival.command_id)
+            return command is not None and command.state is CommandState.DELIVERED
+
+        await wait_until(delivered, what="ledger: delivered")
+        await wait_until(lambda: _drained(redis), what="entry acked")
+        assert await worker.ledger.device_totals("motor_02") == DeviceTotals(accepted=12, sent=12)
+
+
+async def test_a_burst_is_coalesced_per_device_and_every_event_counted_once(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, batch_max_entries=500)
+    roses = [gift(gift_name="Rose", diamond=1) for _ in range(1000)]
+    lions = [gift(gift_name="Lion", diamond=2, quantity=3) for _ in range(1000)]
+    await enqueue(redis, EVENTS_STREAM, [e for pair in zip(roses, lions, strict=True) for e in pair])
+    async with worker_running(settings, RULES) as worker:
+        await wait_until(lambda: _drained(redis), what="burst drained")
+        await wait_until(lambda: len({a.command_id for a in sink.arrivals}) == 8, what="all commands")
+        commands = {a.command_id: a for a in sink.arrivals}
+        # 2000 entries in batches of 500: one command per device per batch.
+        assert len(commands) == 8
+        per_device = sink.rounds_by_device()
+        assert per_device["motor_01"] == 1000 * 6
+        # Each batch held 250 roses (500 rounds) for motor_02, capped at 50 per command.
+        assert per_device["motor_02"] == 4 * 50
+        carried: list[str] = []
+        for command_id in commands:
+            command = await worker.ledger.find(command_id)
+            assert command is not None
+            carried.extend(command.event_ids)
+        assert sorted(carried) == sorted(e.event_id for e in roses + lions)
+        totals = await worker.ledger.device_totals("motor_02")
+        assert (totals.accepted, totals.capped) == (200, 2000 - 200)
+
+
+async def test_an_entry_that_is_not_a_gift_event_is_dead_lettered_with_the_reason(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    settings = worker_settings(redis_server.url, emulator.mqtt_port)
+    await redis.xadd(EVENTS_STREAM, {EVENT_FIELD: '{"eventId": "x", "diamond": "lots"}'})
+    await redis.xadd(EVENTS_STREAM, {"other": "field"})
+    good = gift(gift_name="Heart", diamond=4)
+    await enqueue(redis, EVENTS_STREAM, [good])
+    letters = DeadLetters(redis)
+    async with worker_running(settings, RULES):
+        await wait_until(lambda: len(sink.arrivals) == 1, what="good gift delivered")
+        await wait_until(lambda: _drained(redis), what="all acked")
+    dead = await letters.read()
+    assert len(dead) == 2
+    assert all(d.reason.startswith("not a GiftEvent:") for d in dead)
+    assert "diamond" in dead[0].reason
+    assert sink.arrivals[0].rounds == 4
+
+
+async def test_limits_skip_gifts_visibly_and_a_redelivery_keeps_the_decision(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    settings = worker_settings(
+        redis_server.url, emulator.mqtt_port, limits={"user_max_gifts": 2, "user_window_s": 600}
+    )
+    spammer = [gift(user_id="spammer", gift_name="Heart", diamond=1) for _ in range(5)]
+    other = gift(user_id="someone", gift_name="Heart", diamond=10)
+    await enqueue(redis, EVENTS_STREAM, [*spammer, other])
+    async with worker_running(settings, RULES) as worker:
+        await wait_until(lambda: _drained(redis), what="drained")
+        await wait_until(lambda: bool(sink.arrivals), what="command")
+        decisions = await worker.ledger.decisions(EVENTS_STREAM, [e.event_id for e in spammer])
+        skipped = [e for e, d in decisions.items() if d.startswith("skip:")]
+        assert len(skipped) == 3
+        assert all(decisions[e] == "skip:user_rate_limit" for e in skipped)
+        assert sink.rounds_by_device() == {"motor_01": 12}
+        # The same entries delivered again (e.g. replayed from the DLQ) do not count twice.
+        await enqueue(redis, EVENTS_STREAM, [*spammer, other])
+        await wait_until(lambda: _drained(redis), what="replay drained")
+        assert await worker.ledger.device_totals("motor_01") == DeviceTotals(accepted=12, sent=12)

@@ -1,0 +1,205 @@
+"""Nothing lost, nothing twice: a worker killed with -9 mid-batch, ThingsBoard gone mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from cloud.ingest.queue import GiftQueue
+from cloud.ledger import Ledger
+from cloud.worker.leases import lease_key
+from cloud.worker.rules import parse_rules
+from devstack.redis_server import RedisServer
+from devstack.rpc_sink import Arrival, RpcSink
+from devstack.tb_emulator.server import Emulator
+from giftwheel.contracts import GiftEvent, event_streams
+from tests.worker.conftest import (
+    DISPATCHER_TOKEN,
+    GATEWAY_TOKEN,
+    MOTORS,
+    gift,
+    start_emulator,
+    wait_until,
+    worker_running,
+    worker_settings,
+)
+
+RULES_YAML = (
+    "default_device: motor_01\nrules:\n  - {name: roses, match: {gift_name: Rose}, device: motor_02}\n"
+)
+
+
+async def produce(queue: GiftQueue, events: list[GiftEvent], rate_per_s: float) -> None:
+    for event in events:
+        await queue.append([event])
+        await asyncio.sleep(1 / rate_per_s)
+
+
+async def assert_each_event_turned_exactly_once(
+    redis: Redis, streams: list[str], events: list[GiftEvent], arrivals: list[Arrival]
+) -> None:
+    """Every event is in exactly one command that reached its device (a commandId may arrive twice)."""
+    ledger = Ledger(redis, streams=streams, ttl_s=3600)
+    carried: dict[str, str] = {}
+    distinct = {a.command_id: a for a in arrivals}
+    for command_id, arrival in distinct.items():
+        command = await ledger.find(command_id)
+        assert command is not None, f"{command_id} reached {arrival.device} but is not in the ledger"
+        assert command.rounds == arrival.rounds
+        assert command.device == arrival.device
+        for event_id in command.event_ids:
+            assert event_id not in carried, f"{event_id} in {carried.get(event_id)} and {command_id}"
+            carried[event_id] = command_id
+    missing = {e.event_id for e in events} - set(carried)
+    assert not missing, f"{len(missing)} events never reached a device"
+    expected = {d: 0 for d in MOTORS}
+    for event in events:
+        expected["motor_02" if event.gift_name == "Rose" else "motor_01"] += event.diamond * event.quantity
+    got = {d: 0 for d in MOTORS}
+    for arrival in distinct.values():
+        got[arrival.device] += arrival.rounds
+    assert got == expected
+
+
+def mixed_gifts(n: int) -> list[GiftEvent]:
+    return [gift(gift_name="Rose" if i % 3 == 0 else "Heart", diamond=1 + i % 4) for i in range(n)]
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def spawn_worker(
+    procs: list[subprocess.Popen[bytes]], redis_url: str, mqtt_port: int, rules: Path, log: Path, shards: int
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "GIFTWHEEL_MODE": "development",
+        "GIFTWHEEL_REDIS_URL": redis_url,
+        "GIFTWHEEL_INGEST__STREAM_SHARDS": str(shards),
+        "GIFTWHEEL_WORKER__MQTT__PORT": str(mqtt_port),
+        "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN": DISPATCHER_TOKEN,
+        "GIFTWHEEL_WORKER__LEASE_TTL_MS": "1000",
+        "GIFTWHEEL_WORKER__CLAIM_IDLE_MS": "1000",
+        "GIFTWHEEL_WORKER__READ_BLOCK_MS": "50",
+        "GIFTWHEEL_WORKER__RPC_REPLY_TIMEOUT_S": "3",
+        "GIFTWHEEL_WORKER__SWEEP_INTERVAL_S": "0.2",
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "giftwheel.cli", "worker", "--rules", str(rules)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    procs.append(proc)
+    return proc
+
+
+@pytest.mark.slow
+async def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_turns_nothing_twice(
+    redis_server: RedisServer,
+    redis: Redis,
+    emulator: Emulator,
+    sink: RpcSink,
+    procs: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    shards = 2
+    streams = event_streams(shards)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_YAML)
+    victim = spawn_worker(procs, redis_server.url, emulator.mqtt_port, rules, tmp_path / "a.log", shards)
+    await wait_until(lambda: _owns(redis, streams, 2), timeout_s=20, what="first worker owns both shards")
+    survivor = spawn_worker(procs, redis_server.url, emulator.mqtt_port, rules, tmp_path / "b.log", shards)
+    await wait_until(lambda: _owner_count(redis, streams, 2), timeout_s=20, what="shards split")
+
+    # Slow PUBACKs keep every batch in flight for a while: the kill surely lands mid-batch, after
+    # ThingsBoard already took some commands (so the heir re-sends them: the same commandIds).
+    emulator.hub.faults.puback_delay_ms = 250
+    events = mixed_gifts(600)
+    queue = GiftQueue(redis, shards=shards, dedupe_ttl_s=3600)
+    producer = asyncio.create_task(produce(queue, events, rate_per_s=600))
+    await wait_until(lambda: len(sink.arrivals) >= 10, timeout_s=20, what="first commands")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    await producer
+    emulator.hub.faults.puback_delay_ms = 0
+
+    expected = sum(e.diamond for e in events)
+    await wait_until(
+        lambda: sum(sink.rounds_by_device().values()) >= expected,
+        timeout_s=60,
+        what="every round at a device",
+    )
+    await asyncio.sleep(0.5)  # anything still in flight would show up as an extra (wrong) turn
+    await assert_each_event_turned_exactly_once(redis, streams, events, sink.arrivals)
+    assert sum(sink.rounds_by_device().values()) == expected
+    log = (tmp_path / "b.log").read_text()
+    assert "entries_reclaimed" in log, "the survivor never took over the killed worker's batch"
+    assert survivor.poll() is None
+    survivor.send_signal(signal.SIGTERM)
+    assert survivor.wait(timeout=15) == 0
+
+
+async def _owns(redis: Redis, streams: list[str], n: int) -> bool:
+    owners = [await redis.get(lease_key(s)) for s in streams]
+    return sum(o is not None for o in owners) == n
+
+
+async def _owner_count(redis: Redis, streams: list[str], n: int) -> bool:
+    owners = {await redis.get(lease_key(s)) for s in streams}
+    return None not in owners and len(owners) == n
+
+
+@pytest.mark.slow
+async def test_thingsboard_stopped_and_restarted_mid_stream_loses_nothing(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    emulator = await start_emulator()
+    port = emulator.mqtt_port
+    sinks = [RpcSink("127.0.0.1", port, GATEWAY_TOKEN, MOTORS)]
+    await sinks[0].start()
+    settings = worker_settings(redis_server.url, port, rpc_reply_timeout_s=1.0)
+    events = mixed_gifts(400)
+    queue = GiftQueue(redis, shards=1, dedupe_ttl_s=3600)
+    try:
+        async with worker_running(settings, parse_rules({"default_device": "motor_01", "rules": [
+            {"name": "roses", "match": {"gift_name": "Rose"}, "device": "motor_02"}
+        ]})) as worker:  # fmt: skip
+            producer = asyncio.create_task(produce(queue, events, rate_per_s=400))
+            await wait_until(lambda: len(sinks[0].arrivals) >= 20, what="first commands")
+            await sinks[0].close()
+            await emulator.stop()
+            await wait_until(lambda: not worker.dispatcher.is_ready, what="worker saw ThingsBoard go")
+            await asyncio.sleep(0.5)  # the stream keeps filling meanwhile
+            emulator = await start_emulator(port)
+            sinks.append(RpcSink("127.0.0.1", port, GATEWAY_TOKEN, MOTORS))
+            await sinks[1].start()
+            await producer
+            expected = sum(e.diamond for e in events)
+            await wait_until(
+                lambda: sum({a.command_id: a.rounds for s in sinks for a in s.arrivals}.values()) >= expected,
+                timeout_s=30,
+                what="every round at a device",
+            )
+            arrivals = [a for s in sinks for a in s.arrivals]
+            await assert_each_event_turned_exactly_once(redis, worker.streams, events, arrivals)
+    finally:
+        for s in sinks:
+            await s.close()
+        await emulator.stop()
