@@ -2,7 +2,8 @@
 
 Protocol (cloud/api/ingest_ws.py): text frames of one event or an array of events; the server
 answers every event with ``{"seq", "eventId", "duplicate"}`` once it is stored, or ``{"seq",
-"error": "rejected"|"unavailable"|"backlog", "detail", "retryAfter"?}``. ``seq`` numbers the
+"error": "rejected"|"unavailable"|"backlog", "detail", "retryAfter"?}``, one answer per frame or
+an array of answers for an array frame. ``seq`` numbers the
 events of one connection from 0. Every event carries its eventId, so resending after a reconnect
 is safe: the API dedupes. A rejected event is a bug in the adapter: logged and counted, never
 retried. The buffer of unacked events is bounded; a full buffer refuses new gifts loudly.
@@ -148,14 +149,17 @@ class IngestClient:
     async def _receive_loop(self, ws: ClientConnection) -> None:
         async for message in ws:
             try:
-                answer = orjson.loads(message)
-                seq = answer["seq"]
+                document = orjson.loads(message)
+                # One answer per frame, or an array answering an array frame in one go.
+                answers = document if isinstance(document, list) else [document]
+                pairs = [(answer["seq"], answer) for answer in answers]
             except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
                 raise _ProtocolError(f"unreadable answer {message!r:.200}") from exc
-            event_id = self._inflight.pop(seq, None)
-            if event_id is None:
-                raise _ProtocolError(f"answer for seq {seq} that was not sent or was answered")
-            self._answer(event_id, answer)
+            for seq, answer in pairs:
+                event_id = self._inflight.pop(seq, None)
+                if event_id is None:
+                    raise _ProtocolError(f"answer for seq {seq} that was not sent or was answered")
+                self._answer(event_id, answer)
             self._changed.set()
 
     def _answer(self, event_id: str, answer: dict[str, Any]) -> None:
