@@ -18,7 +18,7 @@ from cloud.ingest.queue import GiftQueue
 from cloud.ingest.service import IngestService
 from cloud.redis_client import connect
 from cloud.settings import CloudSettings
-from giftwheel import __version__, logs
+from giftwheel import __version__, gc_tuning, logs
 
 
 def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
@@ -55,4 +55,6 @@ def app_from_env() -> FastAPI:
     """Factory for uvicorn (``--factory``): settings read from the environment at start, not import."""
     settings = CloudSettings()
     logs.configure(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    gc_tuning.tune_for_server()
+    return app

@@ -15,11 +15,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="API processes sharing the port")
     parser.add_argument("--log-level", default="warning", help="uvicorn's access/error log level")
+    parser.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=10,
+        help="seconds to let requests under way finish on SIGTERM before closing them",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        CloudSettings()  # refuse to start on bad settings before forking workers
+        settings = CloudSettings()  # refuse to start on bad settings before forking workers
     except ValidationError as exc:
         print(f"giftwheel api: invalid settings:\n{exc}")
         return 2
@@ -34,5 +40,8 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=False,
         lifespan="on",
+        # Frames above this never reach the app; the app's own limit answers below it with 1009.
+        ws_max_size=settings.ingest.max_ws_frame_bytes + 1024,
+        timeout_graceful_shutdown=args.graceful_timeout,
     )
     return 0

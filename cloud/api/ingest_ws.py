@@ -1,8 +1,9 @@
 """GET /v1/ingest: a WebSocket for high-rate sources; every event is acked once it is stored.
 
-Frames in: one event object, or an array of up to ``max_batch_events`` of them. Frames out, one
-per event, in the order stored: ``{"seq", "eventId", "duplicate"}`` or ``{"seq", "error",
-"detail", "retryAfter"?}``. ``seq`` counts events on this connection from 0, so a sender can match
+Frames in: one event object, or an array of up to ``max_batch_events`` of them. Answers mirror
+the frame (an object for an object, an array in the same order for an array), each ack
+``{"seq", "eventId", "duplicate"}`` or ``{"seq", "error", "detail", "retryAfter"?}``, sent once
+the events are stored. ``seq`` counts events on this connection from 0, so a sender can match
 every answer, even for an event too broken to have an id.
 """
 
@@ -75,53 +76,56 @@ class _Session:
         self._tasks.discard(task)
         self._slots.release()
 
-    def _items(self, frame: str | bytes) -> tuple[list[Any], str | None]:
+    def _items(self, frame: str | bytes) -> tuple[list[Any], bool, str | None]:
+        """The events of a frame, whether it was an array, and a frame-wide error if any."""
         try:
             document = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
-            return [None], f"malformed JSON: {exc}"
-        items = document if isinstance(document, list) else [document]
+            return [None], False, f"malformed JSON: {exc}"
+        if not isinstance(document, list):
+            return [document], False, None
         limit = self._svc.settings.ingest.max_batch_events
-        if len(items) > limit:
-            return items, f"frame of {len(items)} events exceeds {limit}"
-        return items, None
+        if len(document) > limit:
+            return document, True, f"frame of {len(document)} events exceeds {limit}"
+        return document, True, None
 
     async def _handle(self, frame: str | bytes, started: float) -> None:
         ingest = self._svc.ingest
-        items, frame_error = self._items(frame)
+        items, is_array, frame_error = self._items(frame)
         first_seq = self._seq
         self._seq += len(items)
-        if frame_error is not None:
-            ingest.count_rejected("websocket", "invalid", len(items))
-            for offset in range(len(items)):
-                self._send({"seq": first_seq + offset, "error": "rejected", "detail": frame_error})
-            return
+        acks: list[dict[str, Any]] = [{"seq": first_seq + offset} for offset in range(len(items))]
         valid: list[tuple[int, GiftEvent]] = []
-        for offset, item in enumerate(items):
-            try:
-                valid.append((first_seq + offset, ingest.parse(item)))
-            except GiftRejected as exc:
-                ingest.count_rejected("websocket", "invalid")
-                detail = problems_detail(exc.problems)
-                self._send({"seq": first_seq + offset, "error": "rejected", "detail": detail})
-        if not valid:
-            return
+        if frame_error is not None:
+            for ack in acks:
+                ack.update(error="rejected", detail=frame_error)
+        else:
+            for offset, item in enumerate(items):
+                try:
+                    valid.append((offset, ingest.parse(item)))
+                except GiftRejected as exc:
+                    acks[offset].update(error="rejected", detail=problems_detail(exc.problems))
+        if len(valid) < len(items):
+            ingest.count_rejected("websocket", "invalid", len(items) - len(valid))
+        if valid:
+            await self._append(valid, acks)
+        self._outbox.put_nowait(orjson.dumps(acks if is_array else acks[0]))
+        ingest.metrics.latency["websocket"].observe(time.perf_counter() - started)
+
+    async def _append(self, valid: list[tuple[int, GiftEvent]], acks: list[dict[str, Any]]) -> None:
+        ingest = self._svc.ingest
         try:
             appended = await ingest.submit_all([event for _, event in valid])
         except (BacklogFull, QueueUnavailable) as exc:
             reason = "backlog" if isinstance(exc, BacklogFull) else "unavailable"
             ingest.count_rejected("websocket", reason, len(valid))
             retry_after = self._svc.settings.ingest.retry_after_s
-            for seq, _ in valid:
-                self._send({"seq": seq, "error": reason, "detail": str(exc), "retryAfter": retry_after})
+            for offset, _ in valid:
+                acks[offset].update(error=reason, detail=str(exc), retryAfter=retry_after)
             return
         ingest.count("websocket", appended)
-        for (seq, _), result in zip(valid, appended, strict=True):
-            self._send({"seq": seq, "eventId": result.event_id, "duplicate": result.duplicate})
-        ingest.metrics.latency["websocket"].observe(time.perf_counter() - started)
-
-    def _send(self, ack: dict[str, Any]) -> None:
-        self._outbox.put_nowait(orjson.dumps(ack))
+        for (offset, _), result in zip(valid, appended, strict=True):
+            acks[offset].update(eventId=result.event_id, duplicate=result.duplicate)
 
     async def _write(self) -> None:
         while (ack := await self._outbox.get()) is not None:

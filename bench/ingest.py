@@ -1,0 +1,246 @@
+"""Ingest benchmark: bare validating endpoint vs POST /v1/events, batch and WebSocket, 1 and 2 workers.
+
+Run:  .venv/bin/python -m bench.ingest [--duration 15] [--workers 1 2]
+Needs wrk (Debian package `wrk`; ./scripts/setup installs it). Everything runs on this machine:
+a redis-server with AOF (appendfsync everysec, the production setting), the API as a real
+`giftwheel api` process, and the load generators (wrk for single posts, Python for batch/WS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import websockets
+from redis import Redis
+
+from devstack.api_process import ApiProcess
+from devstack.ports import free_port, wait_for_port
+from devstack.redis_server import RedisServer
+
+KEY = "bench-key-0123456789abcdef"
+WRK_SCRIPT = Path(__file__).with_name("wrk_post_event.lua")
+
+
+@dataclass
+class Row:
+    case: str
+    workers: int
+    events_per_s: float
+    p50_ms: float
+    p99_ms: float
+    failures: int
+    unit: str  # what the latency measures
+
+
+def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] if len(samples) > 1 else samples[0]
+
+
+def run_wrk(
+    url: str, duration_s: int, connections: int, key: str, run_id: str
+) -> tuple[float, float, float, int]:
+    env = {**os.environ, "GIFTWHEEL_BENCH_KEY": key, "GIFTWHEEL_BENCH_RUN": run_id}
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "-s", str(WRK_SCRIPT), f"{url}/v1/events"],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout  # fmt: skip
+    found = re.search(
+        r"GIFTWHEEL requests=(\d+) non2xx=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+) duration_us=(\d+)", out
+    )
+    if not found:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    requests, non2xx, errors, p50, p99, duration = map(int, found.groups())
+    return (requests - non2xx) / (duration / 1e6), p50 / 1000, p99 / 1000, non2xx + errors
+
+
+@contextmanager
+def bare_server(workers: int) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.bare_app:create", "--factory", "--port", str(port),
+         "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+         "--log-level", "warning", "--no-access-log"],
+    )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", port, 20)
+        time.sleep(0.5 * workers)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def events(run_id: str, start: int, count: int) -> list[dict[str, object]]:
+    now = int(time.time() * 1000)
+    return [
+        {"eventId": f"{run_id}:{n}", "event": "gift", "platform": "tiktok", "userId": f"user_{n % 5000}",
+         "giftName": "Rose", "diamond": 1, "quantity": 1, "timestamp": now}
+        for n in range(start, start + count)
+    ]  # fmt: skip
+
+
+async def batch_load(
+    url: str, duration_s: int, concurrency: int, size: int, run_id: str
+) -> tuple[float, list[float], int]:
+    latencies: list[float] = []
+    failures = 0
+    stored = 0
+    counter = 0
+    deadline = time.monotonic() + duration_s
+    headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
+
+    async def client(client: httpx.AsyncClient) -> None:
+        nonlocal failures, stored, counter
+        while time.monotonic() < deadline:
+            start = counter
+            counter += size
+            body = orjson.dumps({"events": events(run_id, start, size)})
+            began = time.perf_counter()
+            response = await client.post("/v1/events/batch", content=body, headers=headers)
+            latencies.append((time.perf_counter() - began) * 1000)
+            if response.status_code != 200:
+                failures += size
+                continue
+            result = orjson.loads(response.content)
+            stored += result["accepted"]
+            failures += result["rejected"]
+
+    began = time.perf_counter()
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, limits=httpx.Limits(max_connections=concurrency)
+    ) as c:
+        await asyncio.gather(*(client(c) for _ in range(concurrency)))
+    return stored / (time.perf_counter() - began), latencies, failures
+
+
+async def ws_load(
+    url: str, duration_s: int, connections: int, frame: int, inflight: int, run_id: str
+) -> tuple[float, list[float], int]:
+    latencies: list[float] = []
+    stored = 0
+    failures = 0
+    deadline = time.monotonic() + duration_s
+    headers = {"Authorization": f"Bearer {KEY}"}
+    ws_url = url.replace("http://", "ws://") + "/v1/ingest"
+
+    async def connection(index: int) -> None:
+        nonlocal stored, failures
+        slots = asyncio.Semaphore(inflight)
+        sent_at: dict[int, float] = {}
+        async with websockets.connect(ws_url, additional_headers=headers, max_size=None) as ws:
+
+            async def sender() -> None:
+                seq = 0
+                while time.monotonic() < deadline:
+                    await slots.acquire()
+                    sent_at[seq] = time.perf_counter()
+                    await ws.send(orjson.dumps(events(f"{run_id}:{index}", seq, frame)).decode())
+                    seq += frame
+
+            async def receiver() -> None:
+                nonlocal stored, failures
+                while True:
+                    acks = orjson.loads(await ws.recv())
+                    latencies.append((time.perf_counter() - sent_at.pop(acks[0]["seq"])) * 1000)
+                    ok = sum(1 for ack in acks if "eventId" in ack and not ack["duplicate"])
+                    stored += ok
+                    failures += len(acks) - ok
+                    slots.release()
+                    if time.monotonic() >= deadline and not sent_at:
+                        return
+
+            await asyncio.gather(sender(), receiver())
+
+    began = time.perf_counter()
+    await asyncio.gather(*(connection(i) for i in range(connections)))
+    return stored / (time.perf_counter() - began), latencies, failures
+
+
+def bench(duration_s: int, worker_counts: list[int], connections: int) -> list[Row]:
+    rows: list[Row] = []
+    with RedisServer(appendonly=True) as redis_server:
+        redis = Redis.from_url(redis_server.url)
+        env = {
+            "GIFTWHEEL_REDIS_URL": redis_server.url,
+            "GIFTWHEEL_API_KEYS": KEY,
+            "GIFTWHEEL_INGEST__BACKLOG_MAX": str(10**9),
+            "GIFTWHEEL_LOG_LEVEL": "WARNING",
+        }
+        for workers in worker_counts:
+            with bare_server(workers) as url:
+                run_wrk(url, 2, connections, "", "warmup")
+                rate, p50, p99, fails = run_wrk(url, duration_s, connections, "", "bare")
+                rows.append(Row("bare validating endpoint", workers, rate, p50, p99, fails, "request"))
+            with ApiProcess(env, workers=workers) as api:
+                time.sleep(0.5 * workers)
+                run_wrk(api.url, 2, connections, KEY, f"warm{workers}")
+                redis.flushall()
+                rate, p50, p99, fails = run_wrk(api.url, duration_s, connections, KEY, f"single{workers}")
+                stored = redis.xlen("giftwheel:events")
+                rows.append(Row("POST /v1/events", workers, rate, p50, p99, fails, "request"))
+                print(f"  single: {stored} entries stored", file=sys.stderr)
+                redis.flushall()
+                rate, lat, fails = asyncio.run(batch_load(api.url, duration_s, 8, 1000, f"batch{workers}"))
+                rows.append(Row("POST /v1/events/batch (1000/req)", workers, rate, percentile(lat, 50),
+                                percentile(lat, 99), fails, "request of 1000"))  # fmt: skip
+                redis.flushall()
+                rate, lat, fails = asyncio.run(ws_load(api.url, duration_s, 4, 500, 4, f"ws{workers}"))
+                rows.append(Row("WebSocket /v1/ingest (500/frame)", workers, rate, percentile(lat, 50),
+                                percentile(lat, 99), fails, "frame of 500"))  # fmt: skip
+                redis.flushall()
+        redis.close()
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    bare = {r.workers: r.events_per_s for r in rows if r.case.startswith("bare")}
+    lines = [
+        "| case | API workers | events/s | p50 ms | p99 ms | latency of | failed | vs bare |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = (
+            f"{r.events_per_s / bare[r.workers]:.0%}"
+            if r.case.startswith("POST /v1/events") and not r.case.endswith(")")
+            else ""
+        )
+        lines.append(
+            f"| {r.case} | {r.workers} | {r.events_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.unit} | {r.failures} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=15, help="seconds per measurement")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench.ingest needs wrk: run ./scripts/setup (or apt-get install wrk)", file=sys.stderr)
+        return 2
+    print(table(bench(args.duration, args.workers, args.connections)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
