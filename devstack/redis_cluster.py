@@ -1,0 +1,92 @@
+"""A real Redis Cluster of N masters (no replicas) on free loopback ports, for tests and benches.
+
+Each node is a ``RedisServer`` started with ``--cluster-enabled yes``; ``redis-cli --cluster create``
+(Debian's redis-tools) assigns the 16384 slots. ``url`` points at the first node: a cluster client
+discovers the others from there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from types import TracebackType
+from typing import Self
+
+from devstack.redis_server import RedisServer, RedisServerError
+
+
+class RedisCluster:
+    def __init__(self, masters: int = 3) -> None:
+        if masters < 3:
+            raise ValueError("redis-cli --cluster create needs at least 3 masters")
+        self.nodes = [
+            RedisServer(extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "5000"))
+            for _ in range(masters)
+        ]
+        for node in self.nodes:
+            node.extra_args = (*node.extra_args, "--cluster-config-file", str(node.data_dir / "nodes.conf"))
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self, timeout_s: float = 30.0) -> Self:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RedisServerError(
+                "redis-cli not found; run ./scripts/setup (it installs Debian's redis-tools)"
+            )
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"{n.host}:{n.port}" for n in self.nodes]
+            created = subprocess.run(
+                [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+            if created.returncode != 0:
+                raise RedisServerError(f"redis-cli --cluster create failed: {created.stdout}{created.stderr}")
+            self._wait_ok(cli, timeout_s)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _wait_ok(self, cli: str, timeout_s: float) -> None:
+        """Every node must see the whole cluster as ok before clients rely on its slot map."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = [
+                subprocess.run(
+                    [cli, "-h", n.host, "-p", str(n.port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    check=False,
+                ).stdout
+                for n in self.nodes
+            ]
+            if all("cluster_state:ok" in s and f"cluster_known_nodes:{len(self.nodes)}" in s for s in states):
+                return
+            if time.monotonic() > deadline:
+                raise RedisServerError(f"cluster not ok after {timeout_s} s: {states}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
