@@ -1,0 +1,59 @@
+"""While ThingsBoard is away the worker reads nothing: the backlog stays in Redis, not in memory."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from cloud.worker.rules import parse_rules
+from devstack.ports import free_port
+from devstack.redis_server import RedisServer
+from devstack.rpc_sink import RpcSink
+from giftwheel.contracts import EVENTS_STREAM, WORKER_GROUP
+from tests.worker.conftest import (
+    GATEWAY_TOKEN,
+    MOTORS,
+    enqueue,
+    gift,
+    start_emulator,
+    wait_until,
+    worker_running,
+    worker_settings,
+)
+
+RULES = parse_rules({"default_device": "motor_01"})
+
+
+async def _group(redis: Redis) -> dict[str, int]:
+    for group in await redis.xinfo_groups(EVENTS_STREAM):
+        if group["name"] == WORKER_GROUP:
+            return {"lag": int(group["lag"] or 0), "pending": int(group["pending"])}
+    return {}
+
+
+async def test_no_reads_while_thingsboard_is_unreachable_then_drain_on_reconnect(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    port = free_port()  # nothing listens here yet
+    settings = worker_settings(redis_server.url, port)
+    async with worker_running(settings, RULES) as worker:
+        await wait_until(lambda: bool(worker.leases.owned), what="shard owned")
+        await enqueue(redis, EVENTS_STREAM, [gift(gift_name="Heart", diamond=2) for _ in range(50)])
+        await asyncio.sleep(0.8)  # several reconnect attempts with backoff
+        failures = worker.metrics.registry.get_sample_value("giftwheel_worker_mqtt_connect_failures_total")
+        assert (failures or 0) >= 2
+        assert await _group(redis) == {"lag": 50, "pending": 0}
+        emulator = await start_emulator(port)
+        sink = RpcSink("127.0.0.1", port, GATEWAY_TOKEN, MOTORS)
+        await sink.start()
+        try:
+            await wait_until(lambda: sink.rounds_by_device() == {"motor_01": 100}, what="backlog delivered")
+            await wait_until(lambda: _is_drained(redis), what="group drained")
+        finally:
+            await sink.close()
+            await emulator.stop()
+
+
+async def _is_drained(redis: Redis) -> bool:
+    return await _group(redis) == {"lag": 0, "pending": 0}
