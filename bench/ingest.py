@@ -46,7 +46,7 @@ class Row:
     unit: str  # what the latency measures
 
 
-def percentile(samples: list[float], q: float) -> float:
+def percentile(samples: list[float], q: int) -> float:
     if not samples:
         return float("nan")
     return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] if len(samples) > 1 else samples[0]

@@ -63,16 +63,23 @@ class CloudSettings(BaseSettings):
     _split_keys = field_validator("api_keys", "webhook_secrets", mode="before")(_split_csv)
 
     @model_validator(mode="after")
-    def _no_open_door(self) -> CloudSettings:
-        if self.mode == "production" and not self.api_keys and not self.webhook_secrets:
-            raise ValueError(
-                "no GIFTWHEEL_API_KEYS or GIFTWHEEL_WEBHOOK_SECRETS configured: ingest would be "
-                "open to anyone; set a key, or GIFTWHEEL_MODE=development for a local run"
-            )
+    def _strong_keys(self) -> CloudSettings:
         short = [k for k in [*self.api_keys, *self.webhook_secrets] if len(k.get_secret_value()) < 16]
         if self.mode == "production" and short:
             raise ValueError("API keys and webhook secrets must be at least 16 characters")
         return self
+
+    def ingest_auth_problem(self) -> str | None:
+        """Why serving ingest with these settings would be an open door, or None.
+
+        Checked where ingest is served (the API), not at load: a worker needs no API keys.
+        """
+        if self.mode == "production" and not self.auth_required:
+            return (
+                "no GIFTWHEEL_API_KEYS or GIFTWHEEL_WEBHOOK_SECRETS configured: ingest would be "
+                "open to anyone; set a key, or GIFTWHEEL_MODE=development for a local run"
+            )
+        return None
 
     @property
     def auth_required(self) -> bool:

@@ -21,7 +21,14 @@ from cloud.settings import CloudSettings
 from giftwheel import __version__, gc_tuning, logs
 
 
+class OpenDoorError(RuntimeError):
+    """Ingest would accept events from anyone outside development mode."""
+
+
 def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    if (problem := settings.ingest_auth_problem()) is not None:
+        raise OpenDoorError(problem)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings)

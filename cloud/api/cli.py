@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import uvicorn
 from pydantic import ValidationError
@@ -27,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = CloudSettings()  # refuse to start on bad settings before forking workers
     except ValidationError as exc:
-        print(f"giftwheel api: invalid settings:\n{exc}")
+        print(f"giftwheel api: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if (problem := settings.ingest_auth_problem()) is not None:
+        print(f"giftwheel api: {problem}", file=sys.stderr)
         return 2
     uvicorn.run(
         "cloud.api.app:app_from_env",

@@ -58,9 +58,10 @@ async def test_websocket_acks_every_event_by_seq(api: Api, redis: Redis) -> None
         await ws.send(orjson.dumps(gift(eventId="w:1")).decode())
         await ws.send("{broken")
         acks = {}
-        for _ in range(5):
-            ack = orjson.loads(await ws.recv())
-            acks[ack["seq"]] = ack
+        for _ in range(4):
+            answer = orjson.loads(await ws.recv())
+            for ack in answer if isinstance(answer, list) else [answer]:
+                acks[ack["seq"]] = ack
     assert acks[0] == {"seq": 0, "eventId": "w:1", "duplicate": False}
     assert acks[1] == {"seq": 1, "eventId": "w:2", "duplicate": False}
     assert acks[2]["error"] == "rejected"
@@ -68,6 +69,27 @@ async def test_websocket_acks_every_event_by_seq(api: Api, redis: Redis) -> None
     assert acks[3] == {"seq": 3, "eventId": "w:1", "duplicate": True}
     assert acks[4]["error"] == "rejected"
     assert "malformed JSON" in acks[4]["detail"]
+    assert await redis.xlen(EVENTS_STREAM) == 2
+
+
+async def test_websocket_array_is_answered_by_one_array(api: Api, redis: Redis) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    events = [gift(eventId="a:1"), gift(diamond=0), gift(eventId="a:1"), gift(eventId="a:2")]
+    async with websockets.connect(api.ws_url, additional_headers=headers) as ws:
+        await ws.send(orjson.dumps(events).decode())
+        answer = orjson.loads(await ws.recv())
+        await ws.send(orjson.dumps([gift()] * 1001).decode())
+        too_many = orjson.loads(await ws.recv())
+    assert [ack["seq"] for ack in answer] == [0, 1, 2, 3]
+    assert [ack.get("duplicate", ack.get("error")) for ack in answer] == [
+        False,
+        "rejected",
+        True,
+        False,
+    ]
+    assert len(too_many) == 1001
+    assert {ack["error"] for ack in too_many} == {"rejected"}
+    assert too_many[0]["seq"] == 4
     assert await redis.xlen(EVENTS_STREAM) == 2
 
 
