@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from devstack.tb_emulator.harness import EmulatorProcess, InProcessEmulator
 from devstack.tb_emulator.hub import HubSettings
+from devstack.tb_emulator.server import SHIPPED_CHAIN
 
 DISPATCHER_TOKEN = "dispatcher-dev-token"
 GATEWAY_TOKEN = "pi-gateway-01-dev-token"
@@ -33,3 +37,30 @@ def tb_process() -> Iterator[EmulatorProcess]:
     """The emulator as a real child process, for clients that block (paho threads) or crash tests."""
     with EmulatorProcess(DEVICES, extra_args=("--client-rpc-timeout-s", "5")) as emulator:
         yield emulator
+
+
+def chain_with_rpc_timeout(tmp_path: Path, timeout_s: int) -> Path:
+    """The shipped chain with a shorter "RPC to motor" timeout, so expiry tests take a second."""
+    chain = json.loads(SHIPPED_CHAIN.read_text())
+    for node in chain["metadata"]["nodes"]:
+        if node["type"].endswith("TbSendRPCRequestNode"):
+            node["configuration"]["timeoutInSeconds"] = timeout_s
+    path = tmp_path / "chain.json"
+    path.write_text(json.dumps(chain))
+    return path
+
+
+@pytest.fixture
+async def tb_fast(tmp_path: Path) -> AsyncIterator[InProcessEmulator]:
+    """RPC node timeout 1 s, client RPC timeout 2 s, RPC delivery (PUBACK) timeout 0.3 s."""
+    settings = HubSettings(client_rpc_timeout_s=2.0, delivery_timeout_s=0.3)
+    async with InProcessEmulator(
+        DEVICES, rule_chain=chain_with_rpc_timeout(tmp_path, 1), hub_settings=settings
+    ) as tb:
+        yield tb
+
+
+@pytest.fixture
+async def http(tb_fast: InProcessEmulator) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=tb_fast.http_url, timeout=30) as client:
+        yield client
