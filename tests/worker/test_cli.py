@@ -28,16 +28,18 @@ def giftwheel(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_dlq_list_and_replay(redis_server: RedisServer) -> None:
     client = redis_sync.Redis.from_url(redis_server.url, decode_responses=True)
-    first = client.xadd(
-        DLQ_STREAM,
-        {
-            "stream": EVENTS_STREAM,
-            "entryId": "1-0",
-            "reason": "r1",
-            "deliveries": "5",
-            "event": "{}",
-            "deadAt": "1",
-        },
+    first = str(
+        client.xadd(
+            DLQ_STREAM,
+            {
+                "stream": EVENTS_STREAM,
+                "entryId": "1-0",
+                "reason": "r1",
+                "deliveries": "5",
+                "event": "{}",
+                "deadAt": "1",
+            },
+        )
     )
     client.xadd(
         DLQ_STREAM,
@@ -61,7 +63,7 @@ def test_dlq_list_and_replay(redis_server: RedisServer) -> None:
     replayed = giftwheel(redis_server.url, "dlq", "replay", str(first))
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.startswith(f"{first} -> ")
-    assert [e[1]["event"] for e in client.xrange(EVENTS_STREAM)] == ["{}"]
+    assert [fields for _id, fields in client.xrange(EVENTS_STREAM) or []] == [{"event": "{}"}]
     assert client.xlen(DLQ_STREAM) == 1
 
     nothing = giftwheel(redis_server.url, "dlq", "replay")

@@ -26,7 +26,7 @@ async def test_a_lone_worker_owns_every_shard_and_a_newcomer_gets_its_share(redi
         await a.release(stream)
     gained, _ = await b.tick()
     assert gained == dropped  # ... and b takes exactly that
-    owners = [await redis.get(lease_key(s)) for s in STREAMS]
+    owners = [str(await redis.get(lease_key(s))) for s in STREAMS]
     assert sorted(owners) == ["a", "a", "b", "b"]
 
 
