@@ -24,6 +24,9 @@ class SourceMetrics:
         self.connected = gauge("giftwheel_source_connected", "1 while the upstream feed is connected").labels(
             *values
         )
+        self.messages = counter(
+            "giftwheel_source_messages", "Messages of any type received from the upstream feed"
+        ).labels(*values)
         self.frames = counter("giftwheel_source_frames", "Gift messages received").labels(*values)
         self._gifts = counter("giftwheel_source_gifts", "Gifts counted and handed to ingest", "how")
         self.replays = counter(

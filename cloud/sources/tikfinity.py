@@ -63,6 +63,7 @@ class TikFinitySource:
             await asyncio.sleep(backoff.next_delay_s())
 
     def on_message(self, message: str | bytes) -> None:
+        self._metrics.messages.inc()
         try:
             document = orjson.loads(message)
         except orjson.JSONDecodeError:

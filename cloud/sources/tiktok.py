@@ -47,6 +47,7 @@ class TikTokLibrary:
     gift_event: type[Any]
     connect_event: type[Any]
     live_end_event: type[Any]
+    message_event: type[Any]
     offline_error: type[Exception]
     rate_limit_error: type[Exception]
     blocked_error: type[Exception]
@@ -66,6 +67,7 @@ def load_library() -> TikTokLibrary:
             ConnectEvent,
             GiftEvent,
             LiveEndEvent,
+            WebsocketResponseEvent,
         )
     except ImportError as exc:
         raise SourceUnavailable(
@@ -77,6 +79,7 @@ def load_library() -> TikTokLibrary:
         gift_event=GiftEvent,
         connect_event=ConnectEvent,
         live_end_event=LiveEndEvent,
+        message_event=WebsocketResponseEvent,
         offline_error=UserOfflineError,
         rate_limit_error=SignatureRateLimitError,
         blocked_error=WebcastBlockedError,
@@ -173,6 +176,7 @@ class TikTokSource:
         client.add_listener(library.gift_event, self._on_gift)
         client.add_listener(library.connect_event, self._on_connect)
         client.add_listener(library.live_end_event, self._on_live_end)
+        client.add_listener(library.message_event, self._on_message)
         try:
             task = await client.start(fetch_live_check=True)
             await task
@@ -212,6 +216,9 @@ class TikTokSource:
 
     def _on_live_end(self, _event: Any) -> None:
         log.info("tiktok live ended", room=self._unique_id)
+
+    def _on_message(self, _event: Any) -> None:
+        self._metrics.messages.inc()
 
     def _on_gift(self, event: Any) -> None:
         self._pipeline.handle(frame_from_tiktoklive, event.to_dict())

@@ -48,6 +48,12 @@ class Rig:
         )
         return value or 0.0
 
+    async def until_messages(self, count: int) -> None:
+        """Wait until the source has read ``count`` upstream messages."""
+        # A Prometheus counter has nothing to await: poll it.
+        while self.metric("giftwheel_source_messages_total") < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
     async def stored(self) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         for _, fields in await self.redis.xrange(EVENTS_STREAM) or []:
