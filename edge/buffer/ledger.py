@@ -139,6 +139,10 @@ class CommandLedger:
             [motor, self._clock_ms(), "" if state is None else state.value],
         )
 
+    def outbox_length(self) -> int:
+        with translated_errors():
+            return int(self._redis.xlen(self.keys.outbox))
+
     def status(self, motor: str) -> StatusReply:
         with translated_errors():
             fields: dict[str, str] = self._redis.hgetall(self.keys.motor(motor))  # type: ignore[assignment]

@@ -84,6 +84,7 @@ if done >= rounds then
   redis.call('XDEL', KEYS[1], head[1][1])
   redis.call('HINCRBY', KEYS[2], 'cd', 1)
   values.commandDone = true
+  values.receivedTs = tonumber(f.received)
   values.finishedTs = tonumber(ARGV[3])
   values.startedTs = num(redis.call('HGET', KEYS[2], 'started'))
   redis.call('HDEL', KEYS[2], 'cur', 'done', 'started')

@@ -28,8 +28,13 @@ class GatewayPublisher:
         self._announced: set[str] = set()
 
     def is_connected(self) -> bool:
+        """Connected AND able to take RPCs: the gateway installs its RPC handler a moment after the
+        MQTT connect, and silently drops sub-device RPCs that arrive before. Until then we announce
+        nothing, so ThingsBoard holds RPCs for the motors instead of sending them into that gap."""
         client = getattr(self._gateway, "tb_client", None)
-        return bool(client is not None and client.is_connected())
+        if client is None or not client.is_connected():
+            return False
+        return client.client.devices_server_side_rpc_request_handler is not None
 
     def publish(self, device: str, telemetry: list[dict[str, Any]]) -> bool:
         if device not in self._announced:

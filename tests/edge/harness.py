@@ -81,7 +81,7 @@ class EdgeDaemon:
             self.proc.wait()
 
     def __enter__(self) -> Self:
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

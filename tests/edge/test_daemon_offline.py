@@ -85,7 +85,7 @@ def test_unloadable_gpio_backend_is_a_loud_startup_error(tmp_path: Path) -> None
 
 def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
     config = simulated_config(tmp_path, "redis://127.0.0.1:1/0", free_port())
-    config["motors"][1]["pins"]["coils"][0] = 17  # type: ignore[index]
+    config["motors"][1]["pins"]["coils"][0] = 17
     result = run_cli(tmp_path, config)
     assert result.returncode == 2
     assert "motors[1].pins.coils[0]: pin 17 is already used by motors[0].pins.step" in result.stderr

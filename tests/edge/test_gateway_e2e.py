@@ -1,0 +1,176 @@
+"""The daemon through the REAL thingsboard-gateway against the ThingsBoard emulator: RPCs, dedupe,
+kill -9 and resume, a ThingsBoard outage, a local Redis restart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_lib
+
+from devstack.redis_server import RedisServer
+from edge.buffer.ledger import CommandLedger
+from tests.edge.emulator_proc import EmulatorProcess
+from tests.edge.harness import EdgeDaemon, recorded_steps, simulated_config
+
+pytestmark = pytest.mark.slow
+
+SPR = 200  # motor_01 pulses per round in the harness config
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not met within {timeout_s} s")
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(tmp_path) as emu:
+        yield emu
+
+
+@pytest.fixture
+def aof_redis() -> Iterator[RedisServer]:
+    with RedisServer(appendonly=True) as server:
+        yield server
+
+
+@pytest.fixture
+def ledger_of(aof_redis: RedisServer) -> Iterator[CommandLedger]:
+    client = redis_lib.Redis.from_url(aof_redis.url, decode_responses=True, socket_timeout=5)
+    yield CommandLedger(client, dedupe_ttl_s=60, max_queued_rounds=10_000)
+    client.close()
+
+
+def start_daemon(tmp_path: Path, redis_url: str, emulator: EmulatorProcess, **overrides: Any) -> EdgeDaemon:
+    config = simulated_config(tmp_path, redis_url, emulator.mqtt_port, offline_ready_after_s=30, **overrides)
+    daemon = EdgeDaemon(config, tmp_path).start()
+    wait_for(lambda: emulator.device_known("motor_01") and emulator.device_known("motor_02"),
+             what="motors announced")  # fmt: skip
+    return daemon
+
+
+def rounds_series(emulator: EmulatorProcess, device: str) -> list[int]:
+    """roundsCompleted of every per-round entry ThingsBoard received (heartbeats repeat the counter)."""
+    return [
+        e["values"]["roundsCompleted"]
+        for e in emulator.timeseries(device)
+        if "roundsCompleted" in e["values"] and "commandRoundsDone" in e["values"]
+    ]
+
+
+def test_rotate_duplicate_stop_status_and_errors_through_the_gateway(
+    tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess
+) -> None:
+    with start_daemon(tmp_path, aof_redis.url, emulator):
+        code, reply = emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00001", "rounds": 3})
+        assert (code, reply) == (200, {"accepted": True, "commandId": "c-e2e00001", "queuedRounds": 3,
+                                       "duplicate": False})  # fmt: skip
+        code, dup = emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00001", "rounds": 3})
+        assert dup["duplicate"] is True
+        wait_for(lambda: emulator.rpc("motor_01", "status", {})[1]["commandsDone"] == 1, what="command done")
+        assert recorded_steps(tmp_path, "motor_01") == 3 * SPR  # the duplicate did not turn the motor
+        wait_for(lambda: 3 in rounds_series(emulator, "motor_01"), what="round telemetry")
+        assert rounds_series(emulator, "motor_01")[-3:] == [1, 2, 3]
+        done = [
+            e["values"] for e in emulator.timeseries("motor_01") if e["values"].get("commandDone") is True
+        ]
+        assert done[-1]["commandId"] == "c-e2e00001"
+        assert done[-1]["receivedTs"] <= done[-1]["startedTs"] <= done[-1]["finishedTs"]
+
+        emulator.rpc("motor_02", "rotate", {"commandId": "c-e2e00002", "rounds": 5000})
+        emulator.rpc("motor_02", "rotate", {"commandId": "c-e2e00003", "rounds": 2, "speedRpm": 30})
+        code, stop = emulator.rpc("motor_02", "stop", {})
+        assert stop["stopped"] is True
+        assert stop["clearedCommands"] == ["c-e2e00002", "c-e2e00003"]
+        status = emulator.rpc("motor_02", "status", {})[1]
+        assert status["queuedRounds"] == 0
+        assert status["roundsCompleted"] + stop["clearedRounds"] == 5002
+        wait_for(lambda: emulator.rpc("motor_02", "status", {})[1]["state"] == "stopped")
+
+        assert emulator.rpc("motor_01", "spin", {})[1]["error"] == "UNKNOWN_METHOD"
+        bad = emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00004", "rounds": -1})[1]
+        assert bad["error"] == "BAD_PARAMS"
+        assert "rounds" in bad["detail"]
+
+
+def test_kill_9_mid_command_resumes_the_remaining_rounds(
+    tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess, ledger_of: CommandLedger
+) -> None:
+    rounds = 20
+    first = start_daemon(tmp_path, aof_redis.url, emulator)
+    with first:
+        emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00010", "rounds": rounds, "speedRpm": 300})
+        wait_for(lambda: ledger_of.status("motor_01").rounds_completed >= 5, what="5 rounds")
+        first.kill()
+    done_at_kill = ledger_of.status("motor_01").rounds_completed
+    steps_at_kill = recorded_steps(tmp_path, "motor_01")
+    assert 5 <= done_at_kill < rounds
+    # The rounds the ledger counts were really turned; at most one round was in progress.
+    assert done_at_kill * SPR <= steps_at_kill < (done_at_kill + 1) * SPR
+
+    with start_daemon(tmp_path, aof_redis.url, emulator):
+        wait_for(
+            lambda: ledger_of.status("motor_01").commands_done == 1, what="command finished after restart"
+        )
+        wait_for(lambda: rounds in rounds_series(emulator, "motor_01"), what="final telemetry")
+    total_steps = recorded_steps(tmp_path, "motor_01")
+    # Resumed from the last persisted round: the interrupted partial round is turned again, no more.
+    assert rounds * SPR <= total_steps < (rounds + 1) * SPR
+    assert total_steps - steps_at_kill == (rounds - done_at_kill) * SPR
+    assert ledger_of.status("motor_01").rounds_completed == rounds
+    series = rounds_series(emulator, "motor_01")
+    assert series == sorted(series)
+    assert list(dict.fromkeys(series))[-rounds:] == list(range(1, rounds + 1))
+
+
+def test_thingsboard_outage_keeps_turning_and_flushes_telemetry_in_order(
+    tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess, ledger_of: CommandLedger
+) -> None:
+    rounds = 24
+    with start_daemon(tmp_path, aof_redis.url, emulator) as daemon:
+        emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00020", "rounds": rounds, "speedRpm": 180})
+        wait_for(lambda: ledger_of.status("motor_01").rounds_completed >= 2, what="2 rounds")
+        emulator.stop()  # ThingsBoard gone
+        at_cut = ledger_of.status("motor_01").rounds_completed
+        wait_for(
+            lambda: ledger_of.status("motor_01").rounds_completed >= at_cut + 4, what="rounds while offline"
+        )
+        assert ledger_of.outbox_length() >= 4  # telemetry waits locally
+        emulator.start()  # same ports, a fresh ThingsBoard that has seen nothing yet
+        wait_for(lambda: ledger_of.status("motor_01").commands_done == 1, timeout_s=60, what="command done")
+        wait_for(lambda: rounds in rounds_series(emulator, "motor_01"), timeout_s=60, what="flush")
+        wait_for(lambda: ledger_of.outbox_length() == 0, what="outbox drained")
+        assert daemon.proc is not None
+        assert daemon.proc.poll() is None
+    series = rounds_series(emulator, "motor_01")
+    # Everything from the outage arrived, in order, each round exactly once.
+    assert series == list(range(series[0], rounds + 1))
+    assert series[0] <= at_cut + 1
+    ts = [e["ts"] for e in emulator.timeseries("motor_01")]
+    assert ts == sorted(ts)
+
+
+def test_local_redis_restart_mid_command_loses_nothing(
+    tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess, ledger_of: CommandLedger
+) -> None:
+    rounds = 20
+    with start_daemon(tmp_path, aof_redis.url, emulator):
+        emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00030", "rounds": rounds, "speedRpm": 300})
+        wait_for(lambda: ledger_of.status("motor_01").rounds_completed >= 3, what="3 rounds")
+        aof_redis.restart()
+        wait_for(lambda: ledger_of.status("motor_01").commands_done == 1, timeout_s=60, what="command done")
+        _code, dup = emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00030", "rounds": rounds})
+        assert dup["duplicate"] is True  # the dedupe marker survived the restart
+        wait_for(lambda: rounds in rounds_series(emulator, "motor_01"), what="final telemetry")
+    assert ledger_of.status("motor_01").rounds_completed == rounds
+    assert rounds * SPR <= recorded_steps(tmp_path, "motor_01") < (rounds + 1) * SPR
+    series = list(dict.fromkeys(rounds_series(emulator, "motor_01")))
+    assert series == list(range(1, rounds + 1))
