@@ -60,6 +60,9 @@ class GiftPipeline:
     def sweep(self) -> None:
         self._forward(self._tracker.expire())
 
+    def flush(self) -> None:
+        self._forward(self._tracker.settle_all())
+
     async def sweep_forever(self, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)

@@ -68,6 +68,8 @@ class SourceSettings(BaseSettings):
     log_level: str = "INFO"
     # Port of this process's Prometheus /metrics endpoint; 0 turns it off.
     metrics_port: int = Field(default=0, ge=0, le=65_535)
+    # On shutdown, how long to wait for the ingest API to ack what is still held.
+    shutdown_drain_s: float = Field(default=10.0, ge=0)
     bounds: GiftBounds = GiftBounds()
     ingest_client: IngestClientSettings = IngestClientSettings()
     streaks: StreakSettings = StreakSettings()

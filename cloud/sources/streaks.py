@@ -20,7 +20,7 @@ from cloud.sources.keys import message_event_id, remainder_event_id, streak_even
 from cloud.sources.settings import StreakSettings
 from giftwheel.contracts import GiftEventIn
 
-How = Literal["arrival", "end", "timeout"]
+How = Literal["arrival", "end", "timeout", "shutdown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +115,14 @@ class StreakTracker:
         counted: list[Counted] = []
         for key in stale:
             counted += self._settle(self._open.pop(key), "timeout", now)
+        return counted
+
+    def settle_all(self) -> list[Counted]:
+        """Settle every open streak now with what was seen of it (the process is stopping)."""
+        now = self._clock.monotonic()
+        counted: list[Counted] = []
+        for key in list(self._open):
+            counted += self._settle(self._open.pop(key), "shutdown", now)
         return counted
 
     def _arrival(self, frame: GiftFrame, now: float) -> Observation:
