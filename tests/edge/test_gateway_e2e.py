@@ -12,9 +12,9 @@ import pytest
 import redis as redis_lib
 
 from devstack.redis_server import RedisServer
+from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess
 from edge.buffer.ledger import CommandLedger
-from tests.edge.emulator_proc import EmulatorProcess
-from tests.edge.harness import EdgeDaemon, recorded_steps, simulated_config
+from tests.edge.harness import GATEWAY_TOKEN, EdgeDaemon, recorded_steps, simulated_config
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +31,22 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = 
 
 
 @pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
-    with EmulatorProcess(tmp_path) as emu:
+def emulator() -> Iterator[EmulatorProcess]:
+    gateway = {"name": "pi-01", "token": GATEWAY_TOKEN, "type": "gateway", "gateway": True}
+    with EmulatorProcess([gateway]) as emu:
         yield emu
+
+
+def rpc(emulator: EmulatorProcess, device: str, method: str, params: Any) -> tuple[int, Any]:
+    return emulator.send_rpc(device, method, params, timeout_ms=5000)
+
+
+def known(emulator: EmulatorProcess, device: str) -> bool:
+    try:
+        emulator.device(device)
+    except EmulatorError:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -52,8 +65,12 @@ def ledger_of(aof_redis: RedisServer) -> Iterator[CommandLedger]:
 def start_daemon(tmp_path: Path, redis_url: str, emulator: EmulatorProcess, **overrides: Any) -> EdgeDaemon:
     config = simulated_config(tmp_path, redis_url, emulator.mqtt_port, offline_ready_after_s=30, **overrides)
     daemon = EdgeDaemon(config, tmp_path).start()
-    wait_for(lambda: emulator.device_known("motor_01") and emulator.device_known("motor_02"),
-             what="motors announced")  # fmt: skip
+    try:
+        wait_for(lambda: known(emulator, "motor_01") and known(emulator, "motor_02"),
+                 what="motors announced")  # fmt: skip
+    except BaseException:
+        daemon.kill()
+        raise
     return daemon
 
 
@@ -70,12 +87,12 @@ def test_rotate_duplicate_stop_status_and_errors_through_the_gateway(
     tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess
 ) -> None:
     with start_daemon(tmp_path, aof_redis.url, emulator):
-        code, reply = emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00001", "rounds": 3})
+        code, reply = rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00001", "rounds": 3})
         assert (code, reply) == (200, {"accepted": True, "commandId": "c-e2e00001", "queuedRounds": 3,
                                        "duplicate": False})  # fmt: skip
-        code, dup = emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00001", "rounds": 3})
+        code, dup = rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00001", "rounds": 3})
         assert dup["duplicate"] is True
-        wait_for(lambda: emulator.rpc("motor_01", "status", {})[1]["commandsDone"] == 1, what="command done")
+        wait_for(lambda: rpc(emulator, "motor_01", "status", {})[1]["commandsDone"] == 1, what="command done")
         assert recorded_steps(tmp_path, "motor_01") == 3 * SPR  # the duplicate did not turn the motor
         wait_for(lambda: 3 in rounds_series(emulator, "motor_01"), what="round telemetry")
         assert rounds_series(emulator, "motor_01")[-3:] == [1, 2, 3]
@@ -85,18 +102,18 @@ def test_rotate_duplicate_stop_status_and_errors_through_the_gateway(
         assert done[-1]["commandId"] == "c-e2e00001"
         assert done[-1]["receivedTs"] <= done[-1]["startedTs"] <= done[-1]["finishedTs"]
 
-        emulator.rpc("motor_02", "rotate", {"commandId": "c-e2e00002", "rounds": 5000})
-        emulator.rpc("motor_02", "rotate", {"commandId": "c-e2e00003", "rounds": 2, "speedRpm": 30})
-        code, stop = emulator.rpc("motor_02", "stop", {})
+        rpc(emulator, "motor_02", "rotate", {"commandId": "c-e2e00002", "rounds": 5000})
+        rpc(emulator, "motor_02", "rotate", {"commandId": "c-e2e00003", "rounds": 2, "speedRpm": 30})
+        code, stop = rpc(emulator, "motor_02", "stop", {})
         assert stop["stopped"] is True
         assert stop["clearedCommands"] == ["c-e2e00002", "c-e2e00003"]
-        status = emulator.rpc("motor_02", "status", {})[1]
+        status = rpc(emulator, "motor_02", "status", {})[1]
         assert status["queuedRounds"] == 0
         assert status["roundsCompleted"] + stop["clearedRounds"] == 5002
-        wait_for(lambda: emulator.rpc("motor_02", "status", {})[1]["state"] == "stopped")
+        wait_for(lambda: rpc(emulator, "motor_02", "status", {})[1]["state"] == "stopped")
 
-        assert emulator.rpc("motor_01", "spin", {})[1]["error"] == "UNKNOWN_METHOD"
-        bad = emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00004", "rounds": -1})[1]
+        assert rpc(emulator, "motor_01", "spin", {})[1]["error"] == "UNKNOWN_METHOD"
+        bad = rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00004", "rounds": -1})[1]
         assert bad["error"] == "BAD_PARAMS"
         assert "rounds" in bad["detail"]
 
@@ -107,7 +124,7 @@ def test_kill_9_mid_command_resumes_the_remaining_rounds(
     rounds = 20
     first = start_daemon(tmp_path, aof_redis.url, emulator)
     with first:
-        emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00010", "rounds": rounds, "speedRpm": 300})
+        rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00010", "rounds": rounds, "speedRpm": 300})
         wait_for(lambda: ledger_of.status("motor_01").rounds_completed >= 5, what="5 rounds")
         first.kill()
     done_at_kill = ledger_of.status("motor_01").rounds_completed
@@ -136,7 +153,7 @@ def test_thingsboard_outage_keeps_turning_and_flushes_telemetry_in_order(
 ) -> None:
     rounds = 24
     with start_daemon(tmp_path, aof_redis.url, emulator) as daemon:
-        emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00020", "rounds": rounds, "speedRpm": 180})
+        rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00020", "rounds": rounds, "speedRpm": 180})
         wait_for(lambda: ledger_of.status("motor_01").rounds_completed >= 2, what="2 rounds")
         emulator.stop()  # ThingsBoard gone
         at_cut = ledger_of.status("motor_01").rounds_completed
@@ -163,11 +180,11 @@ def test_local_redis_restart_mid_command_loses_nothing(
 ) -> None:
     rounds = 20
     with start_daemon(tmp_path, aof_redis.url, emulator):
-        emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00030", "rounds": rounds, "speedRpm": 300})
+        rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00030", "rounds": rounds, "speedRpm": 300})
         wait_for(lambda: ledger_of.status("motor_01").rounds_completed >= 3, what="3 rounds")
         aof_redis.restart()
         wait_for(lambda: ledger_of.status("motor_01").commands_done == 1, timeout_s=60, what="command done")
-        _code, dup = emulator.rpc("motor_01", "rotate", {"commandId": "c-e2e00030", "rounds": rounds})
+        _code, dup = rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00030", "rounds": rounds})
         assert dup["duplicate"] is True  # the dedupe marker survived the restart
         wait_for(lambda: rounds in rounds_series(emulator, "motor_01"), what="final telemetry")
     assert ledger_of.status("motor_01").rounds_completed == rounds
