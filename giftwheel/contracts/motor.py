@@ -51,9 +51,14 @@ class _Wire(BaseModel):
 
 
 class RotateParams(_Wire):
+    """What a motor receives. ``device`` is present when the command came through the shipped
+    rule chain: it forwards the dispatcher's params unchanged (configuration nodes cannot drop a
+    key), so the motor sees the routing key too, and can check that it names itself."""
+
     command_id: CommandId
     rounds: Annotated[int, Field(ge=1, le=ROUNDS_CEILING, strict=True)]
     speed_rpm: Annotated[float, Field(gt=0, le=6000)] | None = None
+    device: DeviceName | None = None
 
 
 class DispatchParams(RotateParams):

@@ -1,0 +1,130 @@
+"""giftwheel services as real child processes: own process group, log file, kill -9, restart.
+
+The demo, the chaos test and the end-to-end benchmark run every component this way, so a crash
+is a real SIGKILL of a real process, exactly what production sees.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+
+def giftwheel_argv(*args: str) -> list[str]:
+    """The `giftwheel` command with this interpreter (works without the venv's bin on PATH)."""
+    return [sys.executable, "-m", "giftwheel.cli", *args]
+
+
+class ProcessFailed(RuntimeError):
+    pass
+
+
+class ManagedProcess:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        ready: Callable[[], bool] | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env or {}
+        self.cwd = cwd
+        self.log_path = log_dir / f"{name}.log"
+        self._ready = ready
+        self._stop_signal = stop_signal
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout_s: float = 30.0) -> Self:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self.argv,
+                env={**os.environ, **self.env},
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # children (uvicorn workers, the gateway) die with it
+            )
+        deadline = time.monotonic() + timeout_s
+        while self._ready is not None and not self._ready():
+            if self._proc.poll() is not None:
+                raise ProcessFailed(f"{self.name} exited with {self._proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise ProcessFailed(f"{self.name} not ready within {timeout_s} s:\n{self.log_tail()}")
+            time.sleep(0.05)
+        return self
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._proc is not None:
+            try:
+                os.killpg(self._proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """The service's own clean shutdown; SIGKILL if it does not finish in time."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._signal(self._stop_signal)
+            try:
+                self._proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self._proc.wait()
+        # Reap what the group left (a uvicorn worker, a gateway thread's child), if anything.
+        self._signal(signal.SIGKILL)
+        code = self._proc.returncode
+        self._proc = None
+        return code
+
+    def kill(self) -> None:
+        """kill -9 of the whole process group: a crash or a power cut, not a shutdown."""
+        if self._proc is not None:
+            self._signal(signal.SIGKILL)
+            self._proc.wait()
+            self._proc = None
+
+    def restart(self, timeout_s: float = 30.0) -> Self:
+        self.stop()
+        return self.start(timeout_s)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
