@@ -6,6 +6,7 @@ is a real SIGKILL of a real process, exactly what production sees.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -79,10 +80,8 @@ class ManagedProcess:
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._proc is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """The service's own clean shutdown; SIGKILL if it does not finish in time."""

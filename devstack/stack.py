@@ -19,11 +19,18 @@ import yaml
 from devstack.api_process import ApiProcess
 from devstack.processes import ManagedProcess, giftwheel_argv
 from devstack.redis_server import RedisServer
-from devstack.tb_emulator.harness import EmulatorProcess
+from devstack.tb_emulator.devices import load_devices_file
+from devstack.tb_emulator.harness import SHIPPED_DEVICES, EmulatorProcess
 
 DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
-DISPATCHER_TOKEN = "dispatcher-dev-token"  # deploy/thingsboard/devices.yaml
-GATEWAY_TOKEN = "pi-gateway-01-dev-token"
+
+
+def shipped_token(device_type: str) -> str:
+    """The development token of the first shipped device of a type (deploy/thingsboard/devices.yaml)."""
+    for spec in load_devices_file(SHIPPED_DEVICES):
+        if spec.type == device_type and spec.token:
+            return spec.token
+    raise LookupError(f"no {device_type} device with a token in {SHIPPED_DEVICES}")
 
 
 @dataclass(frozen=True)
@@ -125,13 +132,17 @@ class LocalStack:
     def _worker_env(self) -> dict[str, str]:
         return {
             "GIFTWHEEL_WORKER__MQTT__PORT": str(self.tb.mqtt_port),
-            "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN": DISPATCHER_TOKEN,
+            "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN": shipped_token("dispatcher"),
             **self.options.worker_env,
         }
 
     def _write_edge_config(self) -> None:
         config = {
-            "thingsboard": {"host": "127.0.0.1", "port": self.tb.mqtt_port, "access_token": GATEWAY_TOKEN},
+            "thingsboard": {
+                "host": "127.0.0.1",
+                "port": self.tb.mqtt_port,
+                "access_token": shipped_token("gateway"),
+            },
             "redis_url": self.edge_redis.url,
             "state_dir": str(self._dir("edge-state")),
             "simulation": {
