@@ -10,6 +10,7 @@ Devices file (YAML)::
         token: pi-01-token
         type: gateway
         gateway: true             # "Is gateway" in ThingsBoard: may use v1/gateway/*
+        overwrite_activity_time: true   # gateway activity keeps its sub-devices active
       - name: motor_01
         type: motor
         shared_attributes: {maxRpm: 120}
@@ -43,6 +44,9 @@ class DeviceSpec(BaseModel):
     token: str | None = Field(default=None, min_length=1, max_length=128)
     type: str = Field(default=DEFAULT_DEVICE_TYPE, min_length=1, max_length=255)
     gateway: bool = False
+    # ThingsBoard's "Overwrite activity time for connected device": the gateway's own activity
+    # (PINGREQ included) keeps its sub-devices' sessions alive.
+    overwrite_activity_time: bool = False
     shared_attributes: dict[str, Any] = Field(default_factory=dict)
     server_attributes: dict[str, Any] = Field(default_factory=dict)
 
@@ -96,6 +100,7 @@ class Device:
     created_by_gateway: str | None = None
     last_connected_gateway: str | None = None
     last_activity_ms: int = 0
+    overwrite_activity_time: bool = False
 
     def view(self) -> dict[str, Any]:
         return {
@@ -129,6 +134,7 @@ class DeviceRegistry:
         if spec.token and spec.token in self.by_token:
             raise DevicesFileError(f"access token of {spec.name!r} is already used")
         device = self._new(spec.name, spec.type, spec.token, spec.gateway)
+        device.overwrite_activity_time = spec.overwrite_activity_time
         device.shared_attributes.update(spec.shared_attributes)
         device.server_attributes.update(spec.server_attributes)
         return device

@@ -20,7 +20,8 @@ from devstack.tb_emulator.devices import Device, DeviceRegistry, DeviceSpec
 from devstack.tb_emulator.faults import Faults
 from devstack.tb_emulator.rpc import RpcRequest, RpcResult, RpcService
 from devstack.tb_emulator.rule_engine import MsgType, RuleEngine, TbMsg
-from devstack.tb_emulator.session import MqttSession
+from devstack.tb_emulator.codec import MQTT_5
+from devstack.tb_emulator.session import RC_SESSION_TIMEOUT, MqttSession
 from devstack.tb_emulator.topics import Sub
 from devstack.tb_emulator.webhook import HttpPoster, HttpResult
 
@@ -155,8 +156,15 @@ class Hub:
             self.attr_subs[device.name].remove(session)
 
     def on_activity(self, session: MqttSession) -> None:
-        if session.device is not None:
-            session.device.last_activity_ms = self.now_ms()
+        """A PINGREQ: activity of the device, and of its sub-devices if it overwrites their activity."""
+        device = session.device
+        if device is None:
+            return
+        device.last_activity_ms = self.now_ms()
+        if device.overwrite_activity_time:
+            now = self.loop_time()
+            for sub in self.sub_sessions.get(session.id, {}).values():
+                sub.last_activity = now
 
     # ------------------------------------------------------------ gateway sub-devices
 
@@ -400,13 +408,17 @@ class Hub:
         for session in list(self.sessions.values()):
             if now - session.last_activity > limit:
                 log.info("closing inactive session", device=session.device.name if session.device else None)
-                session.close(0xA0)
+                session.close(RC_SESSION_TIMEOUT)
         for gateway_id, subs in list(self.sub_sessions.items()):
             for name, sub in list(subs.items()):
                 if now - sub.last_activity > limit:
                     subs.pop(name)
                     sub.device.rpc.unsubscribe(sub)
                     log.info("closing inactive sub-device session", device=name, gateway=gateway_id)
+                    if sub.gateway.version == MQTT_5:
+                        # AbstractGatewaySessionHandler.closeDeviceSession tells an MQTT 5 gateway why
+                        payload = dumps({"device": name, "reason": RC_SESSION_TIMEOUT}).encode()
+                        sub.gateway.publish("v1/gateway/disconnect", payload, 1)
 
     async def close(self) -> None:
         for session in list(self.sessions.values()):
