@@ -143,6 +143,9 @@ class TikTokSource:
         self._budget = SignBudget(settings.budget, clock)
         self._backoff = Backoff(settings.backoff)
         self._lost_at: float | None = None
+        # Scraping the room id from TikTok's HTML on every reconnect invites blocks: reuse it
+        # until the room is reported offline (a new live gets a new room).
+        self._room_id: int | None = None
 
     async def run(self) -> None:
         """Keep one connection to the room until cancelled."""
@@ -178,11 +181,13 @@ class TikTokSource:
         client.add_listener(library.live_end_event, self._on_live_end)
         client.add_listener(library.message_event, self._on_message)
         try:
-            task = await client.start(fetch_live_check=True)
+            task = await client.start(fetch_live_check=True, room_id=self._room_id)
+            self._room_id = client.room_id
             await task
             log.warning("tiktok disconnected", room=self._unique_id)
             return self._backoff.next_delay_s()
         except library.offline_error:
+            self._room_id = None
             log.info("tiktok room offline", room=self._unique_id, retry_s=self._settings.offline_retry_s)
             return self._settings.offline_retry_s
         except library.rate_limit_error as exc:

@@ -105,6 +105,8 @@ async def test_the_burst_replayed_after_a_reconnect_is_not_counted_again(
     assert rig.metric("giftwheel_source_reconnects_total") >= 1
     assert rig.metric("giftwheel_source_gap_seconds_count") == 1
     assert room.attempts == 2
+    # The room id was scraped once; the reconnect reused it.
+    assert sum(lookup.await_count for lookup in room.room_lookups) == 1
 
 
 async def test_garbage_is_counted_and_good_gifts_around_it_still_arrive(
@@ -141,3 +143,12 @@ async def test_the_sign_budget_spaces_out_connection_starts(rig: Rig, mocker: Mo
     assert len(waits) >= 1
     assert all(50 < s <= 60 for s in waits)
     assert rig.metric("giftwheel_source_sign_calls_total") == 4
+
+
+async def test_an_offline_room_is_checked_again_later(rig: Rig, mocker: MockerFixture) -> None:
+    room = RecordedRoom(load_steps("tiktoklive_nonstreakable"), rig.clock, mocker)
+    room.sessions.insert(0, None)
+    async with playing(rig, room):
+        events = await rig.stored()
+    assert len(events) == 4
+    assert room.sleeps[0] == rig.settings.tiktok.offline_retry_s

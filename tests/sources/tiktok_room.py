@@ -58,7 +58,9 @@ class RecordedRoom:
     """Hands out one client per connection attempt; attempt n plays session n."""
 
     def __init__(self, steps: list[dict[str, Any]], clock: ManualClock, mocker: MockerFixture) -> None:
-        self.sessions: list[list[dict[str, Any]] | Exception] = [[]]
+        # Per attempt: the steps it plays, an error its sign-server call raises, or None when
+        # TikTok reports the room offline.
+        self.sessions: list[list[dict[str, Any]] | Exception | None] = [[]]
         for step in steps:
             if step.get("disconnect"):
                 self.sessions.append([])
@@ -69,6 +71,7 @@ class RecordedRoom:
         self._clock = clock
         self._mocker = mocker
         self.attempts = 0
+        self.room_lookups: list[AsyncMock] = []
         self.sleeps: list[float] = []
         self.done = asyncio.Event()
 
@@ -77,7 +80,9 @@ class RecordedRoom:
         session = self.sessions[self.attempts] if self.attempts < len(self.sessions) else None
         self.attempts += 1
         web = client._web
-        self._mocker.patch.object(web, "fetch_room_id_from_html", AsyncMock(return_value=ROOM_ID))
+        lookup = AsyncMock(return_value=ROOM_ID)
+        self.room_lookups.append(lookup)
+        self._mocker.patch.object(web, "fetch_room_id_from_html", lookup)
         self._mocker.patch.object(web, "fetch_is_live", AsyncMock(return_value=session is not None))
         signed = AsyncMock(return_value=ProtoMessageFetchResult())
         if isinstance(session, Exception):
