@@ -15,12 +15,12 @@ from typing import Any
 
 import structlog
 
+from devstack.tb_emulator.codec import MQTT_5
 from devstack.tb_emulator.convert import dumps
 from devstack.tb_emulator.devices import Device, DeviceRegistry, DeviceSpec
 from devstack.tb_emulator.faults import Faults
 from devstack.tb_emulator.rpc import RpcRequest, RpcResult, RpcService
 from devstack.tb_emulator.rule_engine import MsgType, RuleEngine, TbMsg
-from devstack.tb_emulator.codec import MQTT_5
 from devstack.tb_emulator.session import RC_SESSION_TIMEOUT, MqttSession
 from devstack.tb_emulator.topics import Sub
 from devstack.tb_emulator.webhook import HttpPoster, HttpResult
