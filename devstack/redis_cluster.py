@@ -8,12 +8,35 @@ discovers the others from there.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 from types import TracebackType
 from typing import Self
 
+from devstack.ports import free_port
 from devstack.redis_server import RedisServer, RedisServerError
+
+# Each node also listens on its port + 10000 (the cluster bus), so its port must stay below this.
+_MAX_CLIENT_PORT = 55_535
+_BUS_OFFSET = 10_000
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _cluster_port() -> int:
+    for _ in range(1_000):
+        port = free_port()
+        if port <= _MAX_CLIENT_PORT and _bindable(port + _BUS_OFFSET):
+            return port
+    raise RedisServerError("no free port pair (port, port + 10000) for a cluster node")
 
 
 class RedisCluster:
@@ -21,7 +44,9 @@ class RedisCluster:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
         self.nodes = [
-            RedisServer(extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "5000"))
+            RedisServer(
+                _cluster_port(), extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "5000")
+            )
             for _ in range(masters)
         ]
         for node in self.nodes:

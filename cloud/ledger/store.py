@@ -178,7 +178,8 @@ class Ledger:
         remaining = dict(rounds_by_event)
         existing: dict[str, str] = {}
         skipped: dict[str, str] = {}
-        created: str | None = None
+        fetch: list[str] = []
+        fresh: Command | None = None
         while remaining:
             event_ids = list(remaining)
             command_id = command_id_for(event_ids)
@@ -202,8 +203,14 @@ class Ledger:
                 orjson.dumps(event_ids),
             ]
             reply = [_s(part) for part in await self._assign(keys=keys, args=args)]
-            if reply[0] != "conflict":
-                created = command_id
+            if reply[0] == "created":
+                fresh = Command(
+                    command_id, stream, device, rounds, requested, tuple(event_ids), CommandState.QUEUED,
+                    timestamps={CommandState.QUEUED.value: int(args[4])},
+                )  # fmt: skip
+                break
+            if reply[0] == "exists":
+                fetch.append(command_id)
                 break
             for index, owner in zip(reply[1::2], reply[2::2], strict=True):
                 event_id = event_ids[int(index) - 1]
@@ -212,9 +219,9 @@ class Ledger:
                     skipped[event_id] = owner.removeprefix(SKIP_MARK)
                 else:
                     existing[event_id] = owner
-        command_ids = list(dict.fromkeys([*existing.values(), *([created] if created else [])]))
-        commands = await self.get_many(stream, command_ids)
-        return Assignment([c for c in commands if c is not None], skipped)
+        commands = await self.get_many(stream, list(dict.fromkeys([*existing.values(), *fetch])))
+        found = [c for c in commands if c is not None]
+        return Assignment([*found, fresh] if fresh else found, skipped)
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -305,7 +312,7 @@ class Ledger:
         )
 
     async def mark_delivered(
-        self, stream: str, command_id: str, *, deadline_ms: int | None
+        self, stream: str, command_id: str, *, deadline_ms: int | None, device: str | None = None
     ) -> CommandState | None:
         """The edge accepted it (its RPC reply came back through ThingsBoard)."""
         return await self._move(
@@ -313,9 +320,12 @@ class Ledger:
             CommandState.DELIVERED,
             (CommandState.QUEUED, CommandState.SENT),
             deadline_ms=deadline_ms,
+            device=device,
         )
 
-    async def note_error(self, stream: str, command_id: str, error: str, *, retry_at_ms: int) -> None:
+    async def note_error(
+        self, stream: str, command_id: str, error: str, *, retry_at_ms: int, device: str | None = None
+    ) -> None:
         """An error answer (TIMEOUT, NO_ACTIVE_CONNECTION...): keep it sent, retry at retry_at_ms."""
         await self._move(
             (stream, command_id),
@@ -323,6 +333,7 @@ class Ledger:
             (CommandState.SENT,),
             deadline_ms=retry_at_ms,
             error=error,
+            device=device,
         )
 
     async def mark_done(self, command_id: str, *, stream: str | None = None) -> CommandState | None:

@@ -58,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
     except RulesError as exc:
         print(f"giftwheel worker: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(settings, rules, args.worker_id))
+    try:
+        import uvloop
+    except ImportError:  # uvloop is an optional speed-up (uvicorn[standard] brings it)
+        asyncio.run(_serve(settings, rules, args.worker_id))
+    else:
+        uvloop.run(_serve(settings, rules, args.worker_id))
     return 0
 
 

@@ -78,7 +78,11 @@ class CommandSender:
                     "command_error_reply", command_id=sent.command_id, device=sent.device, error=error
                 )
                 await self._ledger.note_error(
-                    sent.stream, sent.command_id, error, retry_at_ms=now_ms() + _RETRY_AFTER_ERROR_MS
+                    sent.stream,
+                    sent.command_id,
+                    error,
+                    device=sent.device,
+                    retry_at_ms=now_ms() + _RETRY_AFTER_ERROR_MS,
                 )
                 return
             try:
@@ -89,6 +93,7 @@ class CommandSender:
                     sent.stream,
                     sent.command_id,
                     f"unexpected reply: {exc.errors(include_url=False)[0]['msg']}",
+                    device=sent.device,
                     retry_at_ms=now_ms() + _RETRY_AFTER_ERROR_MS,
                 )
                 return
@@ -97,6 +102,7 @@ class CommandSender:
             await self._ledger.mark_delivered(
                 sent.stream,
                 sent.command_id,
+                device=sent.device,
                 deadline_ms=now_ms() + (done_timeout_ms or _NEVER_MS),
             )
         except Exception:  # a lost update only delays: the command's deadline brings it back

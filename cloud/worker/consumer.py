@@ -104,6 +104,7 @@ class ShardConsumer:
         dead_letters: DeadLetters,
         metrics: WorkerMetrics,
         wait_ready: Callable[[], Awaitable[None]],
+        is_ready: Callable[[], bool] | None = None,
     ) -> None:
         self._redis = redis
         self.stream = stream
@@ -113,9 +114,13 @@ class ShardConsumer:
         self._dead = dead_letters
         self._metrics = metrics
         self._wait_ready = wait_ready
+        self._is_ready = is_ready
         self._stop = asyncio.Event()
         # Our own pending entries (left by a failed round trip) are handled before new ones.
         self._own_pending = True
+        # Others' pending entries are looked for on start, then now and then (a consumer that
+        # wrongly believed it owned the shard during a lease hand-over may have left some).
+        self._next_takeover_check = 0.0
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from ``run``."""
@@ -127,8 +132,11 @@ class ShardConsumer:
             try:
                 if not await self._ready_or_stopped():
                     return
-                if await self._take_over():
-                    continue
+                now = asyncio.get_running_loop().time()
+                if now >= self._next_takeover_check:
+                    if await self._take_over():
+                        continue
+                    self._next_takeover_check = now + max(1.0, self._config.claim_idle_ms / 1000)
                 if self._own_pending:
                     self._own_pending = await self._reread_own()
                     continue
@@ -148,6 +156,10 @@ class ShardConsumer:
 
     async def _ready_or_stopped(self) -> bool:
         """Wait for the dispatcher; False when asked to stop first."""
+        if self._stop.is_set():
+            return False
+        if self._is_ready is not None and self._is_ready():
+            return True
         ready = asyncio.ensure_future(self._wait_ready())
         stopped = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -83,6 +83,7 @@ class Worker:
             self.dead_letters,
             self.metrics,
             self.dispatcher.wait_ready,
+            lambda: self.dispatcher.is_ready,
         )
         task = asyncio.create_task(consumer.run(), name=f"consume:{stream}")
         self._consumers[stream] = (consumer, task)
