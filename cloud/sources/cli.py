@@ -1,4 +1,4 @@
-"""``giftwheel source tiktok @uniqueId`` and ``giftwheel source tikfinity --url ws://...``.
+"""``giftwheel source tiktok @uniqueId``, ``... tikfinity --url ws://...`` and ``... jsonl FILE``.
 
 Each source is its own process feeding the ingest API's WebSocket (GIFTWHEEL_API_URL,
 GIFTWHEEL_API_KEY); other settings come from GIFTWHEEL_* variables (cloud/sources/settings.py).
@@ -10,9 +10,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TextIO
 
 from cloud.sources.clock import SystemClock
+from cloud.sources.ingest_client import IngestClient
+from cloud.sources.jsonl import JsonLinesSource
 from cloud.sources.metrics import SourceMetrics
 from cloud.sources.pipeline import GiftPipeline
 from cloud.sources.runner import run_source
@@ -31,7 +33,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--url", help="TikFinity's feed (default GIFTWHEEL_TIKFINITY__URL or ws://127.0.0.1:21213)"
     )
     tikfinity.add_argument("--channel", help="streamer name for the events (default: TikFinity's username)")
-    for sub in (tiktok, tikfinity):
+    jsonl = kinds.add_parser("jsonl", help="normalised gift events, one JSON object per line")
+    jsonl.add_argument("file", type=argparse.FileType("r", encoding="utf-8"), help="a file, or - for stdin")
+    jsonl.add_argument("--channel", default="jsonl", help="name of this source in metrics")
+    for sub in (tiktok, tikfinity, jsonl):
         sub.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
 
 
@@ -41,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     if args.kind == "tiktok":
         return _run_tiktok(settings, args.unique_id.lstrip("@"))
+    if args.kind == "jsonl":
+        return _run_jsonl(settings, args.file, args.channel)
     return _run_tikfinity(settings, args.url or settings.tikfinity.url, args.channel)
 
 
@@ -52,7 +59,7 @@ def _run_tiktok(settings: SourceSettings, unique_id: str) -> int:
         return 2
 
     def source(
-        pipeline: GiftPipeline, metrics: SourceMetrics, clock: SystemClock
+        pipeline: GiftPipeline, _ingest: IngestClient, metrics: SourceMetrics, clock: SystemClock
     ) -> Coroutine[Any, Any, None]:
         return TikTokSource(
             settings.tiktok,
@@ -68,10 +75,21 @@ def _run_tiktok(settings: SourceSettings, unique_id: str) -> int:
 
 def _run_tikfinity(settings: SourceSettings, url: str, channel: str | None) -> int:
     def source(
-        pipeline: GiftPipeline, metrics: SourceMetrics, clock: SystemClock
+        pipeline: GiftPipeline, _ingest: IngestClient, metrics: SourceMetrics, clock: SystemClock
     ) -> Coroutine[Any, Any, None]:
         return TikFinitySource(
             settings.tikfinity, url=url, pipeline=pipeline, metrics=metrics, clock=clock
         ).run()
 
     return asyncio.run(run_source(settings, name="tikfinity", channel=channel or "tikfinity", source=source))
+
+
+def _run_jsonl(settings: SourceSettings, stream: TextIO, channel: str) -> int:
+    def source(
+        _pipeline: GiftPipeline, ingest: IngestClient, metrics: SourceMetrics, clock: SystemClock
+    ) -> Coroutine[Any, Any, None]:
+        return JsonLinesSource(
+            stream, ingest=ingest, bounds=settings.bounds, clock=clock, metrics=metrics
+        ).run()
+
+    return asyncio.run(run_source(settings, name="jsonl", channel=channel, source=source))

@@ -20,7 +20,7 @@ from cloud.sources.streaks import StreakTracker
 log = structlog.get_logger(__name__)
 
 # Builds the source's run() coroutine from the shared parts.
-SourceFactory = Callable[[GiftPipeline, SourceMetrics, SystemClock], Coroutine[Any, Any, None]]
+SourceFactory = Callable[[GiftPipeline, IngestClient, SourceMetrics, SystemClock], Coroutine[Any, Any, None]]
 
 
 async def run_source(settings: SourceSettings, *, name: str, channel: str, source: SourceFactory) -> int:
@@ -44,11 +44,12 @@ async def run_source(settings: SourceSettings, *, name: str, channel: str, sourc
     tasks = [
         asyncio.create_task(ingest.run(), name="ingest"),
         asyncio.create_task(pipeline.sweep_forever(settings.streaks.sweep_interval_s), name="sweep"),
-        asyncio.create_task(source(pipeline, metrics, clock), name=name),
+        asyncio.create_task(source(pipeline, ingest, metrics, clock), name=name),
     ]
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    failed = [task for task in done if task is not stopped]
+    # A source may also just finish (the jsonl source at the end of its file): then stop cleanly.
+    failed = [task for task in done if task is not stopped and task.exception() is not None]
     for task in failed:
         log.error("source task ended", task=task.get_name(), error=repr(task.exception()))
     for task in tasks[1:]:
