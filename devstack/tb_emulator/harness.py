@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -82,7 +83,8 @@ class EmulatorHttp:
 
     def request(self, method: str, path: str, body: Any = None, *, timeout_s: float = 30) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)  # noqa: S310
+        url = self.base_url + urllib.parse.quote(path, safe="/?=&")
+        req = urllib.request.Request(url, data=data, method=method)  # noqa: S310
         req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 (loopback URL we built)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 import structlog
@@ -321,7 +321,8 @@ class HttpServer:
             allowed = True
             if route_method != method:
                 continue
-            request = Request(method, split.path, parse_qs(split.query), body, match.groupdict())
+            params = {k: unquote(v) for k, v in match.groupdict().items()}
+            request = Request(method, split.path, parse_qs(split.query), body, params)
             try:
                 return await handler(self.hub, request)
             except HttpError as exc:
