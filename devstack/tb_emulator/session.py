@@ -194,13 +194,14 @@ class MqttSession(asyncio.Protocol):
             self.close(RC_IMPLEMENTATION_SPECIFIC)
             return
         except AdaptorError as exc:
-            # sendResponseForAdaptorErrorOrCloseContext: v5 gets PUBACK 0x99, 3.1.1 is disconnected
+            # sendResponseForAdaptorErrorOrCloseContext: a v5 QoS 1 publish gets PUBACK 0x99, anything
+            # else (3.1.1, or QoS 0) closes the session (v5: DISCONNECT 0x99)
             log.info("bad payload", device=device.name, topic=packet.topic, error=str(exc))
             self.hub.stats["bad_payloads"] += 1
             if self.version == MQTT_5 and packet.packet_id is not None:
                 self._write(codec.encode_puback(packet.packet_id, RC_PAYLOAD_FORMAT_INVALID, self.version))
-            elif self.version != MQTT_5:
-                self.close(None)
+            else:
+                self.close(RC_PAYLOAD_FORMAT_INVALID)
             return
         if reason != NO_ACK and packet.packet_id is not None:
             self._ack(packet.packet_id, reason)

@@ -93,6 +93,13 @@ async def test_bad_payload_gets_puback_0x99_on_v5_and_session_stays(
     assert tb.hub.registry.by_name["sensor"].latest["ok"][1] == 1
 
 
+async def test_malformed_json_at_qos0_closes_a_v5_session_with_reason(tb: InProcessEmulator) -> None:
+    async with await connected(tb, "sensor-token", V5) as client:
+        await client.publish("v1/devices/me/telemetry", b"{not json", qos=0)
+        await client.wait_closed()
+        assert client.disconnect == codec.Disconnect(0x99)
+
+
 @pytest.mark.parametrize(("version", "code"), [(V3, 0), (V5, 0x90)])
 async def test_unknown_topic_is_acked_topic_name_invalid(
     tb: InProcessEmulator, version: int, code: int
