@@ -114,8 +114,8 @@ class SendRpcRequest:
             method=str(data["method"]),
             params=data["params"],
             timeout_ms=self.timeout_s * 1000,
-            oneway=md.get("oneway") == "true",
-            persistent=md.get("persistent") == "true",
+            oneway=md.get("oneway", "").lower() == "true",  # Boolean.parseBoolean
+            persistent=md.get("persistent", "").lower() == "true",
             expiration_ms=int(expiration) if expiration and expiration.isdigit() else None,
             retries=int(retries) if retries and retries.isdigit() else None,
             request_uuid=md.get("requestUUID"),
@@ -123,12 +123,12 @@ class SendRpcRequest:
         )
 
         def done(result: RpcResult) -> None:
+            # the answer goes on with the input's type, originator and metadata (requestId,
+            # sessionId, serviceId of a dispatcher's client RPC survive for the reply node)
             if result.error is None:
-                body = result.response if result.response is not None else "{}"
-                emit(msg.copy(type_=MsgType.RPC_CALL_FROM_SERVER_TO_DEVICE, data=body), SUCCESS)
+                emit(msg.copy(data=result.response if result.response is not None else "{}"), SUCCESS)
             else:
-                body = dumps({"error": result.error.value})
-                emit(msg.copy(type_=MsgType.RPC_CALL_FROM_SERVER_TO_DEVICE, data=body), FAILURE)
+                emit(msg.copy(data=dumps({"error": result.error.value})), FAILURE)
 
         request.callbacks.append(done)
         self.ctx.submit_rpc(msg.originator, request)
