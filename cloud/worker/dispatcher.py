@@ -50,8 +50,12 @@ ReplyCallback = Callable[[Sent, dict[str, Any]], None]
 
 
 class Dispatcher:
-    def __init__(self, settings: MqttSettings, metrics: WorkerMetrics, on_reply: ReplyCallback) -> None:
+    def __init__(
+        self, settings: MqttSettings, metrics: WorkerMetrics, on_reply: ReplyCallback, *, client_id: str
+    ) -> None:
         self._settings = settings
+        # MQTT brokers drop an older connection with the same client id: one id per worker.
+        self._client_id = client_id
         self._metrics = metrics
         self._on_reply = on_reply
         self._client: MqttClient | None = None
@@ -75,7 +79,7 @@ class Dispatcher:
                 client = await MqttClient.connect(
                     self._settings.host,
                     self._settings.port,
-                    client_id=self._settings.client_id,
+                    client_id=self._client_id,
                     username=self._settings.access_token.get_secret_value(),
                     keepalive_s=self._settings.keepalive_s,
                     timeout_s=self._settings.connect_timeout_s,

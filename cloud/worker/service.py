@@ -54,7 +54,12 @@ class Worker:
         self.streams = event_streams(settings.ingest.stream_shards)
         self.ledger = Ledger(redis, streams=self.streams, ttl_s=self._settings.ledger_ttl_s)
         self.dead_letters = DeadLetters(redis)
-        self.dispatcher = Dispatcher(self._settings.mqtt, self.metrics, self._on_reply)
+        self.dispatcher = Dispatcher(
+            self._settings.mqtt,
+            self.metrics,
+            self._on_reply,
+            client_id=f"{self._settings.mqtt.client_id}-{self.worker_id}"[:64],
+        )
         self.sender = CommandSender(self.ledger, self.dispatcher, self._settings, self.metrics)
         self.handler = GiftHandler(
             self.ledger,

@@ -18,6 +18,7 @@ class MqttSettings(_Section):
     port: int = Field(default=1883, ge=1, le=65535)
     # The dispatcher device's access token: ThingsBoard reads it from the MQTT username.
     access_token: SecretStr = SecretStr("")
+    # Prefix of the MQTT client id; each worker appends its own id (brokers drop duplicate ids).
     client_id: str = "giftwheel-dispatcher"
     keepalive_s: int = Field(default=30, ge=5, le=600)
     connect_timeout_s: float = Field(default=3.0, gt=0)
