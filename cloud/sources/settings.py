@@ -21,6 +21,7 @@ class IngestClientSettings(BaseModel):
     buffer_max_events: int = Field(default=100_000, ge=1)
     # Events sent but not yet answered on one connection (a window, so acks keep pace).
     max_inflight_events: int = Field(default=2_000, ge=1)
+    # Must not exceed the API's GIFTWHEEL_INGEST__MAX_BATCH_EVENTS (it refuses larger frames).
     max_frame_events: int = Field(default=500, ge=1)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     backoff: BackoffSettings = BackoffSettings(initial_s=0.5, max_s=30.0)
