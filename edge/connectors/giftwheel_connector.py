@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -9,7 +10,7 @@ import structlog
 from thingsboard_gateway.connectors.connector import Connector
 
 from edge.forwarder import TelemetryForwarder
-from edge.gateway_host import harden
+from edge.gateway_host import deliver_rpcs_directly, harden
 from edge.rpc import RpcService
 from edge.runtime import EdgeRuntime
 
@@ -26,6 +27,7 @@ class GatewayPublisher:
         self._connector = connector
         self._timeout_s = timeout_s
         self._announced: set[str] = set()
+        self._tuned_socket: socket.socket | None = None
 
     def is_connected(self) -> bool:
         """Connected AND able to take RPCs: the gateway installs its RPC handler a moment after the
@@ -34,7 +36,18 @@ class GatewayPublisher:
         client = getattr(self._gateway, "tb_client", None)
         if client is None or not client.is_connected():
             return False
+        self._no_delay(client.client._client.socket())
         return client.client.devices_server_side_rpc_request_handler is not None
+
+    def _no_delay(self, sock: socket.socket | None) -> None:
+        """paho leaves Nagle on: an RPC reply right after the PUBACK of its request then waits for
+        the broker's delayed ACK (~40 ms measured). Set once per connection."""
+        if sock is not None and sock is not self._tuned_socket:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                return  # closed under us; the next connection gets tuned
+            self._tuned_socket = sock
 
     def publish(self, device: str, telemetry: list[dict[str, Any]]) -> bool:
         if device not in self._announced:
@@ -64,6 +77,7 @@ class GiftwheelConnector(Connector):  # type: ignore[misc]
         self._stopped = False  # must stay False until close(), or the gateway never closes us
         runtime = self.runtime
         harden(gateway)
+        deliver_rpcs_directly(gateway, set(runtime.controllers), self.server_side_rpc_handler)
         runtime.attach_gateway(gateway)
         self._rpc = RpcService(runtime.controllers, runtime.ledger)
         # The gateway calls server_side_rpc_handler on one thread for every device: hand off at once.

@@ -1,0 +1,204 @@
+"""Edge benchmark: RPC -> first step latency through the real thingsboard-gateway, and daemon CPU.
+
+Run:  .venv/bin/python -m bench.edge [--rpcs 200] [--cpu-seconds 10]
+
+Everything is real except the motor: a redis-server with AOF (appendfsync always, the edge's
+recommended setting), the ThingsBoard emulator as a process, and `giftwheel edge` as a process in
+simulation mode on the REAL clock, whose simulated driver appends every step (CLOCK_MONOTONIC) to a
+file this script reads. Clocks: the daemon and this script share the host's monotonic clock.
+
+Latency per RPC (one at a time, motor idle before each):
+- rpc->step: this script issues the server-side RPC (emulator HTTP side -> rule chain -> MQTT ->
+  gateway -> connector -> Redis -> controller) until the first step pulse.
+- received->step: the connector's receivedTs (persisted with the command) to the first pulse.
+Both include the ramp's first step interval sqrt(2/a) (physics, reported separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from devstack.redis_server import RedisServer
+from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess
+from tests.edge.harness import GATEWAY_TOKEN, EdgeDaemon
+
+PULSES_PER_ROUND = 3200  # NEMA 17, 200 steps x 1/16 microstepping on an A4988
+MAX_RATE_SPS = 3200.0  # one round per second
+ACCEL_SPS2 = 6400.0
+
+
+def edge_config(workdir: Path, redis_url: str, tb_port: int) -> dict[str, Any]:
+    return {
+        "thingsboard": {"host": "127.0.0.1", "port": tb_port, "access_token": GATEWAY_TOKEN},
+        "redis_url": redis_url,
+        "state_dir": str(workdir / "state"),
+        "simulation": {"enabled": True, "record_dir": str(workdir / "steps")},
+        "offline_ready_after_s": 30,
+        "log_level": "WARNING",
+        "motors": [
+            {"name": "motor_01", "driver": "a4988", "pins": {"step": 17, "dir": 27, "enable": 22},
+             "steps_per_round": 200, "microstepping": 16, "max_step_rate_sps": MAX_RATE_SPS,
+             "acceleration_sps2": ACCEL_SPS2},
+        ],
+    }  # fmt: skip
+
+
+class StepLog:
+    """Reads new lines of the simulated driver's step file incrementally."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self.count = 0
+
+    def read_new(self) -> list[float]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as file:
+            file.seek(self._offset)
+            data = file.read()
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        times = [float(line.split()[0]) for line in data[:end].splitlines()]
+        self.count += len(times)
+        return times
+
+
+def wait(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.001)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def finished(tb: EmulatorProcess, command_id: str) -> bool:
+    latest = tb.latest_telemetry("motor_01")
+    return bool(latest.get("commandId") == command_id and latest.get("commandDone") is True)
+
+
+def measure_latency(tb: EmulatorProcess, steps: StepLog, rpcs: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"rpc_to_step_ms": [], "received_to_step_ms": [], "rpc_reply_ms": []}
+    wall_minus_mono = time.time() - time.monotonic()
+    for i in range(rpcs + 5):
+        command_id = f"c-{i + 1:08x}"
+        steps.read_new()
+        sent = time.monotonic()
+        status, reply = tb.send_rpc(
+            "motor_01", "rotate", {"commandId": command_id, "rounds": 1}, timeout_ms=5000
+        )
+        replied = time.monotonic()
+        if status != 200 or not reply.get("accepted"):
+            raise RuntimeError(f"rotate refused: {status} {reply}")
+        moved: list[float] = []
+        deadline = time.monotonic() + 10
+        while len(moved) < PULSES_PER_ROUND:
+            if time.monotonic() > deadline:
+                raise TimeoutError("one round")
+            moved.extend(steps.read_new())
+            time.sleep(0.001)
+        wait(lambda c=command_id: finished(tb, c), 10, "done telemetry")
+        received_ms = tb.latest_telemetry("motor_01")["receivedTs"]
+        if i < 5:
+            continue  # warm-up
+        out["rpc_to_step_ms"].append((moved[0] - sent) * 1000)
+        out["received_to_step_ms"].append((moved[0] + wall_minus_mono) * 1000 - received_ms)
+        out["rpc_reply_ms"].append((replied - sent) * 1000)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process (all threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_percent(pid: int, seconds: float) -> float:
+    """CPU of the daemon process over a window, in % of one core."""
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return 100 * (cpu_seconds(pid) - before) / seconds
+
+
+def measure_cpu(tb: EmulatorProcess, steps: StepLog, pid: int, seconds: float) -> dict[str, float]:
+    time.sleep(2)
+    idle = cpu_percent(pid, seconds)
+    rounds = int(seconds) + 10
+    tb.send_rpc("motor_01", "rotate", {"commandId": "c-ffff0001", "rounds": rounds}, timeout_ms=5000)
+    time.sleep(3)  # past the ramp
+    steps.read_new()
+    start = time.monotonic()
+    busy = cpu_percent(pid, seconds)
+    rate = len(steps.read_new()) / (time.monotonic() - start)
+    tb.send_rpc("motor_01", "stop", {}, timeout_ms=5000)
+    return {"idle_cpu_pct": idle, "stepping_cpu_pct": busy, "stepping_rate_sps": rate, "rss_mb": rss_mb(pid)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rpcs", type=int, default=200)
+    parser.add_argument("--cpu-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="giftwheel-bench-edge-"))
+    gateway = {"name": "pi-01", "token": GATEWAY_TOKEN, "type": "gateway", "gateway": True}
+    redis_args = ("--appendfsync", "always")
+    with (
+        RedisServer(appendonly=True, extra_args=redis_args) as redis,
+        EmulatorProcess([gateway]) as tb,
+        EdgeDaemon(edge_config(workdir, redis.url, tb.mqtt_port), workdir) as daemon,
+    ):
+
+        def announced() -> bool:
+            try:
+                return "state" in tb.latest_telemetry("motor_01")
+            except EmulatorError:
+                return False
+
+        wait(announced, 60, "motor announced")
+        steps = StepLog(workdir / "steps" / "motor_01.steps")
+        latency = measure_latency(tb, steps, args.rpcs)
+        assert daemon.proc is not None
+        cpu = measure_cpu(tb, steps, daemon.proc.pid, args.cpu_seconds)
+        code = daemon.terminate()
+    first_interval_ms = math.sqrt(2 / ACCEL_SPS2) * 1000
+    print(f"edge bench: {args.rpcs} sequential rotate RPCs (1 round each), {os.cpu_count()} cores")
+    print(f"config: {PULSES_PER_ROUND} pulses/round, {MAX_RATE_SPS:g} steps/s max, {ACCEL_SPS2:g} steps/s^2")
+    print(f"ramp's first step interval sqrt(2/a) = {first_interval_ms:.1f} ms (included below)\n")
+    print("| measure | p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|")
+    for name, values in latency.items():
+        print(f"| {name} | {statistics.median(values):.1f} | {pct(values, 0.99):.1f} | {max(values):.1f} |")
+    print()
+    print("| daemon (gateway + connector + controller, simulated driver) | value |")
+    print("|---|---|")
+    print(f"| CPU idle (% of one core, {args.cpu_seconds:g} s) | {cpu['idle_cpu_pct']:.1f} |")
+    print(f"| CPU stepping at {MAX_RATE_SPS:g} steps/s (% of one core) | {cpu['stepping_cpu_pct']:.1f} |")
+    print(f"| achieved step rate while measuring | {cpu['stepping_rate_sps']:.0f} steps/s |")
+    print(f"| RSS | {cpu['rss_mb']:.0f} MB |")
+    print(f"\ndaemon exit code after SIGTERM: {code}")
+
+
+if __name__ == "__main__":
+    main()
