@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from pathlib import Path
@@ -70,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await emulator.start()
+        # Everything loaded so far lives as long as the process: take it out of the collector's
+        # view, or each full collection walks it (pauses of 100+ ms measured under RPC load).
+        gc.collect()
+        gc.freeze()
         if args.ready_file is not None:
             tmp = args.ready_file.with_suffix(".tmp")
             tmp.write_text(f"{emulator.mqtt_port} {emulator.http_port}\n")
