@@ -1,0 +1,111 @@
+"""The whole pipeline under faults: every accepted gift turns its motor exactly once.
+
+Every component is a real process (devstack.stack.LocalStack). Gifts arrive at a fixed rate,
+each retried by the sender until the API answers, while the test kills and restarts processes:
+a worker (kill -9), the API (kill -9, restart), the edge daemon mid-rotation (kill -9, restart),
+ThingsBoard (stopped 20 s), the cloud Redis (restarted, AOF on). Afterwards each motor's own
+step record must hold exactly the rounds its accepted gifts asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from cloud.ledger import SKIP_MARK, Ledger
+from cloud.worker.rules import load_rules
+from devstack.gift_plan import plan_gifts
+from devstack.load import LoadResult, send_paced
+from devstack.stack import LocalStack, StackOptions
+from giftwheel.contracts import EVENTS_STREAM, GiftEvent
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+RATE_PER_S = 10
+GIFTS = 900  # 90 s of load
+
+
+async def at(t0: float, offset_s: float, what: str, action: Callable[[], object]) -> None:
+    if (wait := t0 + offset_s - time.monotonic()) > 0:
+        await asyncio.sleep(wait)
+    print(f"[{time.monotonic() - t0:6.1f} s] {what}")
+    await asyncio.to_thread(action)
+
+
+async def inject_faults(stack: LocalStack) -> None:
+    t0 = time.monotonic()
+    worker = stack.workers[0]
+    await at(t0, 8, "kill -9 worker-1", worker.kill)
+    await at(t0, 16, "kill -9 api", stack.api.kill)
+    await at(t0, 18, "restart api", stack.api.start)
+    await at(t0, 24, "restart worker-1", worker.start)
+    await at(t0, 30, "kill -9 edge mid-rotation", stack.edge.kill)
+    await at(t0, 33, "restart edge", lambda: stack.edge.start(timeout_s=60))
+    await at(t0, 42, "stop ThingsBoard for 20 s", stack.tb.stop)
+    await at(t0, 62, "start ThingsBoard", stack.tb.start)
+    await at(t0, 72, "restart cloud Redis (AOF)", stack.cloud_redis.restart)
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], *, stall_s: float, progress: Callable[[], float]
+) -> None:
+    last, changed = progress(), time.monotonic()
+    while not await check():
+        await asyncio.sleep(0.5)
+        if (now := progress()) != last:
+            last, changed = now, time.monotonic()
+        elif time.monotonic() - changed > stall_s:
+            return
+
+
+async def test_every_accepted_gift_turns_its_motor_exactly_once_under_faults(tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path, StackOptions(workers=2, time_scale=20))
+    with stack:
+        events = [g.payload for g in plan_gifts(GIFTS, seed=11, replay_ratio=0, invalid_ratio=0)]
+        sending = asyncio.create_task(
+            send_paced(stack.api.url, stack.options.api_key, events, RATE_PER_S, retry_for_s=120)
+        )
+        await inject_faults(stack)
+        load: LoadResult = await sending
+        print(f"load: {len(load.deliveries)} events in {load.duration_s:.1f} s, retried on {load.errors}")
+
+        unanswered = [d.event_id for d in load.deliveries.values() if d.status not in (200, 202)]
+        assert not unanswered, f"never acknowledged: {unanswered[:20]}"
+
+        rules = load_rules(stack.options.rules)
+        routes = {e["eventId"]: rules.route(GiftEvent.model_validate(e)) for e in events}
+        expected = Counter({m.name: 0 for m in stack.options.motors})
+        for route in routes.values():
+            expected[route.device] += route.rounds
+
+        def turned() -> dict[str, float]:
+            return {m.name: stack.rounds_turned(m) for m in stack.options.motors}
+
+        async def all_turned() -> bool:
+            return all(turned()[m] >= expected[m] for m in expected)
+
+        await wait_for(all_turned, stall_s=60, progress=lambda: sum(turned().values()))
+        await asyncio.sleep(2)  # a late double turn would show up now
+
+        redis = Redis.from_url(stack.cloud_redis.url)
+        try:
+            ledger = Ledger(redis, streams=[EVENTS_STREAM], ttl_s=3600)
+            decisions = await ledger.decisions(EVENTS_STREAM, list(routes))
+            stored = await redis.xlen(EVENTS_STREAM)
+        finally:
+            await redis.aclose()
+        missing = sorted(set(routes) - set(decisions))
+        skipped = sorted(e for e, c in decisions.items() if c.startswith(SKIP_MARK))
+        assert stored == len(events), f"{stored} stream entries for {len(events)} distinct events"
+        assert not missing, f"events no worker ever assigned to a command: {missing[:20]}"
+        assert not skipped, f"events skipped: {skipped[:20]}"
+        final = turned()
+        assert final == dict(expected), (
+            f"rounds turned {final} != expected {dict(expected)}; logs in {stack.logs}"
+        )
