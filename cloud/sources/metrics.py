@@ -9,6 +9,8 @@ _GAP_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 class SourceMetrics:
     def __init__(self, source: str, channel: str, registry: CollectorRegistry | None = None) -> None:
+        self.source = source
+        self.channel = channel
         self.registry = registry or CollectorRegistry()
         names = ("source", "channel")
         values = (source, channel)

@@ -31,6 +31,14 @@ API_KEY = "source-test-key-0123456789"
 RECORDED_AT_S = 1_700_000_000 + 60
 
 
+async def until_sample(metrics: SourceMetrics, name: str, count: float) -> None:
+    """Wait until a source's counter reaches ``count``."""
+    labels = {"source": metrics.source, "channel": metrics.channel}
+    # A Prometheus counter has nothing to await: poll it.
+    while (metrics.registry.get_sample_value(name, labels) or 0) < count:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
 @dataclass
 class Rig:
     """One source's pipeline feeding the real ingest API."""
@@ -50,9 +58,7 @@ class Rig:
 
     async def until_messages(self, count: int) -> None:
         """Wait until the source has read ``count`` upstream messages."""
-        # A Prometheus counter has nothing to await: poll it.
-        while self.metric("giftwheel_source_messages_total") < count:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+        await until_sample(self.metrics, "giftwheel_source_messages_total", count)
 
     async def stored(self) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

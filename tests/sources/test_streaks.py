@@ -186,3 +186,12 @@ def test_any_interleaving_with_replays_counts_each_streak_once(
         streak = str(item.event.event_id).split(":g")[1].split(":")[0]
         totals[streak] = totals.get(streak, 0) + item.event.quantity
     assert totals == {str(i + 1): length for i, (_, length, _) in enumerate(streaks)}
+
+
+def test_open_streaks_are_settled_at_shutdown_with_what_was_seen() -> None:
+    tracker = _tracker(ManualClock())
+    _feed(tracker, _frames("tiktoklive_rose_streak_99_no_end")[:42])
+    [counted] = tracker.settle_all()
+    assert (counted.how, counted.event.quantity) == ("shutdown", 42)
+    assert tracker.open_streaks == 0
+    assert tracker.expire() == []
