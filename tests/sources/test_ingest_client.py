@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from cloud.sources.ingest_client import IngestBufferFull, IngestClient
 from cloud.sources.metrics import SourceMetrics
 from cloud.sources.settings import SourceSettings
+from devstack.ports import free_port
 from giftwheel.contracts import GiftEvent
 from tests.sources.fake_ingest import FakeIngest, fake_ingest
 
@@ -98,8 +102,6 @@ async def test_the_client_waits_while_the_api_is_away() -> None:
     assert not await ingest.drain(0.5)
     assert _metric(metrics, "giftwheel_source_ingest_reconnects_total") >= 2
     fake = FakeIngest(port=port)
-    from websockets.asyncio.server import serve
-
     async with serve(fake.handler, "127.0.0.1", port):
         assert await ingest.drain(5)
     task.cancel()
@@ -151,3 +153,29 @@ async def test_a_full_buffer_refuses_loudly() -> None:
         ingest.submit(_event(3))
     assert ingest.pending == 3
     assert _metric(metrics, "giftwheel_source_buffer_full_total") == 1
+
+
+async def test_a_refused_key_keeps_the_gifts_and_keeps_trying() -> None:
+    fake = FakeIngest(port=free_port())
+    refusing = True
+
+    def gate(connection: ServerConnection, _request: Request) -> Response | None:
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "bad key\n") if refusing else None
+
+    async with serve(fake.handler, "127.0.0.1", fake.port, process_request=gate):
+        metrics = SourceMetrics("test", "c", CollectorRegistry())
+        ingest = IngestClient(_settings(fake.url), metrics)
+        task = asyncio.create_task(ingest.run())
+        try:
+            for n in range(3):
+                ingest.submit(_event(n))
+            assert not await ingest.drain(0.5)
+            assert ingest.pending == 3
+            assert _metric(metrics, "giftwheel_source_ingest_reconnects_total") >= 2
+            refusing = False  # the operator fixed the key on the API side
+            assert await ingest.drain(5)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert len(fake.stored) == 3
