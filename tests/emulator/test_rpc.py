@@ -196,3 +196,28 @@ async def test_oneway_rpc_is_done_once_written(tb_fast: InProcessEmulator, http:
 async def test_rpc_to_unknown_device_is_404(http: httpx.AsyncClient, kind: str) -> None:
     response = await http.post(f"/api/rpc/{kind}/no_such_device", json={"method": "x"})
     assert response.status_code == 404
+
+
+async def test_persistent_rpc_waits_for_an_offline_gateway_and_is_delivered_on_reconnect(
+    tb_fast: InProcessEmulator, http: httpx.AsyncClient
+) -> None:
+    body = {
+        "method": "rotate",
+        "params": {"commandId": "c-dddddddddd", "rounds": 2},
+        "persistent": True,
+        "timeout": 5000,
+    }
+    rpc_id = (await http.post("/api/rpc/twoway/motor_01", json=body)).json()["rpcId"]
+    assert (await http.get(f"/api/rpc/{rpc_id}")).json()["status"] == "QUEUED"
+    async with await connect(tb_fast, GATEWAY_TOKEN, "v1/gateway/rpc") as gw:
+        await gw.publish("v1/gateway/connect", b'{"device": "motor_01", "type": "motor"}')
+        request = orjson.loads((await gw.next_message()).payload)
+        assert request == {
+            "device": "motor_01",
+            "data": {"id": 0, "method": "rotate", "params": body["params"]},
+        }
+        reply = {"device": "motor_01", "id": 0, "data": {"accepted": True}}
+        await gw.publish("v1/gateway/rpc", orjson.dumps(reply))
+        record = (await http.get(f"/api/rpc/{rpc_id}")).json()
+    assert [h["status"] for h in record["history"]] == ["QUEUED", "SENT", "SUCCESSFUL"]
+    assert record["response"] == '{"accepted":true}'
