@@ -56,6 +56,10 @@ class Result:
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+    # Live runs: p50/p99 of command made (ledger queuedAt, ms clock) -> RPC at the device, and the
+    # CPU time the worker processes spent per 1,000 events.
+    after_command: str = "-"
+    worker_cpu_ms_per_1k: float | None = None
 
     def row(self) -> str:
         rate = f"{self.events / self.seconds:,.0f}" if self.seconds else "-"
@@ -65,9 +69,10 @@ class Result:
             if self.p50_ms is not None and self.p99_ms is not None and self.max_ms is not None
             else "-"
         )
+        cpu = f"{self.worker_cpu_ms_per_1k:,.0f}" if self.worker_cpu_ms_per_1k is not None else "-"
         return (
             f"| {self.backend} | {self.scenario} | {self.workers} | {self.events:,} | {self.commands:,} "
-            f"| {rate} | {cmds} | {lat} |"
+            f"| {rate} | {cmds} | {lat} | {self.after_command} | {cpu} |"
         )
 
 
@@ -90,7 +95,7 @@ def gifts(n: int, run: str) -> list[GiftEvent]:
 @contextmanager
 def workers(
     count: int, redis_url: str, cluster: bool, mqtt_port: int, shards: int, workdir: Path
-) -> Iterator[None]:
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     rules = workdir / "rules.yaml"
     rules.write_text(RULES)
     env = {
@@ -106,7 +111,7 @@ def workers(
         "GIFTWHEEL_WORKER__LEASE_TTL_MS": "1500",
         "GIFTWHEEL_WORKER__READ_BLOCK_MS": "100",
     }
-    procs = []
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         for n in range(count):
             with (workdir / f"worker-{n}.log").open("wb") as log:
@@ -118,7 +123,7 @@ def workers(
                         stderr=subprocess.STDOUT,
                     )
                 )
-        yield
+        yield procs
     finally:
         for proc in procs:
             proc.terminate()
@@ -148,18 +153,31 @@ async def wait_balanced(
 
 async def latencies(
     redis: Redis | RedisCluster, streams: list[str], sink: RpcSink, sent_at: dict[str, float]
-) -> list[float]:
+) -> tuple[list[float], list[float]]:
+    """Per event: stream append -> RPC at the device, and the part of it after the command was made."""
     ledger = Ledger(redis, streams=streams, ttl_s=3600)
     first_arrival: dict[str, float] = {}
     for arrival in sink.arrivals:
         first_arrival.setdefault(arrival.command_id, arrival.at)
-    out: list[float] = []
+    total: list[float] = []
+    after_command: list[float] = []
     for command_id, at in first_arrival.items():
         command = await ledger.find(command_id)
         if command is None:
             raise RuntimeError(f"{command_id} arrived but is not in the ledger")
-        out.extend((at - sent_at[e]) * 1000 for e in command.event_ids if e in sent_at)
-    return out
+        total.extend((at - sent_at[e]) * 1000 for e in command.event_ids if e in sent_at)
+        after_command.append(at * 1000 - command.timestamps["queued"])
+    return total, after_command
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * q) - 1)]
 
 
 async def wait_rounds(sink: RpcSink, expected: int, timeout_s: float) -> None:
@@ -182,7 +200,7 @@ async def run_one(
     emulator = EmulatorProcess(mqtt_port=free_port())
     run = f"{backend}-{scenario}-{count}-{time.time_ns()}"
     try:
-        with workers(count, redis_url, cluster, emulator.mqtt_port, args.shards, workdir):
+        with workers(count, redis_url, cluster, emulator.mqtt_port, args.shards, workdir) as procs:
             await wait_balanced(redis, streams, count)
             if scenario == "drain":
                 events = gifts(args.events, run)
@@ -202,6 +220,7 @@ async def run_one(
             await asyncio.sleep(0.5)  # the workers' MQTT connections are up
             events = gifts(int(args.rate * args.duration), run)
             sent_at: dict[str, float] = {}
+            cpu_before = sum(cpu_seconds(p.pid) for p in procs)
             started = time.perf_counter()
             for i, event in enumerate(events):
                 due = started + i / args.rate
@@ -212,7 +231,9 @@ async def run_one(
                 await queue.append([event])
             elapsed = time.perf_counter() - started
             await wait_rounds(sink, len(events), timeout_s=60)
-            lat = sorted(await latencies(redis, streams, sink, sent_at))
+            cpu_ms = (sum(cpu_seconds(p.pid) for p in procs) - cpu_before) * 1000
+            lat, after = await latencies(redis, streams, sink, sent_at)
+            lat.sort()
             await sink.close()
             commands = len({a.command_id for a in sink.arrivals})
             return Result(
@@ -223,8 +244,10 @@ async def run_one(
                 commands,
                 elapsed,
                 p50_ms=statistics.median(lat),
-                p99_ms=lat[int(len(lat) * 0.99) - 1],
+                p99_ms=pct(lat, 0.99),
                 max_ms=lat[-1],
+                after_command=f"{pct(after, 0.5):.0f} / {pct(after, 0.99):.0f}",
+                worker_cpu_ms_per_1k=cpu_ms / len(events) * 1000,
             )
     finally:
         emulator.kill()
@@ -250,8 +273,11 @@ async def main(args: argparse.Namespace) -> None:
                         results.append(result)
     live = f"{args.rate:,.0f}/s for {args.duration} s"
     print(f"\nshards: {args.shards}; drain events: {args.events:,}; live: {live}\n")
-    print("| Redis | scenario | workers | events | commands | events/s | commands/s | p50 / p99 / max ms |")
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+    print(
+        "| Redis | scenario | workers | events | commands | events/s | commands/s "
+        "| append->device p50 / p99 / max ms | command->device p50 / p99 ms | worker CPU ms per 1k events |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---|---|---:|")
     for result in results:
         print(result.row())
 
