@@ -108,9 +108,11 @@ def worker_settings(redis_url: str, mqtt_port: int, shards: int = 1, **worker: A
 
 
 @asynccontextmanager
-async def worker_running(settings: CloudSettings, rules: Rules) -> AsyncIterator[Worker]:
+async def worker_running(
+    settings: CloudSettings, rules: Rules | Callable[[], Rules]
+) -> AsyncIterator[Worker]:
     redis = connect(settings)
-    worker = Worker(settings, redis, lambda: rules)
+    worker = Worker(settings, redis, rules if callable(rules) else lambda: rules)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:

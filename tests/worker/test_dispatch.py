@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from redis.asyncio import Redis
 
 from cloud.ledger import CommandState, DeviceTotals
 from cloud.worker.dlq import DeadLetters
 from cloud.worker.rules import parse_rules
+from cloud.worker.rules_source import RulesSource
 from devstack.redis_server import RedisServer
 from devstack.rpc_sink import RpcSink
 from devstack.tb_emulator.server import Emulator
@@ -124,3 +128,32 @@ async def test_limits_skip_gifts_visibly_and_a_redelivery_keeps_the_decision(
         await enqueue(redis, EVENTS_STREAM, [*spammer, other])
         await wait_until(lambda: _drained(redis), what="replay drained")
         assert await worker.ledger.device_totals("motor_01") == DeviceTotals(accepted=12, sent=12)
+
+
+async def test_rules_reloaded_in_a_running_worker_and_a_bad_file_keeps_them(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink, tmp_path: Path
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("default_device: motor_01\n")
+    rules = RulesSource(path)
+    watcher = asyncio.create_task(rules.watch(0.02))
+    settings = worker_settings(redis_server.url, emulator.mqtt_port)
+    try:
+        async with worker_running(settings, lambda: rules.current):
+            await enqueue(redis, EVENTS_STREAM, [gift(gift_name="Heart", diamond=1)])
+            await wait_until(lambda: [a.device for a in sink.arrivals] == ["motor_01"], what="first rules")
+
+            path.write_text("default_device: motor_02\nmultiplier: 5\n")
+            await wait_until(lambda: rules.current.spec.default_device == "motor_02", what="reload")
+            await enqueue(redis, EVENTS_STREAM, [gift(gift_name="Heart", diamond=1)])
+            await wait_until(lambda: len(sink.arrivals) == 2, what="second gift")
+            assert (sink.arrivals[1].device, sink.arrivals[1].rounds) == ("motor_02", 5)
+
+            path.write_text("default_device: motor_01\nmultiplier: -1\n")
+            await wait_until(lambda: rules.last_error is not None, what="bad file noticed")
+            assert "multiplier: Input should be greater than 0" in (rules.last_error or "")
+            await enqueue(redis, EVENTS_STREAM, [gift(gift_name="Heart", diamond=2)])
+            await wait_until(lambda: len(sink.arrivals) == 3, what="third gift")
+            assert (sink.arrivals[2].device, sink.arrivals[2].rounds) == ("motor_02", 10)
+    finally:
+        watcher.cancel()
