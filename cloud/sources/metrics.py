@@ -36,7 +36,7 @@ class SourceMetrics:
         ).labels(*values)
         self._parse_failures = counter(
             "giftwheel_source_parse_failures",
-            "Payloads that could not be read (stage: library, frame, adapter, bounds)",
+            "Payloads that could not be read (stage: library, frame, adapter, bounds, handler)",
             "stage",
         )
         self.reconnects = counter("giftwheel_source_reconnects", "Upstream reconnect attempts").labels(

@@ -226,4 +226,8 @@ class TikTokSource:
         self._metrics.messages.inc()
 
     def _on_gift(self, event: Any) -> None:
-        self._pipeline.handle(frame_from_tiktoklive, event.to_dict())
+        try:
+            self._pipeline.handle(frame_from_tiktoklive, event.to_dict())
+        except Exception:  # raised into the library's frame loop, a bug would cost the connection
+            self._metrics.parse_failures("handler").inc()
+            log.exception("gift handler failed", room=self._unique_id)

@@ -152,3 +152,24 @@ async def test_an_offline_room_is_checked_again_later(rig: Rig, mocker: MockerFi
         events = await rig.stored()
     assert len(events) == 4
     assert room.sleeps[0] == rig.settings.tiktok.offline_retry_s
+
+
+async def test_a_failing_gift_handler_costs_one_gift_not_the_connection(
+    rig: Rig, mocker: MockerFixture
+) -> None:
+    room = RecordedRoom(load_steps("tiktoklive_nonstreakable"), rig.clock, mocker)
+    handle = rig.pipeline.handle
+    calls = iter([RuntimeError("bug"), None, None, None])
+
+    def flaky(adapter: Any, payload: dict[str, Any]) -> None:
+        error = next(calls)
+        if error is not None:
+            raise error
+        handle(adapter, payload)
+
+    mocker.patch.object(rig.pipeline, "handle", flaky)
+    async with playing(rig, room):
+        events = await rig.stored()
+    assert len(events) == 3
+    assert room.attempts == 1
+    assert rig.metric("giftwheel_source_parse_failures_total", stage="handler") == 1
