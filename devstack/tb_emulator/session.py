@@ -80,7 +80,11 @@ class MqttSession(asyncio.Protocol):
         self.peer = ""
         self.closed = False
         self._next_id = 0
-        self._batch: list[bytes] | None = None
+        # Outgoing frames wait here until the end of the current data_received, or of this loop
+        # iteration for frames other sessions cause: one write (one syscall) for many packets.
+        self._out: list[bytes] = []
+        self._in_batch = False
+        self._flush_scheduled = False
         # packet id -> (device, request) of RPCs waiting for the device's PUBACK
         self._rpc_acks: dict[int, tuple[Device, RpcRequest, asyncio.TimerHandle]] = {}
         self.client_rpc_timers: dict[int, asyncio.TimerHandle] = {}
@@ -101,7 +105,7 @@ class MqttSession(asyncio.Protocol):
         self.last_activity = asyncio.get_running_loop().time()
 
     def data_received(self, data: bytes) -> None:
-        self._batch = []
+        self._in_batch = True
         try:
             for first, body in self.reader.feed(data):
                 if self.closed:
@@ -114,9 +118,8 @@ class MqttSession(asyncio.Protocol):
             log.info("malformed packet, closing", peer=self.peer, device=self._name, error=str(exc))
             self.close(RC_MALFORMED_PACKET)
         finally:
-            batch, self._batch = self._batch, None
-            if batch and self.transport is not None and not self.transport.is_closing():
-                self.transport.write(b"".join(batch))
+            self._in_batch = False
+            self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -222,7 +225,7 @@ class MqttSession(asyncio.Protocol):
             return
         frame = codec.encode_puback(packet_id, reason, self.version)
         if faults.puback_delay_ms:
-            self.hub.loop.call_later(faults.puback_delay_ms / 1000, self._write_now, frame)
+            self.hub.loop.call_later(faults.puback_delay_ms / 1000, self._write, frame)
             return
         self._write(frame)
 
@@ -262,14 +265,18 @@ class MqttSession(asyncio.Protocol):
     # ------------------------------------------------------------ outbound
 
     def _write(self, frame: bytes) -> None:
-        if self._batch is not None:
-            self._batch.append(frame)
-        else:
-            self._write_now(frame)
+        self._out.append(frame)
+        if not self._in_batch and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.hub.loop.call_soon(self._flush)
 
-    def _write_now(self, frame: bytes) -> None:
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._out:
+            return
+        out, self._out = self._out, []
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame)
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _packet_id(self) -> int:
         for _ in range(65535):
@@ -316,16 +323,8 @@ class MqttSession(asyncio.Protocol):
         if self.transport is None:
             return
         if reason_code is not None and self.version == MQTT_5:
-            frame = codec.encode_disconnect(reason_code, self.version)
-            if self._batch is not None:
-                self._batch.append(frame)
-                self.transport.write(b"".join(self._batch))
-                self._batch = None
-            else:
-                self.transport.write(frame)
-        elif self._batch:
-            self.transport.write(b"".join(self._batch))
-            self._batch = None
+            self._out.append(codec.encode_disconnect(reason_code, self.version))
+        self._flush()
         self.transport.close()
 
     def abort(self) -> None:
