@@ -40,7 +40,7 @@ def _int(data: Mapping[str, Any], key: str, field: str, *, default: int | None =
     # bool is an int in Python; a boolean where a number belongs is a shape error.
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and value.removeprefix("-").isdecimal():
         return int(value)
     if value is None:
         raise _problem(field, "missing")

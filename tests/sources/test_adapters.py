@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloud.sources.adapters import frame_from_connector, frame_from_tiktoklive
 from cloud.sources.frames import GiftFrame
@@ -104,3 +106,54 @@ def test_the_recorded_garbage_gifts_are_refused() -> None:
             frame_from_tiktoklive(payload)
         with pytest.raises(GiftRejected):
             frame_from_connector(payload)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+_keys = st.sampled_from(
+    [
+        "common",
+        "user",
+        "gift",
+        "giftId",
+        "repeatCount",
+        "repeatEnd",
+        "groupId",
+        "orderId",
+        "msgId",
+        "id",
+        "name",
+        "type",
+        "diamondCount",
+        "displayId",
+        "createTime",
+        "userId",
+        "giftName",
+        "giftType",
+        "uniqueId",
+    ]
+)
+_payloads = st.recursive(
+    st.dictionaries(_keys, _json, max_size=8),
+    lambda inner: st.dictionaries(_keys, inner | _json, max_size=8),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=_payloads)
+def test_any_payload_gives_a_frame_or_a_clear_refusal(payload: dict[str, Any]) -> None:
+    for adapter in (frame_from_tiktoklive, frame_from_connector):
+        outcome: GiftFrame | GiftRejected
+        try:
+            outcome = adapter(payload)
+        except GiftRejected as exc:
+            outcome = exc
+        if isinstance(outcome, GiftRejected):
+            assert outcome.problems
+        else:
+            assert outcome.diamond >= 1
+            assert outcome.repeat_count >= 1
