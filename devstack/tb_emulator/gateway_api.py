@@ -39,8 +39,7 @@ def _connect(session: MqttSession, body: Any) -> int:
     type_ = body.get("type")
     device_type = type_ if isinstance(type_, str) and type_ else DEFAULT_DEVICE_TYPE
     hub = session.hub
-    sub = hub.connect_sub_device(session, name, device_type, defer_push=True)
-    session.defer(lambda: hub.push_pending_rpc(sub))
+    hub.connect_sub_device(session, name, device_type)
     return ACCEPTED
 
 

@@ -169,8 +169,13 @@ class Hub:
     # ------------------------------------------------------------ gateway sub-devices
 
     def connect_sub_device(
-        self, gateway: MqttSession, name: str, type_: str, *, implicit: bool = False, defer_push: bool = False
+        self, gateway: MqttSession, name: str, type_: str, *, implicit: bool = False
     ) -> SubDeviceSession:
+        """The sub-device's session on this gateway; a new one gets the device's pending RPCs.
+
+        Called while the gateway's PUBLISH is processed, so the pending RPCs go out after its PUBACK.
+        An already connected sub-device is not re-subscribed (no re-send), as in ThingsBoard.
+        """
         gw_device = gateway.device
         assert gw_device is not None
         subs = self.sub_sessions.setdefault(gateway.id, {})
@@ -183,8 +188,7 @@ class Hub:
             log.info("sub-device connected", device=name, gateway=gw_device.name, implicit=implicit)
             # A sub-device session subscribes to attributes and RPC at once (gateway session handler)
             device.rpc.sinks.append(sub)
-            if not defer_push:
-                self.push_pending_rpc(sub)
+            gateway.defer(lambda: self.push_pending_rpc(sub))
         sub.last_activity = self.loop_time()
         sub.device.last_activity_ms = self.now_ms()
         return sub

@@ -221,3 +221,22 @@ async def test_persistent_rpc_waits_for_an_offline_gateway_and_is_delivered_on_r
         record = (await http.get(f"/api/rpc/{rpc_id}")).json()
     assert [h["status"] for h in record["history"]] == ["QUEUED", "SENT", "SUCCESSFUL"]
     assert record["response"] == '{"accepted":true}'
+
+
+async def test_reconnecting_an_already_connected_sub_device_does_not_resend(
+    tb_fast: InProcessEmulator, http: httpx.AsyncClient
+) -> None:
+    async with await connect(tb_fast, GATEWAY_TOKEN, "v1/gateway/rpc") as gw:
+        await gw.publish("v1/gateway/connect", b'{"device": "motor_01", "type": "motor"}')
+        call = asyncio.create_task(
+            http.post("/api/rpc/twoway/motor_01", json={"method": "m", "timeout": 3000})
+        )
+        first = await gw.next_message()
+        await gw.publish("v1/gateway/connect", b'{"device": "motor_01", "type": "motor"}')
+        with pytest.raises(TimeoutError):
+            await gw.next_message(timeout_s=0.3)
+        await gw.publish("v1/gateway/disconnect", b'{"device": "motor_01"}')
+        await gw.publish("v1/gateway/connect", b'{"device": "motor_01", "type": "motor"}')
+        assert (await gw.next_message()).payload == first.payload  # a new sub-device session: re-sent
+        await gw.publish("v1/gateway/rpc", b'{"device": "motor_01", "id": 0, "data": {"ok": true}}')
+        assert (await call).json() == {"ok": True}
