@@ -25,6 +25,10 @@ class GatewayError(RuntimeError):
     """Valid JSON, wrong shape: ThingsBoard acks 0x83 and closes the gateway session."""
 
 
+class GatewayConversionError(RuntimeError):
+    """A device's telemetry entries cannot be converted: ThingsBoard just closes the channel."""
+
+
 def _device_name(body: Any) -> str:
     if not isinstance(body, dict):
         raise GatewayError(f"can't parse value: {body!r}")
@@ -63,7 +67,11 @@ def _telemetry(session: MqttSession, body: Any) -> int:
             hub.stats["gateway_telemetry_skipped"] += 1
             continue
         sub = hub.connect_sub_device(session, name, DEFAULT_DEVICE_TYPE, implicit=True)
-        groups = convert.telemetry_groups([_strip_entry_metadata(e) for e in entries], hub.now_ms())
+        try:
+            groups = convert.telemetry_groups([_strip_entry_metadata(e) for e in entries], hub.now_ms())
+        except convert.AdaptorError as exc:
+            # onDeviceTelemetryJson: "Failed to convert telemetry" -> channel.close(), no PUBACK
+            raise GatewayConversionError(f"telemetry of {name!r}: {exc}") from None
         hub.post_telemetry(sub.device, groups)
         accepted += 1
     if not accepted:

@@ -20,7 +20,7 @@ from devstack.tb_emulator import codec
 from devstack.tb_emulator.codec import MQTT_5
 from devstack.tb_emulator.convert import AdaptorError, dumps
 from devstack.tb_emulator.device_api import NO_ACK, handle_publish
-from devstack.tb_emulator.gateway_api import GatewayError
+from devstack.tb_emulator.gateway_api import GatewayConversionError, GatewayError
 from devstack.tb_emulator.topics import SUBSCRIBABLE, Sub
 
 if TYPE_CHECKING:
@@ -188,6 +188,11 @@ class MqttSession(asyncio.Protocol):
         self._deferred.clear()
         try:
             reason = handle_publish(self, packet.topic, packet.payload)
+        except GatewayConversionError as exc:
+            log.info("bad gateway telemetry, closing", device=device.name, error=str(exc))
+            self.hub.stats["bad_payloads"] += 1
+            self.close(None)
+            return
         except GatewayError as exc:
             # handleGatewayPublishMsg's RuntimeException branch: ack 0x83, then close
             log.info("bad gateway message", device=device.name, topic=packet.topic, error=str(exc))

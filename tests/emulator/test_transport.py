@@ -126,6 +126,17 @@ async def test_unknown_gateway_topic_and_bad_gateway_shape(tb: InProcessEmulator
 
 
 @pytest.mark.parametrize("version", [V3, V5])
+async def test_unconvertible_gateway_telemetry_closes_the_channel(
+    tb: InProcessEmulator, version: int
+) -> None:
+    async with await connected(tb, GATEWAY_TOKEN, version) as gw:
+        with pytest.raises(ConnectionError):
+            await gw.publish("v1/gateway/telemetry", b'{"motor_01": [{"roundsCompleted": null}]}')
+        await gw.wait_closed()
+        assert gw.disconnect is None  # channel.close(): no PUBACK, no DISCONNECT
+
+
+@pytest.mark.parametrize("version", [V3, V5])
 async def test_oversized_packet_disconnects(tb: InProcessEmulator, version: int) -> None:
     async with await connected(tb, "sensor-token", version) as client:
         big = orjson.dumps({"blob": "x" * 70_000})
