@@ -143,7 +143,7 @@ _payloads = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(payload=_payloads)
 def test_any_payload_gives_a_frame_or_a_clear_refusal(payload: dict[str, Any]) -> None:
     for adapter in (frame_from_tiktoklive, frame_from_connector):
