@@ -22,10 +22,12 @@ class Subcommand:
 # (which has no cloud extra installed) can run `giftwheel edge`.
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("api", "cloud.api.cli", "run the cloud ingest/feedback API"),
-    Subcommand("worker", "cloud.worker.cli", "run a queue worker (gifts -> MQTT RPC via ThingsBoard); dlq tools"),
+    Subcommand(
+        "worker", "cloud.worker.cli", "run a queue worker (gifts -> MQTT RPC via ThingsBoard); dlq tools"
+    ),
     Subcommand("demo", "devstack.demo", "run the pipeline locally and send sample gifts"),
+    Subcommand("bench", "devstack.benchmark", "open-loop load through the whole pipeline at several rates"),
     Subcommand("source", "cloud.sources.cli", "run a gift source (tiktok @uniqueId | tikfinity) into ingest"),
-    Subcommand("tb-emulator", "devstack.tb_emulator.cli", "run the ThingsBoard emulator (MQTT + HTTP side)"),
     Subcommand("tb-emulator", "devstack.tb_emulator.cli", "run the ThingsBoard emulator (MQTT + HTTP side)"),
     Subcommand("edge", "edge.cli", "run the Raspberry Pi edge daemon (thingsboard-gateway + motors)"),
 )

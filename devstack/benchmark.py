@@ -1,0 +1,271 @@
+"""``giftwheel bench``: open-loop load through the whole pipeline at several rates.
+
+Per offered rate: accepted events/s, latency percentiles from an event's scheduled POST to the
+edge's RPC reply reaching the worker (the command is persisted on the Pi before that reply), and
+to the command's first step, CPU per component, and errors. Results print as a Markdown table;
+``--plot`` draws the percentiles against the offered rate. A motor runs its commands in order, so
+"first step" includes the wait behind earlier gifts once the offered rounds outrun the motors.
+
+Locally (default) it starts devstack.stack.LocalStack with motors fast enough that the
+simulation is not what limits. Against your own deployment, pass ``--api-url``, ``--api-key``
+and ``--redis-url`` (the cloud Redis, read-only use: the command ledger's timestamps); the
+edge-side columns then stay empty, since clients never talk to ThingsBoard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from redis.asyncio import Redis
+
+from cloud.ledger import SKIP_MARK, Ledger
+from devstack.gift_plan import plan_gifts
+from devstack.load import send_paced
+from devstack.stack import LocalStack, SimMotor, StackOptions
+from giftwheel.contracts import EVENTS_STREAM
+from giftwheel.contracts.motor import Telemetry
+
+# One pulse per round and a fast clock: the simulated motors are never the bottleneck, so the
+# figures describe the pipeline (ingest, queue, worker, ThingsBoard, gateway, edge buffer).
+BENCH_MOTORS = (
+    SimMotor("motor_01", "a4988", {"step": 17, "dir": 27, "enable": 22}, 1, 1, 20_000),
+    SimMotor("motor_02", "a4988", {"step": 5, "dir": 6, "enable": 13}, 1, 1, 20_000),
+)
+SEED_CLAIM_EVENTS_PER_S = 500  # the seed's 30k events/min upper figure, its first row to beat
+PERCENTILES = (50, 95, 99)
+
+
+@dataclass
+class RateResult:
+    offered_per_s: float
+    accepted_per_s: float
+    errors: dict[str, int]
+    latencies_ms: dict[str, list[float]]
+    cpu_percent: dict[str, float] = field(default_factory=dict)
+
+
+def percentile(samples: list[float], q: int) -> float:
+    if len(samples) < 2:
+        return samples[0] if samples else float("nan")
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
+
+
+class EdgeMarks:
+    """Collects per-command edge timestamps from the emulator's telemetry while the load runs."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._stack = stack
+        self.marks: dict[str, dict[str, float]] = defaultdict(dict)
+        self._since = {m.name: 0 for m in stack.options.motors}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.2):
+            self.collect()
+
+    def collect(self) -> None:
+        for motor in self._since:
+            for group in self._stack.tb.timeseries(motor, since_ms=self._since[motor]):
+                # Inclusive: several groups can share a millisecond; marks are kept first-seen.
+                self._since[motor] = max(self._since[motor], int(group["ts"]))
+                values = group["values"]
+                if command := values.get(Telemetry.COMMAND_ID):
+                    for key in (Telemetry.STARTED_TS,):
+                        if values.get(key):
+                            self.marks[command].setdefault(key, float(values[key]))
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self._thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            self._thread.join()
+            self.collect()
+
+
+def component_pids(stack: LocalStack) -> dict[str, list[int]]:
+    pids: dict[str, list[int]] = {
+        "api": [stack.api.pid or 0],
+        "workers": [w.pid or 0 for w in stack.workers],
+        "thingsboard emulator": [stack.tb.pid or 0],
+        "edge": [stack.edge.pid or 0],
+        "redis (cloud+edge)": [stack.cloud_redis.pid or 0, stack.edge_redis.pid or 0],
+    }
+    return {name: [p for p in found if p] for name, found in pids.items()}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            for member in [process, *process.children(recursive=True)]:
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+async def ledger_marks(redis_url: str, event_ids: list[str]) -> tuple[dict[str, str], dict[str, int]]:
+    """eventId -> commandId, and commandId -> when the worker had the edge's reply (delivered)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        ledger = Ledger(redis, streams=[EVENTS_STREAM], ttl_s=3600)
+        decisions = {}
+        for start in range(0, len(event_ids), 1000):
+            decisions.update(await ledger.decisions(EVENTS_STREAM, event_ids[start : start + 1000]))
+        commands = sorted({c for c in decisions.values() if not c.startswith(SKIP_MARK)})
+        delivered = {}
+        for start in range(0, len(commands), 500):
+            for command in await ledger.get_many(EVENTS_STREAM, commands[start : start + 500]):
+                if command is not None and "delivered" in command.timestamps:
+                    delivered[command.command_id] = command.timestamps["delivered"]
+        return decisions, delivered
+    finally:
+        await redis.aclose()
+
+
+def measure_rate(
+    rate: float,
+    duration_s: float,
+    api_url: str,
+    api_key: str,
+    redis_url: str,
+    stack: LocalStack | None,
+    seed: int,
+) -> RateResult:
+    events = [
+        g.payload for g in plan_gifts(int(rate * duration_s), seed=seed, replay_ratio=0, invalid_ratio=0)
+    ]
+    pids = component_pids(stack) if stack else {}
+    cpu_before = {name: cpu_seconds(found) for name, found in pids.items()}
+    marks = EdgeMarks(stack) if stack else None
+    started = time.monotonic()
+    if marks:
+        with marks.running():
+            load = asyncio.run(send_paced(api_url, api_key, events, rate, retry_for_s=30))
+            time.sleep(2.0)  # let the last commands reach the edge
+    else:
+        load = asyncio.run(send_paced(api_url, api_key, events, rate, retry_for_s=30))
+        time.sleep(2.0)
+    elapsed = time.monotonic() - started
+    cpu = {name: 100 * (cpu_seconds(found) - cpu_before[name]) / elapsed for name, found in pids.items()}
+    accepted = load.with_status(202)
+    decisions, delivered = asyncio.run(ledger_marks(redis_url, [d.event_id for d in accepted]))
+    latencies: dict[str, list[float]] = {"edge reply": [], "first step": []}
+    edge_marks = marks.marks if marks else {}
+    for delivery in accepted:
+        command = decisions.get(delivery.event_id)
+        if command is None:
+            continue
+        if first := edge_marks.get(command, {}).get(Telemetry.STARTED_TS):
+            latencies["first step"].append(first - delivery.scheduled_ms)
+        if command in delivered:
+            latencies["edge reply"].append(delivered[command] - delivery.scheduled_ms)
+    errors = dict(load.errors)
+    if others := len(load.deliveries) - len(accepted):
+        errors["not accepted"] = others
+    return RateResult(rate, len(accepted) / load.duration_s, errors, latencies, cpu)
+
+
+def table(results: list[RateResult]) -> str:
+    kinds = list(results[0].latencies_ms) if results else []
+    head = ["offered/s", "accepted/s"] + [f"POST->{k} p{q} ms" for k in kinds for q in PERCENTILES]
+    lines = ["| " + " | ".join(head) + " | errors |", "|" + "---|" * (len(head) + 1)]
+    for r in results:
+        cells = [f"{r.offered_per_s:,.0f}", f"{r.accepted_per_s:,.0f}"]
+        for kind in kinds:
+            samples = r.latencies_ms[kind]
+            cells += [f"{percentile(samples, q):,.1f}" if samples else "-" for q in PERCENTILES]
+        lines.append("| " + " | ".join(cells) + f" | {r.errors or 0} |")
+    if results and results[0].cpu_percent:
+        lines += ["", "CPU, % of one core, per offered rate:", ""]
+        names = list(results[0].cpu_percent)
+        lines += ["| offered/s | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        for r in results:
+            lines.append(
+                f"| {r.offered_per_s:,.0f} | " + " | ".join(f"{r.cpu_percent[n]:.0f}" for n in names) + " |"
+            )
+    return "\n".join(lines)
+
+
+def plot(results: list[RateResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = [k for k in results[0].latencies_ms if any(r.latencies_ms[k] for r in results)]
+    figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4), squeeze=False)
+    rates = [r.offered_per_s for r in results]
+    for axis, kind in zip(axes[0], kinds, strict=True):
+        for q in PERCENTILES:
+            axis.plot(
+                rates, [percentile(r.latencies_ms[kind], q) for r in results], marker="o", label=f"p{q}"
+            )
+        axis.axvline(SEED_CLAIM_EVENTS_PER_S, color="grey", linestyle=":", label="seed's 30k/min")
+        axis.set(title=f"POST -> {kind}", xlabel="offered events/s", ylabel="ms", xscale="log", yscale="log")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rates", type=float, nargs="+", default=[100, 500, 1000, 2000, 5000])
+    parser.add_argument("--duration", type=float, default=30, help="seconds each rate is held")
+    parser.add_argument("--workers", type=int, default=2, help="workers in the local stack")
+    parser.add_argument("--plot", type=Path, help="write a PNG of latency percentiles vs rate")
+    parser.add_argument("--api-url", help="your deployment's API (default: a local stack)")
+    parser.add_argument("--api-key")
+    parser.add_argument("--redis-url", help="your cloud Redis, for the command ledger's timestamps")
+    parser.add_argument("--seed", type=int, default=3)
+
+
+def run(args: argparse.Namespace) -> int:
+    results: list[RateResult] = []
+    if args.api_url:
+        if not (args.api_key and args.redis_url):
+            print("giftwheel bench: --api-url needs --api-key and --redis-url")
+            return 2
+        for rate in args.rates:
+            results.append(
+                measure_rate(rate, args.duration, args.api_url, args.api_key, args.redis_url, None, args.seed)
+            )
+            print(table(results[-1:]), flush=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="giftwheel-bench-"))
+        options = StackOptions(workers=args.workers, time_scale=50, motors=BENCH_MOTORS)
+        with LocalStack(workdir, options) as stack:
+            for index, rate in enumerate(args.rates):
+                result = measure_rate(
+                    rate,
+                    args.duration,
+                    stack.api.url,
+                    options.api_key,
+                    stack.cloud_redis.url,
+                    stack,
+                    args.seed + index,
+                )
+                results.append(result)
+                print(table([result]), flush=True)
+        print(f"logs: {workdir / 'logs'}")
+    print(table(results))
+    if args.plot and results:
+        plot(results, args.plot)
+        print(f"plot: {args.plot}")
+    return 0
