@@ -117,6 +117,10 @@ class MqttSession(asyncio.Protocol):
         except codec.MalformedPacket as exc:
             log.info("malformed packet, closing", peer=self.peer, device=self._name, error=str(exc))
             self.close(RC_MALFORMED_PACKET)
+        except Exception:
+            # an emulator bug: say so loudly, drop this connection, keep serving the others
+            log.exception("session failed, closing", peer=self.peer, device=self._name)
+            self.close(RC_IMPLEMENTATION_SPECIFIC)
         finally:
             self._in_batch = False
             self._flush()
