@@ -1,0 +1,152 @@
+"""A REAL run of ansible/site.yml against a Debian root through Ansible's chroot connection, then
+assertions on what it installed and rendered, and a second run that must change nothing.
+
+Honest limits: systemd is not PID 1 in a chroot, so the roles run as an image builder would
+(giftwheel_start_services: false): units are installed and enabled, nothing is started. The apt
+packages are baked into the cached root (the tests are offline), so the apt tasks find them present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.ops.playbook import (
+    HOST,
+    Recap,
+    build_wheel,
+    in_root,
+    prepare_root,
+    run_playbook,
+    update_host_vars,
+    write_inventory,
+)
+from tests.ops.target_root import REPO, ensure_base_root, ensure_wheelhouse
+from tests.ops.units import verify
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the chroot connection needs root (CI runs as root)"),
+]
+
+MOTORS = [
+    {"name": "motor_07", "driver": "a4988", "pins": {"step": 17, "dir": 27, "enable": 22},
+     "steps_per_round": 200, "microstepping": 16, "max_step_rate_sps": 3200, "acceleration_sps2": 6400},
+    {"name": "motor_08", "driver": "uln2003", "pins": {"coils": [5, 6, 13, 19]},
+     "steps_per_round": 2048, "microstepping": 2, "max_step_rate_sps": 1000, "acceleration_sps2": 2000,
+     "direction": "ccw"},
+]  # fmt: skip
+
+
+@dataclass
+class Target:
+    root: Path
+    inventory: Path
+    first: Recap
+    second: Recap
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Target:
+    work = tmp_path_factory.mktemp("ops-ansible")
+    wheelhouse = ensure_wheelhouse()
+    root = prepare_root(ensure_base_root(), wheelhouse, work / "root")
+    wheel = build_wheel(work / "dist", wheelhouse)
+    inventory = write_inventory(work / "inventory", root, wheel, {"edge_motors": MOTORS})
+    first = run_playbook(inventory)
+    second = run_playbook(inventory)
+    return Target(root, inventory, first, second)
+
+
+def test_first_run_converges(target: Target) -> None:
+    assert target.first.failed == 0, target.first.output
+    assert target.first.changed >= 10, target.first.output
+
+
+def test_second_run_changes_nothing(target: Target) -> None:
+    assert target.second.failed == 0, target.second.output
+    assert target.second.changed == 0, target.second.output
+
+
+def test_venv_holds_giftwheel_edge_and_the_pi5_gpio_library(target: Target) -> None:
+    probe = (
+        "import edge.daemon, thingsboard_gateway, gpiozero, lgpio; "
+        "from importlib.metadata import version; print(version('giftwheel'))"
+    )
+    result = in_root(target.root, "/opt/giftwheel/venv/bin/python", "-c", probe)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0.1.0"
+    assert (target.root / "opt/giftwheel/venv/bin/giftwheel").exists()
+
+
+def test_config_is_rendered_per_host_and_loads_in_the_daemon(target: Target) -> None:
+    config_path = target.root / "etc/giftwheel/edge.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    assert config["motors"] == MOTORS
+    assert config["gpio_backend"] == "gpiozero"  # chosen from the board: a Pi 5 needs lgpio
+    assert config["thingsboard"] == {
+        "host": "tb.test.invalid",
+        "port": 1883,
+        "access_token_file": "/etc/giftwheel/gateway.token",
+    }
+    assert config["state_dir"] == "/var/lib/giftwheel-edge"
+    # The daemon's own loader accepts it (the role also validates before putting it in place).
+    load = (
+        "import json; from pathlib import Path; from edge.settings import load_settings; "
+        "s = load_settings(Path('/etc/giftwheel/edge.yaml')); "
+        "print(json.dumps({'token': s.thingsboard.token(), 'motors': [m.name for m in s.motors]}))"
+    )
+    result = in_root(target.root, "/opt/giftwheel/venv/bin/python", "-c", load)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "token": "gw-token-from-the-vault",
+        "motors": ["motor_07", "motor_08"],
+    }
+
+
+def test_secrets_are_readable_by_the_service_user_only(target: Target) -> None:
+    group = {
+        line.split(":")[0]: line.split(":") for line in (target.root / "etc/group").read_text().splitlines()
+    }
+    service_gid = int(group["giftwheel-edge"][2])
+    for name in ("gateway.token", "edge.yaml"):
+        st = (target.root / "etc/giftwheel" / name).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, service_gid, 0o640), name
+    assert "giftwheel-edge" in group["gpio"][3].split(",")
+
+
+def test_unit_is_installed_enabled_and_verifies_against_the_real_binary(target: Target) -> None:
+    unit = target.root / "etc/systemd/system/giftwheel-edge.service"
+    assert unit.read_text() == (REPO / "systemd/giftwheel-edge.service").read_text()
+    assert (target.root / "etc/systemd/system/multi-user.target.wants/giftwheel-edge.service").is_symlink()
+    assert (target.root / "etc/systemd/system/multi-user.target.wants/redis-server.service").exists()
+    result = verify(target.root, ["giftwheel-edge.service"])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_local_redis_keeps_an_fsynced_append_only_file(target: Target) -> None:
+    lines = (target.root / "etc/redis/redis.conf").read_text().splitlines()
+    active = [line for line in lines if line and not line.startswith("#")]
+    assert "appendonly yes" in active
+    assert "appendonly no" not in active
+    assert [line for line in active if line.startswith("appendfsync")] == ["appendfsync always"]
+
+
+def test_a_bad_motor_config_fails_the_host_and_keeps_the_running_config(target: Target) -> None:
+    before = (target.root / "etc/giftwheel/edge.yaml").read_text()
+    clash = [MOTORS[0], {**MOTORS[1], "pins": {"coils": [5, 6, 13, 17]}}]  # pin 17 is motor_07's STEP
+    update_host_vars(target.inventory, edge_motors=clash)
+    try:
+        bad = run_playbook(target.inventory)
+    finally:
+        update_host_vars(target.inventory, edge_motors=MOTORS)
+    assert bad.failed == 1, bad.output
+    assert "pin 17 is already used" in bad.output
+    assert (target.root / "etc/giftwheel/edge.yaml").read_text() == before
+    assert HOST in bad.output
