@@ -124,6 +124,10 @@ class EmulatorHttp:
         result: list[dict[str, Any]] = self.get("/api/sessions")
         return result
 
+    def is_connected(self, name: str) -> bool:
+        """True if the device has its own MQTT session or a sub-device session on a gateway."""
+        return any(s["device"] == name or name in s["subDevices"] for s in self.sessions())
+
     def rpc_states(self, device: str | None = None) -> list[dict[str, Any]]:
         """Server-side RPC records, oldest first: id, device, requestId, method, params, status, history."""
         result: list[dict[str, Any]] = self.get("/api/rpc" + (f"?device={device}" if device else ""))

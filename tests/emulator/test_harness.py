@@ -18,7 +18,10 @@ async def test_process_serves_mqtt_and_http_and_survives_kill_and_restart() -> N
             assert (await gw.connect("pi-gateway-01-dev-token")).reason_code == 0
             body = {"motor_01": [{"ts": 1700000000000, "values": {"roundsCompleted": 3}}]}
             assert await gw.publish("v1/gateway/telemetry", orjson.dumps(body)) == 0
+            assert tb.is_connected("pi-gateway-01")
+            assert tb.is_connected("motor_01")  # implicitly, through the gateway
         assert wait_until(lambda: tb.latest_telemetry("motor_01")) == {"roundsCompleted": 3}
+        assert wait_until(lambda: not tb.is_connected("motor_01"))
         ports = (tb.mqtt_port, tb.http_port)
         tb.kill()
         assert not tb.running
