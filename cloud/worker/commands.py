@@ -72,7 +72,7 @@ class CommandSender:
     async def _record_reply(self, sent: Sent, reply: dict[str, Any]) -> None:
         try:
             if "error" in reply:
-                self._metrics.replies.labels("error").inc()
+                self._metrics.replies_error.inc()
                 error = str(reply.get("error"))[:200]
                 log.warning(
                     "command_error_reply", command_id=sent.command_id, device=sent.device, error=error
@@ -88,7 +88,7 @@ class CommandSender:
             try:
                 RotateReply.model_validate(reply)
             except ValidationError as exc:
-                self._metrics.replies.labels("malformed").inc()
+                self._metrics.replies_malformed.inc()
                 await self._ledger.note_error(
                     sent.stream,
                     sent.command_id,
@@ -97,7 +97,7 @@ class CommandSender:
                     retry_at_ms=now_ms() + _RETRY_AFTER_ERROR_MS,
                 )
                 return
-            self._metrics.replies.labels("accepted").inc()
+            self._metrics.replies_accepted.inc()
             done_timeout_ms = int(self._settings.command_done_timeout_s * 1000)
             await self._ledger.mark_delivered(
                 sent.stream,

@@ -54,14 +54,14 @@ class GiftHandler:
                 outcome.dead.append((entry.entry_id, f"not a GiftEvent: {reasons}"[:500]))
                 continue
             outcome.ack.append(entry.entry_id)
-        self._metrics.events.labels("invalid").inc(len(outcome.dead))
+        self._metrics.events_invalid.inc(len(outcome.dead))
 
         if self._limits.enabled:
             decided = await self._ledger.decisions(stream, [e.event_id for e in events])
             skipped = await self._limits.check([e for e in events if e.event_id not in decided])
             await self._ledger.skip(stream, skipped)
             events = [e for e in events if e.event_id not in skipped]
-            self._metrics.events.labels("skipped").inc(len(skipped))
+            self._metrics.events_skipped.inc(len(skipped))
 
         rules = self._rules()
         groups = coalesce((event, rules.route(event)) for event in events)
@@ -76,9 +76,9 @@ class GiftHandler:
         )
         commands: dict[str, Command] = {}
         for assignment in assignments:
-            self._metrics.events.labels("skipped").inc(len(assignment.skipped))
+            self._metrics.events_skipped.inc(len(assignment.skipped))
             for command in assignment.commands:
                 commands.setdefault(command.command_id, command)
         await self._sender.send(list(commands.values()))
-        self._metrics.events.labels("commanded").inc(len(events))
+        self._metrics.events_commanded.inc(len(events))
         return outcome

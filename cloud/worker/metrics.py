@@ -24,6 +24,10 @@ class WorkerMetrics:
         self.events = Counter(
             "giftwheel_worker_events_total", "Events handled, by outcome", ["outcome"], registry=r
         )
+        # Children looked up once: labels() takes a lock and builds a key on every call.
+        self.events_invalid = self.events.labels("invalid")
+        self.events_skipped = self.events.labels("skipped")
+        self.events_commanded = self.events.labels("commanded")
         self.commands = Counter("giftwheel_worker_commands_total", "Commands published", registry=r)
         self.publish_seconds = Histogram(
             "giftwheel_worker_publish_seconds",
@@ -42,6 +46,9 @@ class WorkerMetrics:
         self.replies = Counter(
             "giftwheel_worker_replies_total", "RPC answers from ThingsBoard, by kind", ["kind"], registry=r
         )
+        self.replies_accepted = self.replies.labels("accepted")
+        self.replies_error = self.replies.labels("error")
+        self.replies_malformed = self.replies.labels("malformed")
         self.dlq_size = Gauge("giftwheel_worker_dlq_entries", "Entries in the dead-letter stream", registry=r)
         self.dead_lettered = Counter(
             "giftwheel_worker_dead_lettered_total", "Entries moved to the dead-letter stream", registry=r

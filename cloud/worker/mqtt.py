@@ -205,21 +205,26 @@ class MqttClient:
     async def _request(self, packet_id: int, data: bytes, timeout_s: float) -> bytes:
         if self._closed.done():
             raise ConnectionLost("connection is closed")
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
         self._pending[packet_id] = future
+        # A timer, not wait_for: one handle per packet instead of a task (this is the hot path).
+        timer = loop.call_later(timeout_s, self._ack_overdue, future, timeout_s)
         self._writer.write(data)
         try:
             await self._writer.drain()
-            return await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            # A broker that stops acknowledging is as good as gone: drop it and let the caller reconnect.
-            self._shutdown(ConnectionLost(f"no acknowledgement within {timeout_s} s"))
-            raise ConnectionLost(f"no acknowledgement within {timeout_s} s") from None
+            return await future
         except OSError as exc:
             self._shutdown(ConnectionLost(str(exc)))
             raise ConnectionLost(str(exc)) from exc
         finally:
+            timer.cancel()
             self._pending.pop(packet_id, None)
+
+    def _ack_overdue(self, future: asyncio.Future[bytes], timeout_s: float) -> None:
+        if not future.done():
+            # A broker that stops acknowledging is as good as gone: drop it and let the caller reconnect.
+            self._shutdown(ConnectionLost(f"no acknowledgement within {timeout_s} s"))
 
     async def publish(self, topic: str, payload: bytes, *, timeout_s: float = 5.0) -> None:
         """Publish with QoS 1 and return once the broker acknowledged it (PUBACK)."""

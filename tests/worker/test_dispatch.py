@@ -16,7 +16,7 @@ from devstack.rpc_sink import RpcSink
 from devstack.tb_emulator.server import Emulator
 from giftwheel.contracts import EVENT_FIELD, EVENTS_STREAM, WORKER_GROUP
 from giftwheel.contracts.motor import command_id_for
-from tests.worker.conftest import enqueue, gift, wait_until, worker_running, worker_settings
+from tests.worker.conftest import DISPATCHER_TOKEN, enqueue, gift, wait_until, worker_running, worker_settings
 
 RULES = parse_rules(
     {
@@ -157,3 +157,33 @@ async def test_rules_reloaded_in_a_running_worker_and_a_bad_file_keeps_them(
             assert (sink.arrivals[2].device, sink.arrivals[2].rounds) == ("motor_02", 10)
     finally:
         watcher.cancel()
+
+
+async def test_a_lost_puback_means_reconnect_and_the_same_command_id_again(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    mqtt = {"port": emulator.mqtt_port, "access_token": DISPATCHER_TOKEN, "puback_timeout_s": 0.3}
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, mqtt=mqtt)
+    emulator.hub.faults.drop_pubacks = 1
+    emulator.hub.faults.drop_pubacks_device = "dispatcher"
+    # The edge's answer comes late: had it come before the PUBACK timeout, it would prove delivery
+    # and the worker would rightly not send again.
+    emulator.hub.faults.gateway_reply_delay_ms = 800
+    event = gift(gift_name="Heart", diamond=7)
+    command_id = command_id_for([event.event_id])
+    async with worker_running(settings, RULES) as worker:
+        await enqueue(redis, EVENTS_STREAM, [event])
+        await wait_until(lambda: len(sink.arrivals) == 2, what="the command again after the lost PUBACK")
+        await wait_until(lambda: _drained(redis), what="acked after the second PUBACK")
+        assert [a.command_id for a in sink.arrivals] == [command_id, command_id]
+
+        async def delivered() -> bool:
+            found = await worker.ledger.find(command_id)
+            return found is not None and found.state is CommandState.DELIVERED
+
+        await wait_until(delivered, what="delivered by the answer to the second send")
+        found = await worker.ledger.find(command_id)
+        assert found is not None
+        assert found.attempts == 1  # the unconfirmed first send is not counted
+        assert sink.rounds_by_device() == {"motor_01": 7}
+        assert await worker.ledger.device_totals("motor_01") == DeviceTotals(accepted=7, sent=7)
