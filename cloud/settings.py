@@ -38,6 +38,36 @@ class RedisSettings(BaseModel):
     max_connections: int = Field(default=64, ge=1)
 
 
+class FeedbackSettings(BaseModel):
+    """The ThingsBoard feedback webhook (the rule chain's REST API call node posts telemetry here)."""
+
+    # The value the chain sends in X-Giftwheel-Secret; without it the webhook refuses every call.
+    secret: SecretStr | None = None
+    max_body_bytes: int = Field(default=16_384, ge=256)
+
+
+class RealtimeSettings(BaseModel):
+    """Fan-out of gifts and motor progress to viewers (Socket.IO and plain WebSocket)."""
+
+    # Browser origins allowed to connect: [] = same origin only, ["*"] = any. Clients that send no
+    # Origin header (not browsers) are always let in.
+    allowed_origins: list[str] = []
+    max_connections: int = Field(default=20_000, ge=1)
+    max_rooms_per_viewer: int = Field(default=16, ge=1)
+    # Per viewer: progress updates kept while it is slow (older ones dropped first) ...
+    max_pending_progress: int = Field(default=64, ge=1)
+    # ... and gifts/done events, which are never dropped: past this the viewer is disconnected (it
+    # gets the current state again when it reconnects).
+    max_pending_events: int = Field(default=2_000, ge=1)
+    # Gifts accepted by ingest are announced to viewers at most this fast (per API process); the
+    # newest max_pending_announcements wait, older ones are dropped (the queue keeps them all).
+    announce_max_per_s: int = Field(default=500, ge=1)
+    max_pending_announcements: int = Field(default=1_000, ge=1)
+    recent_gifts: int = Field(default=20, ge=1, le=500)
+    state_ttl_s: int = Field(default=86_400, ge=60)
+    redis_channel: str = "giftwheel:realtime"
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -59,12 +89,17 @@ class CloudSettings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     redis: RedisSettings = RedisSettings()
     worker: WorkerSettings = WorkerSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    realtime: RealtimeSettings = RealtimeSettings()
 
     _split_keys = field_validator("api_keys", "webhook_secrets", mode="before")(_split_csv)
 
     @model_validator(mode="after")
     def _strong_keys(self) -> CloudSettings:
-        short = [k for k in [*self.api_keys, *self.webhook_secrets] if len(k.get_secret_value()) < 16]
+        keys = [*self.api_keys, *self.webhook_secrets]
+        if self.feedback.secret is not None:
+            keys.append(self.feedback.secret)
+        short = [k for k in keys if len(k.get_secret_value()) < 16]
         if self.mode == "production" and short:
             raise ValueError("API keys and webhook secrets must be at least 16 characters")
         return self
@@ -78,6 +113,15 @@ class CloudSettings(BaseSettings):
             return (
                 "no GIFTWHEEL_API_KEYS or GIFTWHEEL_WEBHOOK_SECRETS configured: ingest would be "
                 "open to anyone; set a key, or GIFTWHEEL_MODE=development for a local run"
+            )
+        return None
+
+    def feedback_auth_problem(self) -> str | None:
+        """Why the feedback webhook cannot authenticate anyone with these settings, or None."""
+        if self.feedback.secret is None and self.mode == "production":
+            return (
+                "no GIFTWHEEL_FEEDBACK__SECRET configured: the ThingsBoard feedback webhook refuses "
+                "every call; set it to the secret the rule chain sends"
             )
         return None
 

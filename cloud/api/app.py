@@ -9,13 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from cloud.api import health, ingest_http, ingest_ws
+from cloud.api import feedback, health, ingest_http, ingest_ws, overlay
 from cloud.api.auth import Authenticator
 from cloud.api.problems import ApiProblem, handle_problem
 from cloud.api.state import Services
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.queue import GiftQueue
 from cloud.ingest.service import IngestService
+from cloud.realtime import websocket as realtime_ws
+from cloud.realtime.mount import socketio_endpoint
+from cloud.realtime.service import SOCKETIO_PATH, Realtime
 from cloud.redis_client import connect
 from cloud.settings import CloudSettings
 from giftwheel import __version__, gc_tuning, logs
@@ -35,7 +38,14 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
         queue = GiftQueue(
             redis, shards=settings.ingest.stream_shards, dedupe_ttl_s=settings.ingest.dedupe_ttl_s
         )
-        ingest = IngestService(settings, queue, IngestMetrics(CollectorRegistry()), clock=clock)
+        realtime = Realtime(settings, redis)
+        ingest = IngestService(
+            settings,
+            queue,
+            IngestMetrics(CollectorRegistry()),
+            clock=clock,
+            on_accepted=realtime.announcer.announce,
+        )
         auth = Authenticator(
             settings.api_keys,
             settings.webhook_secrets,
@@ -43,11 +53,14 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
             clock=clock,
         )
         app.state.services = Services(settings=settings, auth=auth, ingest=ingest)
+        app.state.realtime = realtime
         await ingest.start()
+        realtime.start()
         try:
             yield
         finally:
             await ingest.stop()
+            await realtime.stop()
             await redis.aclose()
 
     app = FastAPI(title="giftwheel", version=__version__, lifespan=lifespan)
@@ -55,6 +68,10 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
     app.include_router(ingest_http.router)
     app.include_router(ingest_ws.router)
     app.include_router(health.router)
+    app.include_router(feedback.router)
+    app.include_router(realtime_ws.router)
+    app.include_router(overlay.router)
+    app.mount(f"/{SOCKETIO_PATH}", socketio_endpoint)
     return app
 
 

@@ -27,8 +27,11 @@ class IngestService:
         metrics: IngestMetrics,
         *,
         clock: Callable[[], float],
+        on_accepted: Callable[[list[GiftEvent]], None] | None = None,
     ) -> None:
         self._settings = settings
+        # Told of every newly stored (not duplicate) event; must not block or raise (realtime).
+        self._on_accepted = on_accepted
         self.queue = queue
         self.metrics = metrics
         self._clock = clock
@@ -54,11 +57,19 @@ class IngestService:
 
     async def submit(self, event: GiftEvent) -> Appended:
         self.check_backlog()
-        return await self._grouper.append(event)
+        appended = await self._grouper.append(event)
+        self._announce([event], [appended])
+        return appended
 
     async def submit_all(self, events: list[GiftEvent]) -> list[Appended]:
         self.check_backlog()
-        return await self._grouper.append_all(events)
+        appended = await self._grouper.append_all(events)
+        self._announce(events, appended)
+        return appended
+
+    def _announce(self, events: list[GiftEvent], results: list[Appended]) -> None:
+        if self._on_accepted is not None:
+            self._on_accepted([e for e, r in zip(events, results, strict=True) if not r.duplicate])
 
     def count(self, endpoint: str, results: list[Appended]) -> None:
         duplicates = sum(1 for r in results if r.duplicate)

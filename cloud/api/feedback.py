@@ -1,0 +1,126 @@
+"""POST /v1/feedback/thingsboard: motor telemetry from the rule chain's REST API call node.
+
+The chain posts the telemetry message's data (the motor's keys) as the body, the device name and
+telemetry ts from its metadata as headers, and the shared secret in X-Giftwheel-Secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from cloud.api.body import read_capped
+from cloud.api.problems import ApiProblem, json_response
+from cloud.api.state import services
+from cloud.realtime.progress import MotorTelemetry
+from cloud.realtime.service import Realtime
+from cloud.settings import CloudSettings
+
+log = structlog.get_logger(__name__)
+router = APIRouter()
+
+SECRET_HEADER = "x-giftwheel-secret"  # noqa: S105 (a header name)
+DEVICE_HEADER = "x-device-name"
+TS_HEADER = "x-telemetry-ts"
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "detail": {}},
+    "required": ["error", "detail"],
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": why, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    for status, why in {
+        401: "missing or wrong shared secret",
+        413: "body larger than the configured limit",
+        422: "malformed JSON, not an object, no motor telemetry key, bad values or device name",
+        503: "Redis unavailable: nothing recorded, the chain may retry",
+    }.items()
+}
+
+
+def _check_secret(settings: CloudSettings, presented: str | None, request: Request) -> None:
+    configured = settings.feedback.secret
+    if configured is None and settings.mode == "development":
+        return
+    reason = None
+    if configured is None:
+        reason = "no feedback secret configured on this server"
+    elif presented is None:
+        reason = f"missing {SECRET_HEADER} header"
+    else:
+        # Digests first, so neither the secret's length nor its content leaks through timing.
+        expected = hashlib.sha256(configured.get_secret_value().encode()).digest()
+        if not hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), expected):
+            reason = "wrong shared secret"
+    if reason is not None:
+        client = request.client.host if request.client else None
+        log.warning("feedback refused", reason=reason, client=client)
+        raise ApiProblem(401, "unauthorized", reason)
+
+
+def _invalid(field: str, reason: str) -> ApiProblem:
+    return ApiProblem(422, "invalid", [{"field": field, "reason": reason}])
+
+
+def _telemetry(body: bytes) -> MotorTelemetry:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid("", f"malformed JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise _invalid("", "body must be a JSON object of telemetry keys")
+    try:
+        return MotorTelemetry.model_validate(document)
+    except ValidationError as exc:
+        detail = [
+            {"field": ".".join(str(p) for p in error["loc"]), "reason": error["msg"]}
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ApiProblem(422, "invalid", detail) from None
+
+
+def _ts_ms(header: str | None) -> int:
+    if header is None or header == "":
+        return int(time.time() * 1000)
+    if not header.isdigit() or len(header) > 16:
+        raise _invalid(TS_HEADER, "must be Unix milliseconds")
+    return int(header)
+
+
+@router.post(
+    "/v1/feedback/thingsboard",
+    summary="Motor telemetry from ThingsBoard's rule chain: updates the ledger, informs viewers",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": MotorTelemetry.model_json_schema(by_alias=True)}},
+        }
+    },
+    responses={200: {"description": "recorded"}, **_ERRORS},
+)
+async def thingsboard_feedback(request: Request) -> Response:
+    settings = services(request).settings
+    _check_secret(settings, request.headers.get(SECRET_HEADER), request)
+    realtime: Realtime = request.app.state.realtime
+    body = await read_capped(request, settings.feedback.max_body_bytes)
+    device = request.headers.get(DEVICE_HEADER, "")
+    if not realtime.hub.is_device_name(device):
+        raise _invalid(DEVICE_HEADER, "must name the motor device (1-64 letters, digits, '_', '.', '-')")
+    ts_ms = _ts_ms(request.headers.get(TS_HEADER))
+    telemetry = _telemetry(body)
+    try:
+        applied = await realtime.progress.apply(device, telemetry, ts_ms)
+    except (RedisError, OSError) as exc:
+        retry_after = str(settings.ingest.retry_after_s)
+        raise ApiProblem(503, "unavailable", str(exc), headers={"Retry-After": retry_after}) from None
+    return json_response(200, {"device": device, "published": applied.event, "ledger": applied.ledger_state})

@@ -1,0 +1,90 @@
+"""Gifts accepted by ingest, announced to viewers: called on the ingest path, published behind it.
+
+``announce`` never waits and never fails the ingest call that made it (the event is stored by
+then); a background task remembers the gifts for late joiners and publishes them, at most
+``max_per_s`` a second so a flood of gifts costs ingest nothing but a deque append. Under a flood
+the oldest waiting announcements are dropped and counted: viewers see recent gifts; the queue and
+the motors lose nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from cloud.realtime.events import ViewerEvent, gift_payload, gift_rooms
+from cloud.realtime.live_state import LiveState
+from giftwheel.contracts import GiftEvent
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[str, dict[str, Any], list[str]], Awaitable[None]]
+
+
+class GiftAnnouncer:
+    def __init__(self, live: LiveState, publish: Publish, *, max_pending: int, max_per_s: int) -> None:
+        self._live = live
+        self._publish = publish
+        self._pending: deque[GiftEvent] = deque(maxlen=max_pending)
+        self._max_pending = max_pending
+        self._max_per_s = max_per_s
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def announce(self, events: list[GiftEvent]) -> None:
+        if not events:
+            return
+        self.dropped += max(0, len(self._pending) + len(events) - self._max_pending)
+        self._pending.extend(events)
+        self._ready.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pending:
+            try:
+                await self._flush()  # what ingest accepted before shutdown still gets announced
+            except (RedisError, OSError) as exc:
+                log.warning("gift announcements lost at shutdown", count=len(self._pending), error=str(exc))
+
+    async def _run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            started = time.monotonic()
+            try:
+                sent = await self._flush()
+            except (RedisError, OSError) as exc:
+                log.warning("gift announcements delayed: redis unavailable", error=str(exc))
+                await asyncio.sleep(0.5)
+                self._ready.set()
+            else:
+                await asyncio.sleep(max(0.0, sent / self._max_per_s - (time.monotonic() - started)))
+
+    async def _flush(self) -> int:
+        batch = [self._pending.popleft() for _ in range(min(len(self._pending), self._max_per_s))]
+        if self._pending:
+            self._ready.set()
+        gifts = deque(gift_payload(event) for event in batch)
+        try:
+            await self._live.remember_gifts(list(gifts))
+            while gifts:
+                await self._publish(ViewerEvent.GIFT_ACCEPTED.value, gifts[0], gift_rooms(gifts[0]))
+                gifts.popleft()
+        finally:
+            # Not published yet: retried first.
+            self._pending.extendleft(reversed(batch[len(batch) - len(gifts) :]))
+        return len(batch)

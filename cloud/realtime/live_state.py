@@ -1,0 +1,85 @@
+"""What a viewer sees on joining: each motor's latest progress and the recent gifts, kept in Redis.
+
+Any API instance may receive a webhook or an ingest call, so the state lives in Redis, not in a
+process. Telemetry is merged in telemetry-ts order: the rule chain's REST calls run in parallel and
+may arrive out of order, and progress must never run backwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis, RedisCluster
+
+from cloud.realtime.hub import Viewer
+from cloud.settings import RealtimeSettings
+
+_MERGE = resources.files("cloud.realtime").joinpath("merge.lua").read_text()
+DEVICES_KEY = "giftwheel:rt:devices"
+_ALL_GIFTS = "giftwheel:rt:gifts"
+
+
+def gifts_key(channel: str | None) -> str:
+    return _ALL_GIFTS if channel is None else f"{_ALL_GIFTS}:{channel}"
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    state: dict[str, Any]
+    # False: the update was older than the stored state (a late REST call), which stays as it was.
+    applied: bool
+
+
+class LiveState:
+    def __init__(self, redis: Redis | RedisCluster, settings: RealtimeSettings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._merge = redis.register_script(_MERGE)
+
+    async def merge(self, device: str, update: dict[str, Any], ts_ms: int) -> Merged:
+        reply = await self._merge(
+            keys=[DEVICES_KEY], args=[device, orjson.dumps(update), ts_ms, self._settings.state_ttl_s]
+        )
+        return Merged(orjson.loads(reply[1]), applied=int(reply[0]) == 1)
+
+    async def remember_gifts(self, gifts: list[dict[str, Any]]) -> None:
+        keep = self._settings.recent_gifts
+        by_key: dict[str, list[bytes]] = {}
+        for gift in gifts:
+            encoded = orjson.dumps(gift)
+            by_key.setdefault(gifts_key(None), []).append(encoded)
+            if isinstance(gift.get("channel"), str):
+                by_key.setdefault(gifts_key(gift["channel"]), []).append(encoded)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, values in by_key.items():
+                pipe.lpush(key, *values[-keep:])
+                pipe.ltrim(key, 0, keep - 1)
+                pipe.expire(key, self._settings.state_ttl_s)
+            await pipe.execute()
+
+    async def snapshot(self, viewer: Viewer) -> dict[str, Any]:
+        """The `state` event for a viewer joining now: its motors and its recent gifts, newest first."""
+        if viewer.devices:
+            raw = await self._redis.hmget(DEVICES_KEY, list(viewer.devices))
+            found = dict(zip(viewer.devices, raw, strict=True))
+        else:
+            found = {_text(k): v for k, v in (await self._redis.hgetall(DEVICES_KEY)).items()}
+        devices = [{"device": name, **orjson.loads(value)} for name, value in found.items() if value]
+        keys = [gifts_key(c) for c in viewer.channels] or [gifts_key(None)]
+        gifts: list[dict[str, Any]] = []
+        for key in keys:
+            gifts += [
+                orjson.loads(g) for g in await self._redis.lrange(key, 0, self._settings.recent_gifts - 1)
+            ]
+        gifts.sort(key=lambda g: int(g.get("ts", 0)), reverse=True)
+        return {
+            "devices": sorted(devices, key=lambda d: d["device"]),
+            "gifts": gifts[: self._settings.recent_gifts],
+        }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

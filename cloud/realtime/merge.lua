@@ -1,0 +1,30 @@
+-- Merge one telemetry update into a device's live state (what late joiners get), in ts order.
+-- KEYS[1] hash device -> state JSON. ARGV: device, update JSON, telemetry ts ms, ttl s.
+-- Returns {1, state} when applied, {0, state} when older than what is stored (left as is).
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+local update = cjson.decode(ARGV[2])
+local state = {}
+if prev then state = cjson.decode(prev) end
+local ts = tonumber(ARGV[3])
+if state.ts and state.ts > ts then
+  return {0, prev}
+end
+-- A command queued while another runs (no state in the update) changes only the queue length:
+-- the bar keeps following the command that is turning.
+if update.state == nil and update.commandId and state.state == 'running'
+    and state.commandId and update.commandId ~= state.commandId then
+  update = {queuedRounds = update.queuedRounds, roundsCompleted = update.roundsCompleted}
+end
+-- Seconds per round, smoothed, for the ETA.
+if state.roundsCompleted and update.roundsCompleted and state.ts
+    and update.roundsCompleted > state.roundsCompleted and ts > state.ts then
+  local spr = (ts - state.ts) / 1000 / (update.roundsCompleted - state.roundsCompleted)
+  if state.secondsPerRound then spr = 0.5 * state.secondsPerRound + 0.5 * spr end
+  state.secondsPerRound = spr
+end
+for key, value in pairs(update) do state[key] = value end
+state.ts = ts
+local encoded = cjson.encode(state)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return {1, encoded}

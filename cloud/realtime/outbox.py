@@ -1,0 +1,91 @@
+"""A viewer's bounded queue: old progress updates are dropped first, gifts and done events never.
+
+No framework imports: the Hub fills it, a per-viewer sender drains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from cloud.realtime.events import DROPPABLE
+
+
+@dataclass(slots=True)
+class Message:
+    """One event for viewers, encoded at most once however many viewers get it."""
+
+    event: str
+    data: Any
+    droppable: bool = False
+    _frame: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, event: str, data: Any) -> Message:
+        return cls(event, data, droppable=event in DROPPABLE)
+
+    @property
+    def frame(self) -> str:
+        """The plain-WebSocket form: {"event": name, "data": payload}."""
+        if self._frame is None:
+            self._frame = orjson.dumps({"event": self.event, "data": self.data}).decode()
+        return self._frame
+
+
+class Overflow(Exception):
+    """More undroppable events are waiting than the limit: the viewer is too slow to keep."""
+
+
+class Outbox:
+    def __init__(self, *, max_droppable: int, max_kept: int) -> None:
+        self._items: deque[Message] = deque()
+        self._droppable = 0
+        self._max_droppable = max_droppable
+        self._max_kept = max_kept
+        self.dropped = 0
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, message: Message, *, first: bool = False) -> None:
+        """Queue a message (``first``: ahead of everything, for the join snapshot).
+
+        Raises Overflow when the undroppable backlog passes its bound; the caller disconnects.
+        """
+        if message.droppable:
+            self._droppable += 1
+            if self._droppable > self._max_droppable:
+                self._drop_oldest_droppable()
+        elif len(self._items) - self._droppable >= self._max_kept:
+            raise Overflow(f"{self._max_kept} undelivered events")
+        if first:
+            self._items.appendleft(message)
+        else:
+            self._items.append(message)
+        self._ready.set()
+
+    def _drop_oldest_droppable(self) -> None:
+        for index, queued in enumerate(self._items):
+            if queued.droppable:
+                del self._items[index]
+                self._droppable -= 1
+                self.dropped += 1
+                return
+
+    def wake(self) -> None:
+        """Let the sender look at its viewer (it is being closed) even with nothing queued."""
+        self._ready.set()
+
+    async def take(self) -> list[Message]:
+        """Everything queued, in order, once there is something (or after wake(): maybe nothing)."""
+        await self._ready.wait()
+        items = list(self._items)
+        self._items.clear()
+        self._droppable = 0
+        self._ready.clear()
+        return items

@@ -1,0 +1,124 @@
+"""Motor telemetry from ThingsBoard -> command ledger + live state + a compact viewer event.
+
+No framework imports: the webhook route parses and authenticates, this decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from cloud.ledger.store import Ledger
+from cloud.realtime.announcer import Publish
+from cloud.realtime.events import ViewerEvent, device_rooms
+from cloud.realtime.live_state import LiveState
+from giftwheel.contracts.motor import ROUNDS_CEILING, CommandId, MotorState, Telemetry
+
+log = structlog.get_logger(__name__)
+
+_Count = Annotated[int, Field(ge=0, le=2**53)]
+_Rounds = Annotated[int, Field(ge=0, le=ROUNDS_CEILING)]
+
+
+class MotorTelemetry(BaseModel):
+    """The telemetry keys a motor reports (giftwheel.contracts.motor.Telemetry), all optional.
+
+    Other keys are ignored: a ThingsBoard user may route more telemetry through the same chain.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    rounds_completed: _Count | None = None
+    command_id: CommandId | None = None
+    command_rounds: _Rounds | None = None
+    command_rounds_done: _Rounds | None = None
+    command_done: bool | None = None
+    queued_rounds: _Count | None = None
+    state: MotorState | None = None
+    received_ts: _Count | None = None
+    started_ts: _Count | None = None
+    finished_ts: _Count | None = None
+
+    @model_validator(mode="after")
+    def _some_motor_key(self) -> MotorTelemetry:
+        if not self.model_fields_set:
+            raise ValueError(f"no motor telemetry key; expected any of {', '.join(Telemetry)}")
+        return self
+
+    @property
+    def finishes_command(self) -> bool:
+        """The command is done when the edge says so or when its rounds are all done."""
+        if self.command_id is None:
+            return False
+        rounds_done = (
+            self.command_rounds is not None
+            and self.command_rounds_done is not None
+            and self.command_rounds_done >= self.command_rounds
+        )
+        return bool(self.command_done) or rounds_done
+
+    def values(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+_PROGRESS_KEYS = (
+    "commandId",
+    "commandRounds",
+    "commandRoundsDone",
+    "commandDone",
+    "queuedRounds",
+    "roundsCompleted",
+    "state",
+    "ts",
+)
+
+
+def viewer_payload(device: str, state: dict[str, Any]) -> dict[str, Any]:
+    """The compact event: what the bar needs, plus an ETA from the smoothed seconds per round."""
+    payload = {"device": device, **{k: state[k] for k in _PROGRESS_KEYS if k in state}}
+    seconds_per_round = state.get("secondsPerRound")
+    queued = state.get("queuedRounds")
+    if isinstance(seconds_per_round, int | float) and isinstance(queued, int):
+        payload["etaS"] = round(queued * seconds_per_round, 1)
+    return payload
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    event: str | None  # the viewer event published, None when the update was stale
+    ledger_state: str | None  # the command's ledger state after a done (None: not a done/unknown)
+
+
+class ProgressService:
+    def __init__(self, ledger: Ledger, live: LiveState, publish: Publish) -> None:
+        self._ledger = ledger
+        self._live = live
+        self._publish = publish
+
+    async def apply(self, device: str, telemetry: MotorTelemetry, ts_ms: int) -> Applied:
+        """Record and publish one telemetry message. Redis errors propagate (the chain retries).
+
+        The ledger is updated before anything is published, so a viewer never sees a done the
+        ledger does not hold; a repeated done is harmless (the transition is idempotent).
+        """
+        ledger_state = None
+        if telemetry.finishes_command and telemetry.command_id is not None:
+            moved = await self._ledger.mark_done(telemetry.command_id)
+            ledger_state = None if moved is None else moved.value
+            if moved is None:
+                log.warning("done for a command the ledger does not know", command_id=telemetry.command_id)
+        merged = await self._live.merge(device, telemetry.values(), ts_ms)
+        if telemetry.finishes_command:
+            # A done is published even when later telemetry overtook it: its own numbers count.
+            done = viewer_payload(device, {**merged.state, **telemetry.values(), "ts": ts_ms})
+            await self._publish(ViewerEvent.MOTOR_DONE.value, done, device_rooms(device))
+            return Applied(ViewerEvent.MOTOR_DONE.value, ledger_state)
+        if not merged.applied:
+            return Applied(None, ledger_state)
+        progress = viewer_payload(device, merged.state)
+        await self._publish(ViewerEvent.MOTOR_PROGRESS.value, progress, device_rooms(device))
+        return Applied(ViewerEvent.MOTOR_PROGRESS.value, ledger_state)

@@ -1,0 +1,76 @@
+"""Realtime: the fan-out parts of one API process, built in the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import socketio
+from redis.asyncio import Redis, RedisCluster
+
+from cloud.ledger.store import Ledger
+from cloud.realtime.announcer import GiftAnnouncer
+from cloud.realtime.bus import FanoutManager
+from cloud.realtime.hub import Hub
+from cloud.realtime.live_state import LiveState
+from cloud.realtime.origins import socketio_cors
+from cloud.realtime.progress import ProgressService
+from cloud.realtime.socketio_viewers import SocketIoViewers
+from cloud.settings import CloudSettings
+from giftwheel.contracts import event_streams
+
+SOCKETIO_PATH = "socket.io"
+
+
+class Realtime:
+    def __init__(self, settings: CloudSettings, redis: Redis | RedisCluster) -> None:
+        self.settings = settings.realtime
+        self.hub = Hub(settings.realtime)
+        self.live = LiveState(redis, settings.realtime)
+        self.manager = FanoutManager(
+            self.hub, url=settings.redis_url, channel=settings.realtime.redis_channel
+        )
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            client_manager=self.manager,
+            cors_allowed_origins=socketio_cors(settings.realtime.allowed_origins),
+            always_connect=True,  # CONNECT reaches the client before the first event we send
+            logger=False,
+            engineio_logger=False,
+        )
+        self.socketio_viewers = SocketIoViewers(self.sio, self.hub, self.live)
+        self.asgi = socketio.ASGIApp(self.sio, socketio_path=SOCKETIO_PATH)
+        ledger = Ledger(
+            redis,
+            streams=event_streams(settings.ingest.stream_shards),
+            ttl_s=settings.worker.ledger_ttl_s,
+        )
+        self.progress = ProgressService(ledger, self.live, self.publish)
+        self.announcer = GiftAnnouncer(
+            self.live,
+            self.publish,
+            max_pending=settings.realtime.max_pending_announcements,
+            max_per_s=settings.realtime.announce_max_per_s,
+        )
+
+    async def publish(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
+        """To every viewer in these rooms on every API instance (through Redis pub/sub)."""
+        await self.sio.emit(event, data, room=rooms)
+
+    def start(self) -> None:
+        # Listen on Redis now, not at the first Socket.IO connection as python-socketio would:
+        # plain WebSocket viewers need the bus too.
+        self.sio.manager_initialized = True
+        self.manager.initialize()
+        self.announcer.start()
+
+    async def stop(self) -> None:
+        await self.announcer.stop()
+        await self.socketio_viewers.close()
+        if self.manager.thread is not None:
+            self.manager.thread.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.manager.thread
+        if self.manager.redis is not None:
+            await self.manager.redis.aclose()

@@ -1,0 +1,90 @@
+"""Socket.IO viewers: admission on connect, one sender per session paced by what it has read.
+
+Clients choose rooms with ``auth`` ``{"channels": [...], "devices": [...]}`` or the query string
+(``?channel=...&device=...``); none means everything. Events arrive under their own names
+(``gift.accepted``, ``motor.progress``, ``motor.done``, ``state``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from urllib.parse import parse_qs
+
+import socketio
+import structlog
+
+from cloud.realtime.feed import feed
+from cloud.realtime.hub import BadRooms, Hub, HubFull, Viewer
+from cloud.realtime.live_state import LiveState
+from cloud.realtime.outbox import Message
+
+log = structlog.get_logger(__name__)
+NAMESPACE = "/"
+
+
+def _names(auth: Any, key: str, query: dict[str, list[str]], param: str) -> list[str]:
+    if isinstance(auth, dict) and isinstance(auth.get(key), list):
+        return [str(name) for name in auth[key]]
+    return query.get(param, [])
+
+
+class SocketIoViewers:
+    def __init__(self, sio: socketio.AsyncServer, hub: Hub, live: LiveState) -> None:
+        self._sio = sio
+        self._hub = hub
+        self._live = live
+        self._sessions: dict[str, tuple[Viewer, asyncio.Task[None]]] = {}
+        sio.on("connect", self.connect)
+        sio.on("disconnect", self.disconnect)
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        try:
+            viewer = self._hub.admit(
+                _names(auth, "channels", query, "channel"), _names(auth, "devices", query, "device")
+            )
+        except (BadRooms, HubFull) as exc:
+            raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
+        self._sessions[sid] = (viewer, asyncio.create_task(self._send(sid, viewer)))
+
+    async def disconnect(self, sid: str, reason: str = "") -> None:
+        session = self._sessions.pop(sid, None)
+        if session is None:
+            return
+        viewer, sender = session
+        self._hub.leave(viewer)
+        if sender is not asyncio.current_task():  # else the sender itself is hanging up
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def close(self) -> None:
+        for sid in list(self._sessions):
+            await self.disconnect(sid)
+
+    async def _send(self, sid: str, viewer: Viewer) -> None:
+        async def send(batch: list[Message]) -> None:
+            for message in batch:
+                await self._sio.emit(message.event, message.data, to=sid, ignore_queue=True)
+            await self._written(sid)
+
+        try:
+            reason = await feed(viewer, self._live, send)
+        except Exception as exc:
+            log.warning("socket.io viewer feed failed", error=repr(exc))
+            reason = "server error"
+        log.info("socket.io viewer disconnected", reason=reason)
+        await self._sio.disconnect(sid, ignore_queue=True)
+
+    async def _written(self, sid: str) -> None:
+        """Wait until the session's engine.io writer has taken what we queued.
+
+        engine.io queues without bound; waiting here keeps a slow reader's backlog in our bounded
+        outbox (where old progress can be dropped) instead of in engine.io's queue.
+        """
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        socket = self._sio.eio.sockets.get(eio_sid) if eio_sid else None
+        if socket is not None:
+            await socket.queue.join()

@@ -1,0 +1,82 @@
+"""GET /v1/realtime (WebSocket): the viewer events as JSON frames, for clients without Socket.IO.
+
+Query: ``channel`` and ``device`` (repeatable) choose rooms; none means everything. Each frame is
+one ``{"event", "data"}`` object, or an array of them when a viewer fell behind and several waited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from cloud.realtime.feed import feed
+from cloud.realtime.hub import BadRooms, HubFull
+from cloud.realtime.origins import origin_allowed
+from cloud.realtime.outbox import Message
+from cloud.realtime.service import Realtime
+
+log = structlog.get_logger(__name__)
+router = APIRouter()
+
+# RFC 6455 close codes: policy violation, try again later.
+_POLICY = 1008
+_TRY_LATER = 1013
+
+
+def _frame(batch: list[Message]) -> str:
+    if len(batch) == 1:
+        return batch[0].frame
+    return "[" + ",".join(m.frame for m in batch) + "]"
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """Read (and ignore) what the viewer sends, so a closed connection is noticed at once."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+@router.websocket("/v1/realtime")
+async def viewer_socket(websocket: WebSocket) -> None:
+    realtime: Realtime = websocket.app.state.realtime
+    if not origin_allowed(websocket.headers, realtime.settings.allowed_origins):
+        await websocket.close(code=_POLICY, reason="origin not allowed")
+        return
+    query = websocket.query_params
+    try:
+        viewer = realtime.hub.admit(query.getlist("channel"), query.getlist("device"))
+    except (BadRooms, HubFull) as exc:
+        # Accepted first: a browser sees the close code and reason, never a handshake's status.
+        await websocket.accept()
+        await websocket.close(
+            code=_POLICY if isinstance(exc, BadRooms) else _TRY_LATER, reason=str(exc)[:120]
+        )
+        return
+
+    async def send(batch: list[Message]) -> None:
+        await websocket.send_text(_frame(batch))
+
+    try:
+        await websocket.accept()
+        sender = asyncio.create_task(feed(viewer, realtime.live, send))
+        listener = asyncio.create_task(_until_closed(websocket))
+        done, pending = await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if sender in done:
+            if (error := sender.exception()) is not None:
+                log.warning("viewer feed failed", error=repr(error))
+                await websocket.close(code=_TRY_LATER, reason="server error, reconnect")
+            else:
+                await websocket.close(code=_TRY_LATER, reason=sender.result()[:120])
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the viewer went away; nothing to tell it
+    finally:
+        realtime.hub.leave(viewer)
+        if websocket.application_state != WebSocketState.DISCONNECTED:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await websocket.close()

@@ -1,0 +1,152 @@
+"""Fixtures for the feedback webhook and the viewer fan-out: real uvicorn, real Redis, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Self
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+from websockets.asyncio.client import ClientConnection, connect
+
+from cloud.api.app import create_app
+from cloud.settings import CloudSettings
+from devstack.asgi_server import serve
+from devstack.redis_server import RedisServer
+
+API_KEY = "test-key-0123456789abcdef"
+FEEDBACK_SECRET = "feedback-secret-0123456789"
+COMMAND_ID = "c-" + "ab" * 16
+
+
+def make_settings(redis_url: str, **overrides: Any) -> CloudSettings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "api_keys": API_KEY,
+        "feedback": {"secret": FEEDBACK_SECRET},
+        **overrides,
+    }
+    return CloudSettings(**values)
+
+
+def gift(**fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event": "gift",
+        "platform": "tiktok",
+        "userId": "user_123",
+        "userName": "Ada",
+        "giftName": "Rose",
+        "diamond": 1,
+        "quantity": 1,
+        "timestamp": int(time.time() * 1000),
+    }
+    event.update(fields)
+    return event
+
+
+def progress(
+    done: int, rounds: int = 5, *, command_id: str = COMMAND_ID, queued: int | None = None
+) -> dict[str, Any]:
+    """Telemetry as the edge reports a finished round (edge/buffer/scripts.py ROUND_DONE)."""
+    body: dict[str, Any] = {
+        "roundsCompleted": done,
+        "commandId": command_id,
+        "commandRounds": rounds,
+        "commandRoundsDone": done,
+        "commandDone": done >= rounds,
+        "queuedRounds": rounds - done if queued is None else queued,
+        "state": "running" if done < rounds else "idle",
+    }
+    return body
+
+
+class Api:
+    """One API instance seen from outside: HTTP for gifts and feedback, WebSocket for viewers."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient, app: FastAPI | None = None) -> None:
+        self.url = url
+        self.client = client
+        self.app = app
+
+    async def post_gift(self, **fields: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        return await self.client.post("/v1/events", json=gift(**fields), headers=headers)
+
+    async def post_feedback(
+        self,
+        body: Any,
+        *,
+        device: str | None = "motor_01",
+        secret: str | None = FEEDBACK_SECRET,
+        ts_ms: int | None = None,
+        raw: bytes | None = None,
+    ) -> httpx.Response:
+        """What the rule chain's REST API call node sends (deploy/thingsboard/, headers from metadata)."""
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers["X-Giftwheel-Secret"] = secret
+        if device is not None:
+            headers["X-Device-Name"] = device
+        headers["X-Device-Type"] = "motor"
+        headers["X-Telemetry-Ts"] = str(ts_ms if ts_ms is not None else int(time.time() * 1000))
+        content = raw if raw is not None else orjson.dumps(body)
+        return await self.client.post("/v1/feedback/thingsboard", content=content, headers=headers)
+
+    def viewer_url(self, query: str = "") -> str:
+        return self.url.replace("http://", "ws://") + "/v1/realtime" + query
+
+
+class Viewer:
+    """A plain-WebSocket viewer that records every event it receives."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, url: str, **options: Any) -> Self:
+        return cls(await connect(url, **options))
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for frame in self.ws:
+                parsed = orjson.loads(frame)
+                async with self._changed:
+                    self.events.extend(parsed if isinstance(parsed, list) else [parsed])
+                    self._changed.notify_all()
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [e["data"] for e in self.events if e["event"] == event]
+
+    async def wait_for(self, event: str, count: int = 1, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(lambda: len(self.named(event)) >= count)
+        return self.named(event)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+@pytest.fixture
+async def api(redis_server: RedisServer) -> AsyncIterator[Api]:
+    app = create_app(make_settings(redis_server.url))
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        yield Api(url, client, app)
+
+
+@pytest.fixture
+async def viewer(api: Api) -> AsyncIterator[Viewer]:
+    seen = await Viewer.open(api.viewer_url())
+    await seen.wait_for("state")
+    yield seen
+    await seen.close()
