@@ -34,6 +34,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=600.0,
         help="TB_TRANSPORT_SESSIONS_INACTIVITY_TIMEOUT",
     )
+    parser.add_argument(
+        "--history-per-device", type=int, default=10_000, help="telemetry groups kept per device"
+    )
+    parser.add_argument("--rpc-records-kept", type=int, default=100_000, help="server-side RPC records kept")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--ready-file", type=Path, help="write 'mqtt_port http_port' here once listening")
 
@@ -57,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
             delivery_timeout_s=args.delivery_timeout_s,
             rpc_max_retries=args.rpc_max_retries,
             session_inactivity_timeout_s=args.session_inactivity_timeout_s,
+            history_per_device=args.history_per_device,
+            rpc_records_kept=args.rpc_records_kept,
         ),
     )
     try:

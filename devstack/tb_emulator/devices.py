@@ -96,7 +96,8 @@ class Device:
     server_attributes: dict[str, Any] = field(default_factory=dict)
     # key -> (ts ms, value); what ThingsBoard's "latest telemetry" shows
     latest: dict[str, tuple[int, Any]] = field(default_factory=dict)
-    history: deque[tuple[int, dict[str, Any]]] = field(default_factory=lambda: deque(maxlen=10_000))
+    # saved telemetry groups, newest last; the registry sets the bound (HubSettings.history_per_device)
+    history: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
     created_by_gateway: str | None = None
     last_connected_gateway: str | None = None
     last_activity_ms: int = 0
@@ -122,8 +123,9 @@ def device_id_for(name: str) -> str:
 class DeviceRegistry:
     """All devices by name, token and id; ``rpc_factory`` gives each its RPC actor."""
 
-    def __init__(self, rpc_factory: Any) -> None:
+    def __init__(self, rpc_factory: Any, history_per_device: int = 10_000) -> None:
         self._rpc_factory = rpc_factory
+        self._history = history_per_device
         self.by_name: dict[str, Device] = {}
         self.by_token: dict[str, Device] = {}
         self.by_id: dict[str, Device] = {}
@@ -142,6 +144,7 @@ class DeviceRegistry:
     def _new(self, name: str, type_: str, token: str | None, gateway: bool) -> Device:
         device_id = device_id_for(name)
         device = Device(name=name, type=type_, token=token, is_gateway=gateway, id=device_id, rpc=None)  # type: ignore[arg-type]
+        device.history = deque(maxlen=self._history)
         device.rpc = self._rpc_factory(device)
         self.by_name[name] = device
         self.by_id[device_id] = device

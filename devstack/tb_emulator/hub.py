@@ -36,6 +36,11 @@ class HubSettings:
     rpc_max_retries: int = 5  # ACTORS_RPC_MAX_RETRIES
     max_inflight_messages: int = 100  # MQTT_MSG_QUEUE_SIZE_PER_DEVICE_LIMIT, told in getSessionLimits
     session_inactivity_timeout_s: float = 600.0  # TB_TRANSPORT_SESSIONS_INACTIVITY_TIMEOUT
+    # What the in-memory views keep (the emulator's own limits, not ThingsBoard's)
+    history_per_device: int = 10_000  # telemetry groups per device for /timeseries
+    rpc_records_kept: int = 100_000  # server-side RPC records for /api/rpc
+    webhook_calls_kept: int = 1_000  # REST node calls for /api/webhook/calls
+    webhook_max_parallel: int = 64  # concurrent REST node requests
 
 
 class SubDeviceSession:
@@ -71,12 +76,15 @@ class Hub:
             delivery_timeout_s=settings.delivery_timeout_s,
             max_retries=settings.rpc_max_retries,
             on_status=self._rpc_status_msg,
+            keep_records=settings.rpc_records_kept,
         )
-        self.registry = DeviceRegistry(self.rpc.actor)
+        self.registry = DeviceRegistry(self.rpc.actor, settings.history_per_device)
         for spec in specs:
             self.registry.add(spec)
         self.engine: RuleEngine | None = None
-        self.http_poster = HttpPoster()
+        self.http_poster = HttpPoster(
+            max_parallel=settings.webhook_max_parallel, keep_calls=settings.webhook_calls_kept
+        )
         self.sessions: dict[str, MqttSession] = {}
         # gateway session id -> sub-device name -> sub-session
         self.sub_sessions: dict[str, dict[str, SubDeviceSession]] = {}
