@@ -116,10 +116,3 @@ class Emulator:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(server.wait_closed(), timeout=2)
         self._mqtt = self._http = None
-
-    async def serve_forever(self, stop: asyncio.Event) -> None:
-        await self.start()
-        try:
-            await stop.wait()
-        finally:
-            await self.stop()
