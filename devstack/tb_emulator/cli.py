@@ -7,7 +7,9 @@ import asyncio
 import gc
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from giftwheel import logs
 
@@ -90,10 +92,16 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await emulator.stop()
 
+    runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
 
-        uvloop.run(main())
+        runner = uvloop.run
     except ImportError:
-        asyncio.run(main())
+        runner = asyncio.run
+    try:
+        runner(main())
+    except OSError as exc:  # the port is taken, the address is not ours, ...
+        print(f"giftwheel tb-emulator: cannot listen on {args.host}: {exc}", file=sys.stderr)
+        return 2
     return 0
