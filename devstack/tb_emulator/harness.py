@@ -221,6 +221,8 @@ class EmulatorProcess(EmulatorHttp):
         self.host = HOST
         self.mqtt_port = mqtt_port or free_port()
         self.http_port = http_port or free_port()
+        while self.http_port == self.mqtt_port:  # two probes can hand out the same free port
+            self.http_port = free_port()
         super().__init__(f"http://{HOST}:{self.http_port}")
         self._tmp = tempfile.TemporaryDirectory(prefix="giftwheel-tb-")
         self.workdir = Path(self._tmp.name)
