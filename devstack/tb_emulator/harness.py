@@ -221,7 +221,7 @@ class EmulatorProcess(EmulatorHttp):
         self.host = HOST
         self.mqtt_port = mqtt_port or free_port()
         self.http_port = http_port or free_port()
-        while self.http_port == self.mqtt_port:  # two probes can hand out the same free port
+        while http_port is None and self.http_port == self.mqtt_port:  # two probes, one free port
             self.http_port = free_port()
         super().__init__(f"http://{HOST}:{self.http_port}")
         self._tmp = tempfile.TemporaryDirectory(prefix="giftwheel-tb-")
