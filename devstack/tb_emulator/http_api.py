@@ -11,7 +11,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -20,6 +20,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from devstack.tb_emulator.faults import FaultsPatch
+from devstack.tb_emulator.rest_admin import ADMIN_ROUTES
 from devstack.tb_emulator.rpc import RpcResult
 from devstack.tb_emulator.rule_engine import MsgType, TbMsg
 
@@ -44,6 +45,7 @@ class Request:
     query: dict[str, list[str]]
     body: bytes
     params: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
     def json(self) -> Any:
         try:
@@ -245,6 +247,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/api/faults/reset", faults_reset),
     ("POST", "/api/faults/cut-session/{device}", cut_session),
     ("POST", "/api/faults/redeliver-rpc/{device}", redeliver),
+    # ThingsBoard's own admin REST API (the part `giftwheel tb provision` uses): rest_admin.py
+    *ADMIN_ROUTES,
 ]
 
 
@@ -266,6 +270,7 @@ def _dumps(value: Any) -> str:
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Payload Too Large",
@@ -302,7 +307,7 @@ class HttpServer:
                     return
                 body = await reader.readexactly(length) if length else b""
                 keep_alive = headers.get("connection", "").lower() != "close"
-                status, payload = await self._dispatch(method.upper(), target, body)
+                status, payload = await self._dispatch(method.upper(), target, body, headers)
                 await self._send(writer, status, payload, keep_alive=keep_alive)
                 if not keep_alive:
                     return
@@ -311,7 +316,9 @@ class HttpServer:
         finally:
             writer.close()
 
-    async def _dispatch(self, method: str, target: str, body: bytes) -> tuple[int, Any]:
+    async def _dispatch(
+        self, method: str, target: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         split = urlsplit(target)
         allowed = False
         for route_method, pattern, handler in _COMPILED:
@@ -322,7 +329,7 @@ class HttpServer:
             if route_method != method:
                 continue
             params = {k: unquote(v) for k, v in match.groupdict().items()}
-            request = Request(method, split.path, parse_qs(split.query), body, params)
+            request = Request(method, split.path, parse_qs(split.query), body, params, headers or {})
             try:
                 return await handler(self.hub, request)
             except HttpError as exc:

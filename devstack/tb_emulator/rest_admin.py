@@ -1,0 +1,373 @@
+"""ThingsBoard's administration REST API, the subset `giftwheel tb provision` uses: tenant login, device
+profiles, devices with access-token credentials, rule chains and their metadata.
+
+Shapes follow ThingsBoard's controllers (AuthController, DeviceController, DeviceProfileController,
+RuleChainController): entity ids as ``{"entityType", "id"}``, ``PageData`` pages, errors as
+``{"status", "message", "errorCode"}`` (ThingsBoardErrorCode: 10 authentication, 31 bad request
+parameters, 32 item not found). Devices created here are real emulator devices: their access token
+works on the MQTT side at once. Admin state other than devices lives per hub in ``_STATE``.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import string
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+import orjson
+
+from devstack.tb_emulator.devices import Device, DeviceSpec
+
+if TYPE_CHECKING:
+    from devstack.tb_emulator.http_api import Request
+    from devstack.tb_emulator.hub import Hub
+
+# ThingsBoard's demo tenant administrator (msa/tb/README.md); the emulator knows no other user.
+TENANT_USER = "tenant@thingsboard.org"
+TENANT_PASSWORD = "tenant"  # noqa: S105 (ThingsBoard's published demo credential)
+TENANT_ID = "13814000-1dd2-11b2-8080-808080808080"
+_NAMESPACE = uuid.UUID("6d1c5a1e-7f6b-4a0e-9a55-1c0ffee00002")
+_TOKEN_ALPHABET = string.ascii_letters + string.digits
+
+Result = tuple[int, Any]
+
+
+@dataclass
+class AdminState:
+    sessions: set[str] = field(default_factory=set)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> DeviceProfile
+    device_extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # device id -> label, info
+    created_ms: dict[str, int] = field(default_factory=dict)
+    chains: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> RuleChain
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # chain id -> RuleChainMetaData
+
+
+_STATE: WeakKeyDictionary[Hub, AdminState] = WeakKeyDictionary()
+
+
+def _state(hub: Hub) -> AdminState:
+    if hub not in _STATE:
+        _STATE[hub] = AdminState()
+    return _STATE[hub]
+
+
+def _error(status: int, message: str, code: int) -> Result:
+    return status, {"status": status, "message": message, "errorCode": code, "timestamp": _now_ms()}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _entity(kind: str, entity_id: str) -> dict[str, str]:
+    return {"entityType": kind, "id": entity_id}
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _json(req: Request) -> Any:
+    try:
+        return orjson.loads(req.body or b"null")
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _authorized(hub: Hub, req: Request) -> bool:
+    header = req.headers.get("x-authorization", "")
+    return header.startswith("Bearer ") and header[7:] in _state(hub).sessions
+
+
+def _page(items: list[dict[str, Any]], req: Request) -> Result:
+    try:
+        size = int(req.query.get("pageSize", ["10"])[0])
+        page = int(req.query.get("page", ["0"])[0])
+    except ValueError:
+        return _error(400, "pageSize and page must be integers", 31)
+    if size < 1 or page < 0:
+        return _error(400, "pageSize must be positive and page not negative", 31)
+    search = req.query.get("textSearch", [""])[0].lower()
+    matching = sorted((i for i in items if i["name"].lower().startswith(search)), key=lambda i: i["name"])
+    chunk = matching[page * size : (page + 1) * size]
+    total_pages = -(-len(matching) // size)
+    return 200, {
+        "data": chunk,
+        "totalPages": total_pages,
+        "totalElements": len(matching),
+        "hasNext": page + 1 < total_pages,
+    }
+
+
+def _profile_for_type(hub: Hub, type_name: str) -> dict[str, Any]:
+    """ThingsBoard creates a profile the first time a device names an unknown type."""
+    state = _state(hub)
+    for profile in state.profiles.values():
+        if profile["name"] == type_name:
+            return profile
+    profile_id = str(uuid.uuid5(_NAMESPACE, f"profile:{type_name}"))
+    profile = {
+        "id": _entity("DEVICE_PROFILE", profile_id),
+        "createdTime": _now_ms(),
+        "tenantId": _entity("TENANT", TENANT_ID),
+        "name": type_name,
+        "description": None,
+        "type": "DEFAULT",
+        "transportType": "DEFAULT",
+        "provisionType": "DISABLED",
+        "profileData": {
+            "configuration": {"type": "DEFAULT"},
+            "transportConfiguration": {"type": "DEFAULT"},
+            "provisionConfiguration": {"type": "DISABLED", "provisionDeviceSecret": None},
+            "alarms": None,
+        },
+        "defaultRuleChainId": None,
+        "defaultQueueName": None,
+        "default": type_name == "default",
+    }
+    state.profiles[profile_id] = profile
+    return profile
+
+
+def _device_json(hub: Hub, device: Device) -> dict[str, Any]:
+    state = _state(hub)
+    extra = state.device_extra.setdefault(device.id, {"label": None, "additionalInfo": {}})
+    info = {**extra["additionalInfo"], "gateway": device.is_gateway}
+    if device.is_gateway:
+        info["overwriteActivityTime"] = device.overwrite_activity_time
+    return {
+        "id": _entity("DEVICE", device.id),
+        "createdTime": state.created_ms.setdefault(device.id, _now_ms()),
+        "tenantId": _entity("TENANT", TENANT_ID),
+        "customerId": _entity("CUSTOMER", "13814000-1dd2-11b2-8080-808080808080"),
+        "name": device.name,
+        "type": device.type,
+        "label": extra["label"],
+        "deviceProfileId": _profile_for_type(hub, device.type)["id"],
+        "additionalInfo": info,
+    }
+
+
+async def login(hub: Hub, req: Request) -> Result:
+    body = _json(req)
+    if not isinstance(body, dict) or "username" not in body or "password" not in body:
+        return _error(401, "Authentication failed", 10)
+    if body["username"] != TENANT_USER or body["password"] != TENANT_PASSWORD:
+        return _error(401, "Invalid username or password", 10)
+    token = secrets.token_urlsafe(32)
+    _state(hub).sessions.add(token)
+    return 200, {"token": token, "refreshToken": secrets.token_urlsafe(32)}
+
+
+async def tenant_device(hub: Hub, req: Request) -> Result:
+    if not _authorized(hub, req):
+        return _error(401, "Authentication failed", 10)
+    name = req.query.get("deviceName", [""])[0]
+    device = hub.registry.by_name.get(name)
+    if device is None:
+        return _error(404, "Requested item wasn't found!", 32)
+    return 200, _device_json(hub, device)
+
+
+async def save_device(hub: Hub, req: Request) -> Result:
+    """Create (no id) or update (id) a device; a new device gets a random access token."""
+    if not _authorized(hub, req):
+        return _error(401, "Authentication failed", 10)
+    body = _json(req)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+        return _error(400, "Device name should be specified!", 31)
+    state = _state(hub)
+    profile_ref = body.get("deviceProfileId") or {}
+    profile = state.profiles.get(profile_ref.get("id", "")) if profile_ref else None
+    if profile_ref and profile is None:
+        return _error(400, "Device profile is referencing to non-existent device profile!", 31)
+    type_name = profile["name"] if profile else body.get("type") or "default"
+    info = body.get("additionalInfo") or {}
+    existing_id = (body.get("id") or {}).get("id")
+    if existing_id:
+        device = hub.registry.by_id.get(existing_id)
+        if device is None:
+            return _error(404, "Requested item wasn't found!", 32)
+        if device.name != body["name"]:
+            return _error(400, "renaming devices is not supported by the emulator", 31)
+        device.type = type_name
+    else:
+        if body["name"] in hub.registry.by_name:
+            return _error(400, "Device with such name already exists!", 31)
+        token = req.query.get("accessToken", [None])[0] or "".join(
+            secrets.choice(_TOKEN_ALPHABET) for _ in range(20)
+        )
+        if token in hub.registry.by_token:
+            return _error(400, "Specified credentials are already registered!", 31)
+        device = hub.registry.add(DeviceSpec(name=body["name"], token=token, type=type_name))
+        _profile_for_type(hub, type_name)
+    device.is_gateway = bool(info.get("gateway", False))
+    device.overwrite_activity_time = bool(info.get("overwriteActivityTime", False))
+    state.device_extra[device.id] = {
+        "label": body.get("label"),
+        "additionalInfo": {k: v for k, v in info.items() if k not in ("gateway", "overwriteActivityTime")},
+    }
+    return 200, _device_json(hub, device)
+
+
+async def device_credentials(hub: Hub, req: Request) -> Result:
+    if not _authorized(hub, req):
+        return _error(401, "Authentication failed", 10)
+    device = hub.registry.by_id.get(req.params["id"])
+    if device is None:
+        return _error(404, "Requested item wasn't found!", 32)
+    return 200, {
+        "id": {"id": str(uuid.uuid5(_NAMESPACE, f"credentials:{device.id}"))},
+        "createdTime": _state(hub).created_ms.setdefault(device.id, _now_ms()),
+        "deviceId": _entity("DEVICE", device.id),
+        "credentialsType": "ACCESS_TOKEN",
+        "credentialsId": device.token,
+        "credentialsValue": None,
+    }
+
+
+async def device_profiles(hub: Hub, req: Request) -> Result:
+    if not _authorized(hub, req):
+        return _error(401, "Authentication failed", 10)
+    for device in list(hub.registry.by_name.values()):
+        _profile_for_type(hub, device.type)
+    return _page(list(_state(hub).profiles.values()), req)
+
+
+async def save_device_profile(hub: Hub, req: Request) -> Result:
+    if not _authorized(hub, req):
+        return _error(401, "Authentication failed", 10)
+    body = _json(req)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+        return _error(400, "Device profile name should be specified!", 31)
+    state = _state(hub)
+    chain_ref = body.get("defaultRuleChainId")
+    if chain_ref and chain_ref.get("id") not in state.chains:
+        return _error(400, "Device profile is referencing to non-existent rule chain!", 31)
+    profile_id = (body.get("id") or {}).get("id")
+    same_name = [p for p in state.profiles.values() if p["name"] == body["name"]]
+    if profile_id is None:
+        if same_name:
+            return _error(400, "Device profile with such name already exists!", 31)
+        profile_id = _new_id()
+        created = _now_ms()
+    elif profile_id not in state.profiles:
+        return _error(404, "Requested item wasn't found!", 32)
+    else:
+        created = state.profiles[profile_id]["createdTime"]
+    profile = copy.deepcopy(body)
+    profile.update(
+        id=_entity("DEVICE_PROFILE", profile_id), createdTime=created, tenantId=_entity("TENANT", TENANT_ID)
+    )
+    state.profiles[profile_id] = profile
+    return 200, profile
+
+
+async def rule_chains(hub: Hub, req: Request) -> Result:
+    if not _authorized(hub, req):
+        return _error(401, "Authentication failed", 10)
+    kind = req.query.get("type", ["CORE"])[0]
+    return _page([c for c in _state(hub).chains.values() if c["type"] == kind], req)
+
+
+async def save_rule_chain(hub: Hub, req: Request) -> Result:
+    if not _authorized(hub, req):
+        return _error(401, "Authentication failed", 10)
+    body = _json(req)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+        return _error(400, "Rule chain name should be specified!", 31)
+    state = _state(hub)
+    chain_id = (body.get("id") or {}).get("id")
+    if chain_id is not None and chain_id not in state.chains:
+        return _error(404, "Requested item wasn't found!", 32)
+    previous = state.chains.get(chain_id or "", {})
+    chain = {
+        "id": _entity("RULE_CHAIN", chain_id or _new_id()),
+        "createdTime": previous.get("createdTime", _now_ms()),
+        "tenantId": _entity("TENANT", TENANT_ID),
+        "name": body["name"],
+        "type": body.get("type") or "CORE",
+        "firstRuleNodeId": previous.get("firstRuleNodeId"),
+        "root": previous.get("root", False),
+        "debugMode": bool(body.get("debugMode", False)),
+        "configuration": body.get("configuration"),
+        "additionalInfo": body.get("additionalInfo"),
+    }
+    state.chains[chain["id"]["id"]] = chain
+    return 200, chain
+
+
+async def rule_chain_metadata(hub: Hub, req: Request) -> Result:
+    if not _authorized(hub, req):
+        return _error(401, "Authentication failed", 10)
+    state = _state(hub)
+    chain_id = req.params["id"]
+    if chain_id not in state.chains:
+        return _error(404, "Requested item wasn't found!", 32)
+    empty: dict[str, Any] = {
+        "ruleChainId": _entity("RULE_CHAIN", chain_id),
+        "firstNodeIndex": None,
+        "version": 0,
+        "nodes": [],
+        "connections": [],
+        "ruleChainConnections": None,
+    }
+    return 200, state.metadata.get(chain_id, empty)
+
+
+async def save_rule_chain_metadata(hub: Hub, req: Request) -> Result:
+    """Replaces a chain's nodes and connections, as the rule chain editor's Save does."""
+    if not _authorized(hub, req):
+        return _error(401, "Authentication failed", 10)
+    body = _json(req)
+    state = _state(hub)
+    if not isinstance(body, dict):
+        return _error(400, "body must be a RuleChainMetaData object", 31)
+    chain_id = (body.get("ruleChainId") or {}).get("id")
+    if chain_id not in state.chains:
+        return _error(404, "Requested item wasn't found!", 32)
+    nodes = body.get("nodes")
+    connections = body.get("connections") or []
+    if not isinstance(nodes, list) or not all(isinstance(n, dict) and n.get("type") for n in nodes):
+        return _error(400, "every rule node needs a type", 31)
+    inside = range(len(nodes))
+    if any(c.get("fromIndex") not in inside or c.get("toIndex") not in inside for c in connections):
+        return _error(400, "a connection points outside the node list", 31)
+    previous = state.metadata.get(chain_id, {})
+    saved_nodes = []
+    for node in nodes:
+        saved = copy.deepcopy(node)
+        saved["id"] = _entity("RULE_NODE", _new_id())
+        saved["ruleChainId"] = _entity("RULE_CHAIN", chain_id)
+        saved_nodes.append(saved)
+    first = body.get("firstNodeIndex")
+    state.chains[chain_id]["firstRuleNodeId"] = saved_nodes[first]["id"] if first is not None else None
+    metadata = {
+        "ruleChainId": _entity("RULE_CHAIN", chain_id),
+        "version": previous.get("version", -1) + 1,
+        "firstNodeIndex": first,
+        "nodes": saved_nodes,
+        "connections": copy.deepcopy(connections),
+        "ruleChainConnections": body.get("ruleChainConnections"),
+    }
+    state.metadata[chain_id] = metadata
+    return 200, metadata
+
+
+ADMIN_ROUTES: list[tuple[str, str, Any]] = [
+    ("POST", "/api/auth/login", login),
+    ("GET", "/api/tenant/devices", tenant_device),
+    ("POST", "/api/device", save_device),
+    ("GET", "/api/device/{id}/credentials", device_credentials),
+    ("GET", "/api/deviceProfiles", device_profiles),
+    ("POST", "/api/deviceProfile", save_device_profile),
+    ("GET", "/api/ruleChains", rule_chains),
+    ("POST", "/api/ruleChain", save_rule_chain),
+    ("GET", "/api/ruleChain/{id}/metadata", rule_chain_metadata),
+    ("POST", "/api/ruleChain/metadata", save_rule_chain_metadata),
+]
