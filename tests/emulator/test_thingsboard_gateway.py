@@ -1,17 +1,20 @@
 """The real thingsboard-gateway service against the emulator: connect, sub-device, RPC both ways.
 
 The gateway counts itself connected only after its getSessionLimits client RPC is answered, sends
-v1/gateway/connect for a device it has data for, and gets the dispatcher's RPC on v1/gateway/rpc
-through the shipped rule chain. It runs in its own process (its constructor blocks until the first
-connect and only SIGINT stops it cleanly).
+v1/gateway/connect for a device it has data for, gets the dispatcher's RPC on v1/gateway/rpc
+through the shipped rule chain, and its motor telemetry reaches the webhook. It runs in its own
+process (its constructor blocks until the first connect and only SIGINT stops it cleanly).
 """
 
 from __future__ import annotations
 
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
@@ -19,9 +22,47 @@ import pytest
 
 from devstack.tb_emulator.harness import EmulatorProcess, wait_until
 from devstack.tb_emulator.raw_client import RawMqttClient
-from tests.emulator.conftest import DISPATCHER_TOKEN, GATEWAY_TOKEN
+from tests.emulator.conftest import DEVICES, DISPATCHER_TOKEN, GATEWAY_TOKEN
 
 pytestmark = pytest.mark.slow
+
+
+class WebhookCapture(ThreadingHTTPServer):
+    """Records the REST API call node's POSTs (path, headers, body) on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.posts: queue.Queue[tuple[str, dict[str, str], bytes]] = queue.Queue()
+        capture = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                capture.posts.put((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookCapture]:
+    server = WebhookCapture()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def tb_process(webhook: WebhookCapture) -> Iterator[EmulatorProcess]:
+    url = f"http://127.0.0.1:{webhook.server_address[1]}/v1/feedback/thingsboard"
+    with EmulatorProcess(DEVICES, webhook_url=url, webhook_secret="gateway-test-secret-0123") as emulator:
+        yield emulator
 
 
 @pytest.fixture
@@ -77,3 +118,14 @@ async def test_gateway_registers_motor_and_answers_dispatcher_rpc(
     [record] = tb_process.rpc_states(device="motor_01")
     assert (record["method"], record["status"]) == ("rotate", "SUCCESSFUL")
     assert gateway_service.poll() is None
+
+
+async def test_gateway_telemetry_reaches_the_webhook(
+    tb_process: EmulatorProcess, gateway_service: subprocess.Popen[bytes], webhook: WebhookCapture
+) -> None:
+    path, headers, body = webhook.posts.get(timeout=30)
+    assert path == "/v1/feedback/thingsboard"
+    assert (headers["x-device-name"], headers["x-device-type"]) == ("motor_01", "motor")
+    assert headers["x-giftwheel-secret"] == "gateway-test-secret-0123"
+    assert int(headers["x-telemetry-ts"]) > 1_700_000_000_000
+    assert set(orjson.loads(body)) == {"heartbeat"}
