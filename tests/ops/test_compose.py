@@ -1,0 +1,93 @@
+"""deploy/compose.yaml: the services are there, and every GIFTWHEEL_* variable it sets is a real cloud
+setting that validates (a typo would otherwise be ignored silently: CloudSettings ignores extras)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from cloud.settings import CloudSettings
+from tests.ops.target_root import REPO
+
+DEPLOY = REPO / "deploy"
+_VAR = re.compile(r"\$\{(\w+)(?::[-?]([^}]*))?\}")
+
+
+def example_env() -> dict[str, str]:
+    lines = (DEPLOY / "compose.env.example").read_text().splitlines()
+    pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {k: v or "filled-in-by-the-operator" for k, v in pairs}
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error}, enough for this file."""
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) if ":-" in m.group(0) else ""), value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    result: dict[str, Any] = interpolate(compose["services"], example_env())
+    return result
+
+
+def setting_exists(key: str) -> bool:
+    model: type[BaseModel] = CloudSettings
+    parts = key.removeprefix("GIFTWHEEL_").lower().split("__")
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        if i < len(parts) - 1:
+            annotation = field.annotation
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                return False
+            model = annotation
+    return True
+
+
+def test_the_stack_is_complete(services: dict[str, Any]) -> None:
+    assert set(services) == {"redis", "postgres", "thingsboard", "api", "worker"}
+    assert services["thingsboard"]["image"].startswith("thingsboard/tb-node:")
+    assert "--appendonly" in services["redis"]["command"]
+    assert services["worker"]["command"] == ["worker"]
+    assert services["api"]["command"][0] == "api"
+
+
+@pytest.mark.parametrize("service", ["api", "worker"])
+def test_cloud_settings_in_compose_are_real_and_valid(
+    services: dict[str, Any], service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {k: str(v) for k, v in services[service]["environment"].items()}
+    unknown = [k for k in env if k.startswith("GIFTWHEEL_") and not setting_exists(k)]
+    assert unknown == []
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = CloudSettings()
+    assert settings.redis_url == "redis://redis:6379/0"
+    if service == "api":
+        assert settings.ingest_auth_problem() is None  # `giftwheel api` would refuse to start otherwise
+    if service == "worker":
+        assert settings.worker.mqtt.host == "thingsboard"
+        assert settings.worker.rules_file is not None
+
+
+def test_worker_rules_file_default_exists(services: dict[str, Any]) -> None:
+    (mount,) = services["worker"]["volumes"]
+    host_path = mount.split(":")[0]
+    assert (DEPLOY / host_path).resolve().is_file()
+
+
+def test_setting_lookup_catches_a_typo() -> None:
+    assert setting_exists("GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN")
+    assert not setting_exists("GIFTWHEEL_WORKER__MQTT__ACCESS_TOKN")
