@@ -159,11 +159,12 @@ def main() -> None:
     )
     parser.add_argument("--rpcs", type=int, default=200)
     parser.add_argument("--cpu-seconds", type=float, default=10.0)
+    parser.add_argument("--appendfsync", choices=["always", "everysec"], default="always")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="giftwheel-bench-edge-"))
     gateway = {"name": "pi-01", "token": GATEWAY_TOKEN, "type": "gateway", "gateway": True}
-    redis_args = ("--appendfsync", "always")
+    redis_args = ("--appendfsync", args.appendfsync)
     with (
         RedisServer(appendonly=True, extra_args=redis_args) as redis,
         EmulatorProcess([gateway]) as tb,
@@ -183,7 +184,8 @@ def main() -> None:
         cpu = measure_cpu(tb, steps, daemon.proc.pid, args.cpu_seconds)
         code = daemon.terminate()
     first_interval_ms = math.sqrt(2 / ACCEL_SPS2) * 1000
-    print(f"edge bench: {args.rpcs} sequential rotate RPCs (1 round each), {os.cpu_count()} cores")
+    print(f"edge bench: {args.rpcs} sequential rotate RPCs (1 round each), {os.cpu_count()} cores,")
+    print(f"local Redis appendfsync {args.appendfsync}")
     print(f"config: {PULSES_PER_ROUND} pulses/round, {MAX_RATE_SPS:g} steps/s max, {ACCEL_SPS2:g} steps/s^2")
     print(f"ramp's first step interval sqrt(2/a) = {first_interval_ms:.1f} ms (included below)\n")
     print("| measure | p50 ms | p99 ms | max ms |")
