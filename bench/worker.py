@@ -206,14 +206,18 @@ async def run_one(
                 events = gifts(args.events, run)
                 for i in range(0, len(events), 2_000):
                     await queue.append(events[i : i + 2_000])
+                cpu_before = sum(cpu_seconds(p.pid) for p in procs)
                 emulator.start()
                 sink = RpcSink("127.0.0.1", emulator.mqtt_port, GATEWAY_TOKEN, MOTORS)
                 await sink.start()
                 await wait_rounds(sink, len(events), timeout_s=300)
+                cpu_ms = (sum(cpu_seconds(p.pid) for p in procs) - cpu_before) * 1000
                 distinct = {a.command_id: a.at for a in sink.arrivals}
                 span = max(distinct.values()) - min(distinct.values())
                 await sink.close()
-                return Result(backend, "drain (pre-loaded)", count, len(events), len(distinct), span)
+                result = Result(backend, "drain (pre-loaded)", count, len(events), len(distinct), span)
+                result.worker_cpu_ms_per_1k = cpu_ms / len(events) * 1000
+                return result
             emulator.start()
             sink = RpcSink("127.0.0.1", emulator.mqtt_port, GATEWAY_TOKEN, MOTORS)
             await sink.start()

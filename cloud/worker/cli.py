@@ -20,7 +20,7 @@ from cloud.settings import CloudSettings
 from cloud.worker.dlq import DeadLetters
 from cloud.worker.rules import RulesError
 from cloud.worker.rules_source import RulesSource
-from giftwheel import logs
+from giftwheel import gc_tuning, logs
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +76,7 @@ async def _serve(settings: CloudSettings, rules: RulesSource, worker_id: str | N
     worker = Worker(settings, redis, lambda: rules.current, worker_id=worker_id)
     if settings.worker.metrics_port:
         start_http_server(settings.worker.metrics_port, registry=worker.metrics.registry)
+    gc_tuning.tune_for_server()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
