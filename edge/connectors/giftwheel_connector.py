@@ -13,6 +13,7 @@ from edge.forwarder import TelemetryForwarder
 from edge.gateway_host import deliver_rpcs_directly, harden
 from edge.rpc import RpcService
 from edge.runtime import EdgeRuntime
+from giftwheel.contracts.motor import ErrorReply, RpcError
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +130,11 @@ class GiftwheelConnector(Connector):  # type: ignore[misc]
         self._rpc_pool.submit(self._answer, device, request_id, data.get("method"), data.get("params"))
 
     def _answer(self, device: Any, request_id: Any, method: object, params: object) -> None:
-        reply = self._rpc.handle(str(device), method, params)
+        try:
+            reply = self._rpc.handle(str(device), method, params)
+        except Exception as exc:  # a bug must still answer, or ThingsBoard waits for its timeout
+            log.exception("rpc failed", device=device, method=method)
+            reply = ErrorReply(error=RpcError.UNAVAILABLE.value, detail=f"edge error: {exc!r}").model_dump()
         log.info("rpc", device=device, request_id=request_id, method=method, reply=reply)
         # A dict without success_sent is published as-is; QoS 1 because ThingsBoard's default is 0.
         self._gateway.send_rpc_reply(device=device, req_id=request_id, content=reply, quality_of_service=1)

@@ -85,7 +85,13 @@ class MotorController:
         self.driver.close()
 
     def _should_stop(self) -> bool:
+        # Called between retries while the buffer is unreachable: waiting is not hanging.
+        self.last_beat = time.monotonic()
         return self._parking.is_set()
+
+    def _keep_trying(self) -> bool:
+        self.last_beat = time.monotonic()
+        return False
 
     def _run(self) -> None:
         try:
@@ -130,14 +136,13 @@ class MotorController:
             deadline += ramp.next_interval()
             self._clock.sleep_until(deadline)
             self.driver.step()
+            self.last_beat = before = time.monotonic()
             step_in_round += 1
             if step_in_round < spr:
                 continue
             step_in_round = 0
-            self.last_beat = time.monotonic()
-            before = time.monotonic()
             finished = retry_until_available(
-                lambda: self._ledger.round_done(self.name, command.command_id), should_stop=lambda: False
+                lambda: self._ledger.round_done(self.name, command.command_id), should_stop=self._keep_trying
             )
             if finished is None:
                 ramp.stop()  # cleared by a stop meanwhile

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,22 @@ def test_local_redis_restart_mid_command_loses_nothing(
     assert rounds * SPR <= recorded_steps(tmp_path, "motor_01") < (rounds + 1) * SPR
     series = list(dict.fromkeys(rounds_series(emulator, "motor_01")))
     assert series == list(range(1, rounds + 1))
+
+
+def test_rpc_resent_by_thingsboard_is_answered_but_not_run_twice(
+    tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess
+) -> None:
+    """ThingsBoard re-sends an unanswered RPC when the device re-subscribes (same request id)."""
+    with start_daemon(tmp_path, aof_redis.url, emulator) as daemon, ThreadPoolExecutor(1) as pool:
+        emulator.set_faults(gateway_reply_delay_ms=1500)  # our reply "arrives" late: still pending
+        first = pool.submit(rpc, emulator, "motor_01", "rotate", {"commandId": "c-e2e00040", "rounds": 2})
+        wait_for(lambda: '"commandId": "c-e2e00040"' in daemon.log, what="first delivery handled")
+        assert emulator.redeliver_rpc("motor_01") == 1
+        wait_for(lambda: '"duplicate": true' in daemon.log, what="re-delivery answered as duplicate")
+        code, reply = first.result(timeout=10)
+        emulator.reset_faults()
+        assert code == 200
+        assert reply["commandId"] == "c-e2e00040"
+        wait_for(lambda: rpc(emulator, "motor_01", "status", {})[1]["commandsDone"] == 1, what="done")
+        time.sleep(0.3)
+        assert recorded_steps(tmp_path, "motor_01") == 2 * SPR
