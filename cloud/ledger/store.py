@@ -269,6 +269,38 @@ class Ledger:
 
     # -- state changes ---------------------------------------------------------------------------
 
+    async def _transition_many(
+        self,
+        stream: str,
+        targets: Sequence[tuple[str, str]],
+        to: CommandState,
+        allowed_from: Iterable[CommandState],
+        *,
+        deadline_ms: int | None = None,
+        error: str = "",
+        attempt: bool = False,
+        ack: tuple[str, Sequence[str]] | None = None,
+    ) -> list[CommandState | None]:
+        """Move (commandId, device) pairs of one ledger shard; XACK ``ack``'s entries in the same step."""
+        keys = [open_key(stream), stream]
+        for command_id, device in targets:
+            keys += [command_key(stream, command_id), device_key(stream, device)]
+        allowed = [s.value for s in allowed_from]
+        group, entry_ids = ack if ack else ("", ())
+        args: list[Any] = [
+            to.value,
+            now_ms(),
+            "" if deadline_ms is None else deadline_ms,
+            error,
+            "1" if attempt else "0",
+            group,
+            len(allowed),
+            *allowed,
+            *entry_ids,
+        ]
+        reply = await self._transition(keys=keys, args=args)
+        return [CommandState(_s(state)) if _s(state) else None for state in reply]
+
     async def _move(
         self,
         command: Command | tuple[str, str],
@@ -289,17 +321,36 @@ class Ledger:
                 if found is None:
                     return None
                 device = found.device
-        keys = [command_key(stream, command_id), device_key(stream, device), open_key(stream)]
-        args: list[Any] = [
-            to.value,
-            now_ms(),
-            "" if deadline_ms is None else deadline_ms,
-            error,
-            "1" if attempt else "0",
-            *(s.value for s in allowed_from),
-        ]
-        reply = await self._transition(keys=keys, args=args)
-        return None if reply is None else CommandState(_s(reply))
+        (state,) = await self._transition_many(
+            stream,
+            [(command_id, device)],
+            to,
+            allowed_from,
+            deadline_ms=deadline_ms,
+            error=error,
+            attempt=attempt,
+        )
+        return state
+
+    async def record_sent(
+        self,
+        stream: str,
+        commands: Sequence[Command],
+        *,
+        deadline_ms: int,
+        ack: tuple[str, Sequence[str]] | None = None,
+    ) -> list[CommandState | None]:
+        """Commands published and PUBACKed (a resend counts another attempt), and, in the same
+        atomic step, the stream entries (group, ids) they carry acknowledged."""
+        return await self._transition_many(
+            stream,
+            [(c.command_id, c.device) for c in commands],
+            CommandState.SENT,
+            (CommandState.QUEUED, CommandState.SENT),
+            deadline_ms=deadline_ms,
+            attempt=True,
+            ack=ack,
+        )
 
     async def mark_sent(self, command: Command, *, deadline_ms: int) -> CommandState | None:
         """Published and PUBACKed by the broker (a resend counts another attempt)."""
@@ -356,6 +407,3 @@ class Ledger:
             (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED),
             error=reason,
         )
-
-    async def postpone(self, stream: str, command_id: str, deadline_ms: int) -> None:
-        await self._redis.zadd(open_key(stream), {command_id: deadline_ms}, xx=True)

@@ -20,6 +20,7 @@ from cloud.worker.consumer import Retryable
 from cloud.worker.dispatcher import Dispatcher, DispatchUnavailable, Sent
 from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.settings import WorkerSettings
+from giftwheel.contracts import WORKER_GROUP
 from giftwheel.contracts.motor import RotateReply
 
 log = structlog.get_logger(__name__)
@@ -42,23 +43,26 @@ class CommandSender:
     def _reply_deadline(self) -> int:
         return now_ms() + int(self._settings.rpc_reply_timeout_s * 1000)
 
-    async def send(self, commands: Sequence[Command]) -> None:
-        """Publish the queued ones (in order, pipelined on one connection) and mark them sent.
+    async def send(self, stream: str, commands: Sequence[Command], *, ack_ids: Sequence[str] = ()) -> None:
+        """Publish the queued ones (in order, pipelined on one connection), then, in one atomic
+        ledger step, mark them sent and XACK ``ack_ids`` (the entries the commands carry).
 
-        Raises Retryable when ThingsBoard is away; whatever was PUBACKed by then is marked sent.
+        Raises Retryable when ThingsBoard is away; whatever was PUBACKed by then is marked sent,
+        and nothing is acked.
         """
         queued = [c for c in commands if c.state is CommandState.QUEUED]
-        if not queued:
-            return
-        results = await asyncio.gather(
-            *(self._dispatcher.send(c.stream, c.command_id, c.device, c.rounds) for c in queued),
-            return_exceptions=True,
-        )
+        results: list[BaseException | None] = []
+        if queued:
+            results = await asyncio.gather(
+                *(self._dispatcher.send(c.stream, c.command_id, c.device, c.rounds) for c in queued),
+                return_exceptions=True,
+            )
         sent = [c for c, r in zip(queued, results, strict=True) if r is None]
-        deadline = self._reply_deadline()
-        await asyncio.gather(*(self._ledger.mark_sent(c, deadline_ms=deadline) for c in sent))
-        self._metrics.commands.inc(len(sent))
         errors = [r for r in results if isinstance(r, BaseException)]
+        ack = None if errors or not ack_ids else (WORKER_GROUP, ack_ids)
+        if sent or ack:
+            await self._ledger.record_sent(stream, sent, deadline_ms=self._reply_deadline(), ack=ack)
+        self._metrics.commands.inc(len(sent))
         if errors:
             if all(isinstance(e, DispatchUnavailable) for e in errors):
                 raise Retryable(str(errors[0]))

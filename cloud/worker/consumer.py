@@ -1,7 +1,8 @@
 """The Redis Streams consumer loop for one stream shard. It holds no gift logic: it calls a handler.
 
 Contract with the handler: it gets a batch of entries in stream order and answers which entries
-to ack and which to dead-letter (with a reason); anything else stays pending. A
+to ack and which to dead-letter (with a reason), and which it acked itself (atomically with its own
+records); anything else stays pending. A
 ``Retryable`` error (ThingsBoard away) keeps the batch in hand and retries it once the
 dependency is back; any other error is a suspected poison entry: the entries are claimed again
 (counting a delivery) and handled one at a time, so only the culprit reaches the dead-letter
@@ -45,6 +46,8 @@ class Entry:
 class Outcome:
     ack: list[str] = field(default_factory=list)
     dead: list[tuple[str, str]] = field(default_factory=list)
+    # Entries the handler already acknowledged itself, atomically with its own records.
+    acked: list[str] = field(default_factory=list)
 
 
 # The handler: (stream, entries in stream order) -> which to ack and which to dead-letter.

@@ -42,6 +42,7 @@ class GiftHandler:
 
     async def __call__(self, stream: str, entries: list[Entry]) -> Outcome:
         outcome = Outcome()
+        parsed: list[str] = []
         events: list[GiftEvent] = []
         for entry in entries:
             try:
@@ -53,7 +54,7 @@ class GiftHandler:
                 )
                 outcome.dead.append((entry.entry_id, f"not a GiftEvent: {reasons}"[:500]))
                 continue
-            outcome.ack.append(entry.entry_id)
+            parsed.append(entry.entry_id)
         self._metrics.events_invalid.inc(len(outcome.dead))
 
         if self._limits.enabled:
@@ -79,6 +80,8 @@ class GiftHandler:
             self._metrics.events_skipped.inc(len(assignment.skipped))
             for command in assignment.commands:
                 commands.setdefault(command.command_id, command)
-        await self._sender.send(list(commands.values()))
+        # The entries are acked in the same atomic step that records the commands as sent.
+        await self._sender.send(stream, list(commands.values()), ack_ids=parsed)
+        outcome.acked = parsed
         self._metrics.events_commanded.inc(len(events))
         return outcome
