@@ -166,6 +166,9 @@ def test_thingsboard_outage_keeps_turning_and_flushes_telemetry_in_order(
         wait_for(lambda: ledger_of.status("motor_01").commands_done == 1, timeout_s=60, what="command done")
         wait_for(lambda: rounds in rounds_series(emulator, "motor_01"), timeout_s=60, what="flush")
         wait_for(lambda: ledger_of.outbox_length() == 0, what="outbox drained")
+        # The new ThingsBoard never saw a v1/gateway/connect: the reconnect heartbeat made motor_02
+        # (which sent nothing else) reachable for RPCs again.
+        assert rpc(emulator, "motor_02", "status", {})[1]["state"] == "idle"
         assert daemon.proc is not None
         assert daemon.proc.poll() is None
     series = rounds_series(emulator, "motor_01")
