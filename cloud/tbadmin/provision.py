@@ -95,9 +95,11 @@ def ensure_rule_chain(admin: ThingsBoardAdmin, desired: JsonObject, out: Provisi
     found = admin.rule_chains(head["name"])
     if len(found) > 1:
         raise ThingsBoardError(0, f"{len(found)} rule chains are named {head['name']!r}; keep one")
+    version = None
     if found:
         chain = found[0]
         current = admin.rule_chain_metadata(entity_id(chain))
+        version = current.get("version")  # ThingsBoard's optimistic lock: refuse if edited meanwhile
         action: Action = "unchanged" if _shape(current) == _shape(desired["metadata"]) else "updated"
     else:
         fields = ("name", "type", "debugMode", "configuration", "additionalInfo")
@@ -105,6 +107,8 @@ def ensure_rule_chain(admin: ThingsBoardAdmin, desired: JsonObject, out: Provisi
         action = "created"
     if action != "unchanged":
         metadata = {**copy.deepcopy(desired["metadata"]), "ruleChainId": _ref("RULE_CHAIN", chain)}
+        if version is not None:
+            metadata["version"] = version
         admin.save_rule_chain_metadata(metadata)
     out.note("rule chain", head["name"], action)
     return chain

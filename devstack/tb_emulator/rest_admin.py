@@ -339,6 +339,8 @@ async def save_rule_chain_metadata(hub: Hub, req: Request) -> Result:
     if any(c.get("fromIndex") not in inside or c.get("toIndex") not in inside for c in connections):
         return _error(400, "a connection points outside the node list", 31)
     previous = state.metadata.get(chain_id, {})
+    if body.get("version") is not None and body["version"] != previous.get("version"):
+        return _error(409, "The rule chain was changed by someone else (version mismatch)", 31)
     saved_nodes = []
     for node in nodes:
         saved = copy.deepcopy(node)

@@ -138,13 +138,23 @@ def test_drift_is_repaired_and_only_drift(
             "/api/deviceProfiles", params={"pageSize": 10, "page": 0, "textSearch": "motor"}
         ).json()["data"]
         assert tb.post("/api/deviceProfile", json={**motor, "defaultRuleChainId": None}).status_code == 200
+        # ... and unwires the webhook in the rule chain editor.
+        (chain,) = tb.get("/api/ruleChains", params={"pageSize": 10, "page": 0}).json()["data"]
+        metadata = tb.get(f"/api/ruleChain/{chain['id']['id']}/metadata").json()
+        metadata["connections"] = [c for c in metadata["connections"] if c["type"] != "motor"]
+        assert tb.post("/api/ruleChain/metadata", json=metadata).status_code == 200
+        stale = {**metadata, "version": metadata["version"] - 1}
+        assert tb.post("/api/ruleChain/metadata", json=stale).status_code == 409  # the emulator locks too
     code, _, log = provision(emulator, fleet_file, capsys, monkeypatch)
     assert code == 0, log
     assert sorted(line.strip() for line in log if not line.strip().startswith("unchanged")) == [
         "updated  device profile motor",
         "updated  gateway device pi-02",
+        "updated  rule chain giftwheel",
     ]
     assert {d["name"]: d["gateway"] for d in emulator.devices()}["pi-02"] is True
+    code, _, log = provision(emulator, fleet_file, capsys, monkeypatch)
+    assert {line.split()[0] for line in log} == {"unchanged"}  # the repair holds
 
 
 def test_an_existing_device_keeps_its_token_and_gets_its_profile(
