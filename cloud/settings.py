@@ -85,6 +85,8 @@ class CloudSettings(BaseSettings):
     # Shared secrets for HMAC-signed webhooks from third parties (any one of them may sign).
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
     log_level: str = "INFO"
+    # A stopping process waits at most this long for writes under way and its clients to close.
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
     bounds: GiftBounds = GiftBounds()
     ingest: IngestSettings = IngestSettings()
     redis: RedisSettings = RedisSettings()

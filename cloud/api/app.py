@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -22,6 +24,18 @@ from cloud.realtime.service import SOCKETIO_PATH, Realtime
 from cloud.redis_client import connect
 from cloud.settings import CloudSettings
 from giftwheel import __version__, gc_tuning, logs
+
+log = structlog.get_logger(__name__)
+
+
+async def _close_within(timeout_s: float, *closing: Callable[[], Awaitable[None]]) -> None:
+    """Close in order, but never let a stuck close keep a stopping process alive."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            for close in closing:
+                await close()
+    except TimeoutError:
+        log.warning("shutdown did not finish in time; exiting anyway", timeout_s=timeout_s)
 
 
 class OpenDoorError(RuntimeError):
@@ -59,9 +73,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
         try:
             yield
         finally:
-            await ingest.stop()
-            await realtime.stop()
-            await redis.aclose()
+            await _close_within(settings.shutdown_timeout_s, ingest.stop, realtime.stop, redis.aclose)
 
     app = FastAPI(title="giftwheel", version=__version__, lifespan=lifespan)
     app.add_exception_handler(ApiProblem, handle_problem)
