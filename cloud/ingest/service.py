@@ -43,6 +43,8 @@ class IngestService:
         self.backlog: int = 0
         self.backlog_known = False
         self._monitor: asyncio.Task[None] | None = None
+        # redis-py may swallow a cancellation that lands mid-command, so the loop also checks this.
+        self._stopping = False
 
     def parse(self, raw: bytes | str | dict[str, Any]) -> GiftEvent:
         """Raises GiftRejected with every problem found."""
@@ -88,6 +90,7 @@ class IngestService:
         self._monitor = asyncio.create_task(self._poll_backlog())
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -106,7 +109,7 @@ class IngestService:
             self.metrics.backlog.set(self.backlog)
 
     async def _poll_backlog(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._settings.ingest.backlog_poll_interval_s)
             await self.refresh_backlog()
 

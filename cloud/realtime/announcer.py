@@ -37,6 +37,8 @@ class GiftAnnouncer:
         self._max_per_s = max_per_s
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # redis-py may swallow a cancellation that lands mid-command, so the loop also checks this.
+        self._stopping = False
         self.dropped = 0
 
     def announce(self, events: list[GiftEvent]) -> None:
@@ -50,6 +52,8 @@ class GiftAnnouncer:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._ready.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -63,6 +67,8 @@ class GiftAnnouncer:
     async def _run(self) -> None:
         while True:
             await self._ready.wait()
+            if self._stopping:
+                return
             self._ready.clear()
             started = time.monotonic()
             try:

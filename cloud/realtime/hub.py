@@ -36,8 +36,9 @@ class Viewer:
     channels: tuple[str, ...]
     devices: tuple[str, ...]
     outbox: Outbox
-    # Why we are disconnecting the viewer (None while it is welcome).
+    # Why its sender must stop: we evict it, or it left (None while it is connected and welcome).
     evicted: str | None = None
+    left: bool = False
 
 
 def _checked(names: Iterable[str], pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
@@ -82,6 +83,12 @@ class Hub:
         return viewer
 
     def leave(self, viewer: Viewer) -> None:
+        """The viewer is gone: out of its rooms, and its sender told to stop (idempotent)."""
+        if viewer.left:
+            return
+        viewer.left = True
+        viewer.evicted = viewer.evicted or "left"
+        viewer.outbox.wake()
         for room in viewer.rooms:
             members = self._rooms.get(room)
             if members is not None:

@@ -53,7 +53,7 @@ class Outbox:
         return len(self._items)
 
     def put(self, message: Message, *, first: bool = False) -> None:
-        """Queue a message (``first``: ahead of everything, for the join snapshot).
+        """Queue a message (``first``: ahead of everything and past the bound, for the join snapshot).
 
         Raises Overflow when the undroppable backlog passes its bound; the caller disconnects.
         """
@@ -61,7 +61,7 @@ class Outbox:
             self._droppable += 1
             if self._droppable > self._max_droppable:
                 self._drop_oldest_droppable()
-        elif len(self._items) - self._droppable >= self._max_kept:
+        elif not first and len(self._items) - self._droppable >= self._max_kept:
             raise Overflow(f"{self._max_kept} undelivered events")
         if first:
             self._items.appendleft(message)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import socketio
@@ -69,8 +68,8 @@ class Realtime:
         await self.announcer.stop()
         await self.socketio_viewers.close()
         if self.manager.thread is not None:
+            # Its loop is python-socketio's; a cancel swallowed by redis-py must not hang shutdown.
             self.manager.thread.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.manager.thread
+            await asyncio.wait({self.manager.thread}, timeout=2.0)
         if self.manager.redis is not None:
             await self.manager.redis.aclose()

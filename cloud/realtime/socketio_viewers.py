@@ -54,7 +54,7 @@ class SocketIoViewers:
         if session is None:
             return
         viewer, sender = session
-        self._hub.leave(viewer)
+        self._hub.leave(viewer)  # the sender returns at its next wake-up even if a cancel is lost
         if sender is not asyncio.current_task():  # else the sender itself is hanging up
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -75,8 +75,9 @@ class SocketIoViewers:
         except Exception as exc:
             log.warning("socket.io viewer feed failed", error=repr(exc))
             reason = "server error"
-        log.info("socket.io viewer disconnected", reason=reason)
-        await self._sio.disconnect(sid, ignore_queue=True)
+        if not viewer.left:
+            log.info("socket.io viewer disconnected", reason=reason)
+            await self._sio.disconnect(sid, ignore_queue=True)
 
     async def _written(self, sid: str) -> None:
         """Wait until the session's engine.io writer has taken what we queued.

@@ -64,6 +64,7 @@ async def viewer_socket(websocket: WebSocket) -> None:
         sender = asyncio.create_task(feed(viewer, realtime.live, send))
         listener = asyncio.create_task(_until_closed(websocket))
         done, pending = await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+        realtime.hub.leave(viewer)  # stops the sender even if a Redis call swallows its cancellation
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Self
 
 import httpx
@@ -126,9 +126,12 @@ class Viewer:
         return [e["data"] for e in self.events if e["event"] == event]
 
     async def wait_for(self, event: str, count: int = 1, timeout_s: float = 5.0) -> list[dict[str, Any]]:
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(lambda: len(self.named(event)) >= count)
+        await self.wait_until(lambda: len(self.named(event)) >= count, timeout_s)
         return self.named(event)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(predicate)
 
     async def close(self) -> None:
         await self.ws.close()
