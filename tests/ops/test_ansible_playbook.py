@@ -150,3 +150,21 @@ def test_a_bad_motor_config_fails_the_host_and_keeps_the_running_config(target: 
     assert "pin 17 is already used" in bad.output
     assert (target.root / "etc/giftwheel/edge.yaml").read_text() == before
     assert HOST in bad.output
+
+
+def test_only_a_real_change_notifies_the_restart(target: Target) -> None:
+    # Unchanged run: no handler at all. Changed wiring: the config task and the restart handler
+    # (skipped here because nothing runs in a chroot; on a Pi it restarts the daemon once).
+    assert "RUNNING HANDLER" not in target.second.output
+    faster = [{**MOTORS[0], "max_step_rate_sps": 2400}, MOTORS[1]]
+    update_host_vars(target.inventory, edge_motors=faster)
+    changed = run_playbook(target.inventory)
+    assert (changed.failed, changed.changed) == (0, 1), changed.output
+    assert (
+        "changed: [pi-test]"
+        in changed.output.split("TASK [edge : Render the edge config")[1].split("TASK")[0]
+    )
+    assert "RUNNING HANDLER [edge : Restart giftwheel-edge]" in changed.output
+    assert "Reinstall giftwheel" not in changed.output
+    config = yaml.safe_load((target.root / "etc/giftwheel/edge.yaml").read_text())
+    assert config["motors"][0]["max_step_rate_sps"] == 2400
