@@ -214,8 +214,14 @@ class ShardConsumer:
         return True
 
     async def _delivery_counts(self, ids: list[str]) -> dict[str, int]:
+        """Delivery counts of entries this consumer holds (just read or claimed)."""
         rows = await self._redis.xpending_range(
-            self.stream, WORKER_GROUP, min=ids[0], max=ids[-1], count=len(ids) + 1_000
+            self.stream,
+            WORKER_GROUP,
+            min=ids[0],
+            max=ids[-1],
+            count=len(ids) + self._config.batch_max_entries,
+            consumername=self._consumer,
         )
         return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
