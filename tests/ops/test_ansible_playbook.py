@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,3 +169,20 @@ def test_only_a_real_change_notifies_the_restart(target: Target) -> None:
     assert "Reinstall giftwheel" not in changed.output
     config = yaml.safe_load((target.root / "etc/giftwheel/edge.yaml").read_text())
     assert config["motors"][0]["max_step_rate_sps"] == 2400
+
+
+def test_a_failing_canary_stops_the_rollout(target: Target, tmp_path: Path) -> None:
+    # serial [1, "25%"] + max_fail_percentage 0: the first host is a batch of its own; when it fails,
+    # the other hosts are never touched (here they could not be: their roots do not exist).
+    inventory = tmp_path / "inventory"
+    shutil.copytree(target.inventory, inventory)
+    others = {name: {"ansible_host": str(tmp_path / name), "ansible_connection": "community.general.chroot"}
+              for name in ("pi-later-1", "pi-later-2", "pi-later-3")}  # fmt: skip
+    hosts = {"all": {"children": {"edge": {"hosts": {HOST: {"ansible_host": str(target.root)}, **others}}}}}
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    clash = [MOTORS[0], {**MOTORS[1], "pins": {"coils": [5, 6, 13, 17]}}]
+    update_host_vars(inventory, edge_motors=clash)
+    recap = run_playbook(inventory)
+    assert recap.failed == 1, recap.output
+    assert "pi-later" not in recap.output.split("PLAY RECAP")[1]
+    assert "pi-later" not in recap.output
