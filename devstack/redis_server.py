@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from devstack.ports import free_port, wait_for_port
+from devstack.ports import free_port, port_open
+from devstack.processes import ManagedProcess, ProcessFailed
 
 
 class RedisServerError(RuntimeError):
@@ -27,8 +24,11 @@ def redis_server_binary() -> str:
     return found
 
 
-class RedisServer:
-    """One redis-server; ``appendonly`` keeps its data across ``restart()`` like a production node."""
+class RedisServer(ManagedProcess):
+    """One redis-server; ``appendonly`` keeps its data across ``restart()`` like a production node.
+
+    ``stop()`` is SIGTERM, on which Redis flushes its AOF; ``kill()`` is kill -9.
+    """
 
     def __init__(
         self,
@@ -47,18 +47,17 @@ class RedisServer:
             data_dir = Path(self._tmp.name)
         self.data_dir = data_dir
         self.extra_args = extra_args
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            f"redis-{self.port}", [], log_dir=data_dir, ready=lambda: port_open(self.host, self.port)
+        )
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
     def start(self, timeout_s: float = 10.0) -> Self:
-        args = [
+        # Built at start, so a caller may still add arguments (a cluster node adds its own).
+        self.argv = [
             redis_server_binary(),
             "--port", str(self.port),
             "--bind", self.host,
@@ -67,44 +66,12 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "everysec",
             "--protected-mode", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
             *self.extra_args,
         ]  # fmt: skip
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            wait_for_port(self.host, self.port, timeout_s)
-        except TimeoutError:
-            self.stop()
-            log = self.data_dir / "redis.log"
-            detail = log.read_text()[-2000:] if log.exists() else ""
-            raise RedisServerError(f"redis-server on port {self.port} did not start: {detail}") from None
-        return self
-
-    def stop(self) -> None:
-        """Graceful shutdown (SIGTERM: Redis flushes its AOF before it exits)."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-
-    def kill(self) -> None:
-        """kill -9: what a crash or power cut does."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        # The kernel may keep the port in TIME_WAIT briefly; redis sets SO_REUSEADDR, so retry is rare.
-        time.sleep(0.05)
-        self.start()
+            return super().start(timeout_s)
+        except ProcessFailed as exc:
+            raise RedisServerError(str(exc)) from None
 
     def close(self) -> None:
         self.stop()
@@ -112,13 +79,5 @@ class RedisServer:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
