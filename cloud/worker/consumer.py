@@ -247,13 +247,16 @@ class ShardConsumer:
                 await self._isolate(entry)
 
     async def _handle(self, entries: list[Entry]) -> None:
+        """Handle the batch, waiting out a missing dependency; asked to stop meanwhile, the batch
+        stays pending (for the next owner of the shard)."""
         while True:
             try:
                 outcome = await self._handler(self.stream, entries)
             except Retryable as exc:
                 log.warning("batch_waits_for_dependency", stream=self.stream, reason=str(exc))
                 await asyncio.sleep(self._config.retry_pause_s)
-                await self._wait_ready()
+                if not await self._ready_or_stopped():
+                    return
                 continue
             await self._apply(entries, outcome)
             return

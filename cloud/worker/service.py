@@ -71,6 +71,8 @@ class Worker:
         )
         self.leases = ShardLeases(redis, self.worker_id, self.streams, self._settings.lease_ttl_ms)
         self._consumers: dict[str, tuple[ShardConsumer, asyncio.Task[None]]] = {}
+        self._unreachable_since: float | None = None
+        self._registered = False
         self._handovers: set[asyncio.Task[None]] = set()
 
     def _on_reply(self, sent: Sent, reply: dict[str, object]) -> None:
@@ -106,10 +108,32 @@ class Worker:
             await self.leases.release(stream)
         log.info("shard_released", stream=stream, worker=self.worker_id, lost=lost)
 
+    def _cut_off(self, now: float) -> bool:
+        """True once ThingsBoard has been unreachable from here for ``release_shards_after_s``."""
+        if self.dispatcher.is_ready:
+            self._unreachable_since = None
+            return False
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        limit = self._settings.release_shards_after_s
+        return bool(limit) and now - self._unreachable_since > limit
+
     async def _lease_loop(self) -> None:
         interval_s = self._settings.lease_ttl_ms / 3000
         while True:
             try:
+                if self._cut_off(asyncio.get_running_loop().time()):
+                    # Cut off from ThingsBoard (while others may not be): leave the group of live
+                    # workers so the shards go to a worker that can dispatch; come back once connected.
+                    if self.leases.owned or self._registered:
+                        log.warning("shards_handed_over_while_thingsboard_unreachable", worker=self.worker_id)
+                        await asyncio.gather(*(self._hand_over(s, lost=False) for s in list(self._consumers)))
+                        await self.leases.leave()
+                        self._registered = False
+                        self.metrics.shards_owned.set(0)
+                    await asyncio.sleep(interval_s)
+                    continue
+                self._registered = True
                 before = set(self.leases.owned)
                 gained, dropped = await self.leases.tick()
                 for stream in gained:

@@ -47,6 +47,8 @@ class WorkerSettings(_Section):
     claim_idle_ms: int = Field(default=3_000, ge=0)
     # A shard is owned by one worker at a time; an owner that stops renewing loses it after this.
     lease_ttl_ms: int = Field(default=3_000, ge=200)
+    # A worker that cannot reach ThingsBoard this long hands its shards to workers that can (0 = never).
+    release_shards_after_s: float = Field(default=30.0, ge=0)
     # After this many deliveries an entry goes to the dead-letter stream (with the reason).
     max_deliveries: int = Field(default=5, ge=1)
     # A sent command without an RPC answer this long is retried with the same commandId ...

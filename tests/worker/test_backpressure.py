@@ -1,4 +1,5 @@
-"""While ThingsBoard is away the worker reads nothing: the backlog stays in Redis, not in memory."""
+"""While ThingsBoard is away the worker reads nothing: the backlog stays in Redis, not in memory;
+a worker cut off alone hands its shards to one that can reach ThingsBoard."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from cloud.ingest.queue import GiftQueue
 from cloud.worker.rules import parse_rules
 from devstack.ports import free_port
 from devstack.redis_server import RedisServer
@@ -57,3 +59,27 @@ async def test_no_reads_while_thingsboard_is_unreachable_then_drain_on_reconnect
 
 async def _is_drained(redis: Redis) -> bool:
     return await _group(redis) == {"lag": 0, "pending": 0}
+
+
+async def test_a_worker_cut_off_from_thingsboard_hands_its_shards_to_one_that_is_not(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    emulator = await start_emulator()
+    sink = RpcSink("127.0.0.1", emulator.mqtt_port, GATEWAY_TOKEN, MOTORS)
+    await sink.start()
+    shards = 4
+    cut_off = worker_settings(redis_server.url, free_port(), shards=shards, release_shards_after_s=0.5)
+    connected = worker_settings(redis_server.url, emulator.mqtt_port, shards=shards)
+    queue = GiftQueue(redis, shards=shards, dedupe_ttl_s=3600)
+    events = [gift(gift_name="Heart", diamond=1) for _ in range(40)]
+    try:
+        async with worker_running(cut_off, RULES) as lonely, worker_running(connected, RULES) as healthy:
+            await queue.append(events)
+            await wait_until(
+                lambda: len(healthy.leases.owned) == shards, what="all shards with the connected worker"
+            )
+            assert lonely.leases.owned == set()
+            await wait_until(lambda: sink.rounds_by_device() == {"motor_01": 40}, what="every gift delivered")
+    finally:
+        await sink.close()
+        await emulator.stop()
