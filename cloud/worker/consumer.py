@@ -63,6 +63,26 @@ class ConsumerConfig:
     retry_pause_s: float = 0.2
 
 
+# Each worker process reads under its own consumer name, so every restart leaves a name behind in
+# the group. This drops names that hold nothing and have been idle a while; being one script, it
+# can never drop a consumer between its reading an entry and our look at its pending count.
+_FORGET_IDLE_CONSUMERS = """
+local removed = 0
+for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #fields, 2 do
+    info[fields[i]] = fields[i + 1]
+  end
+  if info['name'] ~= ARGV[2] and tonumber(info['pending']) == 0
+      and tonumber(info['idle']) >= tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+
 def _s(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -119,6 +139,7 @@ class ShardConsumer:
         self._wait_ready = wait_ready
         self._is_ready = is_ready
         self._stop = asyncio.Event()
+        self._forget_idle = redis.register_script(_FORGET_IDLE_CONSUMERS)
         # Our own pending entries (left by a failed round trip) are handled before new ones.
         self._own_pending = True
         # Others' pending entries are looked for on start, then now and then (a consumer that
@@ -140,6 +161,10 @@ class ShardConsumer:
                     if await self._take_over():
                         continue
                     self._next_takeover_check = now + max(1.0, self._config.claim_idle_ms / 1000)
+                    await self._forget_idle(
+                        keys=[self.stream],
+                        args=[WORKER_GROUP, self._consumer, 10 * self._config.claim_idle_ms],
+                    )
                 if self._own_pending:
                     self._own_pending = await self._reread_own()
                     continue

@@ -160,3 +160,25 @@ async def test_entries_past_max_deliveries_are_dead_lettered_on_takeover(redis: 
     (letter,) = await letters.read()
     assert letter.deliveries == 4
     assert "delivered 4 times" in letter.reason
+
+
+async def test_idle_consumer_names_with_nothing_pending_are_forgotten(redis: Redis) -> None:
+    await ensure_group(redis, S)
+    await add(redis, "1")
+    await redis.xreadgroup(WORKER_GROUP, "restarted-long-ago", {S: ">"}, count=1)
+    first_id = (await redis.xrange(S))[0][0]
+    await redis.xack(S, WORKER_GROUP, first_id)
+    await add(redis, "2")
+    await redis.xreadgroup(WORKER_GROUP, "holds-an-entry", {S: ">"}, count=1)
+    recorder = Recorder()
+    async with running(redis, recorder, name="owner", claim_idle_ms=0):
+        await wait_until(lambda: recorder.handled == ["2"], what="pending entry taken over")
+
+        async def names() -> set[str]:
+            return {c["name"] for c in await redis.xinfo_consumers(S, WORKER_GROUP)}
+
+        await wait_until(lambda: _names_are(names, {"owner"}), what="idle names forgotten")
+
+
+async def _names_are(names: Callable[[], Awaitable[set[str]]], expected: set[str]) -> bool:
+    return await names() == expected
