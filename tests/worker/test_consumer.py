@@ -166,8 +166,8 @@ async def test_idle_consumer_names_with_nothing_pending_are_forgotten(redis: Red
     await ensure_group(redis, S)
     await add(redis, "1")
     await redis.xreadgroup(WORKER_GROUP, "restarted-long-ago", {S: ">"}, count=1)
-    first_id = (await redis.xrange(S))[0][0]
-    await redis.xack(S, WORKER_GROUP, first_id)
+    ((first_id, _fields),) = await redis.xrange(S) or []
+    await redis.xack(S, WORKER_GROUP, str(first_id))
     await add(redis, "2")
     await redis.xreadgroup(WORKER_GROUP, "holds-an-entry", {S: ">"}, count=1)
     recorder = Recorder()
