@@ -25,10 +25,6 @@ In-process (fast unit-style tests; the hub's state is right there)::
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -42,6 +38,7 @@ from typing import Any, Self, TypeVar
 import yaml
 
 from devstack.ports import free_port
+from devstack.processes import ManagedProcess, ProcessFailed, giftwheel_argv
 from devstack.tb_emulator.devices import DeviceSpec, load_devices_file
 from devstack.tb_emulator.hub import Hub, HubSettings
 from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
@@ -237,20 +234,27 @@ class EmulatorProcess(EmulatorHttp):
         self.webhook_secret = webhook_secret
         self.extra_args = tuple(extra_args)
         self.log_level = log_level
-        self.log_file = self.workdir / "emulator.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._ready_file = self.workdir / "ready"
+        self._process = ManagedProcess(
+            "emulator",
+            self.command(),
+            log_dir=self.workdir,
+            env={"PYTHONUNBUFFERED": "1"},
+            ready=self._ready_file.exists,
+        )
+        self.log_file = self._process.log_path
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._process.pid
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._process.running
 
     def command(self) -> list[str]:
-        args = [
-            sys.executable, "-m", "giftwheel.cli", "tb-emulator",
+        args = giftwheel_argv(
+            "tb-emulator",
             "--host", self.host,
             "--mqtt-port", str(self.mqtt_port),
             "--http-port", str(self.http_port),
@@ -258,7 +262,7 @@ class EmulatorProcess(EmulatorHttp):
             "--rule-chain", str(self.rule_chain),
             "--ready-file", str(self.workdir / "ready"),
             "--log-level", self.log_level,
-        ]  # fmt: skip
+        )  # fmt: skip
         if self.webhook_url:
             args += ["--webhook-url", self.webhook_url]
         if self.webhook_secret:
@@ -268,50 +272,27 @@ class EmulatorProcess(EmulatorHttp):
     def start(self, timeout_s: float = 15.0) -> Self:
         if self.running:
             return self
-        ready = self.workdir / "ready"
-        ready.unlink(missing_ok=True)
-        log = self.log_file.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while not ready.exists():
-            if self._proc.poll() is not None:
-                raise EmulatorError(
-                    f"tb-emulator exited with {self._proc.returncode}: {self.log_text()[-3000:]}"
-                )
-            if time.monotonic() > deadline:
-                self.kill()
-                raise EmulatorError(f"tb-emulator not ready after {timeout_s} s: {self.log_text()[-3000:]}")
-            time.sleep(0.02)
+        self._ready_file.unlink(missing_ok=True)
+        try:
+            self._process.start(timeout_s)
+        except ProcessFailed as exc:
+            raise EmulatorError(str(exc)) from None
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Graceful stop (SIGTERM): sessions are closed, the process exits 0."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+        self._process.stop(timeout_s)
 
     def kill(self) -> None:
         """kill -9: every connection drops at once and all in-memory state is gone."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
+        self._process.kill()
 
     def restart(self) -> None:
         self.stop()
         self.start()
 
     def log_text(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        return self._process.log_tail(lines=1_000_000)
 
     def close(self) -> None:
         self.kill()
