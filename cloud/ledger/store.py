@@ -241,11 +241,15 @@ class Ledger:
         ]
 
     async def find(self, command_id: str) -> Command | None:
-        """A command by id alone (the feedback webhook knows no stream): probe each ledger shard."""
-        for stream in self.streams:
-            command = await self.get(stream, command_id)
-            if command is not None:
-                return command
+        """A command by id alone (the feedback webhook knows no stream): probe every ledger shard
+        in one pipelined round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                pipe.hgetall(command_key(stream, command_id))
+            raws = await pipe.execute()
+        for stream, raw in zip(self.streams, raws, strict=True):
+            if raw:
+                return Command.from_hash(stream, command_id, raw)
         return None
 
     async def due(self, stream: str, *, at_ms: int, limit: int = 500) -> list[str]:
@@ -254,11 +258,13 @@ class Ledger:
         return [_s(i) for i in ids]
 
     async def device_totals(self, device: str) -> DeviceTotals:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                pipe.hgetall(device_key(stream, device))
+            raws = await pipe.execute()
         total = DeviceTotals()
-        for stream in self.streams:
-            raw = await self._redis.hgetall(device_key(stream, device))
-            counts = {_s(k): int(v) for k, v in raw.items()}
-            total = total + DeviceTotals(**counts)
+        for raw in raws:
+            total = total + DeviceTotals(**{_s(k): int(v) for k, v in raw.items()})
         return total
 
     async def devices(self) -> set[str]:
