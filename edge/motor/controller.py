@@ -133,22 +133,27 @@ class MotorController:
                 ramp.stop()
                 if ramp.remaining == 0:
                     break
-            deadline += ramp.next_interval()
+            interval = ramp.next_interval()
+            if step_in_round == spr - 1:
+                # Persist the round before its last pulse: a crash in between leaves the motor one
+                # step short, where persisting after it would turn the whole round again on restart.
+                before = time.monotonic()
+                finished = retry_until_available(
+                    lambda: self._ledger.round_done(self.name, command.command_id),
+                    should_stop=self._keep_trying,
+                )
+                if finished is None:
+                    ramp.stop()  # cleared by a stop meanwhile
+                elif time.monotonic() - before > 0.1:
+                    # The buffer was unreachable and the motor sat still: accelerate again from rest.
+                    ramp = TrapezoidRamp(ramp.remaining + 1, rate, self.profile.accel_sps2)
+                    interval = ramp.next_interval()
+                    deadline = self._clock.now()
+                step_in_round = -1
+            deadline += interval
             self._clock.sleep_until(deadline)
             self.driver.step()
-            self.last_beat = before = time.monotonic()
+            self.last_beat = time.monotonic()
             step_in_round += 1
-            if step_in_round < spr:
-                continue
-            step_in_round = 0
-            finished = retry_until_available(
-                lambda: self._ledger.round_done(self.name, command.command_id), should_stop=self._keep_trying
-            )
-            if finished is None:
-                ramp.stop()  # cleared by a stop meanwhile
-            elif time.monotonic() - before > 0.1 and not ramp.done:
-                # The buffer was unreachable and the motor sat still: accelerate again from rest.
-                ramp = TrapezoidRamp(ramp.remaining, rate, self.profile.accel_sps2)
-                deadline = self._clock.now()
         self.driver.release()
         log.info("command ended", motor=self.name, command_id=command.command_id)
