@@ -187,3 +187,37 @@ async def test_a_lost_puback_means_reconnect_and_the_same_command_id_again(
         assert found.attempts == 1  # the unconfirmed first send is not counted
         assert sink.rounds_by_device() == {"motor_01": 7}
         assert await worker.ledger.device_totals("motor_01") == DeviceTotals(accepted=7, sent=7)
+
+
+async def test_a_command_thingsboard_cannot_deliver_ends_failed_and_visible(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    settings = worker_settings(
+        redis_server.url, emulator.mqtt_port, rpc_reply_timeout_s=0.3, command_max_attempts=2
+    )
+    # ThingsBoard knows no device of this name: the chain's change-originator step fails and the
+    # dispatcher gets an answer that is not the edge's RotateReply.
+    rules = parse_rules({"default_device": "ghost_motor"})
+    event = gift(gift_name="Heart", diamond=3)
+    command_id = command_id_for([event.event_id])
+    async with worker_running(settings, rules) as worker:
+        await enqueue(redis, EVENTS_STREAM, [event])
+
+        async def failed() -> bool:
+            found = await worker.ledger.find(command_id)
+            return found is not None and found.state is CommandState.FAILED
+
+        await wait_until(failed, what="command marked failed")
+        command = await worker.ledger.find(command_id)
+        assert command is not None
+        assert command.attempts == 2
+        assert command.error.startswith("unanswered after 2 sends")
+        assert "failed" in command.timestamps
+        assert await worker.ledger.device_totals("ghost_motor") == DeviceTotals(accepted=3, sent=3, failed=3)
+        registry = worker.metrics.registry
+        assert registry.get_sample_value("giftwheel_worker_commands_failed_total") == 1
+        assert registry.get_sample_value("giftwheel_worker_retries_total") == 1
+        assert registry.get_sample_value("giftwheel_worker_commands_total") == 1
+        assert (registry.get_sample_value("giftwheel_worker_publish_seconds_count") or 0) >= 2
+        assert await _drained(redis)
+    assert sink.arrivals == []
