@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import structlog
 
 from edge.buffer.ledger import ActiveCommand, Cleared, CommandLedger, retry_until_available
+from edge.errors import BufferUnavailable
 from edge.motor.clock import Clock
 from edge.motor.driver import StepperDriver
 from edge.motor.ramp import TrapezoidRamp
@@ -84,12 +85,8 @@ class MotorController:
             self._thread.join(timeout_s)
         self.driver.close()
 
-    def _should_stop(self) -> bool:
-        # Called between retries while the buffer is unreachable: waiting is not hanging.
-        self.last_beat = time.monotonic()
-        return self._parking.is_set()
-
     def _keep_trying(self) -> bool:
+        # Called between retries while the buffer is unreachable: waiting is not hanging.
         self.last_beat = time.monotonic()
         return False
 
@@ -97,11 +94,14 @@ class MotorController:
         try:
             while not self._parking.is_set():
                 self.last_beat = time.monotonic()
-                with self._lock:
-                    command = retry_until_available(
-                        lambda: self._ledger.begin(self.name), should_stop=self._should_stop
-                    )
-                    generation = self._generation
+                try:
+                    with self._lock:
+                        command = self._ledger.begin(self.name)
+                        generation = self._generation
+                except BufferUnavailable:
+                    # Not retried under the lock: a stop RPC meanwhile must get its UNAVAILABLE reply.
+                    self._parking.wait(0.5)
+                    continue
                 if command is None:
                     self._wake.wait(self._idle_poll_s)
                     self._wake.clear()

@@ -6,7 +6,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis as redis_lib
 
+from devstack.redis_server import RedisServer
 from edge.buffer.ledger import CommandLedger
 from edge.motor.clock import ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
@@ -97,3 +99,47 @@ def test_bad_requests_get_an_error_reply_with_a_reason(
     reply = ErrorReply.model_validate(service.handle(device, method, params))
     assert reply.error == code
     assert detail in reply.detail
+
+
+def test_buffer_down_answers_unavailable_at_once_and_recovers() -> None:
+    with RedisServer(appendonly=True) as server:
+        client = redis_lib.Redis.from_url(
+            server.url, decode_responses=True, socket_timeout=1, socket_connect_timeout=1
+        )
+        ledger = CommandLedger(client, dedupe_ttl_s=60, max_queued_rounds=100)
+        clock = ScaledClock(50.0)
+        motor = MotorController(
+            "motor_01",
+            SimulatedDriver(clock),
+            ledger,
+            MotionProfile(100, 1000.0, 10_000.0),
+            clock,
+            idle_poll_s=0.05,
+        )
+        motor.start()
+        service = RpcService({"motor_01": motor}, ledger)
+        try:
+            server.stop()
+            for method, params in (
+                ("rotate", {"commandId": "c-0000eeee", "rounds": 1}),
+                ("stop", {}),
+                ("status", {}),
+            ):
+                started = time.monotonic()
+                reply = ErrorReply.model_validate(service.handle("motor_01", method, params))
+                assert reply.error == "UNAVAILABLE"
+                assert "local Redis unavailable" in reply.detail
+                assert time.monotonic() - started < 5
+            server.start()
+            accepted = RotateReply.model_validate(
+                service.handle("motor_01", "rotate", {"commandId": "c-0000eeee", "rounds": 2})
+            )
+            assert not accepted.duplicate  # the refused attempt left no trace
+            deadline = time.monotonic() + 10
+            while ledger.status("motor_01").commands_done < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert motor.driver.total_steps == 200  # type: ignore[attr-defined]
+        finally:
+            motor.close()
+            client.close()
