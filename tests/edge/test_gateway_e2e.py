@@ -85,9 +85,9 @@ def rounds_series(emulator: EmulatorProcess, device: str) -> list[int]:
 
 
 def test_rotate_duplicate_stop_status_and_errors_through_the_gateway(
-    tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess
+    tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess, ledger_of: CommandLedger
 ) -> None:
-    with start_daemon(tmp_path, aof_redis.url, emulator):
+    with start_daemon(tmp_path, aof_redis.url, emulator) as daemon:
         code, reply = rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00001", "rounds": 3})
         assert (code, reply) == (200, {"accepted": True, "commandId": "c-e2e00001", "queuedRounds": 3,
                                        "duplicate": False})  # fmt: skip
@@ -117,6 +117,14 @@ def test_rotate_duplicate_stop_status_and_errors_through_the_gateway(
         bad = rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00004", "rounds": -1})[1]
         assert bad["error"] == "BAD_PARAMS"
         assert "rounds" in bad["detail"]
+
+        # SIGTERM while connected and turning: the motor parks, the rest stays queued, exit 0.
+        rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00005", "rounds": 1000})
+        wait_for(lambda: ledger_of.status("motor_01").current_command_id == "c-e2e00005", what="running")
+        assert daemon.terminate() == 0
+    status = ledger_of.status("motor_01")
+    assert status.current_command_id == "c-e2e00005"
+    assert status.queued_rounds == 1000 - (status.rounds_completed - 3)
 
 
 def test_kill_9_mid_command_resumes_the_remaining_rounds(
