@@ -86,7 +86,9 @@ def test_stop_clears_the_queue_and_halts_with_a_ramp(ledger: CommandLedger) -> N
     # The halt was a deceleration: the last intervals grow.
     times = [t for t, _ in list(motor.driver.steps)[-20:]]  # type: ignore[attr-defined]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[-1] > 2 * gaps[0]
+    # Medians, so one scheduling hiccup on a loaded box cannot decide it: the last steps are ~9x
+    # slower than the ones 20 steps before the halt.
+    assert statistics.median(gaps[-3:]) > 2 * statistics.median(gaps[:10])
 
 
 @pytest.mark.slow
