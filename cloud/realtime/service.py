@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import socketio
+import structlog
 from redis.asyncio import Redis, RedisCluster
 
 from cloud.ledger.store import Ledger
@@ -20,11 +21,13 @@ from cloud.settings import CloudSettings
 from giftwheel.contracts import event_streams
 
 SOCKETIO_PATH = "socket.io"
+log = structlog.get_logger(__name__)
 
 
 class Realtime:
     def __init__(self, settings: CloudSettings, redis: Redis | RedisCluster) -> None:
         self.settings = settings.realtime
+        self._feedback_problem = settings.feedback_auth_problem()
         self.hub = Hub(settings.realtime)
         self.live = LiveState(redis, settings.realtime)
         self.manager = FanoutManager(
@@ -63,6 +66,8 @@ class Realtime:
         self.sio.manager_initialized = True
         self.manager.initialize()
         self.announcer.start()
+        if self._feedback_problem is not None:
+            log.warning("feedback webhook closed", problem=self._feedback_problem)
 
     async def stop(self) -> None:
         await self.announcer.stop()

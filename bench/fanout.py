@@ -1,0 +1,332 @@
+"""Fan-out benchmark: N WebSocket viewers, motor feedback posted at a fixed rate, delivery and latency.
+
+Run:  .venv/bin/python -m bench.fanout [--clients 1000 5000 10000] [--rate 5] [--duration 20]
+
+Everything on this machine: one redis-server, `--instances` real `giftwheel api` processes sharing it
+(viewers spread over them, as behind a load balancer; feedback posted to the first, so every other
+instance gets it through Redis), and `--client-procs` processes holding the viewers. The viewers
+speak the WebSocket protocol with a minimal client (handshake, frames, pong) so the load generator
+costs little of the CPU the servers need. Latency: viewer receive time minus the telemetry ts the
+poster stamps when it sends the webhook (same clock), i.e. webhook -> ledger -> Redis -> viewer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event as MpEvent
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from devstack.api_process import ApiProcess
+from devstack.redis_server import RedisServer
+
+API_KEY = "bench-key-0123456789abcdef"
+SECRET = "bench-feedback-secret-0123456789"
+COMMAND = "c-" + "be" * 16
+
+
+def raise_open_files() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# -- the viewers ------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    progress: int = 0
+    done: int = 0
+
+
+@dataclass
+class ProcResult:
+    connected: int
+    progress_counts: list[int] = field(default_factory=list)
+    done_counts: list[int] = field(default_factory=list)
+    progress_ms: list[float] = field(default_factory=list)
+    done_ms: list[float] = field(default_factory=list)
+
+
+class Viewer(asyncio.Protocol):
+    """A WebSocket client reduced to what a viewer needs: read text frames, answer pings."""
+
+    def __init__(self, host: str, path: str, result: ProcResult) -> None:
+        self._request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self._buffer = bytearray()
+        self._upgraded = False
+        self._transport: asyncio.Transport | None = None
+        self.joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.tally = Tally()
+        self._result = result
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        transport = self._transport
+        transport.write(self._request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.joined.done():
+            self.joined.set_exception(ConnectionError(f"closed before joining: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if not self._upgraded:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self._buffer.startswith(b"HTTP/1.1 101"):
+                self.joined.set_exception(ConnectionError(bytes(self._buffer[:60]).decode(errors="replace")))
+                return
+            del self._buffer[: end + 4]
+            self._upgraded = True
+        self._frames()
+
+    def _frames(self) -> None:
+        buf = self._buffer
+        while len(buf) >= 2:
+            opcode, length, start = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if length == 126:
+                if len(buf) < 4:
+                    return
+                length, start = struct.unpack_from("!H", buf, 2)[0], 4
+            elif length == 127:
+                if len(buf) < 10:
+                    return
+                length, start = struct.unpack_from("!Q", buf, 2)[0], 10
+            if len(buf) < start + length:
+                return
+            payload = bytes(buf[start : start + length])
+            del buf[: start + length]
+            if opcode == 0x1:
+                self._message(payload)
+            elif opcode == 0x9:
+                self._send(0xA, payload)
+            elif opcode == 0x8 and self._transport is not None:
+                self._transport.close()
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        payload = payload[:125]  # pings carry at most 125 bytes
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        assert self._transport is not None
+        self._transport.write(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
+
+    def _message(self, payload: bytes) -> None:
+        now_ms = time.time() * 1000
+        parsed = orjson.loads(payload)
+        for message in parsed if isinstance(parsed, list) else [parsed]:
+            event = message["event"]
+            if event == "state":
+                if not self.joined.done():
+                    self.joined.set_result(None)
+            elif event == "motor.progress":
+                self.tally.progress += 1
+                self._result.progress_ms.append(now_ms - message["data"]["ts"])
+            elif event == "motor.done":
+                self.tally.done += 1
+                self._result.done_ms.append(now_ms - message["data"]["ts"])
+
+
+async def hold_viewers(urls: list[str], count: int, ready: Any, stop: MpEvent, results: Any) -> None:
+    result = ProcResult(connected=0)
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(100)
+    viewers: list[Viewer] = []
+
+    async def join(url: str) -> None:
+        parts = urlsplit(url)
+        async with gate:
+            try:
+                _, viewer = await loop.create_connection(
+                    lambda: Viewer(parts.netloc, "/v1/realtime", result), parts.hostname, parts.port
+                )
+                await asyncio.wait_for(viewer.joined, 30)
+            except (OSError, TimeoutError, ConnectionError):
+                return
+            viewers.append(viewer)
+
+    await asyncio.gather(*(join(urls[i % len(urls)]) for i in range(count)))
+    result.connected = len(viewers)
+    ready.put(result.connected)
+    await loop.run_in_executor(None, stop.wait)
+    result.progress_counts = [v.tally.progress for v in viewers]
+    result.done_counts = [v.tally.done for v in viewers]
+    results.put(orjson.dumps(result.__dict__))
+
+
+def viewer_process(urls: list[str], count: int, ready: Any, stop: MpEvent, results: Any) -> None:
+    raise_open_files()
+    try:
+        import uvloop  # the loop the API runs on too
+
+        uvloop.run(hold_viewers(urls, count, ready, stop, results))
+    except ImportError:
+        asyncio.run(hold_viewers(urls, count, ready, stop, results))
+
+
+# -- the poster -------------------------------------------------------------------------------
+
+
+async def post_feedback(url: str, rate: float, duration_s: float, done_every: int) -> tuple[int, int, int]:
+    """Webhook calls at a fixed rate (open loop); every `done_every`-th closes a command."""
+    progress = done = failures = 0
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+
+        async def one(seq: int) -> None:
+            nonlocal failures
+            finishing = seq % done_every == 0
+            body = {
+                "commandId": COMMAND,
+                "commandRounds": seq if finishing else 1_000_000,
+                "commandRoundsDone": seq,
+                "commandDone": finishing,
+                "roundsCompleted": seq,
+                "queuedRounds": 0 if finishing else 1_000_000 - seq,
+                "state": "idle" if finishing else "running",
+            }
+            headers = {
+                "X-Giftwheel-Secret": SECRET,
+                "X-Device-Name": "motor_01",
+                "X-Telemetry-Ts": str(int(time.time() * 1000)),
+                "Content-Type": "application/json",
+            }
+            response = await client.post(
+                "/v1/feedback/thingsboard", content=orjson.dumps(body), headers=headers
+            )
+            if response.status_code != 200:
+                failures += 1
+
+        started = time.monotonic()
+        tasks = []
+        seq = 0
+        while time.monotonic() - started < duration_s:
+            seq += 1
+            if seq % done_every == 0:
+                done += 1
+            else:
+                progress += 1
+            tasks.append(asyncio.create_task(one(seq)))
+            await asyncio.sleep(max(0.0, started + seq / rate - time.monotonic()))
+        await asyncio.gather(*tasks)
+    return progress, done, failures
+
+
+# -- one run ----------------------------------------------------------------------------------
+
+
+def pct(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def run(clients: int, urls: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    ready, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    shares = [
+        clients // args.client_procs + (i < clients % args.client_procs) for i in range(args.client_procs)
+    ]
+    procs = [ctx.Process(target=viewer_process, args=(urls, share, ready, stop, results)) for share in shares]
+    for proc in procs:
+        proc.start()
+    try:
+        connected = sum(ready.get(timeout=300) for _ in procs)
+        time.sleep(1.0)
+        posted_progress, posted_done, failures = asyncio.run(
+            post_feedback(urls[0], args.rate, args.duration, args.done_every)
+        )
+        time.sleep(args.grace)
+        stop.set()
+        parts = [ProcResult(**orjson.loads(results.get(timeout=120))) for _ in procs]
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+    progress_ms = [ms for p in parts for ms in p.progress_ms]
+    done_ms = [ms for p in parts for ms in p.done_ms]
+    done_counts = [c for p in parts for c in p.done_counts]
+    progress_counts = [c for p in parts for c in p.progress_counts]
+    return {
+        "clients": clients,
+        "connected": connected,
+        "posted_progress": posted_progress,
+        "posted_done": posted_done,
+        "webhook_failures": failures,
+        "progress_delivery": sum(progress_counts) / max(1, connected * posted_progress),
+        "done_delivery": sum(done_counts) / max(1, connected * posted_done),
+        "viewers_missing_a_done": sum(1 for c in done_counts if c < posted_done),
+        "p50_ms": pct(progress_ms + done_ms, 50),
+        "p99_ms": pct(progress_ms + done_ms, 99),
+        "max_ms": max(progress_ms + done_ms, default=float("nan")),
+        "done_p99_ms": pct(done_ms, 99),
+        "mean_ms": statistics.fmean(progress_ms + done_ms) if progress_ms or done_ms else float("nan"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, nargs="+", default=[1_000, 5_000, 10_000])
+    parser.add_argument("--rate", type=float, default=5.0, help="webhook calls per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of posting per run")
+    parser.add_argument("--done-every", type=int, default=5, help="every n-th call finishes a command")
+    parser.add_argument("--instances", type=int, default=2, help="giftwheel api processes")
+    parser.add_argument("--client-procs", type=int, default=2, help="processes holding the viewers")
+    parser.add_argument("--grace", type=float, default=3.0, help="seconds to wait for stragglers")
+    args = parser.parse_args()
+    limit = raise_open_files()
+    print(f"open-file limit {limit}, {os.cpu_count()} CPUs", file=sys.stderr)
+    env = {
+        "GIFTWHEEL_API_KEYS": API_KEY,
+        "GIFTWHEEL_FEEDBACK__SECRET": SECRET,
+        "GIFTWHEEL_REALTIME__MAX_CONNECTIONS": "50000",
+        "GIFTWHEEL_LOG_LEVEL": "ERROR",
+    }
+    rows = []
+    with RedisServer() as redis, contextlib.ExitStack() as stack:
+        env["GIFTWHEEL_REDIS_URL"] = redis.url
+        apis = [stack.enter_context(ApiProcess(env, name=f"api-{i}")) for i in range(args.instances)]
+        for clients in args.clients:
+            row = run(clients, [api.url for api in apis], args)
+            rows.append(row)
+            print(orjson.dumps(row).decode(), file=sys.stderr)
+    print(
+        f"\nfeedback at {args.rate:g}/s for {args.duration:g} s (every {args.done_every}th a done), "
+        f"{args.instances} API processes on one Redis, {args.client_procs} viewer processes\n"
+    )
+    print("| viewers | connected | progress delivered | done delivered | p50 ms | p99 ms | max ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        delivered = f"{r['progress_delivery']:.4f} | {r['done_delivery']:.4f}"
+        latency = f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f}"
+        print(f"| {r['clients']:,} | {r['connected']:,} | {delivered} | {latency} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
