@@ -159,7 +159,9 @@ async def hold_viewers(urls: list[str], count: int, ready: Any, stop: MpEvent, r
         async with gate:
             try:
                 _, viewer = await loop.create_connection(
-                    lambda: Viewer(parts.netloc, "/v1/realtime", result), parts.hostname, parts.port
+                    lambda: Viewer(parts.netloc, "/v1/realtime", result),
+                    parts.hostname or "",
+                    parts.port or 80,
                 )
                 await asyncio.wait_for(viewer.joined, 30)
             except (OSError, TimeoutError, ConnectionError):
