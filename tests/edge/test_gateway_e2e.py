@@ -224,3 +224,20 @@ def test_rpc_resent_by_thingsboard_is_answered_but_not_run_twice(
         wait_for(lambda: rpc(emulator, "motor_01", "status", {})[1]["commandsDone"] == 1, what="done")
         time.sleep(0.3)
         assert recorded_steps(tmp_path, "motor_01") == 2 * SPR
+
+
+def test_cloud_cannot_update_or_restart_the_pi_through_gateway_rpcs(
+    tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess
+) -> None:
+    """gateway_update would pip-install, gateway_restart/reboot re-exec or reboot; all refused."""
+    with start_daemon(tmp_path, aof_redis.url, emulator) as daemon:
+        assert daemon.proc is not None
+        pid = daemon.proc.pid
+        for method in ("gateway_update", "gateway_restart"):
+            code, reply = emulator.send_rpc("pi-01", method, {}, timeout_ms=5000)
+            assert (code, reply) == (200, {"error": "Method not found", "code": 404}), method
+        assert emulator.send_rpc("pi-01", "gateway_ping", {}, timeout_ms=5000)[0] == 200  # still answering
+        time.sleep(1.5)  # a scheduled restart would fire after 1 s
+        assert daemon.proc.poll() is None
+        assert daemon.proc.pid == pid
+        assert rpc(emulator, "motor_01", "status", {})[0] == 200
