@@ -86,7 +86,10 @@ class EdgeRuntime:
         return bool(client is not None and client.is_connected())
 
     def motors_healthy(self, max_silence_s: float) -> bool:
-        """Every motor loop is alive and has ticked recently (what the systemd watchdog checks)."""
+        """Every motor loop is alive and has ticked recently (what the systemd watchdog checks).
+
+        A loop that died of a driver fault counts as unhealthy too: systemd restarts the daemon,
+        which retries the hardware, and StartLimitBurst stops it if the fault persists."""
         now = time.monotonic()
         return all(c.alive and now - c.last_beat < max_silence_s for c in self.controllers.values())
 

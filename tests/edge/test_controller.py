@@ -12,6 +12,7 @@ from edge.buffer.ledger import CommandLedger
 from edge.motor.clock import MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
 from edge.motor.simulated import SimulatedDriver
+from edge.rpc import RpcService
 from giftwheel.contracts.motor import MotorState
 
 FAST = MotionProfile(steps_per_round=200, max_rate_sps=2000.0, accel_sps2=20_000.0)
@@ -119,3 +120,27 @@ def test_real_clock_step_rate_within_two_percent_and_ramp_shape(ledger: CommandL
     assert times[-1] - times[-1 - ramp_steps] == pytest.approx(0.25, rel=0.15)
     total = times[-1] - times[0]
     assert total == pytest.approx(2400 / 1000.0 + 1000.0 / 4000.0, rel=0.03)
+
+
+class BrokenDriver(SimulatedDriver):
+    """A GPIO call that fails mid-move (e.g. the chip was claimed by another process)."""
+
+    def step(self) -> None:
+        if self.total_steps >= 50:
+            raise OSError("GPIO busy")
+        super().step()
+
+
+def test_driver_failure_is_a_reported_fault_with_coils_released(ledger: CommandLedger) -> None:
+    clock = ScaledClock(20.0)
+    driver = BrokenDriver(clock)
+    motor = MotorController("m1", driver, ledger, FAST, clock, idle_poll_s=0.05)
+    motor.start()
+    service = RpcService({"m1": motor}, ledger)
+    service.handle("m1", "rotate", {"commandId": "c-0000fa01", "rounds": 2})
+    wait_for(lambda: motor.faulted and not motor.alive)
+    assert not driver.energised
+    assert ledger.status("m1").state is MotorState.FAULT
+    reply = service.handle("m1", "rotate", {"commandId": "c-0000fa02", "rounds": 1})
+    assert reply["error"] == "MOTOR_FAULT"
+    motor.close()
