@@ -100,3 +100,32 @@ async def test_a_viewer_too_far_behind_on_done_events_is_disconnected_not_silent
     assert closed.value.rcvd.code == 1013
     assert "too slow" in closed.value.rcvd.reason
     await fast.close()
+
+
+async def test_a_stalled_socketio_viewer_is_bounded_the_same_way(small_queues: Api) -> None:
+    realtime = realtime_of(small_queues)
+    fast = await Viewer.open(small_queues.viewer_url())
+    await fast.wait_for("state")
+    url = small_queues.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    stalled = await connect(url, max_queue=1)
+    await stalled.recv()  # engine.io open
+    await stalled.send("40")
+
+    await flood(realtime, FLOOD, DONE_EVERY)
+    await fast.wait_until(lambda: (seqs(fast.events, "motor.progress") or [0])[-1] == FLOOD - 1)
+
+    received: list[dict[str, Any]] = []
+    async with asyncio.timeout(10):
+        while len(seqs(received, "motor.done")) < FLOOD // DONE_EVERY:
+            packet = await stalled.recv()
+            assert isinstance(packet, str)
+            if packet.startswith("42"):
+                name, data = orjson.loads(packet[2:])
+                received.append({"event": name, "data": data})
+    assert received[0]["event"] == "state"
+    assert seqs(received, "motor.done") == list(range(DONE_EVERY, FLOOD + 1, DONE_EVERY))
+    progress_seen = seqs(received, "motor.progress")
+    assert len(progress_seen) < FLOOD - FLOOD // DONE_EVERY
+    assert progress_seen[-1] == FLOOD - 1
+    await stalled.close()
+    await fast.close()
