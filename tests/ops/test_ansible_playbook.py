@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from devstack.ports import free_port
+from devstack.tb_emulator.harness import EmulatorProcess
+from tests.ops.booted import BootedRoot, BootError
 from tests.ops.playbook import (
     HOST,
     Recap,
@@ -186,3 +190,57 @@ def test_a_failing_canary_stops_the_rollout(target: Target, tmp_path: Path) -> N
     assert recap.failed == 1, recap.output
     assert "pi-later" not in recap.output.split("PLAY RECAP")[1]
     assert "pi-later" not in recap.output
+
+
+def test_booted_under_systemd_the_hardened_unit_runs_and_turns_a_motor(
+    target: Target, tmp_path: Path
+) -> None:
+    """The provisioned root booted with systemd as PID 1 (systemd-nspawn): the unit, with all its
+    hardening, reaches `active` only through the daemon's READY=1, and the daemon turns a motor for
+    an RPC that came through the ThingsBoard emulator. Simulation mode: there is no GPIO here."""
+    redis_port = free_port()
+    gateway = {"name": HOST, "token": "gw-token-from-the-vault", "type": "gateway", "gateway": True}
+    with EmulatorProcess([gateway]) as emulator:
+        update_host_vars(
+            target.inventory,
+            edge_motors=MOTORS,
+            edge_simulation=True,
+            edge_thingsboard_host="127.0.0.1",
+            edge_thingsboard_port=emulator.mqtt_port,
+            edge_redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            redis_settings={"appendonly": "yes", "appendfsync": "always", "port": str(redis_port)},
+            edge_config_extra={"simulation": {"time_scale": 20}},
+        )
+        recap = run_playbook(target.inventory)
+        assert recap.failed == 0, recap.output
+        try:
+            booted = BootedRoot(target.root, tmp_path / "nspawn.log").start()
+        except BootError as exc:
+            pytest.skip(f"systemd-nspawn cannot boot a container on this machine: {exc}")
+        with booted:
+            deadline = time.monotonic() + 60
+            state = ""
+            while time.monotonic() < deadline and state != "active":
+                state = booted.run("systemctl", "is-active", "giftwheel-edge").stdout.strip()
+                time.sleep(0.5)
+            status = booted.run("systemctl", "status", "--no-pager", "giftwheel-edge").stdout
+            assert state == "active", (
+                status + booted.run("journalctl", "--no-pager", "-u", "giftwheel-edge").stdout
+            )
+            assert "connected to ThingsBoard" in status  # the daemon's STATUS= from sd_notify
+            deadline = time.monotonic() + 30  # the gateway announces its motors after connecting
+            while not emulator.is_connected("motor_07") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            code, reply = emulator.send_rpc("motor_07", "rotate", {"commandId": "c-0b007001", "rounds": 2},
+                                            timeout_ms=10_000)  # fmt: skip
+            assert (code, reply["accepted"]) == (200, True), reply
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if emulator.send_rpc("motor_07", "status", {}, timeout_ms=5000)[1].get("commandsDone") == 1:
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError("the motor did not finish its command")
+            show = booted.run("systemctl", "show", "giftwheel-edge", "-p", "NRestarts", "-p", "User").stdout
+            assert "NRestarts=0" in show
+            assert "User=giftwheel-edge" in show
