@@ -76,16 +76,7 @@ class Dispatcher:
         delay = self._settings.reconnect_min_s
         while not self._stopping:
             try:
-                client = await MqttClient.connect(
-                    self._settings.host,
-                    self._settings.port,
-                    client_id=self._client_id,
-                    username=self._settings.access_token.get_secret_value(),
-                    keepalive_s=self._settings.keepalive_s,
-                    timeout_s=self._settings.connect_timeout_s,
-                    on_message=self._on_message,
-                )
-                await client.subscribe(RESPONSE_FILTER, timeout_s=self._settings.puback_timeout_s)
+                client = await self._connect()
             except MqttError as exc:
                 self._metrics.mqtt_reconnects.inc()
                 log.warning("thingsboard_unreachable", error=str(exc), retry_in_s=round(delay, 3))
@@ -108,6 +99,23 @@ class Dispatcher:
                 self._awaiting.clear()
             if not self._stopping:
                 log.warning("thingsboard_connection_lost", reason=str(reason))
+
+    async def _connect(self) -> MqttClient:
+        client = await MqttClient.connect(
+            self._settings.host,
+            self._settings.port,
+            client_id=self._client_id,
+            username=self._settings.access_token.get_secret_value(),
+            keepalive_s=self._settings.keepalive_s,
+            timeout_s=self._settings.connect_timeout_s,
+            on_message=self._on_message,
+        )
+        try:
+            await client.subscribe(RESPONSE_FILTER, timeout_s=self._settings.puback_timeout_s)
+        except MqttError:
+            await client.close()
+            raise
+        return client
 
     async def send(self, stream: str, command_id: str, device: str, rounds: int) -> None:
         """Publish one rotate command; returns at PUBACK, raises DispatchUnavailable otherwise."""

@@ -83,3 +83,24 @@ async def test_a_worker_cut_off_from_thingsboard_hands_its_shards_to_one_that_is
     finally:
         await sink.close()
         await emulator.stop()
+
+
+async def test_a_refused_access_token_is_retried_with_backoff_and_nothing_is_read(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    emulator = await start_emulator()
+    mqtt = {"port": emulator.mqtt_port, "access_token": "not-a-known-token", "reconnect_max_s": 0.2}
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, mqtt=mqtt)
+    try:
+        async with worker_running(settings, RULES) as worker:
+            await wait_until(lambda: bool(worker.leases.owned), what="shard owned")
+            await enqueue(redis, EVENTS_STREAM, [gift(gift_name="Heart") for _ in range(5)])
+            registry = worker.metrics.registry
+            await wait_until(
+                lambda: (registry.get_sample_value("giftwheel_worker_mqtt_connect_failures_total") or 0) >= 3,
+                what="repeated refusals",
+            )
+            assert registry.get_sample_value("giftwheel_worker_mqtt_connected") == 0
+            assert await _group(redis) == {"lag": 5, "pending": 0}
+    finally:
+        await emulator.stop()
