@@ -55,6 +55,16 @@ class _Connection:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def post(self, path: str, body: bytes) -> int:
+        reused = self._streams is not None
+        try:
+            return await self._exchange(path, body)
+        except (OSError, asyncio.IncompleteReadError):
+            if not reused:
+                raise
+        # The server closed an idle keep-alive connection: one fresh try, as any HTTP client does.
+        return await self._exchange(path, body)
+
+    async def _exchange(self, path: str, body: bytes) -> int:
         if self._streams is None:
             self._streams = await asyncio.open_connection(self._host, self._port)
         reader, writer = self._streams
