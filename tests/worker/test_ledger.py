@@ -28,6 +28,7 @@ async def test_assign_creates_a_queued_command_named_by_its_events(redis: Redis)
     assert "queued" in command.timestamps
     assert await book.decisions(S, ["e1", "e2", "e3"]) == {"e1": command.command_id, "e2": command.command_id}
     assert await book.device_totals("motor_01") == DeviceTotals(accepted=5)
+    assert await book.devices() == {"motor_01"}
 
 
 async def test_same_grouping_again_returns_the_same_command(redis: Redis) -> None:
