@@ -83,17 +83,19 @@ def ensure_base_root() -> Path:
         return root
 
 
-def _edge_requirements() -> list[str]:
+def _requirements() -> list[str]:
+    """giftwheel[edge] for the role, giftwheel[cloud] for the cloud units booted in the same root."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return sorted(project["dependencies"] + project["optional-dependencies"]["edge"])
+    extras = project["optional-dependencies"]
+    return sorted(set(project["dependencies"] + extras["edge"] + extras["cloud"]))
 
 
 def wheelhouse_path() -> Path:
-    return CACHE / f"wheelhouse-{_key(*_edge_requirements(), *EXTRA_WHEELS)}"
+    return CACHE / f"wheelhouse-{_key(*_requirements(), *EXTRA_WHEELS)}"
 
 
 def ensure_wheelhouse() -> Path:
-    """Wheels of giftwheel[edge]'s dependencies (not giftwheel itself: each test builds that fresh)."""
+    """Wheels of giftwheel's dependencies (not giftwheel itself: each test builds that fresh)."""
     house = wheelhouse_path()
     with _locked():
         if (house / ".complete").exists():
@@ -108,7 +110,7 @@ def ensure_wheelhouse() -> Path:
                 "-q",
                 "-w",
                 str(house),
-                *_edge_requirements(),
+                *_requirements(),
                 *EXTRA_WHEELS,
             ],
             check=True,

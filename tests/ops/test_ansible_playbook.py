@@ -12,9 +12,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -192,15 +194,71 @@ def test_a_failing_canary_stops_the_rollout(target: Target, tmp_path: Path) -> N
     assert "pi-later" not in recap.output
 
 
-def test_booted_under_systemd_the_hardened_unit_runs_and_turns_a_motor(
-    target: Target, tmp_path: Path
-) -> None:
-    """The provisioned root booted with systemd as PID 1 (systemd-nspawn): the unit, with all its
-    hardening, reaches `active` only through the daemon's READY=1, and the daemon turns a motor for
-    an RPC that came through the ThingsBoard emulator. Simulation mode: there is no GPIO here."""
-    redis_port = free_port()
-    gateway = {"name": HOST, "token": "gw-token-from-the-vault", "type": "gateway", "gateway": True}
-    with EmulatorProcess([gateway]) as emulator:
+API_KEY = "ops-test-api-key-0123456789"
+RULES = {"version": 1, "default_device": "motor_07", "multiplier": 1, "command_rounds_max": 100}
+
+
+def add_cloud_units(root: Path, env: dict[str, str], api_port: int) -> None:
+    """What a cloud host gets (docs/deploy.md): giftwheel[cloud] in the venv, cloud.env, the units
+    from systemd/ enabled, and a drop-in moving the API to a free port (the host's network is shared)."""
+    (wheel,) = (root / "opt/giftwheel/dist").glob("giftwheel-*.whl")
+    requirement = f"giftwheel[cloud] @ file:///opt/giftwheel/dist/{wheel.name}"
+    offline = ["--no-index", "--find-links", "/opt/giftwheel/wheelhouse"]
+    pip = in_root(root, "/opt/giftwheel/venv/bin/pip", "install", "-q", *offline, requirement)
+    assert pip.returncode == 0, pip.stderr
+    etc = root / "etc/giftwheel"
+    (etc / "rules.yaml").write_text(yaml.safe_dump(RULES))
+    (etc / "cloud.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    (etc / "cloud.env").chmod(0o600)
+    units = root / "etc/systemd/system"
+    for unit in ("giftwheel-api.service", "giftwheel-worker@.service"):
+        shutil.copy(REPO / "systemd" / unit, units / unit)
+    wants = units / "multi-user.target.wants"
+    (wants / "giftwheel-api.service").symlink_to("/etc/systemd/system/giftwheel-api.service")
+    (wants / "giftwheel-worker@1.service").symlink_to("/etc/systemd/system/giftwheel-worker@.service")
+    dropin = units / "giftwheel-api.service.d"
+    dropin.mkdir()
+    (dropin / "port.conf").write_text(
+        "[Service]\nExecStart=\n"
+        f"ExecStart=/opt/giftwheel/venv/bin/giftwheel api --host 127.0.0.1 --port {api_port} --workers 1\n"
+    )
+
+
+def wait_active(booted: BootedRoot, unit: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    state = ""
+    while time.monotonic() < deadline and state != "active":
+        state = booted.run("systemctl", "is-active", unit).stdout.strip()
+        time.sleep(0.3)
+    if state != "active":
+        status = booted.run("systemctl", "status", "--no-pager", unit).stdout
+        raise AssertionError(status + booted.run("journalctl", "--no-pager", "-u", unit).stdout[-4000:])
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s} s")
+        time.sleep(0.2)
+
+
+def commands_done(emulator: EmulatorProcess, motor: str) -> int:
+    reply = emulator.send_rpc(motor, "status", {}, timeout_ms=5000)[1]
+    return int(reply.get("commandsDone", -1))
+
+
+def test_booted_under_systemd_a_gift_goes_through_all_three_units(target: Target, tmp_path: Path) -> None:
+    """The provisioned root booted with systemd as PID 1 (systemd-nspawn), with the cloud units added:
+    every unit runs with its full hardening; the edge unit becomes active only through the daemon's
+    READY=1; an RPC through the ThingsBoard emulator turns a motor; and a gift POSTed to the API unit
+    is dispatched by the worker unit to that motor. Simulation mode: there is no GPIO here."""
+    redis_port, api_port = free_port(), free_port()
+    devices: list[dict[str, object]] = [
+        {"name": HOST, "token": "gw-token-from-the-vault", "type": "gateway", "gateway": True},
+        {"name": "dispatcher", "token": "dispatcher-ops-token", "type": "dispatcher"},
+    ]
+    with EmulatorProcess(devices) as emulator:
         update_host_vars(
             target.inventory,
             edge_motors=MOTORS,
@@ -213,34 +271,55 @@ def test_booted_under_systemd_the_hardened_unit_runs_and_turns_a_motor(
         )
         recap = run_playbook(target.inventory)
         assert recap.failed == 0, recap.output
+        cloud_env = {
+            "GIFTWHEEL_REDIS_URL": f"redis://127.0.0.1:{redis_port}/1",  # the same Redis, its own db
+            "GIFTWHEEL_API_KEYS": API_KEY,
+            "GIFTWHEEL_FEEDBACK__SECRET": "ops-test-feedback-secret-0123456789",
+            "GIFTWHEEL_WORKER__RULES_FILE": "/etc/giftwheel/rules.yaml",
+            "GIFTWHEEL_WORKER__MQTT__HOST": "127.0.0.1",
+            "GIFTWHEEL_WORKER__MQTT__PORT": str(emulator.mqtt_port),
+            "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN": "dispatcher-ops-token",
+        }
+        add_cloud_units(target.root, cloud_env, api_port)
         try:
             booted = BootedRoot(target.root, tmp_path / "nspawn.log").start()
         except BootError as exc:
             pytest.skip(f"systemd-nspawn cannot boot a container on this machine: {exc}")
         with booted:
-            deadline = time.monotonic() + 60
-            state = ""
-            while time.monotonic() < deadline and state != "active":
-                state = booted.run("systemctl", "is-active", "giftwheel-edge").stdout.strip()
-                time.sleep(0.5)
+            for unit in ("giftwheel-edge", "giftwheel-api", "giftwheel-worker@1"):
+                wait_active(booted, unit)
             status = booted.run("systemctl", "status", "--no-pager", "giftwheel-edge").stdout
-            assert state == "active", (
-                status + booted.run("journalctl", "--no-pager", "-u", "giftwheel-edge").stdout
-            )
             assert "connected to ThingsBoard" in status  # the daemon's STATUS= from sd_notify
-            deadline = time.monotonic() + 30  # the gateway announces its motors after connecting
-            while not emulator.is_connected("motor_07") and time.monotonic() < deadline:
-                time.sleep(0.2)
+            # The gateway announces its motors after connecting; the worker connects as the dispatcher.
+            wait_until(lambda: emulator.is_connected("motor_07"), "motor_07 announced")
+            wait_until(lambda: emulator.is_connected("dispatcher"), "worker connected as dispatcher")
+
             code, reply = emulator.send_rpc("motor_07", "rotate", {"commandId": "c-0b007001", "rounds": 2},
                                             timeout_ms=10_000)  # fmt: skip
-            assert (code, reply["accepted"]) == (200, True), reply
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                if emulator.send_rpc("motor_07", "status", {}, timeout_ms=5000)[1].get("commandsDone") == 1:
-                    break
-                time.sleep(0.2)
-            else:
-                raise AssertionError("the motor did not finish its command")
+            assert (code, reply.get("accepted")) == (200, True), reply
+            wait_until(lambda: commands_done(emulator, "motor_07") == 1, "the RPC's command done")
+
+            gift = {
+                "eventId": "ops:booted:1",
+                "event": "gift",
+                "platform": "tiktok",
+                "userId": "viewer_1",
+                "giftName": "Rose",
+                "diamond": 1,
+                "quantity": 3,
+                "timestamp": int(time.time() * 1000),
+            }
+            headers = {"Authorization": f"Bearer {API_KEY}"}
+            answer = httpx.post(
+                f"http://127.0.0.1:{api_port}/v1/events", json=gift, headers=headers, timeout=10
+            )
+            assert answer.status_code == 202, answer.text
+            wait_until(lambda: commands_done(emulator, "motor_07") == 2, "the gift's command done")
+
             show = booted.run("systemctl", "show", "giftwheel-edge", "-p", "NRestarts", "-p", "User").stdout
             assert "NRestarts=0" in show
             assert "User=giftwheel-edge" in show
+            for unit in ("giftwheel-api", "giftwheel-worker@1"):
+                show = booted.run("systemctl", "show", unit, "-p", "NRestarts", "-p", "DynamicUser").stdout
+                assert "NRestarts=0" in show
+                assert "DynamicUser=yes" in show
