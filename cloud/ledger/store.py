@@ -380,6 +380,18 @@ class Ledger:
             device=device,
         )
 
+    async def mark_delivered_many(
+        self, stream: str, targets: Sequence[tuple[str, str]], *, deadline_ms: int
+    ) -> list[CommandState | None]:
+        """Several (commandId, device) of one ledger shard accepted by the edge, in one step."""
+        return await self._transition_many(
+            stream,
+            targets,
+            CommandState.DELIVERED,
+            (CommandState.QUEUED, CommandState.SENT),
+            deadline_ms=deadline_ms,
+        )
+
     async def note_error(
         self, stream: str, command_id: str, error: str, *, retry_at_ms: int, device: str | None = None
     ) -> None:

@@ -9,6 +9,7 @@ visible, counted) once ``command_max_attempts`` sends went unanswered.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,17 @@ _RETRY_AFTER_ERROR_MS = 1_000
 _NEVER_MS = 10 * 365 * 86_400_000
 
 
+def _problem_in(reply: dict[str, Any]) -> str | None:
+    """None for the edge's RotateReply; otherwise what is wrong with the answer."""
+    if "error" in reply:
+        return str(reply.get("error"))[:200]
+    try:
+        RotateReply.model_validate(reply)
+    except ValidationError as exc:
+        return f"unexpected reply: {exc.errors(include_url=False)[0]['msg']}"
+    return None
+
+
 class CommandSender:
     def __init__(
         self, ledger: Ledger, dispatcher: Dispatcher, settings: WorkerSettings, metrics: WorkerMetrics
@@ -39,6 +51,8 @@ class CommandSender:
         self._settings = settings
         self._metrics = metrics
         self._reply_tasks: set[asyncio.Task[None]] = set()
+        self._delivered: list[Sent] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def _reply_deadline(self) -> int:
         return now_ms() + int(self._settings.rpc_reply_timeout_s * 1000)
@@ -69,45 +83,44 @@ class CommandSender:
             raise errors[0]
 
     def on_reply(self, sent: Sent, reply: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._record_reply(sent, reply))
+        """ThingsBoard's answer to a send: the edge's RotateReply, or an error to retry after."""
+        problem = _problem_in(reply)
+        if problem is None:
+            self._metrics.replies_accepted.inc()
+            self._delivered.append(sent)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.get_running_loop().create_task(self._record_delivered())
+            return
+        (self._metrics.replies_error if "error" in reply else self._metrics.replies_malformed).inc()
+        log.warning("command_error_reply", command_id=sent.command_id, device=sent.device, error=problem)
+        task = asyncio.get_running_loop().create_task(self._record_problem(sent, problem))
         self._reply_tasks.add(task)
         task.add_done_callback(self._reply_tasks.discard)
 
-    async def _record_reply(self, sent: Sent, reply: dict[str, Any]) -> None:
+    async def _record_delivered(self) -> None:
+        # Answers that arrive while one write is under way go together in the next: one script
+        # call per ledger shard instead of one per answer.
+        done_timeout_ms = int(self._settings.command_done_timeout_s * 1000)
+        while self._delivered:
+            batch, self._delivered = self._delivered, []
+            by_stream: dict[str, list[tuple[str, str]]] = defaultdict(list)
+            for sent in batch:
+                by_stream[sent.stream].append((sent.command_id, sent.device))
+            deadline = now_ms() + (done_timeout_ms or _NEVER_MS)
+            for stream, targets in by_stream.items():
+                try:
+                    await self._ledger.mark_delivered_many(stream, targets, deadline_ms=deadline)
+                except Exception:  # a lost update only delays: the command's deadline brings it back
+                    log.exception("replies_not_recorded", stream=stream, commands=len(targets))
+
+    async def _record_problem(self, sent: Sent, problem: str) -> None:
         try:
-            if "error" in reply:
-                self._metrics.replies_error.inc()
-                error = str(reply.get("error"))[:200]
-                log.warning(
-                    "command_error_reply", command_id=sent.command_id, device=sent.device, error=error
-                )
-                await self._ledger.note_error(
-                    sent.stream,
-                    sent.command_id,
-                    error,
-                    device=sent.device,
-                    retry_at_ms=now_ms() + _RETRY_AFTER_ERROR_MS,
-                )
-                return
-            try:
-                RotateReply.model_validate(reply)
-            except ValidationError as exc:
-                self._metrics.replies_malformed.inc()
-                await self._ledger.note_error(
-                    sent.stream,
-                    sent.command_id,
-                    f"unexpected reply: {exc.errors(include_url=False)[0]['msg']}",
-                    device=sent.device,
-                    retry_at_ms=now_ms() + _RETRY_AFTER_ERROR_MS,
-                )
-                return
-            self._metrics.replies_accepted.inc()
-            done_timeout_ms = int(self._settings.command_done_timeout_s * 1000)
-            await self._ledger.mark_delivered(
+            await self._ledger.note_error(
                 sent.stream,
                 sent.command_id,
+                problem,
                 device=sent.device,
-                deadline_ms=now_ms() + (done_timeout_ms or _NEVER_MS),
+                retry_at_ms=now_ms() + _RETRY_AFTER_ERROR_MS,
             )
         except Exception:  # a lost update only delays: the command's deadline brings it back
             log.exception("reply_not_recorded", command_id=sent.command_id)
@@ -147,5 +160,7 @@ class CommandSender:
         log.error("command_failed", command_id=command.command_id, device=command.device, reason=reason)
 
     async def drain(self) -> None:
-        while self._reply_tasks:
-            await asyncio.gather(*list(self._reply_tasks), return_exceptions=True)
+        """Wait until every answer received so far is in the ledger."""
+        while self._reply_tasks or (self._flusher is not None and not self._flusher.done()):
+            pending = [*self._reply_tasks, *([self._flusher] if self._flusher else [])]
+            await asyncio.gather(*pending, return_exceptions=True)
