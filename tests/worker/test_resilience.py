@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from redis.asyncio import Redis
 
 from cloud.ingest.queue import GiftQueue
@@ -19,6 +20,7 @@ from cloud.worker.leases import lease_key
 from cloud.worker.rules import parse_rules
 from devstack.redis_server import RedisServer
 from devstack.rpc_sink import Arrival, RpcSink
+from devstack.tb_emulator.harness import EmulatorProcess
 from devstack.tb_emulator.server import Emulator
 from giftwheel.contracts import GiftEvent, event_streams
 from tests.worker.conftest import (
@@ -203,3 +205,41 @@ async def test_thingsboard_stopped_and_restarted_mid_stream_loses_nothing(
         for s in sinks:
             await s.close()
         await emulator.stop()
+
+
+@pytest.mark.slow
+async def test_thingsboard_killed_with_9_and_restarted_mid_stream_loses_nothing(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    sinks: list[RpcSink] = []
+    with EmulatorProcess() as tb:
+        sinks.append(RpcSink("127.0.0.1", tb.mqtt_port, GATEWAY_TOKEN, MOTORS))
+        await sinks[0].start()
+        settings = worker_settings(redis_server.url, tb.mqtt_port, rpc_reply_timeout_s=1.0)
+        events = mixed_gifts(400)
+        queue = GiftQueue(redis, shards=1, dedupe_ttl_s=3600)
+        rules = parse_rules(yaml.safe_load(RULES_YAML))
+        try:
+            async with worker_running(settings, rules) as worker:
+                producer = asyncio.create_task(produce(queue, events, rate_per_s=400))
+                await wait_until(lambda: len(sinks[0].arrivals) >= 20, what="first commands")
+                tb.kill()  # every connection drops at once; ThingsBoard's in-memory RPCs are gone
+                await wait_until(lambda: not worker.dispatcher.is_ready, what="worker saw ThingsBoard go")
+                await asyncio.sleep(0.5)  # the stream keeps filling meanwhile
+                await asyncio.to_thread(tb.start)
+                sinks.append(RpcSink("127.0.0.1", tb.mqtt_port, GATEWAY_TOKEN, MOTORS))
+                await sinks[1].start()
+                await producer
+                expected = sum(e.diamond for e in events)
+                await wait_until(
+                    lambda: (
+                        sum({a.command_id: a.rounds for s in sinks for a in s.arrivals}.values()) >= expected
+                    ),
+                    timeout_s=30,
+                    what="every round at a device",
+                )
+                arrivals = [a for s in sinks for a in s.arrivals]
+                await assert_each_event_turned_exactly_once(redis, worker.streams, events, arrivals)
+        finally:
+            for s in sinks:
+                await s.close()
