@@ -64,6 +64,8 @@ class RealtimeSettings(BaseModel):
     announce_max_per_s: int = Field(default=500, ge=1)
     max_pending_announcements: int = Field(default=1_000, ge=1)
     recent_gifts: int = Field(default=20, ge=1, le=500)
+    # Joins read the current state from Redis at most this many at a time (per API process).
+    max_concurrent_snapshots: int = Field(default=16, ge=1)
     state_ttl_s: int = Field(default=86_400, ge=60)
     redis_channel: str = "giftwheel:realtime"
 

@@ -7,6 +7,7 @@ may arrive out of order, and progress must never run backwards.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -38,6 +39,9 @@ class LiveState:
         self._redis = redis
         self._settings = settings
         self._merge = redis.register_script(_MERGE)
+        # A reconnect storm (every viewer after an API restart) must queue for the shared Redis
+        # pool, not exhaust it and fail joins (or ingest) with "Too many connections".
+        self._snapshot_gate = asyncio.Semaphore(settings.max_concurrent_snapshots)
 
     async def merge(self, device: str, update: dict[str, Any], ts_ms: int) -> Merged:
         reply = await self._merge(
@@ -62,6 +66,10 @@ class LiveState:
 
     async def snapshot(self, viewer: Viewer) -> dict[str, Any]:
         """The `state` event for a viewer joining now: its motors and its recent gifts, newest first."""
+        async with self._snapshot_gate:
+            return await self._snapshot(viewer)
+
+    async def _snapshot(self, viewer: Viewer) -> dict[str, Any]:
         if viewer.devices:
             raw = await self._redis.hmget(DEVICES_KEY, list(viewer.devices))
             found = dict(zip(viewer.devices, raw, strict=True))
