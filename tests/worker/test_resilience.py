@@ -130,9 +130,11 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_turns_nothing_twic
     survivor = spawn_worker(procs, redis_server.url, emulator.mqtt_port, rules, tmp_path / "b.log", shards)
     await wait_until(lambda: _owner_count(redis, streams, 2), timeout_s=20, what="shards split")
 
-    # Slow PUBACKs keep every batch in flight for a while: the kill surely lands mid-batch, after
-    # ThingsBoard already took some commands (so the heir re-sends them: the same commandIds).
+    # Slow PUBACKs keep every batch in flight for a while, and slower answers keep the commands
+    # unconfirmed: the kill surely lands mid-batch, after ThingsBoard already passed some commands
+    # on, so the heir must send those again, under the same commandIds.
     emulator.hub.faults.puback_delay_ms = 250
+    emulator.hub.faults.gateway_reply_delay_ms = 400
     events = mixed_gifts(600)
     queue = GiftQueue(redis, shards=shards, dedupe_ttl_s=3600)
     producer = asyncio.create_task(produce(queue, events, rate_per_s=600))
@@ -141,6 +143,7 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_turns_nothing_twic
     victim.wait(timeout=10)
     await producer
     emulator.hub.faults.puback_delay_ms = 0
+    emulator.hub.faults.gateway_reply_delay_ms = 0
 
     expected = sum(e.diamond for e in events)
     await wait_until(
@@ -151,6 +154,8 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_turns_nothing_twic
     await asyncio.sleep(0.5)  # anything still in flight would show up as an extra (wrong) turn
     await assert_each_event_turned_exactly_once(redis, streams, events, sink.arrivals)
     assert sum(sink.rounds_by_device().values()) == expected
+    command_ids = [a.command_id for a in sink.arrivals]
+    assert len(command_ids) > len(set(command_ids)), "no command of the killed worker was sent again"
     log = (tmp_path / "b.log").read_text()
     assert "entries_reclaimed" in log, "the survivor never took over the killed worker's batch"
     assert survivor.poll() is None
