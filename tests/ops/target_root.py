@@ -1,7 +1,7 @@
 """A throw-away Debian root for real Ansible runs (community.general.chroot), and the wheelhouse the
 edge role installs from inside it, both cached under var/ops/ (git-ignored).
 
-Creating them needs the network (deb.debian.org, the package index), so ./scripts/setup does it
+Creating them needs the network (deb.debian.org, the package index), so ./scripts/test does it
 (`python -m tests.ops.target_root`); the tests reuse the cache and never reach the internet.
 """
 
