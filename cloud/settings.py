@@ -64,6 +64,9 @@ class RealtimeSettings(BaseModel):
     announce_max_per_s: int = Field(default=500, ge=1)
     max_pending_announcements: int = Field(default=1_000, ge=1)
     recent_gifts: int = Field(default=20, ge=1, le=500)
+    # Done events kept per device for the join state, so a viewer that reconnects (an API restart,
+    # a network blip) learns which commands finished while it was away.
+    recent_done: int = Field(default=100, ge=1, le=1_000)
     # Joins read the current state from Redis at most this many at a time (per API process).
     max_concurrent_snapshots: int = Field(default=16, ge=1)
     state_ttl_s: int = Field(default=86_400, ge=60)

@@ -1,4 +1,4 @@
-"""What a viewer sees on joining: each motor's latest progress and the recent gifts, kept in Redis.
+"""What a viewer sees on joining: each motor's latest progress, recent gifts and recent done events.
 
 Any API instance may receive a webhook or an ingest call, so the state lives in Redis, not in a
 process. Telemetry is merged in telemetry-ts order: the rule chain's REST calls run in parallel and
@@ -25,6 +25,10 @@ _ALL_GIFTS = "giftwheel:rt:gifts"
 
 def gifts_key(channel: str | None) -> str:
     return _ALL_GIFTS if channel is None else f"{_ALL_GIFTS}:{channel}"
+
+
+def done_key(device: str) -> str:
+    return f"giftwheel:rt:done:{device}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,14 @@ class LiveState:
                 pipe.expire(key, self._settings.state_ttl_s)
             await pipe.execute()
 
+    async def remember_done(self, device: str, done: dict[str, Any]) -> None:
+        key = done_key(device)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, orjson.dumps(done))
+            pipe.ltrim(key, 0, self._settings.recent_done - 1)
+            pipe.expire(key, self._settings.state_ttl_s)
+            await pipe.execute()
+
     async def snapshot(self, viewer: Viewer) -> dict[str, Any]:
         """The `state` event for a viewer joining now: its motors and its recent gifts, newest first."""
         async with self._snapshot_gate:
@@ -83,9 +95,14 @@ class LiveState:
                 orjson.loads(g) for g in await self._redis.lrange(key, 0, self._settings.recent_gifts - 1)
             ]
         gifts.sort(key=lambda g: int(g.get("ts", 0)), reverse=True)
+        done: list[dict[str, Any]] = []
+        for device in sorted(found):
+            done += [orjson.loads(d) for d in await self._redis.lrange(done_key(device), 0, -1)]
+        done.sort(key=lambda d: int(d.get("ts", 0)), reverse=True)
         return {
             "devices": sorted(devices, key=lambda d: d["device"]),
             "gifts": gifts[: self._settings.recent_gifts],
+            "done": done,
         }
 
 

@@ -115,6 +115,7 @@ class ProgressService:
         if telemetry.finishes_command:
             # A done is published even when later telemetry overtook it: its own numbers count.
             done = viewer_payload(device, {**merged.state, **telemetry.values(), "ts": ts_ms})
+            await self._live.remember_done(device, done)
             await self._publish(ViewerEvent.MOTOR_DONE.value, done, device_rooms(device))
             return Applied(ViewerEvent.MOTOR_DONE.value, ledger_state)
         if not merged.applied:

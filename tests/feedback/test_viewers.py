@@ -68,6 +68,20 @@ async def test_a_late_joiner_gets_the_current_state_first(api: Api) -> None:
     await late.close()
 
 
+async def test_a_viewer_that_rejoins_learns_which_commands_finished_while_it_was_away(api: Api) -> None:
+    await api.post_feedback(progress(3, 3, command_id="c-" + "a" * 32), device="motor_01")
+    await api.post_feedback(progress(2, 2, command_id="c-" + "b" * 32), device="motor_02")
+    await api.post_feedback(progress(1, 4, command_id="c-" + "c" * 32), device="motor_02")
+
+    rejoined = await Viewer.open(api.viewer_url())
+    (state,) = await rejoined.wait_for("state")
+    assert {d["device"]: d["commandId"] for d in state["done"]} == {
+        "motor_01": "c-" + "a" * 32,
+        "motor_02": "c-" + "b" * 32,
+    }
+    await rejoined.close()
+
+
 async def test_rooms_per_device_and_channel(api: Api) -> None:
     only_two = await Viewer.open(api.viewer_url("?device=motor_02"))
     only_bob = await Viewer.open(api.viewer_url("?channel=bob"))
@@ -135,7 +149,7 @@ class SocketIoClient:
 async def test_socketio_viewers_get_the_same_events(api: Api) -> None:
     client = await SocketIoClient.open(api.url, auth={"devices": ["motor_01"]})
     name, state = await client.next_event()
-    assert (name, state) == ("state", {"devices": [], "gifts": []})
+    assert (name, state) == ("state", {"devices": [], "gifts": [], "done": []})
     await api.post_feedback(progress(1, 2))
     await api.post_feedback(progress(2, 2))
     assert (await client.next_event())[0] == "motor.progress"
