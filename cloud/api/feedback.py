@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import Any
 
 import orjson
 import structlog
@@ -19,7 +18,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from cloud.api.body import read_capped
-from cloud.api.problems import ApiProblem, json_response
+from cloud.api.problems import ApiProblem, error_responses, json_response
 from cloud.api.state import services
 from cloud.realtime.progress import MotorTelemetry
 from cloud.realtime.service import Realtime
@@ -32,20 +31,14 @@ SECRET_HEADER = "x-giftwheel-secret"  # noqa: S105 (a header name)
 DEVICE_HEADER = "x-device-name"
 TS_HEADER = "x-telemetry-ts"
 
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "detail": {}},
-    "required": ["error", "detail"],
-}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"description": why, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-    for status, why in {
+_ERRORS = error_responses(
+    {
         401: "missing or wrong shared secret",
         413: "body larger than the configured limit",
         422: "malformed JSON, not an object, no motor telemetry key, bad values or device name",
         503: "Redis unavailable: nothing recorded, the chain may retry",
-    }.items()
-}
+    }
+)
 
 
 def _check_secret(settings: CloudSettings, presented: str | None, request: Request) -> None:

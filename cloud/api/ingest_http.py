@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from cloud.api.auth import AuthError
 from cloud.api.body import read_capped
-from cloud.api.problems import ApiProblem, json_response, problems_detail
+from cloud.api.problems import ApiProblem, error_responses, json_response, problems_detail
 from cloud.api.state import Services, services
 from cloud.ingest.errors import BacklogFull, QueueUnavailable
 from cloud.ingest.queue import Appended
@@ -20,20 +20,14 @@ from giftwheel.contracts import GiftEvent, GiftEventIn, GiftRejected, Problem
 router = APIRouter()
 
 _EVENT_SCHEMA = GiftEventIn.model_json_schema(by_alias=True)
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "detail": {}},
-    "required": ["error", "detail"],
-}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"description": why, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-    for status, why in {
+_ERRORS = error_responses(
+    {
         401: "not authenticated",
         413: "body or batch larger than the configured limit",
         422: "malformed JSON, wrong types, out-of-range values, unknown fields or event types",
         503: "queue unavailable or backlog full: nothing stored, retry after Retry-After",
-    }.items()
-}
+    }
+)
 _ACK_SCHEMA = {
     "type": "object",
     "properties": {"eventId": {"type": "string"}, "duplicate": {"type": "boolean"}},

@@ -27,6 +27,21 @@ class ApiProblem(Exception):
         self.headers = headers or {}
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "detail": {}},
+    "required": ["error", "detail"],
+}
+
+
+def error_responses(why: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for refusals, all in the one error shape."""
+    return {
+        status: {"description": reason, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        for status, reason in why.items()
+    }
+
+
 def problems_detail(problems: list[Problem]) -> list[dict[str, str]]:
     return [{"field": p.field, "reason": p.reason} for p in problems]
 
