@@ -18,35 +18,20 @@ from cloud.api.app import create_app
 from cloud.settings import CloudSettings
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
+from tests.ingest.conftest import API_KEY
+from tests.ingest.conftest import gift as ingest_gift
+from tests.ingest.conftest import make_settings as ingest_settings
 
-API_KEY = "test-key-0123456789abcdef"
 FEEDBACK_SECRET = "feedback-secret-0123456789"
 COMMAND_ID = "c-" + "ab" * 16
 
 
 def make_settings(redis_url: str, **overrides: Any) -> CloudSettings:
-    values: dict[str, Any] = {
-        "redis_url": redis_url,
-        "api_keys": API_KEY,
-        "feedback": {"secret": FEEDBACK_SECRET},
-        **overrides,
-    }
-    return CloudSettings(**values)
+    return ingest_settings(redis_url, **{"feedback": {"secret": FEEDBACK_SECRET}, **overrides})
 
 
 def gift(**fields: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "event": "gift",
-        "platform": "tiktok",
-        "userId": "user_123",
-        "userName": "Ada",
-        "giftName": "Rose",
-        "diamond": 1,
-        "quantity": 1,
-        "timestamp": int(time.time() * 1000),
-    }
-    event.update(fields)
-    return event
+    return ingest_gift(**{"userName": "Ada", **fields})
 
 
 def progress(
