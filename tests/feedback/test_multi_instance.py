@@ -10,8 +10,9 @@ import pytest
 
 from devstack.api_process import ApiProcess
 from devstack.redis_server import RedisServer
-from tests.feedback.conftest import API_KEY, FEEDBACK_SECRET, Api, Viewer, progress
+from tests.feedback.conftest import FEEDBACK_SECRET, Api, Viewer, progress
 from tests.feedback.test_viewers import SocketIoClient
+from tests.ingest.conftest import API_KEY
 
 pytestmark = pytest.mark.slow
 

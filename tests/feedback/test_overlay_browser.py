@@ -14,7 +14,8 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from devstack.api_process import ApiProcess
 from devstack.ports import free_port
 from devstack.redis_server import RedisServer
-from tests.feedback.conftest import API_KEY, FEEDBACK_SECRET, Api, progress
+from tests.feedback.conftest import FEEDBACK_SECRET, Api, progress
+from tests.ingest.conftest import API_KEY
 
 pytestmark = pytest.mark.slow
 
