@@ -1,15 +1,17 @@
 """``giftwheel bench``: open-loop load through the whole pipeline at several rates.
 
 Per offered rate: accepted events/s, latency percentiles from an event's scheduled POST to the
-edge's RPC reply reaching the worker (the command is persisted on the Pi before that reply), and
-to the command's first step, CPU per component, and errors. Results print as a Markdown table;
-``--plot`` draws the percentiles against the offered rate. A motor runs its commands in order, so
-"first step" includes the wait behind earlier gifts once the offered rounds outrun the motors.
+edge's RPC reply reaching the worker (the command is persisted on the Pi before that reply), to
+the command's first step, and to a viewer (plain WebSocket on the API) hearing of the command's
+motion (its first motor.progress or motor.done), CPU per component, and errors. Results print as
+a Markdown table; ``--plot`` draws the percentiles against the offered rate. A motor runs its
+commands in order, so "first step" and "viewer" include the wait behind earlier gifts once the
+offered rounds outrun the motors.
 
 Locally (default) it starts devstack.stack.LocalStack with motors fast enough that the
 simulation is not what limits. Against your own deployment, pass ``--api-url``, ``--api-key``
 and ``--redis-url`` (the cloud Redis, read-only use: the command ledger's timestamps); the
-edge-side columns then stay empty, since clients never talk to ThingsBoard.
+first-step column then stays empty, since clients never talk to ThingsBoard.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from redis.asyncio import Redis
 
 from cloud.ledger import SKIP_MARK, Ledger
 from devstack.gift_plan import plan_gifts
-from devstack.load import send_paced
+from devstack.load import LoadResult, send_paced
 from devstack.stack import LocalStack, SimMotor, StackOptions
+from devstack.viewer import Viewer
 from giftwheel.contracts import EVENTS_STREAM
 from giftwheel.contracts.motor import Telemetry
 
@@ -155,19 +158,28 @@ def measure_rate(
     pids = component_pids(stack) if stack else {}
     cpu_before = {name: cpu_seconds(found) for name, found in pids.items()}
     marks = EdgeMarks(stack) if stack else None
+    viewer = Viewer(api_url)
+
+    async def drive() -> LoadResult:
+        watching = asyncio.create_task(viewer.run())
+        try:
+            load = await send_paced(api_url, api_key, events, rate, retry_for_s=30)
+            await asyncio.sleep(2.0)  # let the last commands reach the edge and the viewer
+            return load
+        finally:
+            watching.cancel()
+
     started = time.monotonic()
     if marks:
         with marks.running():
-            load = asyncio.run(send_paced(api_url, api_key, events, rate, retry_for_s=30))
-            time.sleep(2.0)  # let the last commands reach the edge
+            load = asyncio.run(drive())
     else:
-        load = asyncio.run(send_paced(api_url, api_key, events, rate, retry_for_s=30))
-        time.sleep(2.0)
+        load = asyncio.run(drive())
     elapsed = time.monotonic() - started
     cpu = {name: 100 * (cpu_seconds(found) - cpu_before[name]) / elapsed for name, found in pids.items()}
     accepted = load.with_status(202)
     decisions, delivered = asyncio.run(ledger_marks(redis_url, [d.event_id for d in accepted]))
-    latencies: dict[str, list[float]] = {"edge reply": [], "first step": []}
+    latencies: dict[str, list[float]] = {"edge reply": [], "first step": [], "viewer": []}
     edge_marks = marks.marks if marks else {}
     for delivery in accepted:
         command = decisions.get(delivery.event_id)
@@ -177,6 +189,8 @@ def measure_rate(
             latencies["first step"].append(first - delivery.scheduled_ms)
         if command in delivered:
             latencies["edge reply"].append(delivered[command] - delivery.scheduled_ms)
+        if heard := viewer.first_heard_ms.get(command):
+            latencies["viewer"].append(heard - delivery.scheduled_ms)
     errors = dict(load.errors)
     if others := len(load.deliveries) - len(accepted):
         errors["not accepted"] = others

@@ -16,11 +16,8 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
-import websockets
 from redis.asyncio import Redis
 
 from cloud.ledger import SKIP_MARK, CommandState, Ledger
@@ -28,6 +25,7 @@ from cloud.worker.rules import load_rules
 from devstack.gift_plan import plan_gifts
 from devstack.load import LoadResult, send_paced
 from devstack.stack import LocalStack, StackOptions
+from devstack.viewer import Viewer
 from edge.buffer.keys import Keys
 from giftwheel.contracts import EVENTS_STREAM, GiftEvent
 
@@ -81,32 +79,6 @@ async def wait_for(
             last, changed = now, time.monotonic()
         elif time.monotonic() - changed > stall_s:
             return
-
-
-class Viewer:
-    """A plain-WebSocket viewer of the overlay feed that reconnects, as the overlay page does."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.replace("http://", "ws://") + "/v1/realtime"
-        self.done: set[str] = set()
-        self.reconnects = 0
-
-    def _take(self, frame: Any) -> None:
-        for message in frame if isinstance(frame, list) else [frame]:
-            if message.get("event") == "motor.done":
-                self.done.add(message["data"]["commandId"])
-            elif message.get("event") == "state":  # on every (re)join: what finished meanwhile
-                self.done.update(d["commandId"] for d in message["data"]["done"])
-
-    async def run(self) -> None:
-        while True:
-            try:
-                async with websockets.connect(self.url, max_size=None) as ws:
-                    async for raw in ws:
-                        self._take(orjson.loads(raw))
-            except (OSError, websockets.WebSocketException):
-                self.reconnects += 1
-                await asyncio.sleep(0.2)
 
 
 async def test_every_accepted_gift_turns_its_motor_exactly_once_under_faults(tmp_path: Path) -> None:
