@@ -24,15 +24,16 @@ class HttpResult:
 
 
 class HttpPoster:
-    def __init__(self, *, max_parallel: int = 64, keep_calls: int = 1000) -> None:
+    def __init__(self, *, max_parallel: int = 64, connections: int = 8, keep_calls: int = 1000) -> None:
         self._client: httpx.AsyncClient | None = None
+        self._connections = connections
         self._gate = asyncio.Semaphore(max_parallel)
         self.calls: deque[dict[str, Any]] = deque(maxlen=keep_calls)
         self.in_flight = 0
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(limits=httpx.Limits(max_connections=64))
+            self._client = httpx.AsyncClient(limits=httpx.Limits(max_connections=self._connections))
         return self._client
 
     async def request(
