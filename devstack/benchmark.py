@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import threading
@@ -170,10 +171,7 @@ def measure_rate(
             watching.cancel()
 
     started = time.monotonic()
-    if marks:
-        with marks.running():
-            load = asyncio.run(drive())
-    else:
+    with marks.running() if marks else contextlib.nullcontext():
         load = asyncio.run(drive())
     elapsed = time.monotonic() - started
     cpu = {name: 100 * (cpu_seconds(found) - cpu_before[name]) / elapsed for name, found in pids.items()}
