@@ -1,12 +1,13 @@
 """Fan-out benchmark: N WebSocket viewers, motor feedback posted at a fixed rate, delivery and latency.
 
-Run:  .venv/bin/python -m bench.fanout [--clients 1000 5000 10000] [--rate 5] [--duration 20]
+Run:  .venv/bin/python -m bench.fanout [--clients 1000 5000 10000] [--rate 5] [--duration 20] [--deflate]
 
 Everything on this machine: one redis-server, `--instances` real `giftwheel api` processes sharing it
 (viewers spread over them, as behind a load balancer; feedback posted to the first, so every other
 instance gets it through Redis), and `--client-procs` processes holding the viewers. The viewers
 speak the WebSocket protocol with a minimal client (handshake, frames, pong) so the load generator
-costs little of the CPU the servers need. Latency: viewer receive time minus the telemetry ts the
+costs little of the CPU the servers need; with --deflate they offer permessage-deflate as browsers do
+and the API grants it. Latency: viewer receive time minus the telemetry ts the
 poster stamps when it sends the webhook (same clock), i.e. webhook -> ledger -> Redis -> viewer.
 """
 
@@ -23,6 +24,7 @@ import statistics
 import struct
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
@@ -74,12 +76,15 @@ _DIGITS = frozenset(b"0123456789")
 class Viewer(asyncio.Protocol):
     """A WebSocket client reduced to what a viewer needs: read text frames, answer pings."""
 
-    def __init__(self, host: str, path: str, result: ProcResult) -> None:
+    def __init__(self, host: str, path: str, result: ProcResult, *, deflate: bool) -> None:
+        offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
         self._request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
         ).encode()
+        # The server's compressor keeps its context between messages, so one inflater per viewer.
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         self._buffer = bytearray()
         self._upgraded = False
         self._transport: asyncio.Transport | None = None
@@ -112,7 +117,7 @@ class Viewer(asyncio.Protocol):
     def _frames(self) -> None:
         buf = self._buffer
         while len(buf) >= 2:
-            opcode, length, start = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            opcode, compressed, length, start = buf[0] & 0x0F, buf[0] & 0x40, buf[1] & 0x7F, 2
             if length == 126:
                 if len(buf) < 4:
                     return
@@ -125,6 +130,8 @@ class Viewer(asyncio.Protocol):
                 return
             payload = bytes(buf[start : start + length])
             del buf[: start + length]
+            if compressed:  # RFC 7692: the tail the compressor's sync flush left off
+                payload = self._inflater.decompress(payload + b"\x00\x00\xff\xff")
             if opcode == 0x1:
                 self._message(payload)
             elif opcode == 0x9:
@@ -170,7 +177,9 @@ class Viewer(asyncio.Protocol):
                 self._result.done_ms.append(now_ms - message["data"]["ts"])
 
 
-async def hold_viewers(urls: list[str], count: int, ready: Any, stop: MpEvent, results: Any) -> None:
+async def hold_viewers(
+    urls: list[str], count: int, deflate: bool, ready: Any, stop: MpEvent, results: Any
+) -> None:
     result = ProcResult(connected=0)
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(100)
@@ -181,7 +190,7 @@ async def hold_viewers(urls: list[str], count: int, ready: Any, stop: MpEvent, r
         async with gate:
             try:
                 _, viewer = await loop.create_connection(
-                    lambda: Viewer(parts.netloc, "/v1/realtime", result),
+                    lambda: Viewer(parts.netloc, "/v1/realtime", result, deflate=deflate),
                     parts.hostname or "",
                     parts.port or 80,
                 )
@@ -201,14 +210,16 @@ async def hold_viewers(urls: list[str], count: int, ready: Any, stop: MpEvent, r
     results.put(orjson.dumps(result.__dict__))
 
 
-def viewer_process(urls: list[str], count: int, ready: Any, stop: MpEvent, results: Any) -> None:
+def viewer_process(
+    urls: list[str], count: int, deflate: bool, ready: Any, stop: MpEvent, results: Any
+) -> None:
     raise_open_files()
     try:
         import uvloop  # the loop the API runs on too
 
-        uvloop.run(hold_viewers(urls, count, ready, stop, results))
+        uvloop.run(hold_viewers(urls, count, deflate, ready, stop, results))
     except ImportError:
-        asyncio.run(hold_viewers(urls, count, ready, stop, results))
+        asyncio.run(hold_viewers(urls, count, deflate, ready, stop, results))
 
 
 # -- the poster -------------------------------------------------------------------------------
@@ -269,6 +280,16 @@ def cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid: int | None) -> float:
+    """Resident memory of a process in MiB (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def pct(samples: list[float], q: float) -> float:
     if not samples:
         return float("nan")
@@ -283,12 +304,16 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
     shares = [
         clients // args.client_procs + (i < clients % args.client_procs) for i in range(args.client_procs)
     ]
-    procs = [ctx.Process(target=viewer_process, args=(urls, share, ready, stop, results)) for share in shares]
+    procs = [
+        ctx.Process(target=viewer_process, args=(urls, share, args.deflate, ready, stop, results))
+        for share in shares
+    ]
     for proc in procs:
         proc.start()
     try:
         connected = sum(ready.get(timeout=300) for _ in procs)
         time.sleep(1.0)
+        server_rss = sum(rss_mb(api.pid) for api in apis)
         servers_before = sum(cpu_s(api.pid) for api in apis)
         viewers_before = sum(cpu_s(proc.pid) for proc in procs)
         posted_progress, posted_done, failures = asyncio.run(
@@ -327,6 +352,7 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
         "done_p99_ms": pct(done_ms, 99),
         "server_cpu_us_per_frame": 1e6 * server_cpu / max(1, sum(progress_counts) + sum(done_counts)),
         "viewer_cpu_us_per_frame": 1e6 * viewer_cpu / max(1, sum(progress_counts) + sum(done_counts)),
+        "server_rss_mb": server_rss,
         "mean_ms": statistics.fmean(progress_ms + done_ms) if progress_ms or done_ms else float("nan"),
     }
 
@@ -342,6 +368,9 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=2, help="giftwheel api processes")
     parser.add_argument("--client-procs", type=int, default=2, help="processes holding the viewers")
     parser.add_argument("--grace", type=float, default=3.0, help="seconds to wait for stragglers")
+    parser.add_argument(
+        "--deflate", action="store_true", help="viewers offer permessage-deflate and the API grants it"
+    )
     args = parser.parse_args()
     limit = raise_open_files()
     print(f"open-file limit {limit}, {os.cpu_count()} CPUs", file=sys.stderr)
@@ -350,6 +379,7 @@ def main() -> int:
         "GIFTWHEEL_FEEDBACK__SECRET": SECRET,
         "GIFTWHEEL_REALTIME__MAX_CONNECTIONS": "50000",
         "GIFTWHEEL_LOG_LEVEL": "ERROR",
+        "GIFTWHEEL_REALTIME__PERMESSAGE_DEFLATE": "true" if args.deflate else "false",
     }
     rows = []
     with RedisServer() as redis, contextlib.ExitStack() as stack:
@@ -361,18 +391,20 @@ def main() -> int:
             print(orjson.dumps(row).decode(), file=sys.stderr)
     print(
         f"\nfeedback at {args.rate:g}/s for {args.duration:g} s (every {args.done_every}th a done), "
-        f"{args.instances} API processes on one Redis, {args.client_procs} viewer processes\n"
+        f"{args.instances} API processes on one Redis, {args.client_procs} viewer processes, "
+        f"permessage-deflate {'on' if args.deflate else 'off'}\n"
     )
     print(
         "| viewers | connected | progress delivered | done delivered | p50 ms | p99 ms | max ms "
-        "| server CPU µs/frame | viewer CPU µs/frame |"
+        "| server CPU µs/frame | viewer CPU µs/frame | server RSS MiB |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         delivered = f"{r['progress_delivery']:.4f} | {r['done_delivery']:.4f}"
         latency = f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f}"
         cpu = f"{r['server_cpu_us_per_frame']:.0f} | {r['viewer_cpu_us_per_frame']:.0f}"
-        print(f"| {r['clients']:,} | {r['connected']:,} | {delivered} | {latency} | {cpu} |")
+        rss = f"{r['server_rss_mb']:.0f}"
+        print(f"| {r['clients']:,} | {r['connected']:,} | {delivered} | {latency} | {cpu} | {rss} |")
     return 0
 
 

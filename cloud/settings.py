@@ -71,6 +71,11 @@ class RealtimeSettings(BaseModel):
     max_concurrent_snapshots: int = Field(default=16, ge=1)
     state_ttl_s: int = Field(default=86_400, ge=60)
     redis_channel: str = "giftwheel:realtime"
+    # WebSocket compression (permessage-deflate), for every WebSocket the API serves (the ingest
+    # socket too). Browsers ask for it; granted, each connection holds its own zlib compressor and
+    # every frame is compressed once per viewer, for JSON frames of a few hundred bytes. Off by
+    # default for large viewer fleets (docs/benchmarks.md, "realtime fan-out", has the costs).
+    permessage_deflate: bool = False
 
 
 def _split_csv(value: object) -> object:

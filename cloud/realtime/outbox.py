@@ -47,7 +47,9 @@ class Outbox:
         self._max_droppable = max_droppable
         self._max_kept = max_kept
         self.dropped = 0
-        self._ready = asyncio.Event()
+        # The sender parked in take(), if it is; a bare future costs less to wake than an Event.
+        self._waiter: asyncio.Future[None] | None = None
+        self._woken = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -67,7 +69,7 @@ class Outbox:
             self._items.appendleft(message)
         else:
             self._items.append(message)
-        self._ready.set()
+        self._release()
 
     def _drop_oldest_droppable(self) -> None:
         for index, queued in enumerate(self._items):
@@ -79,13 +81,23 @@ class Outbox:
 
     def wake(self) -> None:
         """Let the sender look at its viewer (it is being closed) even with nothing queued."""
-        self._ready.set()
+        self._woken = True
+        self._release()
+
+    def _release(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def take(self) -> list[Message]:
         """Everything queued, in order, once there is something (or after wake(): maybe nothing)."""
-        await self._ready.wait()
+        if not self._items and not self._woken:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         items = list(self._items)
         self._items.clear()
         self._droppable = 0
-        self._ready.clear()
+        self._woken = False
         return items

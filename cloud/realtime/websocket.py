@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 
 import structlog
-from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from fastapi import APIRouter
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from cloud.realtime.feed import feed
 from cloud.realtime.hub import BadRooms, HubFull
@@ -20,7 +22,6 @@ from cloud.realtime.outbox import Message
 from cloud.realtime.service import Realtime
 
 log = structlog.get_logger(__name__)
-router = APIRouter()
 
 # RFC 6455 close codes: policy violation, try again later.
 _POLICY = 1008
@@ -39,45 +40,63 @@ async def _until_closed(websocket: WebSocket) -> None:
         pass
 
 
-@router.websocket("/v1/realtime")
-async def viewer_socket(websocket: WebSocket) -> None:
-    realtime: Realtime = websocket.app.state.realtime
-    if not origin_allowed(websocket.headers, realtime.settings.allowed_origins):
-        await websocket.close(code=_POLICY, reason="origin not allowed")
-        return
-    query = websocket.query_params
-    try:
-        viewer = realtime.hub.admit(query.getlist("channel"), query.getlist("device"))
-    except (BadRooms, HubFull) as exc:
-        # Accepted first: a browser sees the close code and reason, never a handshake's status.
-        await websocket.accept()
-        await websocket.close(
-            code=_POLICY if isinstance(exc, BadRooms) else _TRY_LATER, reason=str(exc)[:120]
-        )
-        return
+class ViewerSocket:
+    """A plain ASGI app rather than a FastAPI endpoint, for the frames' sake.
 
-    async def send(batch: list[Message]) -> None:
-        await websocket.send_text(_frame(batch))
+    Every event costs one frame per viewer, so the per-frame path is the fan-out's limit: frames go
+    straight to the ASGI ``send`` the server gave us, past the state checks of Starlette's WebSocket
+    and the exception wrappers of a FastAPI websocket route, which cost more CPU than the frame's
+    own encoding (py-spy on bench/fanout.py). The handshake and the closes keep Starlette's
+    WebSocket; its state stays CONNECTED while frames bypass it, which is all it checks.
+    """
 
-    try:
-        await websocket.accept()
-        sender = asyncio.create_task(feed(viewer, realtime.live, send))
-        listener = asyncio.create_task(_until_closed(websocket))
-        done, pending = await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
-        realtime.hub.leave(viewer)  # stops the sender even if a Redis call swallows its cancellation
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        if sender in done:
-            if (error := sender.exception()) is not None:
-                log.warning("viewer feed failed", error=repr(error))
-                await websocket.close(code=_TRY_LATER, reason="server error, reconnect")
-            else:
-                await websocket.close(code=_TRY_LATER, reason=sender.result()[:120])
-    except (WebSocketDisconnect, RuntimeError, OSError):
-        pass  # the viewer went away; nothing to tell it
-    finally:
-        realtime.hub.leave(viewer)
-        if websocket.application_state != WebSocketState.DISCONNECTED:
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await websocket.close()
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        realtime: Realtime = scope["app"].state.realtime
+        try:
+            await self._serve(websocket, realtime, send)
+        finally:
+            if websocket.application_state != WebSocketState.DISCONNECTED:
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                    await websocket.close()
+
+    async def _serve(self, websocket: WebSocket, realtime: Realtime, send_asgi: Send) -> None:
+        if not origin_allowed(websocket.headers, realtime.settings.allowed_origins):
+            await websocket.close(code=_POLICY, reason="origin not allowed")
+            return
+        query = websocket.query_params
+        try:
+            viewer = realtime.hub.admit(query.getlist("channel"), query.getlist("device"))
+        except (BadRooms, HubFull) as exc:
+            # Accepted first: a browser sees the close code and reason, never a handshake's status.
+            await websocket.accept()
+            await websocket.close(
+                code=_POLICY if isinstance(exc, BadRooms) else _TRY_LATER, reason=str(exc)[:120]
+            )
+            return
+
+        async def send(batch: list[Message]) -> None:
+            await send_asgi({"type": "websocket.send", "text": _frame(batch)})
+
+        try:
+            await websocket.accept()
+            sender = asyncio.create_task(feed(viewer, realtime.live, send))
+            listener = asyncio.create_task(_until_closed(websocket))
+            done, pending = await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+            realtime.hub.leave(viewer)  # stops the sender even if a Redis call swallows its cancellation
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if sender in done:
+                if (error := sender.exception()) is not None:
+                    log.warning("viewer feed failed", error=repr(error))
+                    await websocket.close(code=_TRY_LATER, reason="server error, reconnect")
+                else:
+                    await websocket.close(code=_TRY_LATER, reason=sender.result()[:120])
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the viewer went away; nothing to tell it
+        finally:
+            realtime.hub.leave(viewer)
+
+
+router = APIRouter(routes=[WebSocketRoute("/v1/realtime", ViewerSocket(), name="viewer_socket")])

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 
 from cloud.api.app import create_app
+from cloud.api.cli import websocket_options
 from cloud.settings import CloudSettings
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
@@ -127,8 +128,12 @@ class Viewer:
 
 @pytest.fixture
 async def api(redis_server: RedisServer) -> AsyncIterator[Api]:
-    app = create_app(make_settings(redis_server.url))
-    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+    settings = make_settings(redis_server.url)
+    app = create_app(settings)
+    async with (
+        serve(app, **websocket_options(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
         yield Api(url, client, app)
 
 

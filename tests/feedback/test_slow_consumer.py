@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from cloud.api.app import create_app
+from cloud.api.cli import websocket_options
 from cloud.realtime.events import ViewerEvent, device_rooms
 from cloud.realtime.outbox import Message
 from cloud.realtime.service import Realtime
@@ -29,7 +30,7 @@ DONE_EVERY = 1_000
 async def small_queues(redis_server: RedisServer) -> AsyncIterator[Api]:
     settings = make_settings(redis_server.url, realtime={"max_pending_progress": 8, "max_pending_events": 50})
     app = create_app(settings)
-    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+    async with serve(app, **websocket_options(settings)) as url, httpx.AsyncClient(base_url=url) as client:
         yield Api(url, client, app)
 
 
