@@ -61,6 +61,7 @@ class EdgeRuntime:
             self.redis,
             dedupe_ttl_s=settings.limits.dedupe_ttl_s,
             max_queued_rounds=settings.limits.max_queued_rounds,
+            progress_interval_s=settings.progress_interval_s,
         )
         self.outbox = Outbox(self.redis)
         self.controllers: dict[str, MotorController] = {}

@@ -142,6 +142,9 @@ class EdgeSettings(_Strict):
     limits: LimitSettings = LimitSettings()
     # ThingsBoard closes sessions idle for 600 s; sub-devices are not re-announced after a reconnect.
     heartbeat_interval_s: float = Field(default=60.0, ge=1, le=300)
+    # Per motor, progress telemetry at most this often (0: every round). Each message is a rule-chain
+    # run and a webhook call upstream; a command's start and done are always reported at once.
+    progress_interval_s: float = Field(default=0.2, ge=0, le=60)
     # With ThingsBoard unreachable this long, systemd is told we are up (the motors run offline).
     offline_ready_after_s: float = Field(default=15.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

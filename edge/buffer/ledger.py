@@ -70,12 +70,14 @@ class CommandLedger:
         keys: Keys | None = None,
         dedupe_ttl_s: int,
         max_queued_rounds: int,
+        progress_interval_s: float = 0.0,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._redis = client
         self.keys = keys or Keys()
         self._dedupe_ttl_s = dedupe_ttl_s
         self._max_queued_rounds = max_queued_rounds
+        self._progress_interval_ms = round(progress_interval_s * 1000)  # 0: report every round
         self._clock_ms = clock_ms
         self._submit = client.register_script(scripts.SUBMIT)
         self._begin = client.register_script(scripts.BEGIN)
@@ -115,12 +117,14 @@ class CommandLedger:
         return ActiveCommand(str(command_id), int(rounds), float(speed) if speed else None, int(done))
 
     def round_done(self, motor: str, command_id: str) -> bool | None:
-        """Count one finished round. True when that finished the command; None if it was cleared."""
+        """Count one finished round. True when that finished the command; None if it was cleared.
+
+        Every round is persisted; its telemetry only once per progress interval (the done always)."""
         k = self.keys
         row = self._run(
             self._round_done,
             [k.commands(motor), k.motor(motor), k.outbox],
-            [motor, command_id, self._clock_ms()],
+            [motor, command_id, self._clock_ms(), self._progress_interval_ms],
         )
         return None if row is None else bool(int(row[1]))
 

@@ -53,7 +53,8 @@ local rounds = tonumber(f.rounds)
 if redis.call('HGET', KEYS[2], 'cur') ~= f.cid then
   redis.call('HSET', KEYS[2], 'cur', f.cid, 'done', 0, 'started', ARGV[2])
 end
-redis.call('HSET', KEYS[2], 'state', 'running')
+-- The start is a progress report too: the first round's report waits out the interval from here.
+redis.call('HSET', KEYS[2], 'state', 'running', 'pts', ARGV[2])
 local done = num(redis.call('HGET', KEYS[2], 'done'))
 emit(KEYS[2], KEYS[3], ARGV[1], ARGV[2], {state = 'running', commandId = f.cid, commandRounds = rounds,
   commandRoundsDone = done, commandDone = false, queuedRounds = num(redis.call('HGET', KEYS[2], 'q')),
@@ -62,8 +63,12 @@ return {f.cid, f.rounds, f.speed, done}
 """
 )
 
-# KEYS: commands, motor, outbox. ARGV: device, cid, now_ms.
+# KEYS: commands, motor, outbox. ARGV: device, cid, now_ms, progress_interval_ms.
 # Returns nil when the command was cleared meanwhile (stop), else {done, finished(0|1)}.
+# Progress is persisted every round; its telemetry goes out at most once per interval per motor
+# ('pts': when the last went out), since each message costs a rule-chain run and a webhook call
+# upstream. The done always goes out at once and carries the final counts, so the progress it
+# coalesced is not lost. A clock set back (pts in the future) reports at once instead of going quiet.
 ROUND_DONE = (
     _EMIT
     + """
@@ -91,7 +96,12 @@ if done >= rounds then
   if redis.call('XLEN', KEYS[1]) == 0 then values.state = 'idle' end
   redis.call('HSET', KEYS[2], 'state', values.state)
 end
-emit(KEYS[2], KEYS[3], ARGV[1], ARGV[3], values)
+local now = tonumber(ARGV[3])
+local pts = num(redis.call('HGET', KEYS[2], 'pts'))
+if finished == 1 or now - pts >= tonumber(ARGV[4]) or now < pts then
+  redis.call('HSET', KEYS[2], 'pts', now)
+  emit(KEYS[2], KEYS[3], ARGV[1], ARGV[3], values)
+end
 return {done, finished}
 """
 )

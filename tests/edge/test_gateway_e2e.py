@@ -75,6 +75,17 @@ def start_daemon(tmp_path: Path, redis_url: str, emulator: EmulatorProcess, **ov
     return daemon
 
 
+def wait_for_steps(tmp_path: Path, motor: str, steps: int) -> None:
+    """A round is persisted just before its last pulse, so "done" in the ledger comes one step
+    interval before that pulse: wait for it before counting steps or killing the daemon."""
+    wait_for(lambda: recorded_steps(tmp_path, motor) >= steps, timeout_s=5, what=f"{steps} steps of {motor}")
+
+
+# Every round reported (no progress throttle): the per-round series is the probe that the outbox
+# lost, repeated and reordered nothing across a crash or an outage.
+EVERY_ROUND = {"progress_interval_s": 0}
+
+
 def rounds_series(emulator: EmulatorProcess, device: str) -> list[int]:
     """roundsCompleted of every per-round entry ThingsBoard received (heartbeats repeat the counter)."""
     return [
@@ -94,9 +105,12 @@ def test_rotate_duplicate_stop_status_and_errors_through_the_gateway(
         code, dup = rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00001", "rounds": 3})
         assert dup["duplicate"] is True
         wait_for(lambda: rpc(emulator, "motor_01", "status", {})[1]["commandsDone"] == 1, what="command done")
+        wait_for_steps(tmp_path, "motor_01", 3 * SPR)
         assert recorded_steps(tmp_path, "motor_01") == 3 * SPR  # the duplicate did not turn the motor
         wait_for(lambda: 3 in rounds_series(emulator, "motor_01"), what="round telemetry")
-        assert rounds_series(emulator, "motor_01")[-3:] == [1, 2, 3]
+        series = rounds_series(emulator, "motor_01")  # progress is throttled: a subset, then the done
+        assert series == sorted(set(series))
+        assert series[-1] == 3
         done = [
             e["values"] for e in emulator.timeseries("motor_01") if e["values"].get("commandDone") is True
         ]
@@ -131,7 +145,7 @@ def test_kill_9_mid_command_resumes_the_remaining_rounds(
     tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess, ledger_of: CommandLedger
 ) -> None:
     rounds = 20
-    first = start_daemon(tmp_path, aof_redis.url, emulator)
+    first = start_daemon(tmp_path, aof_redis.url, emulator, **EVERY_ROUND)
     with first:
         rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00010", "rounds": rounds, "speedRpm": 300})
         wait_for(lambda: ledger_of.status("motor_01").rounds_completed >= 5, what="5 rounds")
@@ -143,11 +157,12 @@ def test_kill_9_mid_command_resumes_the_remaining_rounds(
     # turned but one step, and at most one round was in progress.
     assert done_at_kill * SPR - 1 <= steps_at_kill <= (done_at_kill + 1) * SPR - 1
 
-    with start_daemon(tmp_path, aof_redis.url, emulator):
+    with start_daemon(tmp_path, aof_redis.url, emulator, **EVERY_ROUND):
         wait_for(
             lambda: ledger_of.status("motor_01").commands_done == 1, what="command finished after restart"
         )
         wait_for(lambda: rounds in rounds_series(emulator, "motor_01"), what="final telemetry")
+        wait_for_steps(tmp_path, "motor_01", steps_at_kill + (rounds - done_at_kill) * SPR)
     total_steps = recorded_steps(tmp_path, "motor_01")
     # Resumed from the last persisted round: exactly the remaining rounds; physically the only
     # extra is the partial round the kill interrupted (or one step short if it hit a round's end).
@@ -163,7 +178,7 @@ def test_thingsboard_outage_keeps_turning_and_flushes_telemetry_in_order(
     tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess, ledger_of: CommandLedger
 ) -> None:
     rounds = 24
-    with start_daemon(tmp_path, aof_redis.url, emulator) as daemon:
+    with start_daemon(tmp_path, aof_redis.url, emulator, **EVERY_ROUND) as daemon:
         rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00020", "rounds": rounds, "speedRpm": 180})
         wait_for(lambda: ledger_of.status("motor_01").rounds_completed >= 2, what="2 rounds")
         emulator.stop()  # ThingsBoard gone
@@ -193,7 +208,7 @@ def test_local_redis_restart_mid_command_loses_nothing(
     tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess, ledger_of: CommandLedger
 ) -> None:
     rounds = 20
-    with start_daemon(tmp_path, aof_redis.url, emulator):
+    with start_daemon(tmp_path, aof_redis.url, emulator, **EVERY_ROUND):
         rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00030", "rounds": rounds, "speedRpm": 300})
         wait_for(lambda: ledger_of.status("motor_01").rounds_completed >= 3, what="3 rounds")
         aof_redis.restart()
@@ -201,10 +216,51 @@ def test_local_redis_restart_mid_command_loses_nothing(
         _code, dup = rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00030", "rounds": rounds})
         assert dup["duplicate"] is True  # the dedupe marker survived the restart
         wait_for(lambda: rounds in rounds_series(emulator, "motor_01"), what="final telemetry")
+        wait_for_steps(tmp_path, "motor_01", rounds * SPR)
     assert ledger_of.status("motor_01").rounds_completed == rounds
     assert recorded_steps(tmp_path, "motor_01") == rounds * SPR  # Redis restarts cost no steps
     series = list(dict.fromkeys(rounds_series(emulator, "motor_01")))
     assert series == list(range(1, rounds + 1))
+
+
+def test_long_rotation_reports_far_fewer_progress_messages_than_rounds_with_exact_start_and_done(
+    tmp_path: Path, aof_redis: RedisServer, emulator: EmulatorProcess, ledger_of: CommandLedger
+) -> None:
+    rounds = 600
+    interval_s = 0.2  # the settings' default, which the harness leaves in place
+    motors = simulated_config(tmp_path, aof_redis.url, emulator.mqtt_port)["motors"]
+    motors[0] = {**motors[0], "steps_per_round": 10}  # 200 rounds/s at 2,000 steps/s
+    with start_daemon(tmp_path, aof_redis.url, emulator, motors=motors):
+        rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00050", "rounds": rounds})
+
+        def reported() -> list[dict[str, Any]]:
+            entries = emulator.timeseries("motor_01")
+            return [e["values"] for e in entries if e["values"].get("commandId") == "c-e2e00050"]
+
+        wait_for(lambda: any(v["commandDone"] for v in reported()), what="done telemetry")
+        wait_for_steps(tmp_path, "motor_01", rounds * 10)
+    assert ledger_of.status("motor_01").rounds_completed == rounds  # every round persisted
+    assert recorded_steps(tmp_path, "motor_01") == rounds * 10
+    values = reported()
+    starts = [v for v in values if v.get("state") == "running" and "startedTs" in v and not v["commandDone"]]
+    dones = [v for v in values if v["commandDone"]]
+    progress = [v for v in values if "roundsCompleted" in v and not v["commandDone"]]
+    assert [(v["commandRounds"], v["commandRoundsDone"]) for v in starts] == [(rounds, 0)]
+    assert len(dones) == 1
+    done = dones[0]
+    assert (done["commandRounds"], done["commandRoundsDone"], done["roundsCompleted"]) == (
+        rounds,
+        rounds,
+        rounds,
+    )
+    assert done["receivedTs"] <= done["startedTs"] <= done["finishedTs"]
+    turning_s = (done["finishedTs"] - done["startedTs"]) / 1000
+    assert turning_s > 2 * interval_s  # long enough that progress had to be reported on the way
+    assert 1 <= len(progress) <= turning_s / interval_s + 1
+    assert len(progress) < rounds / 10
+    done_counts = [v["commandRoundsDone"] for v in progress]
+    assert done_counts == sorted(set(done_counts))
+    assert done_counts[-1] < rounds
 
 
 def test_rpc_resent_by_thingsboard_is_answered_but_not_run_twice(

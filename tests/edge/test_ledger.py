@@ -109,3 +109,60 @@ def test_ledger_survives_a_local_redis_restart() -> None:
         assert ledger.submit("m1", CID_A, 4, None).status is SubmitStatus.DUPLICATE
         assert len(Outbox(client)) == 4
         client.close()
+
+
+def test_progress_telemetry_is_throttled_but_start_and_done_carry_exact_totals(
+    sync_redis: redis_lib.Redis, outbox: Outbox
+) -> None:
+    now = [1_000_000]
+    ledger = CommandLedger(
+        sync_redis,
+        dedupe_ttl_s=60,
+        max_queued_rounds=10_000,
+        progress_interval_s=0.2,
+        clock_ms=lambda: now[0],
+    )
+    rounds = 1000
+    ledger.submit("m1", CID_A, rounds, None)
+    ledger.begin("m1")
+    for _ in range(rounds):
+        now[0] += 1  # 1,000 rounds/s: one second of turning
+        ledger.round_done("m1", CID_A)
+    status = ledger.status("m1")
+    assert (status.rounds_completed, status.commands_done) == (rounds, 1)  # every round persisted
+
+    entries = [e.values for e in outbox.read(10_000)]
+    progress = [v for v in entries if "roundsCompleted" in v and v["commandDone"] is False]
+    start = [v for v in entries if v.get("state") == "running" and "startedTs" in v]
+    done = [v for v in entries if v.get("commandDone") is True]
+    assert len(entries) == 2 + len(progress) + 1  # queued, started, progress, done
+    assert len(progress) == 4  # one per 200 ms after the start, the fifth coalesced into the done
+    assert [v["commandRoundsDone"] for v in progress] == [200, 400, 600, 800]
+    assert start == [entries[1]]
+    assert start[0]["commandRoundsDone"] == 0
+    assert done == [entries[-1]]
+    assert (done[0]["commandId"], done[0]["commandRounds"], done[0]["commandRoundsDone"]) == (
+        CID_A,
+        rounds,
+        rounds,
+    )
+    assert done[0]["roundsCompleted"] == rounds
+
+
+def test_progress_telemetry_resumes_at_once_when_the_clock_is_set_back(
+    sync_redis: redis_lib.Redis, outbox: Outbox
+) -> None:
+    now = [1_000_000]
+    ledger = CommandLedger(
+        sync_redis, dedupe_ttl_s=60, max_queued_rounds=100, progress_interval_s=0.2, clock_ms=lambda: now[0]
+    )
+    ledger.submit("m1", CID_A, 3, None)
+    ledger.begin("m1")
+    now[0] -= 3_600_000  # NTP stepped the clock back an hour
+    ledger.round_done("m1", CID_A)
+    now[0] += 1
+    ledger.round_done("m1", CID_A)
+    rounds_reported = [
+        e.values["commandRoundsDone"] for e in outbox.read(100) if "roundsCompleted" in e.values
+    ]
+    assert rounds_reported == [1]  # then throttled again from the new clock
