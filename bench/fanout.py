@@ -1,13 +1,15 @@
 """Fan-out benchmark: N WebSocket viewers, motor feedback posted at a fixed rate, delivery and latency.
 
-Run:  .venv/bin/python -m bench.fanout [--clients 1000 5000 10000] [--rate 5] [--duration 20] [--deflate]
+Run:  .venv/bin/python -m bench.fanout [--clients 1000 5000 10000] [--rate 5] [--duration 20]
+                                      [--deflate] [--socketio]
 
 Everything on this machine: one redis-server, `--instances` real `giftwheel api` processes sharing it
 (viewers spread over them, as behind a load balancer; feedback posted to the first, so every other
 instance gets it through Redis), and `--client-procs` processes holding the viewers. The viewers
 speak the WebSocket protocol with a minimal client (handshake, frames, pong) so the load generator
 costs little of the CPU the servers need; with --deflate they offer permessage-deflate as browsers do
-and the API grants it. Latency: viewer receive time minus the telemetry ts the
+and the API grants it; with --socketio they are Socket.IO clients (engine.io 4 over WebSocket, the
+overlay's transport) instead. Latency: viewer receive time minus the telemetry ts the
 poster stamps when it sends the webhook (same clock), i.e. webhook -> ledger -> Redis -> viewer.
 """
 
@@ -68,18 +70,44 @@ class ProcResult:
     done_ms: list[float] = field(default_factory=list)
 
 
-_PROGRESS = b'{"event":"motor.progress",'
-_DONE = b'{"event":"motor.done",'
 _DIGITS = frozenset(b"0123456789")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Where a viewer connects and how the frames of one event begin (for the fast path)."""
+
+    path: str
+    progress: bytes
+    done: bytes
+    socketio: bool
+
+
+PLAIN = Dialect("/v1/realtime", b'{"event":"motor.progress",', b'{"event":"motor.done",', socketio=False)
+SOCKETIO = Dialect(
+    "/socket.io/?EIO=4&transport=websocket", b'42["motor.progress",', b'42["motor.done",', socketio=True
+)
+
+
+@dataclass(frozen=True)
+class ViewerOptions:
+    dialect: Dialect
+    deflate: bool
 
 
 class Viewer(asyncio.Protocol):
     """A WebSocket client reduced to what a viewer needs: read text frames, answer pings."""
 
-    def __init__(self, host: str, path: str, result: ProcResult, *, deflate: bool) -> None:
-        offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
+    def __init__(self, host: str, options: ViewerOptions, result: ProcResult) -> None:
+        offer = (
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            if options.deflate
+            else ""
+        )
+        self._dialect = options.dialect
         self._request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET {options.dialect.path} HTTP/1.1\r\nHost: {host}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
             f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
         ).encode()
@@ -140,8 +168,9 @@ class Viewer(asyncio.Protocol):
                 self._transport.close()
 
     def _send(self, opcode: int, payload: bytes) -> None:
+        """A short frame (pongs, engine.io's few bytes): at most 125 bytes."""
         mask = os.urandom(4)
-        payload = payload[:125]  # pings carry at most 125 bytes
+        payload = payload[:125]
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         assert self._transport is not None
         self._transport.write(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
@@ -150,35 +179,46 @@ class Viewer(asyncio.Protocol):
         now_ms = time.time() * 1000
         # The common frame is one event: read its name and ts without decoding all of it, so the
         # load generator leaves more of the shared CPU to the servers it measures.
-        if payload.startswith(_PROGRESS) or payload.startswith(_DONE):
+        progress, done = self._dialect.progress, self._dialect.done
+        if payload.startswith(progress) or payload.startswith(done):
             start = payload.rfind(b'"ts":') + 5
             end = start
             while payload[end] in _DIGITS:
                 end += 1
             latency = now_ms - int(payload[start:end])
-            if payload.startswith(_PROGRESS):
+            if payload.startswith(progress):
                 self.tally.progress += 1
                 self._result.progress_ms.append(latency)
             else:
                 self.tally.done += 1
                 self._result.done_ms.append(latency)
             return
-        parsed = orjson.loads(payload)
-        for message in parsed if isinstance(parsed, list) else [parsed]:
-            event = message["event"]
-            if event == "state":
-                if not self.joined.done():
-                    self.joined.set_result(None)
-            elif event == "motor.progress":
-                self.tally.progress += 1
-                self._result.progress_ms.append(now_ms - message["data"]["ts"])
-            elif event == "motor.done":
-                self.tally.done += 1
-                self._result.done_ms.append(now_ms - message["data"]["ts"])
+        if not self._dialect.socketio:
+            parsed = orjson.loads(payload)
+            for message in parsed if isinstance(parsed, list) else [parsed]:
+                self._event(message["event"], message["data"], now_ms)
+        elif payload.startswith(b"42"):  # a Socket.IO event
+            name, data = orjson.loads(payload[2:])
+            self._event(name, data, now_ms)
+        elif payload.startswith(b"0"):  # engine.io open: join the main namespace
+            self._send(0x1, b"40")
+        elif payload == b"2":  # engine.io ping
+            self._send(0x1, b"3")
+
+    def _event(self, name: str, data: Any, now_ms: float) -> None:
+        if name == "state":
+            if not self.joined.done():
+                self.joined.set_result(None)
+        elif name == "motor.progress":
+            self.tally.progress += 1
+            self._result.progress_ms.append(now_ms - data["ts"])
+        elif name == "motor.done":
+            self.tally.done += 1
+            self._result.done_ms.append(now_ms - data["ts"])
 
 
 async def hold_viewers(
-    urls: list[str], count: int, deflate: bool, ready: Any, stop: MpEvent, results: Any
+    urls: list[str], count: int, options: ViewerOptions, ready: Any, stop: MpEvent, results: Any
 ) -> None:
     result = ProcResult(connected=0)
     loop = asyncio.get_running_loop()
@@ -190,7 +230,7 @@ async def hold_viewers(
         async with gate:
             try:
                 _, viewer = await loop.create_connection(
-                    lambda: Viewer(parts.netloc, "/v1/realtime", result, deflate=deflate),
+                    lambda: Viewer(parts.netloc, options, result),
                     parts.hostname or "",
                     parts.port or 80,
                 )
@@ -211,15 +251,15 @@ async def hold_viewers(
 
 
 def viewer_process(
-    urls: list[str], count: int, deflate: bool, ready: Any, stop: MpEvent, results: Any
+    urls: list[str], count: int, options: ViewerOptions, ready: Any, stop: MpEvent, results: Any
 ) -> None:
     raise_open_files()
     try:
         import uvloop  # the loop the API runs on too
 
-        uvloop.run(hold_viewers(urls, count, deflate, ready, stop, results))
+        uvloop.run(hold_viewers(urls, count, options, ready, stop, results))
     except ImportError:
-        asyncio.run(hold_viewers(urls, count, deflate, ready, stop, results))
+        asyncio.run(hold_viewers(urls, count, options, ready, stop, results))
 
 
 # -- the poster -------------------------------------------------------------------------------
@@ -304,8 +344,9 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
     shares = [
         clients // args.client_procs + (i < clients % args.client_procs) for i in range(args.client_procs)
     ]
+    options = ViewerOptions(SOCKETIO if args.socketio else PLAIN, deflate=args.deflate)
     procs = [
-        ctx.Process(target=viewer_process, args=(urls, share, args.deflate, ready, stop, results))
+        ctx.Process(target=viewer_process, args=(urls, share, options, ready, stop, results))
         for share in shares
     ]
     for proc in procs:
@@ -371,6 +412,9 @@ def main() -> int:
     parser.add_argument(
         "--deflate", action="store_true", help="viewers offer permessage-deflate and the API grants it"
     )
+    parser.add_argument(
+        "--socketio", action="store_true", help="Socket.IO viewers instead of plain WebSocket"
+    )
     args = parser.parse_args()
     limit = raise_open_files()
     print(f"open-file limit {limit}, {os.cpu_count()} CPUs", file=sys.stderr)
@@ -392,6 +436,7 @@ def main() -> int:
     print(
         f"\nfeedback at {args.rate:g}/s for {args.duration:g} s (every {args.done_every}th a done), "
         f"{args.instances} API processes on one Redis, {args.client_procs} viewer processes, "
+        f"{'Socket.IO' if args.socketio else 'plain WebSocket'} viewers, "
         f"permessage-deflate {'on' if args.deflate else 'off'}\n"
     )
     print(

@@ -17,12 +17,13 @@ from cloud.realtime.events import DROPPABLE
 
 @dataclass(slots=True)
 class Message:
-    """One event for viewers, encoded at most once however many viewers get it."""
+    """One event for viewers, encoded at most once per transport however many viewers get it."""
 
     event: str
     data: Any
     droppable: bool = False
     _frame: str | None = field(default=None, repr=False)
+    _socketio_packet: str | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, event: str, data: Any) -> Message:
@@ -34,6 +35,13 @@ class Message:
         if self._frame is None:
             self._frame = orjson.dumps({"event": self.event, "data": self.data}).decode()
         return self._frame
+
+    @property
+    def socketio_packet(self) -> str:
+        """The Socket.IO form (protocol 5): an EVENT packet on the main namespace, 2["name",data]."""
+        if self._socketio_packet is None:
+            self._socketio_packet = "2" + orjson.dumps([self.event, self.data]).decode()
+        return self._socketio_packet
 
 
 class Overflow(Exception):

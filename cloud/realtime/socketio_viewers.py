@@ -65,10 +65,16 @@ class SocketIoViewers:
             await self.disconnect(sid)
 
     async def _send(self, sid: str, viewer: Viewer) -> None:
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        if eio_sid is None:  # gone before its sender started; disconnect() leaves the hub
+            return
+
         async def send(batch: list[Message]) -> None:
             for message in batch:
-                await self._sio.emit(message.event, message.data, to=sid, ignore_queue=True)
-            await self._written(sid)
+                # Straight to engine.io with the packet encoded once per event: sio.emit(to=sid)
+                # would encode it again for every viewer and start a task per packet.
+                await self._sio.eio.send(eio_sid, message.socketio_packet)
+            await self._written(eio_sid)
 
         try:
             reason = await feed(viewer, self._live, send)
@@ -79,13 +85,12 @@ class SocketIoViewers:
             log.info("socket.io viewer disconnected", reason=reason)
             await self._sio.disconnect(sid, ignore_queue=True)
 
-    async def _written(self, sid: str) -> None:
+    async def _written(self, eio_sid: str) -> None:
         """Wait until the session's engine.io writer has taken what we queued.
 
         engine.io queues without bound; waiting here keeps a slow reader's backlog in our bounded
         outbox (where old progress can be dropped) instead of in engine.io's queue.
         """
-        eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-        socket = self._sio.eio.sockets.get(eio_sid) if eio_sid else None
+        socket = self._sio.eio.sockets.get(eio_sid)
         if socket is not None:
             await socket.queue.join()

@@ -159,6 +159,18 @@ async def test_socketio_viewers_get_the_same_events(api: Api) -> None:
     await client.close()
 
 
+async def test_both_transports_carry_the_same_payload_whatever_its_text(api: Api, viewer: Viewer) -> None:
+    # Each transport's frame is encoded once per event and shared by all its viewers.
+    client = await SocketIoClient.open(api.url)
+    assert (await client.next_event())[0] == "state"
+    fields = {"eventId": "tiktok:gift-2", "userName": 'Zoë 🎁 "the" \\ best', "channel": "café"}
+    assert (await api.post_gift(**fields)).status_code == 202
+    (plain,) = await viewer.wait_for("gift.accepted")
+    assert (plain["user"], plain["channel"]) == (fields["userName"], "café")
+    assert await client.next_event() == ("gift.accepted", plain)
+    await client.close()
+
+
 @pytest.fixture
 async def guarded(redis_server: RedisServer) -> AsyncIterator[Api]:
     settings = make_settings(
