@@ -1,9 +1,10 @@
-"""One place that turns settings into an asyncio Redis client (a single node or a Redis Cluster)."""
+"""One place that turns settings into asyncio Redis clients (a single node or a Redis Cluster)."""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.pipelined_redis import PipelinedRedis
 from cloud.settings import CloudSettings
 
 
@@ -21,4 +22,15 @@ def connect(settings: CloudSettings) -> Redis | RedisCluster:
         socket_connect_timeout=redis.connect_timeout_s,
         socket_timeout=redis.socket_timeout_s,
         max_connections=redis.max_connections,
+    )
+
+
+def connect_pipelined(settings: CloudSettings) -> PipelinedRedis | None:
+    """The ingest hot path's single pipelined connection; None on a cluster (redis-py routes it)."""
+    if settings.redis.cluster:
+        return None
+    return PipelinedRedis(
+        settings.redis_url,
+        connect_timeout_s=settings.redis.connect_timeout_s,
+        reply_timeout_s=settings.redis.socket_timeout_s,
     )

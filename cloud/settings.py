@@ -61,7 +61,11 @@ class RealtimeSettings(BaseModel):
     max_pending_events: int = Field(default=2_000, ge=1)
     # Gifts accepted by ingest are announced to viewers at most this fast (per API process); the
     # newest max_pending_announcements wait, older ones are dropped (the queue keeps them all).
-    announce_max_per_s: int = Field(default=500, ge=1)
+    # Each announcement is a frame to every viewer that is never dropped, so the cap is set by
+    # what the fan-out carries (about 40,000 frames/s per core, measured), not by the gift rate:
+    # an overlay shows a few recent gifts. At 500/s the publishing alone cost ingest ~10% of a
+    # core (py-spy, bench.ingest).
+    announce_max_per_s: int = Field(default=50, ge=1)
     max_pending_announcements: int = Field(default=1_000, ge=1)
     recent_gifts: int = Field(default=20, ge=1, le=500)
     # Done events kept per device for the join state, so a viewer that reconnects (an API restart,

@@ -21,7 +21,7 @@ from cloud.ingest.service import IngestService
 from cloud.realtime import websocket as realtime_ws
 from cloud.realtime.mount import socketio_endpoint
 from cloud.realtime.service import SOCKETIO_PATH, Realtime
-from cloud.redis_client import connect
+from cloud.redis_client import connect, connect_pipelined
 from cloud.settings import CloudSettings
 from giftwheel import __version__, gc_tuning, logs
 
@@ -49,8 +49,12 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings)
+        pipelined = connect_pipelined(settings)
         queue = GiftQueue(
-            redis, shards=settings.ingest.stream_shards, dedupe_ttl_s=settings.ingest.dedupe_ttl_s
+            redis,
+            shards=settings.ingest.stream_shards,
+            dedupe_ttl_s=settings.ingest.dedupe_ttl_s,
+            pipelined=pipelined,
         )
         realtime = Realtime(settings, redis)
         ingest = IngestService(
@@ -73,11 +77,14 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
         try:
             yield
         finally:
-            await _close_within(settings.shutdown_timeout_s, ingest.stop, realtime.stop, redis.aclose)
+            closing = [ingest.stop, realtime.stop, redis.aclose]
+            if pipelined is not None:
+                closing.append(pipelined.aclose)
+            await _close_within(settings.shutdown_timeout_s, *closing)
 
     app = FastAPI(title="giftwheel", version=__version__, lifespan=lifespan)
     app.add_exception_handler(ApiProblem, handle_problem)
-    app.include_router(ingest_http.router)
+    ingest_http.add_routes(app.router)
     app.include_router(ingest_ws.router)
     app.include_router(health.router)
     app.include_router(feedback.router)

@@ -12,6 +12,8 @@ from pydantic import SecretStr
 SIGNATURE_HEADER = "x-giftwheel-signature"
 TIMESTAMP_HEADER = "x-giftwheel-timestamp"
 SIGNATURE_SCHEME = "sha256="
+# Distinct accepted Authorization values remembered (spellings of the configured keys).
+_MAX_REMEMBERED = 64
 
 
 class AuthError(Exception):
@@ -45,6 +47,10 @@ class Authenticator:
         self._window_s = signature_window_s
         self._clock = clock
         self.open = not (self._key_digests or self._secrets)
+        # Authorization values already verified. A source sends the same header on every request,
+        # so the hashing and comparing is done once per distinct value; only accepted values are
+        # kept, so a flood of wrong keys cannot grow it, and it is bounded for the rest.
+        self._accepted: dict[str, Principal] = {}
 
     def needs_body(self, headers: Mapping[str, str]) -> bool:
         """Signed requests are checked over the body, so they are authenticated after reading it."""
@@ -53,6 +59,8 @@ class Authenticator:
     def check_bearer(self, authorization: str | None) -> Principal:
         if self.open:
             return Principal("open")
+        if authorization is not None and (known := self._accepted.get(authorization)) is not None:
+            return known
         if not authorization:
             raise AuthError("missing credentials: send Authorization: Bearer <key> or a signature")
         scheme, _, token = authorization.partition(" ")
@@ -64,7 +72,10 @@ class Authenticator:
             matched |= hmac.compare_digest(presented, digest)
         if not matched:
             raise AuthError("unknown API key")
-        return Principal("api-key")
+        principal = Principal("api-key")
+        if len(self._accepted) < _MAX_REMEMBERED:
+            self._accepted[authorization] = principal
+        return principal
 
     def check_signature(self, headers: Mapping[str, str], body: bytes) -> Principal:
         """Verify X-Giftwheel-Signature over timestamp + body, within the replay window.

@@ -1,4 +1,8 @@
-"""POST /v1/events and /v1/events/batch: thin adapters over IngestService."""
+"""POST /v1/events and /v1/events/batch: thin adapters over IngestService.
+
+These are the hot path, so ``add_routes`` puts them straight on the app's router: an included
+APIRouter adds a matching layer per request that measured at several percent of a single post.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,6 @@ from cloud.api.state import Services, services
 from cloud.ingest.errors import BacklogFull, QueueUnavailable
 from cloud.ingest.queue import Appended
 from giftwheel.contracts import GiftEvent, GiftEventIn, GiftRejected, Problem
-
-router = APIRouter()
 
 _EVENT_SCHEMA = GiftEventIn.model_json_schema(by_alias=True)
 _ERRORS = error_responses(
@@ -37,16 +39,18 @@ _ACK_SCHEMA = {
 
 async def authenticated_body(request: Request, svc: Services, limit: int, endpoint: str) -> bytes:
     """Bearer keys are checked before the body is read; signatures over the body, after."""
+    headers = request.headers
+    signed = svc.auth.needs_body(headers)
     try:
-        if not svc.auth.needs_body(request.headers):
-            svc.auth.check_bearer(request.headers.get("authorization"))
+        if not signed:
+            svc.auth.check_bearer(headers.get("authorization"))
         try:
             body = await read_capped(request, limit)
         except ApiProblem:
             svc.ingest.count_rejected(endpoint, "too_large")
             raise
-        if svc.auth.needs_body(request.headers):
-            svc.auth.check_signature(request.headers, body)
+        if signed:
+            svc.auth.check_signature(headers, body)
     except AuthError as exc:
         svc.ingest.count_rejected(endpoint, "unauthorized")
         raise ApiProblem(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
@@ -60,19 +64,6 @@ def unavailable(svc: Services, endpoint: str, exc: Exception, amount: int = 1) -
     return ApiProblem(503, reason, str(exc), headers={"Retry-After": retry_after})
 
 
-@router.post(
-    "/v1/events",
-    status_code=202,
-    summary="Ingest one gift event",
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}
-    },
-    responses={
-        202: {"description": "stored", "content": {"application/json": {"schema": _ACK_SCHEMA}}},
-        200: {"description": "a replay", "content": {"application/json": {"schema": _ACK_SCHEMA}}},
-        **_ERRORS,
-    },
-)
 async def post_event(request: Request) -> Response:
     started = time.perf_counter()
     svc = services(request)
@@ -86,12 +77,15 @@ async def post_event(request: Request) -> Response:
         appended = await svc.ingest.submit(event)
     except (BacklogFull, QueueUnavailable) as exc:
         raise unavailable(svc, "single", exc) from None
-    svc.ingest.count("single", [appended])
+    (svc.ingest.metrics.duplicates if appended.duplicate else svc.ingest.metrics.accepted)["single"].inc()
     svc.ingest.metrics.latency["single"].observe(time.perf_counter() - started)
-    return json_response(
-        200 if appended.duplicate else 202,
-        {"eventId": appended.event_id, "duplicate": appended.duplicate},
-    )
+    if appended.duplicate:
+        return Response(_ack(appended.event_id, b"true"), status_code=200, media_type="application/json")
+    return Response(_ack(appended.event_id, b"false"), status_code=202, media_type="application/json")
+
+
+def _ack(event_id: str, duplicate: bytes) -> bytes:
+    return b'{"eventId":' + orjson.dumps(event_id) + b',"duplicate":' + duplicate + b"}"
 
 
 _BATCH_SCHEMA = {
@@ -134,20 +128,6 @@ def _item_result(index: int, outcome: Appended | list[Problem]) -> dict[str, Any
     return {"index": index, "status": "rejected", "detail": problems_detail(outcome)}
 
 
-@router.post(
-    "/v1/events/batch",
-    summary="Ingest many gift events; a bad item does not sink the others",
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _BATCH_SCHEMA}}}
-    },
-    responses={
-        200: {
-            "description": "per-item results",
-            "content": {"application/json": {"schema": _BATCH_RESULT_SCHEMA}},
-        },
-        **_ERRORS,
-    },
-)
 async def post_batch(request: Request) -> Response:
     started = time.perf_counter()
     svc = services(request)
@@ -187,5 +167,39 @@ async def post_batch(request: Request) -> Response:
             "duplicates": duplicates,
             "rejected": rejected,
             "results": results,
+        },
+    )
+
+
+def add_routes(router: APIRouter) -> None:
+    router.add_api_route(
+        "/v1/events",
+        post_event,
+        methods=["POST"],
+        status_code=202,
+        summary="Ingest one gift event",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}
+        },
+        responses={
+            202: {"description": "stored", "content": {"application/json": {"schema": _ACK_SCHEMA}}},
+            200: {"description": "a replay", "content": {"application/json": {"schema": _ACK_SCHEMA}}},
+            **_ERRORS,
+        },
+    )
+    router.add_api_route(
+        "/v1/events/batch",
+        post_batch,
+        methods=["POST"],
+        summary="Ingest many gift events; a bad item does not sink the others",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _BATCH_SCHEMA}}}
+        },
+        responses={
+            200: {
+                "description": "per-item results",
+                "content": {"application/json": {"schema": _BATCH_RESULT_SCHEMA}},
+            },
+            **_ERRORS,
         },
     )

@@ -1,8 +1,9 @@
 """Group commit: concurrent single-event requests share one Redis round trip.
 
 A request hands its event over and awaits its own result. While fewer than ``max_inflight``
-writes are under way, a write starts at once with everything waiting; otherwise events wait
-for the next free slot and go together. Under light load every event travels alone (no added
+writes are under way, a write starts at the end of the current event-loop pass with everything
+waiting (requests whose bodies arrived in the same pass go together); otherwise events wait for
+the next free slot and go together. Under light load every event travels alone (no added
 latency); under heavy load one round trip carries many events.
 """
 
@@ -25,11 +26,12 @@ class WriteGrouper:
         self._waiting: list[tuple[GiftEvent, asyncio.Future[Appended]]] = []
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._scheduled = False
 
     async def append(self, event: GiftEvent) -> Appended:
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         self._waiting.append((event, future))
-        self._start_writes()
+        self._schedule()
         return await future
 
     async def append_all(self, events: list[GiftEvent]) -> list[Appended]:
@@ -42,7 +44,13 @@ class WriteGrouper:
         self._start_writes()
         return list(await asyncio.gather(*futures))
 
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_writes)
+
     def _start_writes(self) -> None:
+        self._scheduled = False
         while self._waiting and self._inflight < self._max_inflight:
             group = self._waiting[: self._max_group]
             del self._waiting[: self._max_group]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from cloud.ingest.errors import QueueUnavailable
+from cloud.pipelined_redis import PipelinedRedis
 from giftwheel.contracts import (
     DEDUPE_MARK,
     WORKER_GROUP,
@@ -23,20 +25,36 @@ from giftwheel.contracts import (
 
 _APPEND_LUA = resources.files("cloud.ingest").joinpath("append.lua").read_text()
 
+RunScript = Callable[[Sequence[Any], Sequence[Any]], Awaitable[Any]]
 
-@dataclass(frozen=True, slots=True)
-class Appended:
+
+class Appended(NamedTuple):  # one per event on the hot path: a tuple is the cheapest record
     event_id: str
     entry_id: str
     duplicate: bool
 
 
 class GiftQueue:
-    def __init__(self, redis: Redis | RedisCluster, *, shards: int, dedupe_ttl_s: int) -> None:
+    """Appends through ``pipelined`` when given (one connection, many scripts in flight: the hot
+    path), else through ``redis`` (a Redis Cluster routes each shard's script to its node)."""
+
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        *,
+        shards: int,
+        dedupe_ttl_s: int,
+        pipelined: PipelinedRedis | None = None,
+    ) -> None:
         self._redis = redis
         self._shards = shards
         self._dedupe_ttl_s = dedupe_ttl_s
-        self._append = redis.register_script(_APPEND_LUA)
+        self._run_append: RunScript
+        if pipelined is not None:
+            self._run_append = pipelined.script(_APPEND_LUA)
+        else:
+            script = redis.register_script(_APPEND_LUA)
+            self._run_append = lambda keys, args: script(keys=keys, args=args)
 
     @property
     def streams(self) -> list[str]:
@@ -52,20 +70,27 @@ class GiftQueue:
         for index, event in enumerate(events):
             by_shard[shard_of(event.event_id, self._shards)].append(index)
         results: list[Appended | None] = [None] * len(events)
+        calls = [
+            self._append_shard(shard, [events[i] for i in indexes]) for shard, indexes in by_shard.items()
+        ]
         try:
-            for shard, indexes in by_shard.items():
-                stream = event_stream(shard, self._shards)
-                keys = [stream, *(dedupe_key(stream, events[i].event_id) for i in indexes)]
-                args: list[Any] = [self._dedupe_ttl_s, *(events[i].to_json() for i in indexes)]
-                replies = await self._append(keys=keys, args=args)
-                for index, reply in zip(indexes, replies, strict=True):
-                    text = reply.decode() if isinstance(reply, bytes) else str(reply)
-                    duplicate = text.startswith(DEDUPE_MARK)
-                    entry_id = text.removeprefix(DEDUPE_MARK)
-                    results[index] = Appended(events[index].event_id, entry_id, duplicate)
+            # One shard (the usual case) is awaited directly: gather would wrap it in a task.
+            shard_replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(str(exc) or type(exc).__name__) from exc
+        for indexes, replies in zip(by_shard.values(), shard_replies, strict=True):
+            for index, reply in zip(indexes, replies, strict=True):
+                text = reply.decode() if isinstance(reply, bytes) else str(reply)
+                duplicate = text.startswith(DEDUPE_MARK)
+                results[index] = Appended(events[index].event_id, text.removeprefix(DEDUPE_MARK), duplicate)
         return [result for result in results if result is not None]
+
+    async def _append_shard(self, shard: int, events: list[GiftEvent]) -> list[Any]:
+        stream = event_stream(shard, self._shards)
+        keys = [stream, *(dedupe_key(stream, event.event_id) for event in events)]
+        args: list[Any] = [self._dedupe_ttl_s, *(event.to_json() for event in events)]
+        replies: list[Any] = await self._run_append(keys, args)
+        return replies
 
     async def backlog(self) -> int:
         """Entries not yet processed by the worker group: its lag plus its pending entries."""

@@ -60,7 +60,8 @@ class IngestService:
     async def submit(self, event: GiftEvent) -> Appended:
         self.check_backlog()
         appended = await self._grouper.append(event)
-        self._announce([event], [appended])
+        if self._on_accepted is not None and not appended.duplicate:
+            self._on_accepted([event])
         return appended
 
     async def submit_all(self, events: list[GiftEvent]) -> list[Appended]:
