@@ -180,8 +180,8 @@ def main() -> None:
         wait(announced, 60, "motor announced")
         steps = StepLog(workdir / "steps" / "motor_01.steps")
         latency = measure_latency(tb, steps, args.rpcs)
-        assert daemon.proc is not None
-        cpu = measure_cpu(tb, steps, daemon.proc.pid, args.cpu_seconds)
+        assert daemon.pid is not None
+        cpu = measure_cpu(tb, steps, daemon.pid, args.cpu_seconds)
         code = daemon.terminate()
     first_interval_ms = math.sqrt(2 / ACCEL_SPS2) * 1000
     print(f"edge bench: {args.rpcs} sequential rotate RPCs (1 round each), {os.cpu_count()} cores,")

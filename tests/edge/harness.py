@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import yaml
+
+from devstack.processes import ManagedProcess, giftwheel_argv
 
 GATEWAY_TOKEN = "edge-test-gateway-token"
 
@@ -45,43 +43,51 @@ def recorded_steps(tmp_path: Path, motor: str) -> int:
 
 
 class EdgeDaemon:
+    """One `giftwheel edge` run; no readiness wait (tests wait for what they need).
+
+    Leaving the ``with`` block kills it with -9, so nothing after a test's last step (a parking
+    deceleration, a last flush) changes what the test then inspects."""
+
     def __init__(self, config: dict[str, Any], workdir: Path, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.config_path = workdir / "edge.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
-        self.log_path = workdir / f"edge-{time.monotonic_ns()}.log"
-        self._env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
+        # One log per run: a test that restarts the daemon reads only the current run's output.
+        self._process = ManagedProcess(
+            f"edge-{time.monotonic_ns()}",
+            giftwheel_argv("edge", "--config", str(self.config_path)),
+            log_dir=workdir,
+            env=env,
+            cwd=workdir,
+        )
+        self.log_path = self._process.log_path
 
     def start(self) -> Self:
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "giftwheel.cli", "edge", "--config", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._env,
-                cwd=self.workdir,
-            )
+        self._process.start()
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process.running
 
     @property
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def terminate(self, timeout_s: float = 20.0) -> int:
-        """SIGTERM, as systemd stops the service; returns the exit code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout_s)
+    def terminate(self, timeout_s: float = 20.0) -> int | None:
+        """SIGTERM, as systemd stops the service; returns the exit code (-9 if it had to be killed)."""
+        return self._process.stop(timeout_s)
 
     def kill(self) -> None:
         """kill -9: a crash or power cut."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        self._process.kill()
 
     def __enter__(self) -> Self:
-        return self if self.proc is not None else self.start()
+        return self if self.running else self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

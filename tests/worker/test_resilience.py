@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +14,7 @@ from cloud.ingest.queue import GiftQueue
 from cloud.ledger import Ledger
 from cloud.worker.leases import lease_key
 from cloud.worker.rules import parse_rules
+from devstack.processes import ManagedProcess, giftwheel_argv
 from devstack.redis_server import RedisServer
 from devstack.rpc_sink import Arrival, RpcSink
 from devstack.tb_emulator.harness import EmulatorProcess
@@ -76,20 +73,23 @@ def mixed_gifts(n: int) -> list[GiftEvent]:
 
 
 @pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
+def procs() -> Iterator[list[ManagedProcess]]:
+    started: list[ManagedProcess] = []
     yield started
     for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+        proc.kill()
 
 
 def spawn_worker(
-    procs: list[subprocess.Popen[bytes]], redis_url: str, mqtt_port: int, rules: Path, log: Path, shards: int
-) -> subprocess.Popen[bytes]:
+    procs: list[ManagedProcess],
+    redis_url: str,
+    mqtt_port: int,
+    rules: Path,
+    log_dir: Path,
+    name: str,
+    shards: int,
+) -> ManagedProcess:
     env = {
-        **os.environ,
         "GIFTWHEEL_MODE": "development",
         "GIFTWHEEL_REDIS_URL": redis_url,
         "GIFTWHEEL_INGEST__STREAM_SHARDS": str(shards),
@@ -101,15 +101,9 @@ def spawn_worker(
         "GIFTWHEEL_WORKER__RPC_REPLY_TIMEOUT_S": "3",
         "GIFTWHEEL_WORKER__SWEEP_INTERVAL_S": "0.2",
     }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "giftwheel.cli", "worker", "--rules", str(rules)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = ManagedProcess(name, giftwheel_argv("worker", "--rules", str(rules)), log_dir=log_dir, env=env)
     procs.append(proc)
-    return proc
+    return proc.start()
 
 
 @pytest.mark.slow
@@ -118,16 +112,16 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_turns_nothing_twic
     redis: Redis,
     emulator: Emulator,
     sink: RpcSink,
-    procs: list[subprocess.Popen[bytes]],
+    procs: list[ManagedProcess],
     tmp_path: Path,
 ) -> None:
     shards = 2
     streams = event_streams(shards)
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES_YAML)
-    victim = spawn_worker(procs, redis_server.url, emulator.mqtt_port, rules, tmp_path / "a.log", shards)
+    victim = spawn_worker(procs, redis_server.url, emulator.mqtt_port, rules, tmp_path, "a", shards)
     await wait_until(lambda: _owns(redis, streams, 2), timeout_s=20, what="first worker owns both shards")
-    survivor = spawn_worker(procs, redis_server.url, emulator.mqtt_port, rules, tmp_path / "b.log", shards)
+    survivor = spawn_worker(procs, redis_server.url, emulator.mqtt_port, rules, tmp_path, "b", shards)
     await wait_until(lambda: _owner_count(redis, streams, 2), timeout_s=20, what="shards split")
 
     # Slow PUBACKs keep every batch in flight for a while, and slower answers keep the commands
@@ -139,8 +133,7 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_turns_nothing_twic
     queue = GiftQueue(redis, shards=shards, dedupe_ttl_s=3600)
     producer = asyncio.create_task(produce(queue, events, rate_per_s=600))
     await wait_until(lambda: len(sink.arrivals) >= 10, timeout_s=20, what="first commands")
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait(timeout=10)
+    victim.kill()  # SIGKILL of the real process (its process group)
     await producer
     emulator.hub.faults.puback_delay_ms = 0
     emulator.hub.faults.gateway_reply_delay_ms = 0
@@ -156,11 +149,10 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_turns_nothing_twic
     assert sum(sink.rounds_by_device().values()) == expected
     command_ids = [a.command_id for a in sink.arrivals]
     assert len(command_ids) > len(set(command_ids)), "no command of the killed worker was sent again"
-    log = (tmp_path / "b.log").read_text()
+    log = survivor.log_path.read_text()
     assert "entries_reclaimed" in log, "the survivor never took over the killed worker's batch"
-    assert survivor.poll() is None
-    survivor.send_signal(signal.SIGTERM)
-    assert survivor.wait(timeout=15) == 0
+    assert survivor.running
+    assert survivor.stop(timeout_s=15) == 0  # SIGTERM; -9 if it had to be killed
 
 
 async def _owns(redis: Redis, streams: list[str], n: int) -> bool:
