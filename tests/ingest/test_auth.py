@@ -6,11 +6,11 @@ import time
 
 import orjson
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from redis.asyncio import Redis
 
 from cloud.api.app import OpenDoorError, create_app
-from cloud.api.auth import sign
+from cloud.api.auth import Authenticator, AuthError, sign
 from cloud.settings import CloudSettings
 from giftwheel.cli import main
 from giftwheel.contracts import EVENTS_STREAM
@@ -107,3 +107,16 @@ def test_keys_parse_from_comma_separated_env(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("GIFTWHEEL_API_KEYS", "first-key-0123456789, second-key-0123456789")
     keys = [k.get_secret_value() for k in CloudSettings().api_keys]
     assert keys == ["first-key-0123456789", "second-key-0123456789"]
+
+
+def test_remembered_verdicts_never_let_a_wrong_key_in() -> None:
+    auth = Authenticator([SecretStr("key-one-0123456789abcdef")], [], signature_window_s=300, clock=time.time)
+    for _ in range(2):  # the second time from the remembered verdict
+        assert auth.check_bearer("Bearer key-one-0123456789abcdef").kind == "api-key"
+    for wrong in ("Bearer key-one-0123456789abcdeF", "Bearer key-one", "Basic key-one-0123456789abcdef", ""):
+        with pytest.raises(AuthError):
+            auth.check_bearer(wrong)
+    for n in range(200):  # a flood of wrong keys is not remembered
+        with pytest.raises(AuthError):
+            auth.check_bearer(f"Bearer wrong-{n}")
+    assert len(auth._accepted) == 1
