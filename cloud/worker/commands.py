@@ -1,16 +1,17 @@
 """Sends ledger commands through the dispatcher and follows them until answered, retried or failed.
 
 A command is marked ``sent`` only after the broker's PUBACK; ThingsBoard's answer marks it
-``delivered`` (the edge accepted it) or reschedules it. ``sweep`` resends, with the same
-commandId, every open command of a shard whose deadline passed, and marks it ``failed`` (kept,
-visible, counted) once ``command_max_attempts`` sends went unanswered.
+``delivered`` (the edge accepted it) or reschedules it; an answer that can never change (no such
+device in ThingsBoard) marks it ``failed`` at once. ``sweep`` resends, with the same commandId,
+every open command of a shard whose deadline passed, and marks it ``failed`` (kept, visible,
+counted) once ``command_max_attempts`` sends went unanswered.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 
 from cloud.ledger import Command, CommandState, Ledger, now_ms
 from cloud.worker.consumer import Retryable
-from cloud.worker.dispatcher import Dispatcher, DispatchUnavailable, Sent
+from cloud.worker.dispatcher import Dispatcher, DispatchUnavailable, Sent, is_own_request
 from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.settings import WorkerSettings
 from giftwheel.contracts import WORKER_GROUP
@@ -51,6 +52,9 @@ class CommandSender:
         self._settings = settings
         self._metrics = metrics
         self._reply_tasks: set[asyncio.Task[None]] = set()
+        # Held from a batch's first publish until its sent record is written: an answer that fails
+        # a command waits for that record, so the failure never lands before it (or gets lost).
+        self._recording: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._delivered: list[Sent] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -64,6 +68,10 @@ class CommandSender:
         Raises Retryable when ThingsBoard is away; whatever was PUBACKed by then is marked sent,
         and nothing is acked.
         """
+        async with self._recording[stream]:
+            await self._send(stream, commands, ack_ids)
+
+    async def _send(self, stream: str, commands: Sequence[Command], ack_ids: Sequence[str]) -> None:
         queued = [c for c in commands if c.state is CommandState.QUEUED]
         results: list[BaseException | None] = []
         if queued:
@@ -83,7 +91,12 @@ class CommandSender:
             raise errors[0]
 
     def on_reply(self, sent: Sent, reply: dict[str, Any]) -> None:
-        """ThingsBoard's answer to a send: the edge's RotateReply, or an error to retry after."""
+        """ThingsBoard's answer to a send: the edge's RotateReply, an error to retry after, or the
+        request itself (no such device: resending cannot help, so the command fails at once)."""
+        if is_own_request(sent, reply):
+            self._metrics.replies_error.inc()
+            self._track(self._fail_unknown_device(sent))
+            return
         problem = _problem_in(reply)
         if problem is None:
             self._metrics.replies_accepted.inc()
@@ -93,7 +106,10 @@ class CommandSender:
             return
         (self._metrics.replies_error if "error" in reply else self._metrics.replies_malformed).inc()
         log.warning("command_error_reply", command_id=sent.command_id, device=sent.device, error=problem)
-        task = asyncio.get_running_loop().create_task(self._record_problem(sent, problem))
+        self._track(self._record_problem(sent, problem))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._reply_tasks.add(task)
         task.add_done_callback(self._reply_tasks.discard)
 
@@ -125,6 +141,17 @@ class CommandSender:
         except Exception:  # a lost update only delays: the command's deadline brings it back
             log.exception("reply_not_recorded", command_id=sent.command_id)
 
+    async def _fail_unknown_device(self, sent: Sent) -> None:
+        reason = (
+            f"unknown device: ThingsBoard has no device named {sent.device!r} "
+            "(the rule chain answered with the request itself)"
+        )
+        async with self._recording[sent.stream]:
+            try:
+                await self._fail(sent.stream, sent.command_id, sent.device, reason)
+            except Exception:  # a lost update only delays: the deadline resends, the next answer fails it
+                log.exception("reply_not_recorded", command_id=sent.command_id)
+
     async def sweep(self, stream: str) -> int:
         """Resend or fail this shard's overdue commands; returns how many were handled."""
         due = await self._ledger.due(stream, at_ms=now_ms())
@@ -135,12 +162,12 @@ class CommandSender:
             if command is None:
                 continue
             if command.state is CommandState.DELIVERED:
-                await self._fail(
-                    command, f"no completion feedback within {self._settings.command_done_timeout_s} s"
-                )
+                reason = f"no completion feedback within {self._settings.command_done_timeout_s} s"
+                await self._fail(command.stream, command.command_id, command.device, reason)
             elif command.attempts >= self._settings.command_max_attempts:
                 last = f": {command.error}" if command.error else ""
-                await self._fail(command, f"unanswered after {command.attempts} sends{last}")
+                reason = f"unanswered after {command.attempts} sends{last}"
+                await self._fail(command.stream, command.command_id, command.device, reason)
             else:
                 try:
                     await self._dispatcher.send(
@@ -154,10 +181,10 @@ class CommandSender:
             handled += 1
         return handled
 
-    async def _fail(self, command: Command, reason: str) -> None:
-        await self._ledger.mark_failed(command.stream, command.command_id, reason)
+    async def _fail(self, stream: str, command_id: str, device: str, reason: str) -> None:
+        await self._ledger.mark_failed(stream, command_id, reason)
         self._metrics.failed.inc()
-        log.error("command_failed", command_id=command.command_id, device=command.device, reason=reason)
+        log.error("command_failed", command_id=command_id, device=device, reason=reason)
 
     async def drain(self) -> None:
         """Wait until every answer received so far is in the ledger."""

@@ -49,6 +49,22 @@ class Sent:
 ReplyCallback = Callable[[Sent, dict[str, Any]], None]
 
 
+def is_own_request(sent: Sent, reply: dict[str, Any]) -> bool:
+    """The answer is the request itself: ThingsBoard has no device of that name.
+
+    The shipped chain's change-originator step fails on an unknown name and its Failure route
+    hands the original message to the reply node (docs/thingsboard.md s.1). Neither the edge's
+    replies nor ThingsBoard's errors carry ``method`` and ``params``, and only this request carries
+    this commandId for this device, so the match cannot mistake another answer for it."""
+    params = reply.get("params")
+    return (
+        reply.get("method") == RpcMethod.ROTATE.value
+        and isinstance(params, dict)
+        and params.get("commandId") == sent.command_id
+        and params.get("device") == sent.device
+    )
+
+
 class Dispatcher:
     def __init__(
         self, settings: MqttSettings, metrics: WorkerMetrics, on_reply: ReplyCallback, *, client_id: str

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from cloud.ledger import CommandState, DeviceTotals
+from cloud.worker.dispatcher import Sent, is_own_request
 from cloud.worker.dlq import DeadLetters
 from cloud.worker.rules import parse_rules
 from cloud.worker.rules_source import RulesSource
@@ -189,15 +192,15 @@ async def test_a_lost_puback_means_reconnect_and_the_same_command_id_again(
         assert await worker.ledger.device_totals("motor_01") == DeviceTotals(accepted=7, sent=7)
 
 
-async def test_a_command_thingsboard_cannot_deliver_ends_failed_and_visible(
+async def test_a_command_left_unanswered_is_resent_then_ends_failed_and_visible(
     redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
 ) -> None:
     settings = worker_settings(
         redis_server.url, emulator.mqtt_port, rpc_reply_timeout_s=0.3, command_max_attempts=2
     )
-    # ThingsBoard knows no device of this name: the chain's change-originator step fails and the
-    # dispatcher gets an answer that is not the edge's RotateReply.
-    rules = parse_rules({"default_device": "ghost_motor"})
+    # The motor gets the RPC but its answer is held back well past the worker's reply timeout.
+    emulator.hub.faults.gateway_reply_delay_ms = 10_000
+    rules = parse_rules({"default_device": "motor_01"})
     event = gift(gift_name="Heart", diamond=3)
     command_id = command_id_for([event.event_id])
     async with worker_running(settings, rules) as worker:
@@ -213,11 +216,72 @@ async def test_a_command_thingsboard_cannot_deliver_ends_failed_and_visible(
         assert command.attempts == 2
         assert command.error.startswith("unanswered after 2 sends")
         assert "failed" in command.timestamps
-        assert await worker.ledger.device_totals("ghost_motor") == DeviceTotals(accepted=3, sent=3, failed=3)
+        assert await worker.ledger.device_totals("motor_01") == DeviceTotals(accepted=3, sent=3, failed=3)
         registry = worker.metrics.registry
         assert registry.get_sample_value("giftwheel_worker_commands_failed_total") == 1
         assert registry.get_sample_value("giftwheel_worker_retries_total") == 1
         assert registry.get_sample_value("giftwheel_worker_commands_total") == 1
         assert (registry.get_sample_value("giftwheel_worker_publish_seconds_count") or 0) >= 2
         assert await _drained(redis)
+    assert [a.command_id for a in sink.arrivals] == [command_id, command_id]  # resent, same id
+
+
+async def test_a_command_for_a_device_thingsboard_does_not_know_fails_at_once(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    # Retries would be visible: another send a second after the answer, up to three in all.
+    settings = worker_settings(
+        redis_server.url, emulator.mqtt_port, rpc_reply_timeout_s=5, command_max_attempts=3
+    )
+    # ThingsBoard knows no device of this name: the chain's change-originator step fails and its
+    # Failure route answers the dispatcher with the request itself.
+    rules = parse_rules({"default_device": "ghost_motor"})
+    event = gift(gift_name="Heart", diamond=3)
+    command_id = command_id_for([event.event_id])
+    async with worker_running(settings, rules) as worker:
+        with capture_logs() as logs:
+            await enqueue(redis, EVENTS_STREAM, [event])
+
+            async def failed() -> bool:
+                found = await worker.ledger.find(command_id)
+                return found is not None and found.state is CommandState.FAILED
+
+            await wait_until(failed, what="command marked failed")
+            await asyncio.sleep(1.5)  # past the pause after an error answer: no resend may follow
+        command = await worker.ledger.find(command_id)
+        assert command is not None
+        assert command.state is CommandState.FAILED
+        assert command.attempts == 1
+        assert command.error == (
+            "unknown device: ThingsBoard has no device named 'ghost_motor' "
+            "(the rule chain answered with the request itself)"
+        )
+        assert await worker.ledger.device_totals("ghost_motor") == DeviceTotals(accepted=3, sent=3, failed=3)
+        registry = worker.metrics.registry
+        assert registry.get_sample_value("giftwheel_worker_commands_failed_total") == 1
+        assert registry.get_sample_value("giftwheel_worker_retries_total") == 0
+        assert registry.get_sample_value("giftwheel_worker_replies_total", {"kind": "error"}) == 1
+        assert (registry.get_sample_value("giftwheel_worker_publish_seconds_count") or 0) == 1
+        assert await _drained(redis)
+    failures = [e for e in logs if e["event"] == "command_failed"]
+    assert [(e["command_id"], e["device"], e["log_level"]) for e in failures] == [
+        (command_id, "ghost_motor", "error")
+    ]
+    assert failures[0]["reason"].startswith("unknown device")
     assert sink.arrivals == []
+
+
+def test_only_the_request_itself_is_taken_for_an_unknown_device() -> None:
+    sent = Sent("giftwheel:events", "c-0123456789abcdef", "motor_09")
+    params = {"device": "motor_09", "commandId": "c-0123456789abcdef", "rounds": 3}
+    assert is_own_request(sent, {"method": "rotate", "params": params})
+    others: list[dict[str, Any]] = [
+        {"accepted": True, "commandId": "c-0123456789abcdef", "queuedRounds": 3},
+        {"error": "UNKNOWN_DEVICE", "detail": "no motor named 'motor_09' on this gateway"},
+        {"error": "NO_ACTIVE_CONNECTION"},
+        {"method": "rotate", "params": {**params, "commandId": "c-fedcba9876543210"}},  # another command
+        {"method": "rotate", "params": {**params, "device": "motor_01"}},
+        {"method": "stop", "params": params},
+        {"method": "rotate", "params": "c-0123456789abcdef"},
+    ]
+    assert not any(is_own_request(sent, reply) for reply in others)
