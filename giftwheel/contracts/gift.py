@@ -150,9 +150,7 @@ def derive_event_id(event: GiftEventIn) -> str:
 
 
 def normalise(event: GiftEventIn) -> GiftEvent:
-    # Every value was validated by GiftEventIn under the same constraints, and a derived id is
-    # valid by construction, so the event is built without validating it a second time.
-    return GiftEvent.model_construct(
+    return GiftEvent(
         event_id=event.event_id or derive_event_id(event),
         platform=event.platform,
         user_id=event.user_id,
