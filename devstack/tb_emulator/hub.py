@@ -40,10 +40,14 @@ class HubSettings:
     history_per_device: int = 10_000  # telemetry groups per device for /timeseries
     rpc_records_kept: int = 100_000  # server-side RPC records for /api/rpc
     webhook_calls_kept: int = 1_000  # REST node calls for /api/webhook/calls
-    webhook_max_parallel: int = 64  # concurrent REST node requests
-    # Keep-alive connections for them. Small on purpose: httpx checks every pooled connection on
-    # each request, which at 64 connections cost more CPU than the posts (measured with py-spy).
-    webhook_connections: int = 8
+    # The REST node's connection pool, per origin, as ThingsBoard's Reactor Netty pool defaults it on
+    # a box of up to 8 cores (TB_RE_HTTP_CLIENT_POOL_MAX_CONNECTIONS unset): 16 keep-alive
+    # connections, 2 x that many requests waiting for one (more fail at once), 45 s to get one,
+    # 30 s to connect. The node's readTimeoutMs bounds each request once it is on the wire.
+    webhook_connections: int = 16
+    webhook_pending_max: int = 32
+    webhook_acquire_timeout_s: float = 45.0
+    webhook_connect_timeout_s: float = 30.0
 
 
 class SubDeviceSession:
@@ -86,8 +90,10 @@ class Hub:
             self.registry.add(spec)
         self.engine: RuleEngine | None = None
         self.http_poster = HttpPoster(
-            max_parallel=settings.webhook_max_parallel,
             connections=settings.webhook_connections,
+            pending_max=settings.webhook_pending_max,
+            acquire_timeout_s=settings.webhook_acquire_timeout_s,
+            connect_timeout_s=settings.webhook_connect_timeout_s,
             keep_calls=settings.webhook_calls_kept,
         )
         self.sessions: dict[str, MqttSession] = {}
