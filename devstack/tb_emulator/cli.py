@@ -40,6 +40,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--history-per-device", type=int, default=10_000, help="telemetry groups kept per device"
     )
     parser.add_argument("--rpc-records-kept", type=int, default=100_000, help="server-side RPC records kept")
+    parser.add_argument(
+        "--queue-retries",
+        type=int,
+        default=0,
+        help="rule-engine queue: 0 = SKIP_ALL_FAILURES, N = RETRY_FAILED_AND_TIMED_OUT with N retries",
+    )
+    parser.add_argument("--queue-retry-pause-s", type=float, default=3.0, help="pause between retries")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--ready-file", type=Path, help="write 'mqtt_port http_port' here once listening")
 
@@ -65,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             session_inactivity_timeout_s=args.session_inactivity_timeout_s,
             history_per_device=args.history_per_device,
             rpc_records_kept=args.rpc_records_kept,
+            queue_retries=args.queue_retries,
+            queue_retry_pause_s=args.queue_retry_pause_s,
         ),
     )
     try:

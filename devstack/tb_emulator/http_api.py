@@ -225,6 +225,7 @@ async def stats(hub: Hub, req: Request) -> tuple[int, Any]:
         "sessions": len(hub.sessions),
         "ruleEngineMsgs": engine.processed if engine else 0,
         "ruleEngineFailures": engine.failures if engine else 0,
+        "ruleEngineRetries": engine.retried if engine else 0,
         "webhookInFlight": hub.http_poster.in_flight,
     }
 

@@ -48,6 +48,10 @@ class HubSettings:
     webhook_pending_max: int = 32
     webhook_acquire_timeout_s: float = 45.0
     webhook_connect_timeout_s: float = 30.0
+    # The rule-engine queue's processing strategy: 0 = SKIP_ALL_FAILURES (ThingsBoard's default for
+    # Main), N = RETRY_FAILED_AND_TIMED_OUT with N retries, queue_retry_pause_s apart.
+    queue_retries: int = 0
+    queue_retry_pause_s: float = 3.0
 
 
 class SubDeviceSession:

@@ -9,6 +9,7 @@ relation has no connection ends there.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -118,33 +119,60 @@ class NodeSlot:
     routes: dict[str, list[int]] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Submission:
+    """One message's pass through the chain, kept so a failed pass can be run again."""
+
+    original: TbMsg
+    attempt: int
+    retry_scheduled: bool = False
+
+
 class RuleEngine:
+    """Runs messages through the chain. ``retries`` > 0 is the rule-engine queue's processing
+    strategy RETRY_FAILED_AND_TIMED_OUT: a message whose pass ends in an unconnected Failure is
+    run through the whole chain again after ``retry_pause_s``, up to ``retries`` times; 0 is
+    SKIP_ALL_FAILURES (a failed message is dropped)."""
+
     def __init__(self, slots: list[NodeSlot], first: int, name: str) -> None:
         self.slots = slots
         self.first = first
         self.name = name
         self.processed = 0
         self.failures = 0
+        self.retried = 0
+        self.retries = 0
+        self.retry_pause_s = 3.0
 
-    def submit(self, msg: TbMsg) -> None:
+    def submit(self, msg: TbMsg, attempt: int = 0) -> None:
         self.processed += 1
-        self._run(self.first, msg)
+        self._run(self.first, msg, _Submission(msg.copy() if self.retries else msg, attempt))
 
-    def _run(self, index: int, msg: TbMsg) -> None:
+    def _failed(self, submission: _Submission) -> None:
+        self.failures += 1
+        if submission.retry_scheduled or submission.attempt >= self.retries:
+            return
+        submission.retry_scheduled = True  # a pass that fails on several branches is retried once
+        self.retried += 1
+        asyncio.get_running_loop().call_later(
+            self.retry_pause_s, self.submit, submission.original, submission.attempt + 1
+        )
+
+    def _run(self, index: int, msg: TbMsg, submission: _Submission) -> None:
         slot = self.slots[index]
 
         def emit(out: TbMsg, relation: str) -> None:
             targets = slot.routes.get(relation.lower())
             if not targets:
                 if relation == FAILURE:
-                    self.failures += 1
                     log.debug("rule node failure", node=slot.name, msg_type=out.type)
+                    self._failed(submission)
                 return
             if len(targets) == 1:
-                self._run(targets[0], out)
+                self._run(targets[0], out, submission)
                 return
             for target in targets:
-                self._run(target, out.copy())
+                self._run(target, out.copy(), submission)
 
         try:
             slot.node.on_msg(msg, emit)

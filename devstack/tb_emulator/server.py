@@ -62,6 +62,8 @@ class Emulator:
         chain = apply_webhook_overrides(chain, settings.webhook_url, settings.webhook_secret)
         # ChainError here (unknown node type, bad config) stops the emulator before it listens
         self.hub.engine = build_engine(chain, nodes.bind(self.hub))
+        self.hub.engine.retries = settings.hub.queue_retries
+        self.hub.engine.retry_pause_s = settings.hub.queue_retry_pause_s
         self._mqtt: asyncio.Server | None = None
         self._http: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None

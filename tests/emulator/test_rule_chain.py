@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from devstack.tb_emulator.harness import InProcessEmulator
+from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.nodes import NODE_TYPES, bind
 from devstack.tb_emulator.patterns import process_pattern
 from devstack.tb_emulator.raw_client import RawMqttClient
@@ -113,6 +114,42 @@ async def test_webhook_failures_are_recorded_not_fatal() -> None:
         assert call["statusCode"] == 401
         assert tb.hub.engine is not None
         assert tb.hub.engine.failures == 1
+
+
+async def test_retry_strategy_delivers_a_webhook_the_api_refused_while_redis_restarted() -> None:
+    """RETRY_FAILED_AND_TIMED_OUT: a failed pass runs the chain again; SKIP_ALL_FAILURES drops it."""
+    api = CaptureServer(status=503)  # the API answers 503 while its Redis restarts
+    async with api as url:
+        settings = HubSettings(queue_retries=3, queue_retry_pause_s=0.3)
+        async with (
+            InProcessEmulator(DEVICES, webhook_url=url, hub_settings=settings) as tb,
+            RawMqttClient(tb.host, tb.mqtt_port) as gw,
+        ):
+            await gw.connect(GATEWAY_TOKEN)
+            done = b'{"motor_01": [{"roundsCompleted": 5, "commandDone": true}]}'
+            assert await gw.publish("v1/gateway/telemetry", done) == 0
+            refused = await asyncio.wait_for(api.requests.get(), 5)
+            api.status = 200  # Redis is back
+            delivered = await asyncio.wait_for(api.requests.get(), 5)
+            await asyncio.sleep(0.6)
+            assert api.requests.empty()  # a pass that succeeded is not run again
+            assert refused["body"] == delivered["body"] == b'{"roundsCompleted":5,"commandDone":true}'
+            assert tb.hub.engine is not None
+            assert (tb.hub.engine.failures, tb.hub.engine.retried) == (1, 1)
+
+
+async def test_skip_all_failures_drops_a_failed_message() -> None:
+    api = CaptureServer(status=503)
+    async with api as url, InProcessEmulator(DEVICES, webhook_url=url) as tb:
+        async with RawMqttClient(tb.host, tb.mqtt_port) as gw:
+            await gw.connect(GATEWAY_TOKEN)
+            assert await gw.publish("v1/gateway/telemetry", b'{"motor_01": [{"roundsCompleted": 1}]}') == 0
+            await asyncio.wait_for(api.requests.get(), 5)
+            api.status = 200
+            await asyncio.sleep(0.5)
+        assert api.requests.empty()
+        assert tb.hub.engine is not None
+        assert (tb.hub.engine.failures, tb.hub.engine.retried) == (1, 0)
 
 
 def test_shipped_chain_uses_only_implemented_configuration_nodes() -> None:
