@@ -77,7 +77,7 @@ async def post_event(request: Request) -> Response:
         appended = await svc.ingest.submit(event)
     except (BacklogFull, QueueUnavailable) as exc:
         raise unavailable(svc, "single", exc) from None
-    (svc.ingest.metrics.duplicates if appended.duplicate else svc.ingest.metrics.accepted)["single"].inc()
+    svc.ingest.count("single", [appended])
     svc.ingest.metrics.latency["single"].observe(time.perf_counter() - started)
     if appended.duplicate:
         return Response(_ack(appended.event_id, b"true"), status_code=200, media_type="application/json")

@@ -60,8 +60,7 @@ class IngestService:
     async def submit(self, event: GiftEvent) -> Appended:
         self.check_backlog()
         appended = await self._grouper.append(event)
-        if self._on_accepted is not None and not appended.duplicate:
-            self._on_accepted([event])
+        self._announce([event], [appended])
         return appended
 
     async def submit_all(self, events: list[GiftEvent]) -> list[Appended]:
