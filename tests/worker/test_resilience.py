@@ -68,6 +68,20 @@ async def assert_each_event_turned_exactly_once(
     assert got == expected
 
 
+async def assert_every_round_reached_once(
+    redis: Redis, streams: list[str], events: list[GiftEvent], sinks: list[RpcSink]
+) -> None:
+    """Across the sinks of every ThingsBoard life: wait for all rounds, then each event turned once."""
+    expected = sum(e.diamond for e in events)
+    await wait_until(
+        lambda: sum({a.command_id: a.rounds for s in sinks for a in s.arrivals}.values()) >= expected,
+        timeout_s=30,
+        what="every round at a device",
+    )
+    arrivals = [a for s in sinks for a in s.arrivals]
+    await assert_each_event_turned_exactly_once(redis, streams, events, arrivals)
+
+
 def mixed_gifts(n: int) -> list[GiftEvent]:
     return [gift(gift_name="Rose" if i % 3 == 0 else "Heart", diamond=1 + i % 4) for i in range(n)]
 
@@ -190,14 +204,7 @@ async def test_thingsboard_stopped_and_restarted_mid_stream_loses_nothing(
             sinks.append(RpcSink("127.0.0.1", port, GATEWAY_TOKEN, MOTORS))
             await sinks[1].start()
             await producer
-            expected = sum(e.diamond for e in events)
-            await wait_until(
-                lambda: sum({a.command_id: a.rounds for s in sinks for a in s.arrivals}.values()) >= expected,
-                timeout_s=30,
-                what="every round at a device",
-            )
-            arrivals = [a for s in sinks for a in s.arrivals]
-            await assert_each_event_turned_exactly_once(redis, worker.streams, events, arrivals)
+            await assert_every_round_reached_once(redis, worker.streams, events, sinks)
     finally:
         for s in sinks:
             await s.close()
@@ -227,16 +234,7 @@ async def test_thingsboard_killed_with_9_and_restarted_mid_stream_loses_nothing(
                 sinks.append(RpcSink("127.0.0.1", tb.mqtt_port, GATEWAY_TOKEN, MOTORS))
                 await sinks[1].start()
                 await producer
-                expected = sum(e.diamond for e in events)
-                await wait_until(
-                    lambda: (
-                        sum({a.command_id: a.rounds for s in sinks for a in s.arrivals}.values()) >= expected
-                    ),
-                    timeout_s=30,
-                    what="every round at a device",
-                )
-                arrivals = [a for s in sinks for a in s.arrivals]
-                await assert_each_event_turned_exactly_once(redis, worker.streams, events, arrivals)
+                await assert_every_round_reached_once(redis, worker.streams, events, sinks)
         finally:
             for s in sinks:
                 await s.close()
