@@ -19,6 +19,7 @@ from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.queue import GiftQueue
 from cloud.ingest.service import IngestService
 from cloud.realtime import websocket as realtime_ws
+from cloud.realtime.metrics import RealtimeMetrics
 from cloud.realtime.mount import socketio_endpoint
 from cloud.realtime.service import SOCKETIO_PATH, Realtime
 from cloud.redis_client import connect, connect_pipelined
@@ -57,10 +58,12 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
             pipelined=pipelined,
         )
         realtime = Realtime(settings, redis)
+        registry = CollectorRegistry()
+        RealtimeMetrics(realtime.hub, registry)
         ingest = IngestService(
             settings,
             queue,
-            IngestMetrics(CollectorRegistry()),
+            IngestMetrics(registry),
             clock=clock,
             on_accepted=realtime.announcer.announce,
         )

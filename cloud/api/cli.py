@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
 def websocket_options(settings: CloudSettings) -> dict[str, Any]:
     """uvicorn's WebSocket options, for `giftwheel api` and for tests that serve the app the same way."""
     return {
-        # Named rather than "auto": the fan-out's cost per frame was measured with this one.
-        "ws": "websockets-sansio",
+        # uvicorn's websockets-sansio, plus direct frames for the viewers' fan-out.
+        "ws": "cloud.realtime.direct_frames:DirectFramesProtocol",
         "ws_per_message_deflate": settings.realtime.permessage_deflate,
         # Frames above this never reach the app; the app's own limit answers below it with 1009.
         "ws_max_size": settings.ingest.max_ws_frame_bytes + 1024,

@@ -55,6 +55,10 @@ class Hub:
         self._rooms: dict[str, set[Viewer]] = {}
         self.viewers = 0
         self.evictions = 0
+        # Frames handed to viewers: written at once (direct) or queued for a sender (a slow viewer,
+        # a transport without direct frames, or the join snapshot still pending).
+        self.frames_direct = 0
+        self.frames_queued = 0
 
     @staticmethod
     def is_device_name(name: str) -> bool:
@@ -102,13 +106,19 @@ class Hub:
         targets: set[Viewer] = set()
         for room in rooms:
             targets.update(self._rooms.get(room, ()))
+        direct = queued = 0
         for viewer in targets:
             if viewer.evicted is not None:
                 continue
             try:
-                viewer.outbox.put(message)
+                if viewer.outbox.put(message):
+                    direct += 1
+                else:
+                    queued += 1
             except Overflow as exc:
                 self.evict(viewer, f"too slow: {exc}")
+        self.frames_direct += direct
+        self.frames_queued += queued
         return len(targets)
 
     def evict(self, viewer: Viewer, reason: str) -> None:

@@ -1,18 +1,35 @@
 """A viewer's bounded queue: old progress updates are dropped first, gifts and done events never.
 
-No framework imports: the Hub fills it, a per-viewer sender drains it.
+No framework imports: the Hub fills it, a per-viewer sender drains it. A viewer whose connection
+takes direct frames (cloud/realtime/direct_frames.py) skips the queue while its line is idle: the
+frame is written at once and no sender wakes; only what the connection cannot take now is queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from cloud.realtime.events import DROPPABLE
+
+# Puts a whole frame on a viewer's connection now, or returns False if it cannot take one now.
+WriteFrame = Callable[[bytes], bool]
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete, final, unmasked RFC 6455 text frame carrying these UTF-8 bytes."""
+    size = len(payload)
+    if size < 126:
+        return struct.pack("!BB", 0x81, size) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
 @dataclass(slots=True)
@@ -23,6 +40,7 @@ class Message:
     data: Any
     droppable: bool = False
     _frame: str | None = field(default=None, repr=False)
+    _ws_frame: bytes | None = field(default=None, repr=False)
     _socketio_packet: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -35,6 +53,13 @@ class Message:
         if self._frame is None:
             self._frame = orjson.dumps({"event": self.event, "data": self.data}).decode()
         return self._frame
+
+    @property
+    def ws_frame(self) -> bytes:
+        """The plain-WebSocket form as a whole text frame, for direct writes."""
+        if self._ws_frame is None:
+            self._ws_frame = text_frame(self.frame.encode())
+        return self._ws_frame
 
     @property
     def socketio_packet(self) -> str:
@@ -58,15 +83,31 @@ class Outbox:
         # The sender parked in take(), if it is; a bare future costs less to wake than an Event.
         self._waiter: asyncio.Future[None] | None = None
         self._woken = False
+        self._write: WriteFrame | None = None
+        # The sender holds a batch taken from here and may not have written it yet.
+        self._sending = False
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, message: Message, *, first: bool = False) -> None:
+    def write_directly(self, write: WriteFrame) -> None:
+        """From now on, while nothing waits here, hand messages to ``write`` instead of the sender."""
+        self._write = write
+
+    def put(self, message: Message, *, first: bool = False) -> bool:
         """Queue a message (``first``: ahead of everything and past the bound, for the join snapshot).
 
-        Raises Overflow when the undroppable backlog passes its bound; the caller disconnects.
+        Returns True if it was written directly instead. Raises Overflow when the undroppable backlog
+        passes its bound; the caller disconnects.
         """
+        # Order holds: a direct write only ever follows frames already on the connection.
+        if (
+            self._write is not None
+            and not self._items
+            and not self._sending
+            and self._write(message.ws_frame)
+        ):
+            return True
         if message.droppable:
             self._droppable += 1
             if self._droppable > self._max_droppable:
@@ -78,6 +119,7 @@ class Outbox:
         else:
             self._items.append(message)
         self._release()
+        return False
 
     def _drop_oldest_droppable(self) -> None:
         for index, queued in enumerate(self._items):
@@ -97,7 +139,11 @@ class Outbox:
             self._waiter.set_result(None)
 
     async def take(self) -> list[Message]:
-        """Everything queued, in order, once there is something (or after wake(): maybe nothing)."""
+        """Everything queued, in order, once there is something (or after wake(): maybe nothing).
+
+        The caller sends the batch before it calls take() again.
+        """
+        self._sending = False
         if not self._items and not self._woken:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -108,4 +154,5 @@ class Outbox:
         self._items.clear()
         self._droppable = 0
         self._woken = False
+        self._sending = bool(items)
         return items

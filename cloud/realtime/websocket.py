@@ -15,6 +15,7 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from cloud.realtime.direct_frames import frame_writer
 from cloud.realtime.feed import feed
 from cloud.realtime.hub import BadRooms, HubFull
 from cloud.realtime.origins import origin_allowed
@@ -80,7 +81,7 @@ class ViewerSocket:
 
         try:
             await websocket.accept()
-            sender = asyncio.create_task(feed(viewer, realtime.live, send))
+            sender = asyncio.create_task(feed(viewer, realtime.live, send, frame_writer(websocket.scope)))
             listener = asyncio.create_task(_until_closed(websocket))
             done, pending = await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
             realtime.hub.leave(viewer)  # stops the sender even if a Redis call swallows its cancellation

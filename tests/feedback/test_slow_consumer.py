@@ -67,6 +67,9 @@ async def test_a_stalled_viewer_does_not_block_others_and_keeps_every_done(small
     await fast.wait_until(lambda: (seqs(fast.events, "motor.progress") or [0])[-1] == FLOOD - 1)
     assert seqs(fast.events, "motor.done") == list(range(DONE_EVERY, FLOOD + 1, DONE_EVERY))
     assert realtime.hub.evictions == 0
+    # Frames went straight to the sockets until the stalled one stopped taking them; then they queued.
+    assert realtime.hub.frames_direct > 0
+    assert realtime.hub.frames_queued > 0
 
     # The stalled viewer now reads what waited for it: some progress is gone, no done event is.
     received: list[Any] = []
