@@ -73,6 +73,8 @@ class StackOptions:
     rules: Path = DEMO_RULES
     api_key: str = field(default_factory=lambda: "demo-" + secrets.token_hex(16))
     feedback_secret: str = field(default_factory=lambda: "feedback-" + secrets.token_hex(16))
+    # The rule engine's queue: 0 = SKIP_ALL_FAILURES (a refused webhook is dropped), N = N retries.
+    webhook_retries: int = 3
     # Tighter than production so crash tests and the demo recover in seconds, not minutes.
     worker_env: dict[str, str] = field(
         default_factory=lambda: {
@@ -97,7 +99,7 @@ class LocalStack:
             webhook_secret=self.options.feedback_secret,
             # The queue strategy docs/thingsboard.md asks for: a webhook refused while the API
             # restarts is delivered again instead of leaving its command open in the ledger.
-            extra_args=("--queue-retries", "3", "--queue-retry-pause-s", "3"),
+            extra_args=("--queue-retries", str(self.options.webhook_retries), "--queue-retry-pause-s", "3"),
         )
         self.workers = [
             ManagedProcess(

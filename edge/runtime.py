@@ -62,6 +62,7 @@ class EdgeRuntime:
             dedupe_ttl_s=settings.limits.dedupe_ttl_s,
             max_queued_rounds=settings.limits.max_queued_rounds,
             progress_interval_s=settings.progress_interval_s,
+            recent_done=settings.recent_done_in_heartbeat,
         )
         self.outbox = Outbox(self.redis)
         self.controllers: dict[str, MotorController] = {}

@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from edge.buffer.ledger import DEFAULT_RECENT_DONE
 from edge.errors import ConfigError
 from edge.motor.driver import DRIVER_SPECS, DriverType, Wiring
 from edge.motor.pins import PinBackend
-from giftwheel.contracts.motor import DeviceName
+from giftwheel.contracts.motor import RECENT_DONE_LIMIT, DeviceName
 
 BcmPin = Annotated[int, Field(ge=0, le=27)]
 
@@ -145,6 +146,10 @@ class EdgeSettings(_Strict):
     # Per motor, progress telemetry at most this often (0: every round). Each message is a rule-chain
     # run and a webhook call upstream; a command's start and done are always reported at once.
     progress_interval_s: float = Field(default=0.2, ge=0, le=60)
+    # Per motor, how many last finished commandIds each heartbeat repeats (recentDone): a done
+    # report lost upstream is repaired by the next heartbeat, while fewer commands than this
+    # finished since.
+    recent_done_in_heartbeat: int = Field(default=DEFAULT_RECENT_DONE, ge=1, le=RECENT_DONE_LIMIT)
     # With ThingsBoard unreachable this long, systemd is told we are up (the motors run offline).
     offline_ready_after_s: float = Field(default=15.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

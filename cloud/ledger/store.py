@@ -229,6 +229,7 @@ class Ledger:
         return (await self.get_many(stream, [command_id]))[0]
 
     async def get_many(self, stream: str, command_ids: Sequence[str]) -> list[Command | None]:
+        command_ids = list(dict.fromkeys(command_ids))
         if not command_ids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -417,6 +418,39 @@ class Ledger:
             CommandState.DONE,
             (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED, CommandState.FAILED),
         )
+
+    async def close_reported(self, device: str, command_ids: Sequence[str]) -> list[Command]:
+        """Commands the device reports finished (a heartbeat's recentDone) that the ledger does not
+        hold as done: moved to done now, and returned. Ids of another device, or unknown, are left.
+
+        One pipelined read across the shards; usually every id is done already and nothing moves.
+        """
+        if not command_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for command_id in command_ids:
+                for stream in self.streams:
+                    pipe.hgetall(command_key(stream, command_id))
+            raws = iter(await pipe.execute())
+        open_by_stream: dict[str, list[Command]] = {}
+        for command_id in command_ids:
+            for stream in self.streams:
+                raw = next(raws)
+                if not raw:
+                    continue
+                command = Command.from_hash(stream, command_id, raw)
+                if command.device == device and command.state is not CommandState.DONE:
+                    open_by_stream.setdefault(stream, []).append(command)
+        closed: list[Command] = []
+        for stream, commands in open_by_stream.items():
+            states = await self._transition_many(
+                stream,
+                [(c.command_id, c.device) for c in commands],
+                CommandState.DONE,
+                (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED, CommandState.FAILED),
+            )
+            closed += [c for c, state in zip(commands, states, strict=True) if state is CommandState.DONE]
+        return closed
 
     async def mark_failed(self, stream: str, command_id: str, reason: str) -> CommandState | None:
         return await self._move(

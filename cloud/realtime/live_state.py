@@ -47,9 +47,11 @@ class LiveState:
         # pool, not exhaust it and fail joins (or ingest) with "Too many connections".
         self._snapshot_gate = asyncio.Semaphore(settings.max_concurrent_snapshots)
 
-    async def merge(self, device: str, update: dict[str, Any], ts_ms: int) -> Merged:
+    async def merge(self, device: str, update: dict[str, Any], ts_ms: int, *, if_showing: str = "") -> Merged:
+        """Merge in ts order; with ``if_showing``, only while the state shows that commandId."""
         reply = await self._merge(
-            keys=[DEVICES_KEY], args=[device, orjson.dumps(update), ts_ms, self._settings.state_ttl_s]
+            keys=[DEVICES_KEY],
+            args=[device, orjson.dumps(update), ts_ms, self._settings.state_ttl_s, if_showing],
         )
         return Merged(orjson.loads(reply[1]), applied=int(reply[0]) == 1)
 

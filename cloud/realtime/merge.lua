@@ -1,5 +1,6 @@
 -- Merge one telemetry update into a device's live state (what late joiners get), in ts order.
--- KEYS[1] hash device -> state JSON. ARGV: device, update JSON, telemetry ts ms, ttl s.
+-- KEYS[1] hash device -> state JSON. ARGV: device, update JSON, telemetry ts ms, ttl s,
+-- and optionally a commandId the stored state must be showing (else nothing is merged).
 -- Returns {1, state} when applied, {0, state} when older than what is stored (left as is).
 local prev = redis.call('HGET', KEYS[1], ARGV[1])
 local update = cjson.decode(ARGV[2])
@@ -8,6 +9,9 @@ if prev then state = cjson.decode(prev) end
 local ts = tonumber(ARGV[3])
 if state.ts and state.ts > ts then
   return {0, prev}
+end
+if ARGV[5] and ARGV[5] ~= '' and state.commandId ~= ARGV[5] then
+  return {0, prev or '{}'}
 end
 -- A command queued while another runs (no state in the update) changes only the queue length:
 -- the bar keeps following the command that is turning.

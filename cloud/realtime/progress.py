@@ -16,7 +16,7 @@ from cloud.ledger.store import Ledger
 from cloud.realtime.announcer import Publish
 from cloud.realtime.events import ViewerEvent, device_rooms
 from cloud.realtime.live_state import LiveState
-from giftwheel.contracts.motor import ROUNDS_CEILING, CommandId, MotorState, Telemetry
+from giftwheel.contracts.motor import RECENT_DONE_LIMIT, ROUNDS_CEILING, CommandId, MotorState, Telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +42,7 @@ class MotorTelemetry(BaseModel):
     received_ts: _Count | None = None
     started_ts: _Count | None = None
     finished_ts: _Count | None = None
+    recent_done: Annotated[list[CommandId], Field(max_length=RECENT_DONE_LIMIT)] | None = None
 
     @model_validator(mode="after")
     def _some_motor_key(self) -> MotorTelemetry:
@@ -62,7 +63,8 @@ class MotorTelemetry(BaseModel):
         return bool(self.command_done) or rounds_done
 
     def values(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        """The motor's state keys (recentDone is about past commands, not part of its state)."""
+        return self.model_dump(by_alias=True, exclude_none=True, exclude={"recent_done"}, mode="json")
 
 
 _PROGRESS_KEYS = (
@@ -105,6 +107,10 @@ class ProgressService:
         The ledger is updated before anything is published, so a viewer never sees a done the
         ledger does not hold; a repeated done is harmless (the transition is idempotent).
         """
+        if telemetry.recent_done:
+            await self._close_reported(device, telemetry.recent_done, ts_ms)
+        if not telemetry.values():
+            return Applied(None, None)
         ledger_state = None
         if telemetry.finishes_command and telemetry.command_id is not None:
             moved = await self._ledger.mark_done(telemetry.command_id)
@@ -123,3 +129,26 @@ class ProgressService:
         progress = viewer_payload(device, merged.state)
         await self._publish(ViewerEvent.MOTOR_PROGRESS.value, progress, device_rooms(device))
         return Applied(ViewerEvent.MOTOR_PROGRESS.value, ledger_state)
+
+    async def _close_reported(self, device: str, command_ids: list[str], ts_ms: int) -> None:
+        """Close what a heartbeat says finished but the ledger still holds open: its done report
+        was lost upstream (ThingsBoard gave up on the webhook). Viewers get the done they missed,
+        marked ``recovered`` so an overlay already showing a newer command keeps it."""
+        for command in await self._ledger.close_reported(device, command_ids):
+            log.warning(
+                "done report recovered from a heartbeat",
+                command_id=command.command_id,
+                device=device,
+                was=command.state.value,
+            )
+            finished = {
+                "commandId": command.command_id,
+                "commandRounds": command.rounds,
+                "commandRoundsDone": command.rounds,
+                "commandDone": True,
+            }
+            # A late joiner must not see the bar stuck short of the end either.
+            await self._live.merge(device, finished, ts_ms, if_showing=command.command_id)
+            done = {"device": device, **finished, "recovered": True, "ts": ts_ms}
+            await self._live.remember_done(device, done)
+            await self._publish(ViewerEvent.MOTOR_DONE.value, done, device_rooms(device))

@@ -21,6 +21,10 @@ class Keys:
         """Dedupe marker for a commandId, written in the same script that queues the command."""
         return f"{self.prefix}:motor:{motor}:seen:{command_id}"
 
+    def recent_done(self, motor: str) -> str:
+        """The motor's last finished commandIds, newest first, capped; every heartbeat repeats them."""
+        return f"{self.prefix}:motor:{motor}:recent-done"
+
     @property
     def outbox(self) -> str:
         """Stream of telemetry not yet confirmed by ThingsBoard, in the order it happened."""

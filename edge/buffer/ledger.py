@@ -49,6 +49,10 @@ class Cleared:
     rounds: int
 
 
+# Finished commandIds each motor keeps for its heartbeats (EdgeSettings.recent_done_in_heartbeat).
+DEFAULT_RECENT_DONE = 20
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -71,6 +75,7 @@ class CommandLedger:
         dedupe_ttl_s: int,
         max_queued_rounds: int,
         progress_interval_s: float = 0.0,
+        recent_done: int = DEFAULT_RECENT_DONE,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._redis = client
@@ -78,6 +83,7 @@ class CommandLedger:
         self._dedupe_ttl_s = dedupe_ttl_s
         self._max_queued_rounds = max_queued_rounds
         self._progress_interval_ms = round(progress_interval_s * 1000)  # 0: report every round
+        self._recent_done = recent_done
         self._clock_ms = clock_ms
         self._submit = client.register_script(scripts.SUBMIT)
         self._begin = client.register_script(scripts.BEGIN)
@@ -123,8 +129,8 @@ class CommandLedger:
         k = self.keys
         row = self._run(
             self._round_done,
-            [k.commands(motor), k.motor(motor), k.outbox],
-            [motor, command_id, self._clock_ms(), self._progress_interval_ms],
+            [k.commands(motor), k.motor(motor), k.outbox, k.recent_done(motor)],
+            [motor, command_id, self._clock_ms(), self._progress_interval_ms, self._recent_done],
         )
         return None if row is None else bool(int(row[1]))
 
@@ -135,11 +141,14 @@ class CommandLedger:
         return Cleared(command_ids=[str(c) for c in row[1:]], rounds=int(row[0]))
 
     def report(self, motor: str, state: MotorState | None = None) -> None:
-        """Queue a state snapshot for ThingsBoard (heartbeat), optionally setting the state first."""
+        """Queue a state snapshot for ThingsBoard (heartbeat), optionally setting the state first.
+
+        It repeats the motor's last finished commandIds (recentDone), so the backend can close a
+        command whose done report was lost upstream (a webhook ThingsBoard gave up on)."""
         k = self.keys
         self._run(
             self._snapshot,
-            [k.motor(motor), k.outbox],
+            [k.motor(motor), k.outbox, k.recent_done(motor)],
             [motor, self._clock_ms(), "" if state is None else state.value],
         )
 

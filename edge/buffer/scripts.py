@@ -63,7 +63,8 @@ return {f.cid, f.rounds, f.speed, done}
 """
 )
 
-# KEYS: commands, motor, outbox. ARGV: device, cid, now_ms, progress_interval_ms.
+# KEYS: commands, motor, outbox, recent done. ARGV: device, cid, now_ms, progress_interval_ms,
+# how many finished commandIds to keep for heartbeats.
 # Returns nil when the command was cleared meanwhile (stop), else {done, finished(0|1)}.
 # Progress is persisted every round; its telemetry goes out at most once per interval per motor
 # ('pts': when the last went out), since each message costs a rule-chain run and a webhook call
@@ -93,6 +94,8 @@ if done >= rounds then
   values.finishedTs = tonumber(ARGV[3])
   values.startedTs = num(redis.call('HGET', KEYS[2], 'started'))
   redis.call('HDEL', KEYS[2], 'cur', 'done', 'started')
+  redis.call('LPUSH', KEYS[4], f.cid)
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
   if redis.call('XLEN', KEYS[1]) == 0 then values.state = 'idle' end
   redis.call('HSET', KEYS[2], 'state', values.state)
 end
@@ -130,14 +133,18 @@ return result
 """
 )
 
-# KEYS: motor, outbox. ARGV: device, now_ms, state ('' keeps the stored one).
+# KEYS: motor, outbox, recent done. ARGV: device, now_ms, state ('' keeps the stored one).
 SNAPSHOT = (
     _EMIT
     + """
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[3]) end
 local state = redis.call('HGET', KEYS[1], 'state') or 'idle'
-emit(KEYS[1], KEYS[2], ARGV[1], ARGV[2], {state = state, queuedRounds = num(redis.call('HGET', KEYS[1], 'q')),
-  roundsCompleted = num(redis.call('HGET', KEYS[1], 'rc'))})
+local values = {state = state, queuedRounds = num(redis.call('HGET', KEYS[1], 'q')),
+  roundsCompleted = num(redis.call('HGET', KEYS[1], 'rc'))}
+local recent = redis.call('LRANGE', KEYS[3], 0, -1)
+-- Left out when empty: cjson encodes an empty table as an object, not a list.
+if #recent > 0 then values.recentDone = recent end
+emit(KEYS[1], KEYS[2], ARGV[1], ARGV[2], values)
 return state
 """
 )

@@ -22,6 +22,9 @@ CommandId = Annotated[str, StringConstraints(pattern=r"^c-[0-9a-f]{8,64}$")]
 # A single command never asks for more than this; rules and the edge cap below it.
 ROUNDS_CEILING = 1_000_000
 
+# A heartbeat repeats at most this many of the motor's last finished commandIds (recentDone).
+RECENT_DONE_LIMIT = 100
+
 
 class RpcMethod(StrEnum):
     ROTATE = "rotate"
@@ -106,6 +109,9 @@ class Telemetry(StrEnum):
     RECEIVED_TS = "receivedTs"
     STARTED_TS = "startedTs"
     FINISHED_TS = "finishedTs"
+    # Heartbeats only: the motor's last finished commandIds, newest first, so a done report lost
+    # between ThingsBoard and the backend is repaired by the next heartbeat that gets through.
+    RECENT_DONE = "recentDone"
 
 
 def command_id_for(event_ids: Iterable[str]) -> str:

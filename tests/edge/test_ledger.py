@@ -166,3 +166,24 @@ def test_progress_telemetry_resumes_at_once_when_the_clock_is_set_back(
         e.values["commandRoundsDone"] for e in outbox.read(100) if "roundsCompleted" in e.values
     ]
     assert rounds_reported == [1]  # then throttled again from the new clock
+
+
+def test_heartbeats_repeat_the_last_finished_commands_newest_first(
+    sync_redis: redis_lib.Redis, outbox: Outbox
+) -> None:
+    ledger = CommandLedger(sync_redis, dedupe_ttl_s=60, max_queued_rounds=100, recent_done=2)
+    ledger.report("m1")
+    assert "recentDone" not in outbox.read(100)[-1].values  # nothing finished yet: no key at all
+    finished = [f"c-{i:08x}" for i in range(1, 4)]
+    for cid in [*finished, "c-cccccccc"]:
+        ledger.submit("m1", cid, 1, None)
+    for cid in finished:
+        ledger.begin("m1")
+        ledger.round_done("m1", cid)
+    ledger.begin("m1")  # the fourth is running, not finished
+    ledger.clear("m1")  # and a stopped command never counts as finished
+    ledger.report("m1")
+    heartbeat = outbox.read(100)[-1].values
+    assert heartbeat["recentDone"] == [finished[2], finished[1]]  # capped at 2, newest first
+    ledger.report("m2")
+    assert "recentDone" not in outbox.read(100)[-1].values  # per motor

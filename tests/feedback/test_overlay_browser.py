@@ -10,10 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
+from redis.asyncio import Redis
 
+from cloud.ledger.store import Ledger
 from devstack.api_process import ApiProcess
 from devstack.ports import free_port
 from devstack.redis_server import RedisServer
+from giftwheel.contracts import event_streams
 from tests.feedback.conftest import FEEDBACK_SECRET, Api, progress
 from tests.ingest.conftest import API_KEY
 
@@ -114,3 +117,35 @@ async def test_overlay_shows_gifts_and_progress_and_recovers_after_an_api_restar
         await api.post_feedback(progress(4, 4))
         await page.wait_for_selector('.motor.done[data-device="motor_01"][data-done="4"]', timeout=5_000)
     assert await motor_done_count(page, "motor_01") == "4"
+
+
+async def test_a_recovered_done_finishes_only_the_bar_still_showing_its_command(
+    api_process: ApiProcess, redis_server: RedisServer, browser: BrowserContext
+) -> None:
+    redis = Redis.from_url(redis_server.url)
+    ledger = Ledger(redis, streams=event_streams(1), ttl_s=3600)
+    stream = event_streams(1)[0]
+    stuck, later = [
+        (await ledger.assign(stream, "motor_01", {f"tiktok:{name}": 4}, cap=100, deadline_ms=0)).commands[0]
+        for name in ("stuck", "later")
+    ]
+    page = await browser.new_page()
+    await page.goto(f"{api_process.url}/overlay")
+    await page.wait_for_selector('#status[data-state="open"]', timeout=10_000)
+    async with httpx.AsyncClient(base_url=api_process.url, timeout=10) as client:
+        api = Api(api_process.url, client)
+        # The bar stops at 3 / 4: the done report of `stuck` never arrived.
+        await api.post_feedback(progress(3, 4, command_id=stuck.command_id))
+        await page.wait_for_selector('.motor[data-device="motor_01"][data-done="3"]', timeout=5_000)
+        await api.post_feedback({"state": "idle", "recentDone": [stuck.command_id]})
+        await page.wait_for_selector('.motor.done[data-device="motor_01"][data-done="4"]', timeout=5_000)
+
+        # The motor moved on to `later`; a heartbeat recovering an older done leaves that bar alone.
+        await api.post_feedback(progress(1, 4, command_id=later.command_id))
+        await page.wait_for_selector('.motor[data-device="motor_01"][data-done="1"]', timeout=5_000)
+        await ledger.mark_failed(stream, stuck.command_id, "reopened for the test")
+        await api.post_feedback({"recentDone": [stuck.command_id]})
+        await page.wait_for_timeout(500)
+        assert await motor_done_count(page, "motor_01") == "1"
+        assert not await page.is_visible('.motor.done[data-device="motor_01"]')
+    await redis.aclose()

@@ -15,7 +15,7 @@ from cloud.realtime.live_state import DEVICES_KEY
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
 from giftwheel.contracts import event_streams
-from giftwheel.contracts.motor import command_id_for
+from giftwheel.contracts.motor import RECENT_DONE_LIMIT, command_id_for
 from tests.feedback.conftest import COMMAND_ID, Api, Viewer, make_settings, progress
 
 
@@ -159,6 +159,61 @@ async def test_done_marks_the_ledger_command_done_and_reaches_viewers(
     await api.post_feedback(progress(3, 3, command_id=command.command_id))
     assert (await ledger.device_totals("motor_01")).done == totals.done
     await raw.aclose()
+
+
+async def test_a_heartbeat_closes_commands_whose_done_report_was_lost(
+    api: Api, viewer: Viewer, redis_server: RedisServer
+) -> None:
+    raw = Redis.from_url(redis_server.url)
+    ledger = Ledger(raw, streams=event_streams(1), ttl_s=3600)
+    stream = event_streams(1)[0]
+    commands = {}
+    for name, device in (("lost", "motor_01"), ("timed-out", "motor_01"), ("done", "motor_01"),
+                         ("other", "motor_02")):  # fmt: skip
+        (commands[name],) = (
+            await ledger.assign(stream, device, {f"tiktok:{name}": 2}, cap=100, deadline_ms=0)
+        ).commands
+        await ledger.mark_delivered(stream, commands[name].command_id, deadline_ms=None)
+    await ledger.mark_failed(stream, commands["timed-out"].command_id, "no completion feedback")
+    assert (
+        await api.post_feedback(progress(2, 2, command_id=commands["done"].command_id))
+    ).status_code == 200
+    await viewer.wait_for("motor.done")
+    before = await ledger.device_totals("motor_01")
+
+    # The heartbeat names what motor_01 finished, plus another device's command and an unknown id.
+    heartbeat = {
+        "state": "idle",
+        "queuedRounds": 0,
+        "recentDone": [c.command_id for c in commands.values()] + ["c-" + "0" * 32],
+    }
+    response = await api.post_feedback(heartbeat)
+    assert response.status_code == 200, response.text
+    dones = await viewer.wait_for("motor.done", 3)
+    recovered = {d["commandId"]: d for d in dones[1:]}
+    assert set(recovered) == {commands["lost"].command_id, commands["timed-out"].command_id}
+    assert all(
+        d["recovered"] and d["commandRoundsDone"] == d["commandRounds"] == 2 for d in recovered.values()
+    )
+    for name, state in (("lost", "done"), ("timed-out", "done"), ("done", "done"), ("other", "delivered")):
+        assert (await ledger.get(stream, commands[name].command_id)).state == state  # type: ignore[union-attr]
+    totals = await ledger.device_totals("motor_01")
+    assert (totals.done - before.done, totals.failed, totals.outstanding) == (4, 0, 0)
+
+    # Every later heartbeat repeats the ids: nothing moves, nothing is published again.
+    assert (await api.post_feedback(heartbeat)).status_code == 200
+    await asyncio.sleep(0.3)
+    assert len(viewer.named("motor.done")) == 3
+    assert await ledger.device_totals("motor_01") == totals
+    await raw.aclose()
+
+
+async def test_recent_done_is_validated(api: Api) -> None:
+    too_many = {"recentDone": [f"c-{i:08x}" for i in range(RECENT_DONE_LIMIT + 1)]}
+    response = await api.post_feedback(too_many)
+    assert (response.status_code, response.json()["detail"][0]["field"]) == (422, "recentDone")
+    response = await api.post_feedback({"recentDone": ["not-a-command"]})
+    assert (response.status_code, response.json()["detail"][0]["field"]) == (422, "recentDone.0")
 
 
 async def test_rounds_all_done_closes_the_command_even_without_the_done_flag(

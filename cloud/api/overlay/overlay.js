@@ -87,6 +87,9 @@ function handle(message) {
       applyMotor(message.data, false);
       break;
     case "motor.done":
+      // A recovered done (its report was lost; a heartbeat named it) only finishes the bar still
+      // showing that command, never one the motor has moved on to since.
+      if (message.data.recovered && motors.get(message.data.device)?.commandId !== message.data.commandId) break;
       applyMotor(message.data, true);
       break;
   }
