@@ -1,7 +1,7 @@
 """Fan-out benchmark: N WebSocket viewers, motor feedback posted at a fixed rate, delivery and latency.
 
 Run:  .venv/bin/python -m bench.fanout [--clients 1000 5000 10000] [--rate 5] [--duration 20]
-                                      [--deflate] [--socketio]
+                                      [--deflate] [--socketio] [--gifts-per-s 0]
 
 Everything on this machine: one redis-server, `--instances` real `giftwheel api` processes sharing it
 (viewers spread over them, as behind a load balancer; feedback posted to the first, so every other
@@ -11,6 +11,8 @@ costs little of the CPU the servers need; with --deflate they offer permessage-d
 and the API grants it; with --socketio they are Socket.IO clients (engine.io 4 over WebSocket, the
 overlay's transport) instead. Latency: viewer receive time minus the telemetry ts the
 poster stamps when it sends the webhook (same clock), i.e. webhook -> ledger -> Redis -> viewer.
+With --gifts-per-s, gifts are also posted to ingest (POST /v1/events, to each API in turn) and the
+viewers count the gift.accepted announcements: delivery and latency from the gift's timestamp.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def raise_open_files() -> int:
 class Tally:
     progress: int = 0
     done: int = 0
+    gifts: int = 0
 
 
 @dataclass
@@ -66,8 +69,10 @@ class ProcResult:
     join_errors: dict[str, int] = field(default_factory=dict)
     progress_counts: list[int] = field(default_factory=list)
     done_counts: list[int] = field(default_factory=list)
+    gift_counts: list[int] = field(default_factory=list)
     progress_ms: list[float] = field(default_factory=list)
     done_ms: list[float] = field(default_factory=list)
+    gift_ms: list[float] = field(default_factory=list)
 
 
 _DIGITS = frozenset(b"0123456789")
@@ -215,6 +220,9 @@ class Viewer(asyncio.Protocol):
         elif name == "motor.done":
             self.tally.done += 1
             self._result.done_ms.append(now_ms - data["ts"])
+        elif name == "gift.accepted":
+            self.tally.gifts += 1
+            self._result.gift_ms.append(now_ms - data["ts"])
 
 
 async def hold_viewers(
@@ -247,6 +255,7 @@ async def hold_viewers(
     await loop.run_in_executor(None, stop.wait)
     result.progress_counts = [v.tally.progress for v in viewers]
     result.done_counts = [v.tally.done for v in viewers]
+    result.gift_counts = [v.tally.gifts for v in viewers]
     results.put(orjson.dumps(result.__dict__))
 
 
@@ -309,6 +318,57 @@ async def post_feedback(url: str, rate: float, duration_s: float, done_every: in
     return progress, done, failures
 
 
+async def post_gifts(urls: list[str], rate: float, duration_s: float) -> tuple[int, int]:
+    """Single gift POSTs at a fixed rate (open loop), each to the next API; returns (accepted, failed)."""
+    if rate <= 0:
+        return 0, 0
+    accepted = failures = 0
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    run = os.urandom(4).hex()
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(httpx.AsyncClient(base_url=u, timeout=10)) for u in urls]
+
+        async def one(seq: int) -> None:
+            nonlocal accepted, failures
+            gift = {
+                "event": "gift",
+                "platform": "tiktok",
+                "eventId": f"tiktok:fanout-{run}-{seq}",
+                "userId": f"viewer{seq % 97}",
+                "giftName": "Rose",
+                "diamond": 1,
+                "quantity": 1,
+                "timestamp": int(time.time() * 1000),
+            }
+            response = await clients[seq % len(clients)].post(
+                "/v1/events", content=orjson.dumps(gift), headers=headers
+            )
+            if response.status_code == 202:
+                accepted += 1
+            else:
+                failures += 1
+
+        started = time.monotonic()
+        tasks = []
+        seq = 0
+        while time.monotonic() - started < duration_s:
+            seq += 1
+            tasks.append(asyncio.create_task(one(seq)))
+            await asyncio.sleep(max(0.0, started + seq / rate - time.monotonic()))
+        await asyncio.gather(*tasks)
+    return accepted, failures
+
+
+async def post_both(
+    urls: list[str], args: argparse.Namespace
+) -> tuple[tuple[int, int, int], tuple[int, int]]:
+    feedback, gifts = await asyncio.gather(
+        post_feedback(urls[0], args.rate, args.duration, args.done_every),
+        post_gifts(urls, args.gifts_per_s, args.duration),
+    )
+    return feedback, gifts
+
+
 # -- one run ----------------------------------------------------------------------------------
 
 
@@ -357,8 +417,8 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
         server_rss = sum(rss_mb(api.pid) for api in apis)
         servers_before = sum(cpu_s(api.pid) for api in apis)
         viewers_before = sum(cpu_s(proc.pid) for proc in procs)
-        posted_progress, posted_done, failures = asyncio.run(
-            post_feedback(urls[0], args.rate, args.duration, args.done_every)
+        (posted_progress, posted_done, failures), (gifts_accepted, gift_failures) = asyncio.run(
+            post_both(urls, args)
         )
         time.sleep(args.grace)
         server_cpu = sum(cpu_s(api.pid) for api in apis) - servers_before
@@ -375,6 +435,8 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
     done_ms = [ms for p in parts for ms in p.done_ms]
     done_counts = [c for p in parts for c in p.done_counts]
     progress_counts = [c for p in parts for c in p.progress_counts]
+    gift_counts = [c for p in parts for c in p.gift_counts]
+    gift_ms = [ms for p in parts for ms in p.gift_ms]
     return {
         "clients": clients,
         "connected": connected,
@@ -384,6 +446,11 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
         "posted_progress": posted_progress,
         "posted_done": posted_done,
         "webhook_failures": failures,
+        "gifts_accepted": gifts_accepted,
+        "gift_failures": gift_failures,
+        "gift_delivery": sum(gift_counts) / max(1, connected * gifts_accepted),
+        "gift_p50_ms": pct(gift_ms, 50),
+        "gift_p99_ms": pct(gift_ms, 99),
         "progress_delivery": sum(progress_counts) / max(1, connected * posted_progress),
         "done_delivery": sum(done_counts) / max(1, connected * posted_done),
         "viewers_missing_a_done": sum(1 for c in done_counts if c < posted_done),
@@ -391,6 +458,7 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
         "p99_ms": pct(progress_ms + done_ms, 99),
         "max_ms": max(progress_ms + done_ms, default=float("nan")),
         "done_p99_ms": pct(done_ms, 99),
+        "server_cpu_s": server_cpu,
         "server_cpu_us_per_frame": 1e6 * server_cpu / max(1, sum(progress_counts) + sum(done_counts)),
         "viewer_cpu_us_per_frame": 1e6 * viewer_cpu / max(1, sum(progress_counts) + sum(done_counts)),
         "server_rss_mb": server_rss,
@@ -414,6 +482,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--socketio", action="store_true", help="Socket.IO viewers instead of plain WebSocket"
+    )
+    parser.add_argument(
+        "--gifts-per-s",
+        type=float,
+        default=0.0,
+        help="also post gifts to ingest; viewers count announcements",
     )
     args = parser.parse_args()
     limit = raise_open_files()
@@ -450,6 +524,18 @@ def main() -> int:
         cpu = f"{r['server_cpu_us_per_frame']:.0f} | {r['viewer_cpu_us_per_frame']:.0f}"
         rss = f"{r['server_rss_mb']:.0f}"
         print(f"| {r['clients']:,} | {r['connected']:,} | {delivered} | {latency} | {cpu} | {rss} |")
+    if args.gifts_per_s > 0:
+        print(f"\ngifts posted at {args.gifts_per_s:g}/s, announcements as the viewers saw them\n")
+        print(
+            "| viewers | gifts accepted | failed | announcements delivered | p50 ms | p99 ms | server CPU s |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(
+                f"| {r['clients']:,} | {r['gifts_accepted']:,} | {r['gift_failures']} "
+                f"| {r['gift_delivery']:.4f} | {r['gift_p50_ms']:.0f} | {r['gift_p99_ms']:.0f} "
+                f"| {r['server_cpu_s']:.1f} |"
+            )
     return 0
 
 

@@ -68,6 +68,9 @@ class RealtimeSettings(BaseModel):
     # an overlay shows a few recent gifts. At 500/s the publishing alone cost ingest ~10% of a
     # core (py-spy, bench.ingest).
     announce_max_per_s: int = Field(default=50, ge=1)
+    # The gifts waiting are announced together, at most once per interval: one bus message per
+    # channel and, on a plain WebSocket, one frame per viewer, whatever the number of gifts.
+    announce_interval_s: float = Field(default=0.2, ge=0, le=5)
     max_pending_announcements: int = Field(default=1_000, ge=1)
     recent_gifts: int = Field(default=20, ge=1, le=500)
     # Done events kept per device for the join state, so a viewer that reconnects (an API restart,

@@ -5,12 +5,18 @@ then); a background task remembers the gifts for late joiners and publishes them
 ``max_per_s`` a second so a flood of gifts costs ingest nothing but a deque append. Under a flood
 the oldest waiting announcements are dropped and counted: viewers see recent gifts; the queue and
 the motors lose nothing.
+
+What waits is published together, at most once per ``interval_s``: one message per channel, which
+a plain-WebSocket viewer gets as one frame. Every announcement reaches every viewer and is never
+dropped there, so the fan-out's cost is per message, not per gift: a gift after a quiet spell goes
+out at once, and a flood costs viewers a few frames a second however many gifts it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -26,15 +32,27 @@ from giftwheel.contracts import GiftEvent
 log = structlog.get_logger(__name__)
 
 Publish = Callable[[str, dict[str, Any], list[str]], Awaitable[None]]
+PublishBatch = Callable[[list[tuple[str, dict[str, Any]]], list[str]], Awaitable[None]]
 
 
 class GiftAnnouncer:
-    def __init__(self, live: LiveState, publish: Publish, *, max_pending: int, max_per_s: int) -> None:
+    def __init__(
+        self,
+        live: LiveState,
+        publish: PublishBatch,
+        *,
+        max_pending: int,
+        max_per_s: int,
+        interval_s: float,
+    ) -> None:
         self._live = live
         self._publish = publish
         self._pending: deque[GiftEvent] = deque(maxlen=max_pending)
         self._max_pending = max_pending
         self._max_per_s = max_per_s
+        self._interval_s = interval_s
+        # The rate cap spread over the intervals, so a flood arrives as a steady trickle of flushes.
+        self._per_flush = max(1, math.ceil(max_per_s * interval_s)) if interval_s > 0 else max_per_s
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # redis-py may swallow a cancellation that lands mid-command, so the loop also checks this.
@@ -78,19 +96,26 @@ class GiftAnnouncer:
                 await asyncio.sleep(0.5)
                 self._ready.set()
             else:
-                await asyncio.sleep(max(0.0, sent / self._max_per_s - (time.monotonic() - started)))
+                pause = max(self._interval_s, sent / self._max_per_s)
+                await asyncio.sleep(max(0.0, pause - (time.monotonic() - started)))
 
     async def _flush(self) -> int:
-        batch = [self._pending.popleft() for _ in range(min(len(self._pending), self._max_per_s))]
+        batch = [self._pending.popleft() for _ in range(min(len(self._pending), self._per_flush))]
         if self._pending:
             self._ready.set()
-        gifts = deque(gift_payload(event) for event in batch)
+        gifts = [gift_payload(event) for event in batch]
+        by_rooms: dict[tuple[str, ...], list[int]] = {}
+        for index, gift in enumerate(gifts):
+            by_rooms.setdefault(tuple(gift_rooms(gift)), []).append(index)
+        published: set[int] = set()
         try:
-            await self._live.remember_gifts(list(gifts))
-            while gifts:
-                await self._publish(ViewerEvent.GIFT_ACCEPTED.value, gifts[0], gift_rooms(gifts[0]))
-                gifts.popleft()
+            await self._live.remember_gifts(gifts)
+            for rooms, members in by_rooms.items():
+                await self._publish(
+                    [(ViewerEvent.GIFT_ACCEPTED.value, gifts[i]) for i in members], list(rooms)
+                )
+                published.update(members)
         finally:
             # Not published yet: retried first.
-            self._pending.extendleft(reversed(batch[len(batch) - len(gifts) :]))
+            self._pending.extendleft(reversed([e for i, e in enumerate(batch) if i not in published]))
         return len(batch)

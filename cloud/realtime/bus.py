@@ -12,9 +12,9 @@ from typing import Any
 
 import socketio
 
-from cloud.realtime.events import ALL_ROOM
+from cloud.realtime.events import ALL_ROOM, BATCH
 from cloud.realtime.hub import Hub
-from cloud.realtime.outbox import Message
+from cloud.realtime.outbox import Batch, Message
 
 _ROOM_PREFIXES = ("channel:", "device:")
 
@@ -45,7 +45,10 @@ class _HubDelivery(socketio.AsyncManager):  # type: ignore[misc]
     ) -> None:
         rooms = _our_rooms(to or room)
         if rooms is not None and callback is None and (namespace or "/") == "/":
-            self.hub.deliver(Message.of(event, data), rooms)
+            if event == BATCH:
+                self.hub.deliver_batch(Batch([Message.of(name, payload) for name, payload in data]), rooms)
+            else:
+                self.hub.deliver(Message.of(event, data), rooms)
             return
         await super().emit(
             event, data, namespace, room=to or room, skip_sid=skip_sid, callback=callback, **kwargs

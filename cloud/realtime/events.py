@@ -19,6 +19,10 @@ class ViewerEvent(StrEnum):
 # Progress updates supersede each other, so a slow viewer may lose old ones; nothing else is dropped.
 DROPPABLE = frozenset({ViewerEvent.MOTOR_PROGRESS.value})
 
+# On the bus between API instances only: several events published as one message, data
+# [[name, payload], ...]; viewers receive them as their own events (one frame on a plain WebSocket).
+BATCH = "batch"
+
 # Viewers that name no channel or device see everything.
 ALL_ROOM = "all"
 

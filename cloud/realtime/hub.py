@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import structlog
 
 from cloud.realtime.events import ALL_ROOM, channel_room, device_room
-from cloud.realtime.outbox import Message, Outbox, Overflow
+from cloud.realtime.outbox import Batch, Message, Outbox, Overflow
 from cloud.settings import RealtimeSettings
 
 log = structlog.get_logger(__name__)
@@ -102,7 +102,11 @@ class Hub:
         self.viewers -= 1
 
     def deliver(self, message: Message, rooms: Iterable[str]) -> int:
-        """Queue the message for every viewer in any of the rooms (once each); returns how many."""
+        """Hand the message to every viewer in any of the rooms (once each); returns how many."""
+        return self.deliver_batch(Batch([message]), rooms)
+
+    def deliver_batch(self, batch: Batch, rooms: Iterable[str]) -> int:
+        """Hand these messages, in order and together, to every viewer in any of the rooms."""
         targets: set[Viewer] = set()
         for room in rooms:
             targets.update(self._rooms.get(room, ()))
@@ -111,7 +115,7 @@ class Hub:
             if viewer.evicted is not None:
                 continue
             try:
-                if viewer.outbox.put(message):
+                if viewer.outbox.offer(batch):
                     direct += 1
                 else:
                     queued += 1

@@ -26,7 +26,8 @@ class RealtimeMetrics(Collector):
         )
         frames = CounterMetricFamily(
             "giftwheel_realtime_frames",
-            "Events handed to viewers: written at once, or queued for a viewer not ready for them",
+            "Deliveries to viewers (a flush of announcements counts once): written at once, or "
+            "queued for a viewer not ready for them",
             labels=["path"],
         )
         frames.add_metric(["direct"], hub.frames_direct)

@@ -69,6 +69,31 @@ class Message:
         return self._socketio_packet
 
 
+def frame_text(messages: list[Message]) -> str:
+    """The plain-WebSocket frame of several events: one object, or an array of them in order."""
+    if len(messages) == 1:
+        return messages[0].frame
+    return "[" + ",".join(m.frame for m in messages) + "]"
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events that travel together (a flush of gift announcements): one frame for a direct write,
+    encoded once however many viewers take it; queued, they are separate messages again."""
+
+    messages: list[Message]
+    _ws_frame: bytes | None = field(default=None, repr=False)
+
+    @property
+    def ws_frame(self) -> bytes:
+        if self._ws_frame is None:
+            if len(self.messages) == 1:
+                self._ws_frame = self.messages[0].ws_frame
+            else:
+                self._ws_frame = text_frame(frame_text(self.messages).encode())
+        return self._ws_frame
+
+
 class Overflow(Exception):
     """More undroppable events are waiting than the limit: the viewer is too slow to keep."""
 
@@ -94,20 +119,23 @@ class Outbox:
         """From now on, while nothing waits here, hand messages to ``write`` instead of the sender."""
         self._write = write
 
-    def put(self, message: Message, *, first: bool = False) -> bool:
-        """Queue a message (``first``: ahead of everything and past the bound, for the join snapshot).
+    def offer(self, batch: Batch) -> bool:
+        """Write the batch directly if the line is idle and takes it (True), else queue its messages.
 
-        Returns True if it was written directly instead. Raises Overflow when the undroppable backlog
-        passes its bound; the caller disconnects.
+        Raises Overflow as put() does.
         """
         # Order holds: a direct write only ever follows frames already on the connection.
-        if (
-            self._write is not None
-            and not self._items
-            and not self._sending
-            and self._write(message.ws_frame)
-        ):
+        if self._write is not None and not self._items and not self._sending and self._write(batch.ws_frame):
             return True
+        for message in batch.messages:
+            self.put(message)
+        return False
+
+    def put(self, message: Message, *, first: bool = False) -> None:
+        """Queue a message (``first``: ahead of everything and past the bound, for the join snapshot).
+
+        Raises Overflow when the undroppable backlog passes its bound; the caller disconnects.
+        """
         if message.droppable:
             self._droppable += 1
             if self._droppable > self._max_droppable:
@@ -119,7 +147,6 @@ class Outbox:
         else:
             self._items.append(message)
         self._release()
-        return False
 
     def _drop_oldest_droppable(self) -> None:
         for index, queued in enumerate(self._items):

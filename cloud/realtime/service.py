@@ -12,6 +12,7 @@ from redis.asyncio import Redis, RedisCluster
 from cloud.ledger.store import Ledger
 from cloud.realtime.announcer import GiftAnnouncer
 from cloud.realtime.bus import FanoutManager
+from cloud.realtime.events import BATCH
 from cloud.realtime.hub import Hub
 from cloud.realtime.live_state import LiveState
 from cloud.realtime.origins import socketio_cors
@@ -51,14 +52,19 @@ class Realtime:
         self.progress = ProgressService(ledger, self.live, self.publish)
         self.announcer = GiftAnnouncer(
             self.live,
-            self.publish,
+            self.publish_batch,
             max_pending=settings.realtime.max_pending_announcements,
             max_per_s=settings.realtime.announce_max_per_s,
+            interval_s=settings.realtime.announce_interval_s,
         )
 
     async def publish(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
         """To every viewer in these rooms on every API instance (through Redis pub/sub)."""
         await self.sio.emit(event, data, room=rooms)
+
+    async def publish_batch(self, events: list[tuple[str, dict[str, Any]]], rooms: list[str]) -> None:
+        """Several events as one bus message and, on a plain WebSocket, one frame per viewer."""
+        await self.sio.emit(BATCH, [[name, data] for name, data in events], room=rooms)
 
     def start(self) -> None:
         # Listen on Redis now, not at the first Socket.IO connection as python-socketio would:

@@ -19,7 +19,7 @@ from cloud.realtime.direct_frames import frame_writer
 from cloud.realtime.feed import feed
 from cloud.realtime.hub import BadRooms, HubFull
 from cloud.realtime.origins import origin_allowed
-from cloud.realtime.outbox import Message
+from cloud.realtime.outbox import Message, frame_text
 from cloud.realtime.service import Realtime
 
 log = structlog.get_logger(__name__)
@@ -27,12 +27,6 @@ log = structlog.get_logger(__name__)
 # RFC 6455 close codes: policy violation, try again later.
 _POLICY = 1008
 _TRY_LATER = 1013
-
-
-def _frame(batch: list[Message]) -> str:
-    if len(batch) == 1:
-        return batch[0].frame
-    return "[" + ",".join(m.frame for m in batch) + "]"
 
 
 async def _until_closed(websocket: WebSocket) -> None:
@@ -77,7 +71,7 @@ class ViewerSocket:
             return
 
         async def send(batch: list[Message]) -> None:
-            await send_asgi({"type": "websocket.send", "text": _frame(batch)})
+            await send_asgi({"type": "websocket.send", "text": frame_text(batch)})
 
         try:
             await websocket.accept()

@@ -53,6 +53,47 @@ async def test_gifts_from_the_batch_endpoint_are_announced(api: Api, viewer: Vie
     assert sorted(a["eventId"] for a in announced) == ["tiktok:b0", "tiktok:b1", "tiktok:b2"]
 
 
+async def test_a_flood_of_gifts_is_announced_in_a_few_frames_and_none_is_lost(api: Api) -> None:
+    """Waiting announcements go out together: one frame per channel per flush on a plain WebSocket,
+    each gift still its own event (and its own packet on Socket.IO)."""
+    plain = await connect(api.viewer_url())
+    assert orjson.loads(await plain.recv())["event"] == "state"
+    client = await SocketIoClient.open(api.url)
+    assert (await client.next_event())[0] == "state"
+    events = [
+        {
+            "event": "gift",
+            "platform": "tiktok",
+            "eventId": f"tiktok:flood-{i}",
+            "userId": "u",
+            "giftName": "Rose",
+            "diamond": 1,
+            "quantity": 1,
+            "timestamp": int(time.time() * 1000) + i,
+            **({"channel": "ada"} if i % 4 else {}),
+        }
+        for i in range(40)
+    ]
+    headers = {"Authorization": "Bearer test-key-0123456789abcdef"}
+    response = await api.client.post("/v1/events/batch", json={"events": events}, headers=headers)
+    assert response.json()["accepted"] == 40
+
+    frames, announced = 0, list[str]()
+    async with asyncio.timeout(10):
+        while len(announced) < 40:
+            parsed = orjson.loads(await plain.recv())
+            frames += 1
+            announced += [e["data"]["eventId"] for e in (parsed if isinstance(parsed, list) else [parsed])]
+        # 50 a second in flushes 0.2 s apart: 4 flushes of 10, each one frame per channel (two here).
+        assert frames <= 8
+        socketio_announced = [(await client.next_event())[1]["eventId"] for _ in range(40)]
+    expected = {e["eventId"] for e in events}
+    assert (set(announced), len(announced)) == (expected, 40)
+    assert (set(socketio_announced), len(socketio_announced)) == (expected, 40)
+    await plain.close()
+    await client.close()
+
+
 async def test_a_late_joiner_gets_the_current_state_first(api: Api) -> None:
     await api.post_gift(eventId="tiktok:early", channel="ada")
     await api.post_feedback(progress(2, 5), device="motor_01")
