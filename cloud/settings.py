@@ -63,10 +63,9 @@ class RealtimeSettings(BaseModel):
     max_pending_events: int = Field(default=2_000, ge=1)
     # Gifts accepted by ingest are announced to viewers at most this fast (per API process); the
     # newest max_pending_announcements wait, older ones are dropped (the queue keeps them all).
-    # Each announcement is a frame to every viewer that is never dropped, so the cap is set by
-    # what the fan-out carries (about 40,000 frames/s per core, measured), not by the gift rate:
-    # an overlay shows a few recent gifts. At 500/s the publishing alone cost ingest ~10% of a
-    # core (py-spy, bench.ingest).
+    # Announcements are never dropped at a viewer, and a queued one is a message of its own, so
+    # the cap is set by what a slow viewer's queue (max_pending_events) and an overlay can take,
+    # not by the gift rate: an overlay shows a few recent gifts.
     announce_max_per_s: int = Field(default=50, ge=1)
     # The gifts waiting are announced together, at most once per interval: one bus message per
     # channel and, on a plain WebSocket, one frame per viewer, whatever the number of gifts.
