@@ -29,6 +29,7 @@ import struct
 import sys
 import time
 import zlib
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
@@ -274,9 +275,23 @@ def viewer_process(
 # -- the poster -------------------------------------------------------------------------------
 
 
+async def open_loop(rate: float, duration_s: float, one: Callable[[int], Coroutine[Any, Any, None]]) -> int:
+    """Start one(1), one(2), ... at a fixed rate for duration_s, whatever the answers (open loop);
+    wait for them all and return how many were started."""
+    started = time.monotonic()
+    tasks: list[asyncio.Task[None]] = []
+    seq = 0
+    while time.monotonic() - started < duration_s:
+        seq += 1
+        tasks.append(asyncio.create_task(one(seq)))
+        await asyncio.sleep(max(0.0, started + seq / rate - time.monotonic()))
+    await asyncio.gather(*tasks)
+    return seq
+
+
 async def post_feedback(url: str, rate: float, duration_s: float, done_every: int) -> tuple[int, int, int]:
     """Webhook calls at a fixed rate (open loop); every `done_every`-th closes a command."""
-    progress = done = failures = 0
+    failures = 0
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
 
         async def one(seq: int) -> None:
@@ -303,19 +318,9 @@ async def post_feedback(url: str, rate: float, duration_s: float, done_every: in
             if response.status_code != 200:
                 failures += 1
 
-        started = time.monotonic()
-        tasks = []
-        seq = 0
-        while time.monotonic() - started < duration_s:
-            seq += 1
-            if seq % done_every == 0:
-                done += 1
-            else:
-                progress += 1
-            tasks.append(asyncio.create_task(one(seq)))
-            await asyncio.sleep(max(0.0, started + seq / rate - time.monotonic()))
-        await asyncio.gather(*tasks)
-    return progress, done, failures
+        calls = await open_loop(rate, duration_s, one)
+    done = calls // done_every
+    return calls - done, done, failures
 
 
 async def post_gifts(urls: list[str], rate: float, duration_s: float) -> tuple[int, int]:
@@ -348,14 +353,7 @@ async def post_gifts(urls: list[str], rate: float, duration_s: float) -> tuple[i
             else:
                 failures += 1
 
-        started = time.monotonic()
-        tasks = []
-        seq = 0
-        while time.monotonic() - started < duration_s:
-            seq += 1
-            tasks.append(asyncio.create_task(one(seq)))
-            await asyncio.sleep(max(0.0, started + seq / rate - time.monotonic()))
-        await asyncio.gather(*tasks)
+        await open_loop(rate, duration_s, one)
     return accepted, failures
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Self
@@ -12,19 +13,23 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from cloud.api.app import create_app
 from cloud.api.cli import websocket_options
+from cloud.ledger.store import Command, Ledger
 from cloud.settings import CloudSettings
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
+from giftwheel.contracts import event_streams
 from tests.ingest.conftest import API_KEY
 from tests.ingest.conftest import gift as ingest_gift
 from tests.ingest.conftest import make_settings as ingest_settings
 
 FEEDBACK_SECRET = "feedback-secret-0123456789"
 COMMAND_ID = "c-" + "ab" * 16
+STREAM = event_streams(1)[0]  # the ledger shard of the default settings (one stream)
 
 
 def make_settings(redis_url: str, **overrides: Any) -> CloudSettings:
@@ -87,6 +92,13 @@ class Api:
         return self.url.replace("http://", "ws://") + "/v1/realtime" + query
 
 
+async def frames_by_path(api: Api) -> dict[str, float]:
+    """giftwheel_realtime_frames_total by path, from the API's /metrics."""
+    text = (await api.client.get("/metrics")).text
+    found = re.findall(r'^giftwheel_realtime_frames_total\{path="(\w+)"\} (\S+)$', text, re.M)
+    return {path: float(value) for path, value in found}
+
+
 class Viewer:
     """A plain-WebSocket viewer that records every event it receives."""
 
@@ -143,3 +155,17 @@ async def viewer(api: Api) -> AsyncIterator[Viewer]:
     await seen.wait_for("state")
     yield seen
     await seen.close()
+
+
+@pytest.fixture
+async def ledger(redis_server: RedisServer) -> AsyncIterator[Ledger]:
+    """The command ledger the API under test uses, as the worker sees it."""
+    raw = Redis.from_url(redis_server.url)
+    yield Ledger(raw, streams=event_streams(1), ttl_s=3600)
+    await raw.aclose()
+
+
+async def new_command(ledger: Ledger, event_id: str, rounds: int, device: str = "motor_01") -> Command:
+    """A command as the worker creates it for one gift (state queued)."""
+    (command,) = (await ledger.assign(STREAM, device, {event_id: rounds}, cap=100, deadline_ms=0)).commands
+    return command

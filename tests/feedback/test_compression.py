@@ -1,4 +1,5 @@
-"""WebSocket compression is the server's setting (realtime.permessage_deflate), whatever clients offer."""
+"""WebSocket compression is the server's setting (realtime.permessage_deflate), whatever clients offer;
+compressed connections never take direct frames."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from cloud.api.app import create_app
 from cloud.api.cli import websocket_options
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
-from tests.feedback.conftest import Api, make_settings, progress
+from tests.feedback.conftest import Api, frames_by_path, make_settings, progress
 
 
 @pytest.mark.parametrize("deflate", [False, True])
@@ -36,3 +37,7 @@ async def test_permessage_deflate_is_granted_only_when_configured(
             event = orjson.loads(await ws.recv())
             assert event["event"] == "motor.progress"
             assert event["data"]["device"] == "motor_01"
+        # A compressed connection's frames differ per connection: none may take a shared direct frame.
+        assert await frames_by_path(api) == (
+            {"direct": 0, "queued": 1} if deflate else {"direct": 1, "queued": 0}
+        )

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
-import httpx
-import orjson
 import pytest
-from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from cloud.api.app import create_app
-from cloud.api.cli import websocket_options
 from cloud.realtime.outbox import text_frame
-from devstack.asgi_server import serve
-from devstack.redis_server import RedisServer
-from tests.feedback.conftest import Api, Viewer, make_settings, progress
+from tests.feedback.conftest import Api, Viewer, frames_by_path, progress
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65_535, 65_536, 70_000])
@@ -34,12 +25,6 @@ def test_text_frame_is_what_a_websocket_parser_reads(size: int) -> None:
     assert reader.at_eof()
 
 
-async def frames_by_path(api: Api) -> dict[str, float]:
-    text = (await api.client.get("/metrics")).text
-    found = re.findall(r'^giftwheel_realtime_frames_total\{path="(\w+)"\} (\S+)$', text, re.M)
-    return {path: float(value) for path, value in found}
-
-
 async def test_an_idle_viewer_gets_events_written_directly_after_its_state(api: Api) -> None:
     viewer = await Viewer.open(api.viewer_url())
     await viewer.wait_for("state")
@@ -53,20 +38,3 @@ async def test_an_idle_viewer_gets_events_written_directly_after_its_state(api: 
     assert after["direct"] - before["direct"] == 5
     assert after["queued"] == before["queued"]
     await viewer.close()
-
-
-async def test_compressed_connections_take_the_queued_path(redis_server: RedisServer) -> None:
-    """permessage-deflate frames differ per connection, so no shared frame may be written to them."""
-    settings = make_settings(redis_server.url, realtime={"permessage_deflate": True})
-    app = create_app(settings)
-    async with (
-        serve(app, **websocket_options(settings)) as url,
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
-    ):
-        api = Api(url, client, app)
-        async with connect(api.viewer_url(), compression="deflate") as ws:
-            assert orjson.loads(await ws.recv())["event"] == "state"
-            for done in (1, 2):
-                assert (await api.post_feedback(progress(done))).status_code == 200
-                assert orjson.loads(await ws.recv())["data"]["commandRoundsDone"] == done
-        assert await frames_by_path(api) == {"direct": 0, "queued": 2}

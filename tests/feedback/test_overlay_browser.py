@@ -10,14 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
-from redis.asyncio import Redis
 
 from cloud.ledger.store import Ledger
 from devstack.api_process import ApiProcess
 from devstack.ports import free_port
 from devstack.redis_server import RedisServer
-from giftwheel.contracts import event_streams
-from tests.feedback.conftest import FEEDBACK_SECRET, Api, progress
+from tests.feedback.conftest import FEEDBACK_SECRET, STREAM, Api, new_command, progress
 from tests.ingest.conftest import API_KEY
 
 pytestmark = pytest.mark.slow
@@ -120,15 +118,9 @@ async def test_overlay_shows_gifts_and_progress_and_recovers_after_an_api_restar
 
 
 async def test_a_recovered_done_finishes_only_the_bar_still_showing_its_command(
-    api_process: ApiProcess, redis_server: RedisServer, browser: BrowserContext
+    api_process: ApiProcess, ledger: Ledger, browser: BrowserContext
 ) -> None:
-    redis = Redis.from_url(redis_server.url)
-    ledger = Ledger(redis, streams=event_streams(1), ttl_s=3600)
-    stream = event_streams(1)[0]
-    stuck, later = [
-        (await ledger.assign(stream, "motor_01", {f"tiktok:{name}": 4}, cap=100, deadline_ms=0)).commands[0]
-        for name in ("stuck", "later")
-    ]
+    stuck, later = [await new_command(ledger, f"tiktok:{name}", 4) for name in ("stuck", "later")]
     page = await browser.new_page()
     await page.goto(f"{api_process.url}/overlay")
     await page.wait_for_selector('#status[data-state="open"]', timeout=10_000)
@@ -143,9 +135,8 @@ async def test_a_recovered_done_finishes_only_the_bar_still_showing_its_command(
         # The motor moved on to `later`; a heartbeat recovering an older done leaves that bar alone.
         await api.post_feedback(progress(1, 4, command_id=later.command_id))
         await page.wait_for_selector('.motor[data-device="motor_01"][data-done="1"]', timeout=5_000)
-        await ledger.mark_failed(stream, stuck.command_id, "reopened for the test")
+        await ledger.mark_failed(STREAM, stuck.command_id, "reopened for the test")
         await api.post_feedback({"recentDone": [stuck.command_id]})
         await page.wait_for_timeout(500)
         assert await motor_done_count(page, "motor_01") == "1"
         assert not await page.is_visible('.motor.done[data-device="motor_01"]')
-    await redis.aclose()

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from cloud.api.app import create_app
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
-from tests.feedback.conftest import Api, Viewer, make_settings, progress
+from tests.feedback.conftest import Api, Viewer, gift, make_settings, progress
 
 
 async def test_an_accepted_gift_reaches_viewers_once(api: Api, viewer: Viewer) -> None:
@@ -34,19 +34,7 @@ async def test_an_accepted_gift_reaches_viewers_once(api: Api, viewer: Viewer) -
 
 async def test_gifts_from_the_batch_endpoint_are_announced(api: Api, viewer: Viewer) -> None:
     headers = {"Authorization": "Bearer test-key-0123456789abcdef"}
-    events = [
-        {
-            "event": "gift",
-            "platform": "tiktok",
-            "eventId": f"tiktok:b{i}",
-            "userId": "u",
-            "giftName": "Rose",
-            "diamond": 1,
-            "quantity": 1,
-            "timestamp": int(time.time() * 1000) + i,
-        }
-        for i in range(3)
-    ]
+    events = [gift(eventId=f"tiktok:b{i}", timestamp=int(time.time() * 1000) + i) for i in range(3)]
     response = await api.client.post("/v1/events/batch", json={"events": events}, headers=headers)
     assert response.json()["accepted"] == 3
     announced = await viewer.wait_for("gift.accepted", 3)
@@ -60,20 +48,7 @@ async def test_a_flood_of_gifts_is_announced_in_a_few_frames_and_none_is_lost(ap
     assert orjson.loads(await plain.recv())["event"] == "state"
     client = await SocketIoClient.open(api.url)
     assert (await client.next_event())[0] == "state"
-    events = [
-        {
-            "event": "gift",
-            "platform": "tiktok",
-            "eventId": f"tiktok:flood-{i}",
-            "userId": "u",
-            "giftName": "Rose",
-            "diamond": 1,
-            "quantity": 1,
-            "timestamp": int(time.time() * 1000) + i,
-            **({"channel": "ada"} if i % 4 else {}),
-        }
-        for i in range(40)
-    ]
+    events = [gift(eventId=f"tiktok:flood-{i}", **({"channel": "ada"} if i % 4 else {})) for i in range(40)]
     headers = {"Authorization": "Bearer test-key-0123456789abcdef"}
     response = await api.client.post("/v1/events/batch", json={"events": events}, headers=headers)
     assert response.json()["accepted"] == 40

@@ -14,9 +14,8 @@ from cloud.ledger.store import CommandState, Ledger
 from cloud.realtime.live_state import DEVICES_KEY
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
-from giftwheel.contracts import event_streams
 from giftwheel.contracts.motor import RECENT_DONE_LIMIT, command_id_for
-from tests.feedback.conftest import COMMAND_ID, Api, Viewer, make_settings, progress
+from tests.feedback.conftest import COMMAND_ID, STREAM, Api, Viewer, make_settings, new_command, progress
 
 
 async def nothing_published(viewer: Viewer, redis: Redis, quiet_s: float = 0.3) -> None:
@@ -131,13 +130,10 @@ async def test_a_command_queued_behind_the_running_one_changes_only_the_queue(
 
 
 async def test_done_marks_the_ledger_command_done_and_reaches_viewers(
-    api: Api, viewer: Viewer, redis_server: RedisServer
+    api: Api, viewer: Viewer, ledger: Ledger
 ) -> None:
-    raw = Redis.from_url(redis_server.url)
-    ledger = Ledger(raw, streams=event_streams(1), ttl_s=3600)
-    stream = event_streams(1)[0]
-    assignment = await ledger.assign(stream, "motor_01", {"tiktok:e1": 3}, cap=100, deadline_ms=0)
-    (command,) = assignment.commands
+    stream = STREAM
+    command = await new_command(ledger, "tiktok:e1", 3)
     assert command.command_id == command_id_for(["tiktok:e1"])
     totals_before = await ledger.device_totals("motor_01")
 
@@ -158,21 +154,16 @@ async def test_done_marks_the_ledger_command_done_and_reaches_viewers(
     # The chain may repeat a call: the ledger does not count the rounds twice.
     await api.post_feedback(progress(3, 3, command_id=command.command_id))
     assert (await ledger.device_totals("motor_01")).done == totals.done
-    await raw.aclose()
 
 
 async def test_a_heartbeat_closes_commands_whose_done_report_was_lost(
-    api: Api, viewer: Viewer, redis_server: RedisServer
+    api: Api, viewer: Viewer, ledger: Ledger
 ) -> None:
-    raw = Redis.from_url(redis_server.url)
-    ledger = Ledger(raw, streams=event_streams(1), ttl_s=3600)
-    stream = event_streams(1)[0]
+    stream = STREAM
     commands = {}
     for name, device in (("lost", "motor_01"), ("timed-out", "motor_01"), ("done", "motor_01"),
                          ("other", "motor_02")):  # fmt: skip
-        (commands[name],) = (
-            await ledger.assign(stream, device, {f"tiktok:{name}": 2}, cap=100, deadline_ms=0)
-        ).commands
+        commands[name] = await new_command(ledger, f"tiktok:{name}", 2, device)
         await ledger.mark_delivered(stream, commands[name].command_id, deadline_ms=None)
     await ledger.mark_failed(stream, commands["timed-out"].command_id, "no completion feedback")
     assert (
@@ -205,7 +196,6 @@ async def test_a_heartbeat_closes_commands_whose_done_report_was_lost(
     await asyncio.sleep(0.3)
     assert len(viewer.named("motor.done")) == 3
     assert await ledger.device_totals("motor_01") == totals
-    await raw.aclose()
 
 
 async def test_recent_done_is_validated(api: Api) -> None:
