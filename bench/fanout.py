@@ -11,6 +11,7 @@ costs little of the CPU the servers need; with --deflate they offer permessage-d
 and the API grants it; with --socketio they are Socket.IO clients (engine.io 4 over WebSocket, the
 overlay's transport) instead. Latency: viewer receive time minus the telemetry ts the
 poster stamps when it sends the webhook (same clock), i.e. webhook -> ledger -> Redis -> viewer.
+Joined in: from starting the viewer processes until every viewer has its join state.
 With --gifts-per-s, gifts are also posted to ingest (POST /v1/events, to each API in turn) and the
 viewers count the gift.accepted announcements: delivery and latency from the gift's timestamp.
 """
@@ -407,10 +408,12 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
         ctx.Process(target=viewer_process, args=(urls, share, options, ready, stop, results))
         for share in shares
     ]
+    joining = time.monotonic()
     for proc in procs:
         proc.start()
     try:
         connected = sum(ready.get(timeout=300) for _ in procs)
+        join_s = time.monotonic() - joining
         time.sleep(1.0)
         server_rss = sum(rss_mb(api.pid) for api in apis)
         servers_before = sum(cpu_s(api.pid) for api in apis)
@@ -438,6 +441,7 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
     return {
         "clients": clients,
         "connected": connected,
+        "join_s": join_s,
         "join_errors": {
             k: sum(p.join_errors.get(k, 0) for p in parts) for p0 in parts for k in p0.join_errors
         },
@@ -512,16 +516,17 @@ def main() -> int:
         f"permessage-deflate {'on' if args.deflate else 'off'}\n"
     )
     print(
-        "| viewers | connected | progress delivered | done delivered | p50 ms | p99 ms | max ms "
-        "| server CPU µs/frame | viewer CPU µs/frame | server RSS MiB |"
+        "| viewers | connected | joined in s | progress delivered | done delivered | p50 ms | p99 ms "
+        "| max ms | server CPU µs/frame | viewer CPU µs/frame | server RSS MiB |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         delivered = f"{r['progress_delivery']:.4f} | {r['done_delivery']:.4f}"
         latency = f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f}"
         cpu = f"{r['server_cpu_us_per_frame']:.0f} | {r['viewer_cpu_us_per_frame']:.0f}"
         rss = f"{r['server_rss_mb']:.0f}"
-        print(f"| {r['clients']:,} | {r['connected']:,} | {delivered} | {latency} | {cpu} | {rss} |")
+        joined = f"{r['connected']:,} | {r['join_s']:.1f}"
+        print(f"| {r['clients']:,} | {joined} | {delivered} | {latency} | {cpu} | {rss} |")
     if args.gifts_per_s > 0:
         print(f"\ngifts posted at {args.gifts_per_s:g}/s, announcements as the viewers saw them\n")
         print(
