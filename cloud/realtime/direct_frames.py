@@ -48,5 +48,10 @@ class DirectFramesProtocol(WebSocketsSansIOProtocol):
             or self.transport.is_closing()
         ):
             return False
-        self.transport.write(frame)
+        try:
+            self.transport.write(frame)
+        except (RuntimeError, OSError):
+            # A transport torn down under us: the queued path and the connection's own close
+            # deal with it, and the other viewers of this event are still served.
+            return False
         return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
@@ -38,3 +40,25 @@ async def test_an_idle_viewer_gets_events_written_directly_after_its_state(api: 
     assert after["direct"] - before["direct"] == 5
     assert after["queued"] == before["queued"]
     await viewer.close()
+
+
+async def test_viewers_vanishing_mid_fanout_never_cost_the_others_an_event(api: Api) -> None:
+    viewers = [await Viewer.open(api.viewer_url()) for _ in range(20)]
+    for viewer in viewers:
+        await viewer.wait_for("state")
+    gone, staying = viewers[:10], viewers[10:]
+    for done in range(1, 4):
+        if done == 2:
+            for viewer in gone:
+                viewer.ws.transport.abort()  # a reset, no closing handshake: as a phone losing signal
+        assert (await api.post_feedback(progress(done, 3))).status_code == 200
+    for viewer in staying:
+        await viewer.wait_for("motor.done")
+        assert [e["data"]["commandRoundsDone"] for e in viewer.events[1:]] == [1, 2, 3]
+    assert api.app is not None
+    hub = api.app.state.realtime.hub
+    async with asyncio.timeout(5):  # the server notices the resets and lets those viewers go
+        while hub.viewers != 10:
+            await asyncio.sleep(0.05)
+    for viewer in viewers:
+        await viewer.close()
