@@ -8,8 +8,6 @@ and dropped for good. Once the API is back, the command must still end up done i
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -21,19 +19,12 @@ from devstack.stack import LocalStack, StackOptions
 from edge.buffer.keys import Keys
 from giftwheel.contracts import EVENTS_STREAM
 from tests.ingest.conftest import gift
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 EVENT_ID = "tiktok:lost-done-1"
 ROUNDS = 40  # motor_01 at time_scale 1: a few seconds of turning, time to kill the API meanwhile
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_a_done_report_thingsboard_dropped_is_repaired_by_the_next_heartbeat(tmp_path: Path) -> None:
@@ -59,13 +50,13 @@ async def test_a_done_report_thingsboard_dropped_is_repaired_by_the_next_heartbe
             async def delivered() -> bool:
                 return await state() is CommandState.DELIVERED
 
-            await until(delivered, 30, "the edge accepted the command")
+            await wait_until(delivered, 30, "the edge accepted the command")
             stack.api.kill()  # every webhook from here on is refused, and dropped
 
             async def finished_on_the_edge() -> bool:
                 return int(await edge.hget(Keys().motor("motor_01"), "cd") or 0) >= 1
 
-            await until(finished_on_the_edge, 60, "the motor finished the command")
+            await wait_until(finished_on_the_edge, 60, "the motor finished the command")
             await asyncio.sleep(1)  # the done's telemetry went through ThingsBoard, and was dropped
             assert await state() is CommandState.DELIVERED
             stack.api.start()
@@ -73,7 +64,7 @@ async def test_a_done_report_thingsboard_dropped_is_repaired_by_the_next_heartbe
             async def done() -> bool:
                 return await state() is CommandState.DONE
 
-            await until(done, 20, "a heartbeat closed the command (the edge's interval is 5 s)")
+            await wait_until(done, 20, "a heartbeat closed the command (the edge's interval is 5 s)")
             assert "done report recovered from a heartbeat" in stack.api.log_path.read_text()
             totals = await ledger.device_totals("motor_01")
             assert (totals.done, totals.failed, totals.outstanding) == (ROUNDS, 0, 0)

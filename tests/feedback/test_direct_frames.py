@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from cloud.realtime.outbox import text_frame
 from tests.feedback.conftest import Api, Viewer, frames_by_path, progress
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65_535, 65_536, 70_000])
@@ -57,8 +56,6 @@ async def test_viewers_vanishing_mid_fanout_never_cost_the_others_an_event(api: 
         assert [e["data"]["commandRoundsDone"] for e in viewer.events[1:]] == [1, 2, 3]
     assert api.app is not None
     hub = api.app.state.realtime.hub
-    async with asyncio.timeout(5):  # the server notices the resets and lets those viewers go
-        while hub.viewers != 10:
-            await asyncio.sleep(0.05)
+    await wait_until(lambda: hub.viewers == 10, 5, "the server let the reset viewers go")
     for viewer in viewers:
         await viewer.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -45,23 +45,6 @@ async def enqueue(redis: Redis, stream: str, events: list[GiftEvent]) -> list[st
     for event in events:
         ids.append(str(await redis.xadd(stream, {EVENT_FIELD: event.to_json()})))
     return ids
-
-
-async def wait_until(
-    check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``check`` until it holds; fail the test (naming ``what``) after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout_s} s")
-        await asyncio.sleep(0.01)
 
 
 DISPATCHER_TOKEN = "dispatcher-dev-token"

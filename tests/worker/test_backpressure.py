@@ -13,13 +13,13 @@ from devstack.ports import free_port
 from devstack.redis_server import RedisServer
 from devstack.rpc_sink import RpcSink
 from giftwheel.contracts import EVENTS_STREAM, WORKER_GROUP
+from tests.waiting import wait_until
 from tests.worker.conftest import (
     GATEWAY_TOKEN,
     MOTORS,
     enqueue,
     gift,
     start_emulator,
-    wait_until,
     worker_running,
     worker_settings,
 )

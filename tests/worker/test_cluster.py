@@ -21,7 +21,8 @@ from devstack.redis_cluster import RedisCluster
 from devstack.rpc_sink import RpcSink
 from devstack.tb_emulator.server import Emulator
 from giftwheel.contracts import event_streams
-from tests.worker.conftest import DISPATCHER_TOKEN, wait_until
+from tests.waiting import wait_until
+from tests.worker.conftest import DISPATCHER_TOKEN
 
 API_KEY = "cluster-test-key-0123456789"
 SHARDS = 6

@@ -12,7 +12,7 @@ from cloud.worker.consumer import ConsumerConfig, Entry, Outcome, Retryable, Sha
 from cloud.worker.dlq import DeadLetters
 from cloud.worker.metrics import WorkerMetrics
 from giftwheel.contracts import EVENTS_STREAM, WORKER_GROUP
-from tests.worker.conftest import wait_until
+from tests.waiting import wait_until
 
 S = EVENTS_STREAM
 Handler = Callable[[str, list[Entry]], Awaitable[Outcome]]

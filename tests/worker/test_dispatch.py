@@ -19,7 +19,8 @@ from devstack.rpc_sink import RpcSink
 from devstack.tb_emulator.server import Emulator
 from giftwheel.contracts import EVENT_FIELD, EVENTS_STREAM, WORKER_GROUP
 from giftwheel.contracts.motor import command_id_for
-from tests.worker.conftest import DISPATCHER_TOKEN, enqueue, gift, wait_until, worker_running, worker_settings
+from tests.waiting import wait_until
+from tests.worker.conftest import DISPATCHER_TOKEN, enqueue, gift, worker_running, worker_settings
 
 RULES = parse_rules(
     {

@@ -12,7 +12,8 @@ from cloud.worker.rules import parse_rules
 from devstack.redis_server import RedisServer
 from devstack.rpc_sink import RpcSink
 from devstack.tb_emulator.server import Emulator
-from tests.worker.conftest import gift, wait_until, worker_running, worker_settings
+from tests.waiting import wait_until
+from tests.worker.conftest import gift, worker_running, worker_settings
 
 RULES = parse_rules({"default_device": "motor_01", "rules": [
     {"name": "roses", "match": {"gift_name": "Rose"}, "device": "motor_02"},

@@ -20,13 +20,13 @@ from devstack.rpc_sink import Arrival, RpcSink
 from devstack.tb_emulator.harness import EmulatorProcess
 from devstack.tb_emulator.server import Emulator
 from giftwheel.contracts import GiftEvent, event_streams
+from tests.waiting import wait_until
 from tests.worker.conftest import (
     DISPATCHER_TOKEN,
     GATEWAY_TOKEN,
     MOTORS,
     gift,
     start_emulator,
-    wait_until,
     worker_running,
     worker_settings,
 )

@@ -13,7 +13,8 @@ import yaml
 
 from cloud.worker.rules import DEFAULT_RULE, RulesError, load_rules, parse_rules
 from cloud.worker.rules_source import RulesSource
-from tests.worker.conftest import gift, wait_until
+from tests.waiting import wait_until
+from tests.worker.conftest import gift
 
 EXAMPLE = resources.files("cloud.worker").joinpath("rules.example.yaml")
 
