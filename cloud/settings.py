@@ -70,6 +70,10 @@ class RealtimeSettings(BaseModel):
     # The gifts waiting are announced together, at most once per interval: one bus message per
     # channel and, on a plain WebSocket, one frame per viewer, whatever the number of gifts.
     announce_interval_s: float = Field(default=0.2, ge=0, le=5)
+    # motor.progress is published at most once per interval (per API process): updates in between
+    # wait, merged to the newest per device, and go out together, so viewers get a bounded number
+    # of frames however many motors turn. Done events are never held back. 0: every update at once.
+    progress_publish_interval_s: float = Field(default=0.2, ge=0, le=5)
     max_pending_announcements: int = Field(default=1_000, ge=1)
     recent_gifts: int = Field(default=20, ge=1, le=500)
     # Done events kept per device for the join state, so a viewer that reconnects (an API restart,

@@ -6,10 +6,11 @@ then); a background task remembers the gifts for late joiners and publishes them
 the oldest waiting announcements are dropped and counted: viewers see recent gifts; the queue and
 the motors lose nothing.
 
-What waits is published together, at most once per ``interval_s``: one message per channel, which
-a plain-WebSocket viewer gets as one frame. Every announcement reaches every viewer and is never
-dropped there, so the fan-out's cost is per message, not per gift: a gift after a quiet spell goes
-out at once, and a flood costs viewers a few frames a second however many gifts it holds.
+What waits is published together, at most once per ``interval_s``: one message, which a
+plain-WebSocket viewer gets as one frame (the gifts of its channel). Every announcement reaches
+every viewer and is never dropped there, so the fan-out's cost is per message, not per gift: a
+gift after a quiet spell goes out at once, and a flood costs viewers a few frames a second
+however many gifts it holds.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from giftwheel.contracts import GiftEvent
 log = structlog.get_logger(__name__)
 
 Publish = Callable[[str, dict[str, Any], list[str]], Awaitable[None]]
-PublishBatch = Callable[[list[tuple[str, dict[str, Any]]], list[str]], Awaitable[None]]
+PublishBatch = Callable[[list[tuple[str, dict[str, Any], list[str]]]], Awaitable[None]]
 
 
 class GiftAnnouncer:
@@ -104,18 +105,12 @@ class GiftAnnouncer:
         if self._pending:
             self._ready.set()
         gifts = [gift_payload(event) for event in batch]
-        by_rooms: dict[tuple[str, ...], list[int]] = {}
-        for index, gift in enumerate(gifts):
-            by_rooms.setdefault(tuple(gift_rooms(gift)), []).append(index)
-        published: set[int] = set()
+        published = False
         try:
             await self._live.remember_gifts(gifts)
-            for rooms, members in by_rooms.items():
-                await self._publish(
-                    [(ViewerEvent.GIFT_ACCEPTED.value, gifts[i]) for i in members], list(rooms)
-                )
-                published.update(members)
+            await self._publish([(ViewerEvent.GIFT_ACCEPTED.value, g, gift_rooms(g)) for g in gifts])
+            published = True
         finally:
-            # Not published yet: retried first.
-            self._pending.extendleft(reversed([e for i, e in enumerate(batch) if i not in published]))
+            if not published:  # retried first
+                self._pending.extendleft(reversed(batch))
         return len(batch)

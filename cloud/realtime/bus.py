@@ -46,7 +46,9 @@ class _HubDelivery(socketio.AsyncManager):  # type: ignore[misc]
         rooms = _our_rooms(to or room)
         if rooms is not None and callback is None and (namespace or "/") == "/":
             if event == BATCH:
-                self.hub.deliver_batch(Batch([Message.of(name, payload) for name, payload in data]), rooms)
+                messages = [Message.of(name, payload) for name, payload, _ in data]
+                rooms_of = [frozenset(message_rooms) for _, _, message_rooms in data]
+                self.hub.deliver_batch(Batch(messages, rooms_of), rooms)
             else:
                 self.hub.deliver(Message.of(event, data), rooms)
             return

@@ -20,7 +20,8 @@ class ViewerEvent(StrEnum):
 DROPPABLE = frozenset({ViewerEvent.MOTOR_PROGRESS.value})
 
 # On the bus between API instances only: several events published as one message, data
-# [[name, payload], ...]; viewers receive them as their own events (one frame on a plain WebSocket).
+# [[name, payload, rooms], ...] addressed to the union of their rooms; viewers receive the ones of
+# their rooms as their own events (one frame on a plain WebSocket).
 BATCH = "batch"
 
 # Viewers that name no channel or device see everything.

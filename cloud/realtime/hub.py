@@ -114,8 +114,11 @@ class Hub:
         for viewer in targets:
             if viewer.evicted is not None:
                 continue
+            part = batch.for_rooms(viewer.rooms)
+            if part is None:
+                continue
             try:
-                if viewer.outbox.offer(batch):
+                if viewer.outbox.offer(part):
                     direct += 1
                 else:
                     queued += 1

@@ -78,11 +78,28 @@ def frame_text(messages: list[Message]) -> str:
 
 @dataclass(slots=True)
 class Batch:
-    """Events that travel together (a flush of gift announcements): one frame for a direct write,
-    encoded once however many viewers take it; queued, they are separate messages again."""
+    """Events that travel together (a flush of announcements or progress): one frame for a direct
+    write, encoded once however many viewers take it; queued, they are separate messages again.
+
+    ``rooms``, if given, names each message's rooms: a viewer gets the messages of its rooms only,
+    as one batch per distinct set of rooms (viewers share a few), built and encoded once.
+    """
 
     messages: list[Message]
+    rooms: list[frozenset[str]] | None = None
     _ws_frame: bytes | None = field(default=None, repr=False)
+    _parts: dict[frozenset[str], Batch | None] = field(default_factory=dict, repr=False)
+
+    def for_rooms(self, viewer_rooms: frozenset[str]) -> Batch | None:
+        """The part of this batch for a viewer in these rooms (None: nothing for it)."""
+        if self.rooms is None:
+            return self
+        if viewer_rooms not in self._parts:
+            mine = [
+                m for m, r in zip(self.messages, self.rooms, strict=True) if not r.isdisjoint(viewer_rooms)
+            ]
+            self._parts[viewer_rooms] = Batch(mine) if mine else None
+        return self._parts[viewer_rooms]
 
     @property
     def ws_frame(self) -> bytes:

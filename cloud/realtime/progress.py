@@ -16,6 +16,7 @@ from cloud.ledger.store import Ledger
 from cloud.realtime.announcer import Publish
 from cloud.realtime.events import ViewerEvent, device_rooms
 from cloud.realtime.live_state import LiveState
+from cloud.realtime.progress_pacer import ProgressPacer
 from giftwheel.contracts.motor import RECENT_DONE_LIMIT, ROUNDS_CEILING, CommandId, MotorState, Telemetry
 
 log = structlog.get_logger(__name__)
@@ -96,10 +97,11 @@ class Applied:
 
 
 class ProgressService:
-    def __init__(self, ledger: Ledger, live: LiveState, publish: Publish) -> None:
+    def __init__(self, ledger: Ledger, live: LiveState, publish: Publish, pacer: ProgressPacer) -> None:
         self._ledger = ledger
         self._live = live
         self._publish = publish
+        self._pacer = pacer
 
     async def apply(self, device: str, telemetry: MotorTelemetry, ts_ms: int) -> Applied:
         """Record and publish one telemetry message. Redis errors propagate (the chain retries).
@@ -122,12 +124,12 @@ class ProgressService:
             # A done is published even when later telemetry overtook it: its own numbers count.
             done = viewer_payload(device, {**merged.state, **telemetry.values(), "ts": ts_ms})
             await self._live.remember_done(device, done)
+            self._pacer.done(device)
             await self._publish(ViewerEvent.MOTOR_DONE.value, done, device_rooms(device))
             return Applied(ViewerEvent.MOTOR_DONE.value, ledger_state)
         if not merged.applied:
             return Applied(None, ledger_state)
-        progress = viewer_payload(device, merged.state)
-        await self._publish(ViewerEvent.MOTOR_PROGRESS.value, progress, device_rooms(device))
+        await self._pacer.progress(device, viewer_payload(device, merged.state), device_rooms(device))
         return Applied(ViewerEvent.MOTOR_PROGRESS.value, ledger_state)
 
     async def _close_reported(self, device: str, command_ids: list[str], ts_ms: int) -> None:

@@ -17,6 +17,7 @@ from cloud.realtime.hub import Hub
 from cloud.realtime.live_state import LiveState
 from cloud.realtime.origins import socketio_cors
 from cloud.realtime.progress import ProgressService
+from cloud.realtime.progress_pacer import ProgressPacer
 from cloud.realtime.socketio_viewers import SocketIoViewers
 from cloud.settings import CloudSettings
 from giftwheel.contracts import event_streams
@@ -49,7 +50,8 @@ class Realtime:
             streams=event_streams(settings.ingest.stream_shards),
             ttl_s=settings.worker.ledger_ttl_s,
         )
-        self.progress = ProgressService(ledger, self.live, self.publish)
+        self.pacer = ProgressPacer(self.publish_batch, settings.realtime.progress_publish_interval_s)
+        self.progress = ProgressService(ledger, self.live, self.publish, self.pacer)
         self.announcer = GiftAnnouncer(
             self.live,
             self.publish_batch,
@@ -62,9 +64,11 @@ class Realtime:
         """To every viewer in these rooms on every API instance (through Redis pub/sub)."""
         await self.sio.emit(event, data, room=rooms)
 
-    async def publish_batch(self, events: list[tuple[str, dict[str, Any]]], rooms: list[str]) -> None:
-        """Several events as one bus message and, on a plain WebSocket, one frame per viewer."""
-        await self.sio.emit(BATCH, [[name, data] for name, data in events], room=rooms)
+    async def publish_batch(self, events: list[tuple[str, dict[str, Any], list[str]]]) -> None:
+        """Several events (name, payload, rooms) as one bus message: each viewer gets those of its
+        rooms, on a plain WebSocket as one frame."""
+        rooms = sorted({room for _, _, event_rooms in events for room in event_rooms})
+        await self.sio.emit(BATCH, [list(event) for event in events], room=rooms)
 
     def start(self) -> None:
         # Listen on Redis now, not at the first Socket.IO connection as python-socketio would:
@@ -77,6 +81,7 @@ class Realtime:
 
     async def stop(self) -> None:
         await self.announcer.stop()
+        await self.pacer.stop()
         await self.socketio_viewers.close()
         if self.manager.thread is not None:
             # Its loop is python-socketio's; a cancel swallowed by redis-py must not hang shutdown.

@@ -33,7 +33,11 @@ STREAM = event_streams(1)[0]  # the ledger shard of the default settings (one st
 
 
 def make_settings(redis_url: str, **overrides: Any) -> CloudSettings:
-    return ingest_settings(redis_url, **{"feedback": {"secret": FEEDBACK_SECRET}, **overrides})
+    """Every progress update published as it comes (no pacing) unless a test asks for pacing."""
+    realtime = {"progress_publish_interval_s": 0, **overrides.pop("realtime", {})}
+    return ingest_settings(
+        redis_url, **{"feedback": {"secret": FEEDBACK_SECRET}, "realtime": realtime, **overrides}
+    )
 
 
 def gift(**fields: Any) -> dict[str, Any]:
