@@ -59,7 +59,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
         )
         realtime = Realtime(settings, redis)
         registry = CollectorRegistry()
-        RealtimeMetrics(realtime.hub, registry)
+        RealtimeMetrics(realtime, registry)
         ingest = IngestService(
             settings,
             queue,

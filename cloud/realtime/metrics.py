@@ -1,6 +1,7 @@
-"""Prometheus metrics of the viewers' fan-out, read from the Hub's plain numbers at scrape time.
+"""Prometheus metrics of the viewers' fan-out and the feedback, read from plain numbers at scrape time.
 
-The Hub counts in plain integers on the event loop; nothing on the per-frame path takes a lock.
+The Hub and the progress service count in plain integers on the event loop; nothing on the
+per-frame path takes a lock.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cloud.realtime.hub import Hub
+from cloud.realtime.service import Realtime
 
 
 class RealtimeMetrics(Collector):
-    def __init__(self, hub: Hub, registry: CollectorRegistry) -> None:
-        self._hub = hub
+    def __init__(self, realtime: Realtime, registry: CollectorRegistry) -> None:
+        self._realtime = realtime
         registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
-        hub = self._hub
+        hub = self._realtime.hub
         yield GaugeMetricFamily(
             "giftwheel_realtime_viewers", "Viewers connected to this process", value=hub.viewers
         )
@@ -37,4 +38,9 @@ class RealtimeMetrics(Collector):
             "giftwheel_realtime_evictions",
             "Viewers disconnected for falling too far behind on events that are never dropped",
             value=hub.evictions,
+        )
+        yield CounterMetricFamily(
+            "giftwheel_feedback_recovered_dones",
+            "Commands closed by an edge heartbeat because their done report never arrived (a loss upstream)",
+            value=self._realtime.progress.recovered_dones,
         )

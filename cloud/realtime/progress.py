@@ -102,6 +102,7 @@ class ProgressService:
         self._live = live
         self._publish = publish
         self._pacer = pacer
+        self.recovered_dones = 0
 
     async def apply(self, device: str, telemetry: MotorTelemetry, ts_ms: int) -> Applied:
         """Record and publish one telemetry message. Redis errors propagate (the chain retries).
@@ -137,6 +138,7 @@ class ProgressService:
         was lost upstream (ThingsBoard gave up on the webhook). Viewers get the done they missed,
         marked ``recovered`` so an overlay already showing a newer command keeps it."""
         for command in await self._ledger.close_reported(device, command_ids):
+            self.recovered_dones += 1
             log.warning(
                 "done report recovered from a heartbeat",
                 command_id=command.command_id,

@@ -195,6 +195,8 @@ async def test_a_heartbeat_closes_commands_whose_done_report_was_lost(
     assert (await api.post_feedback(heartbeat)).status_code == 200
     await asyncio.sleep(0.3)
     assert len(viewer.named("motor.done")) == 3
+    metrics = (await api.client.get("/metrics")).text
+    assert "giftwheel_feedback_recovered_dones_total 2.0" in metrics  # the loss is visible to operators
     assert await ledger.device_totals("motor_01") == totals
 
 
