@@ -229,7 +229,6 @@ class Ledger:
         return (await self.get_many(stream, [command_id]))[0]
 
     async def get_many(self, stream: str, command_ids: Sequence[str]) -> list[Command | None]:
-        command_ids = list(dict.fromkeys(command_ids))
         if not command_ids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -242,16 +241,25 @@ class Ledger:
         ]
 
     async def find(self, command_id: str) -> Command | None:
-        """A command by id alone (the feedback webhook knows no stream): probe every ledger shard
+        """A command by id alone (the feedback webhook knows no stream)."""
+        return (await self.find_many([command_id])).get(command_id)
+
+    async def find_many(self, command_ids: Sequence[str]) -> dict[str, Command]:
+        """Commands by id alone, the unknown ones left out: every ledger shard probed for every id,
         in one pipelined round trip."""
+        command_ids = list(dict.fromkeys(command_ids))
         async with self._redis.pipeline(transaction=False) as pipe:
+            for command_id in command_ids:
+                for stream in self.streams:
+                    pipe.hgetall(command_key(stream, command_id))
+            raws = iter(await pipe.execute())
+        found: dict[str, Command] = {}
+        for command_id in command_ids:
             for stream in self.streams:
-                pipe.hgetall(command_key(stream, command_id))
-            raws = await pipe.execute()
-        for stream, raw in zip(self.streams, raws, strict=True):
-            if raw:
-                return Command.from_hash(stream, command_id, raw)
-        return None
+                raw = next(raws)
+                if raw and command_id not in found:
+                    found[command_id] = Command.from_hash(stream, command_id, raw)
+        return found
 
     async def due(self, stream: str, *, at_ms: int, limit: int = 500) -> list[str]:
         """Open commands whose deadline has passed (unanswered, unconfirmed, or never published)."""
@@ -427,20 +435,10 @@ class Ledger:
         """
         if not command_ids:
             return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for command_id in command_ids:
-                for stream in self.streams:
-                    pipe.hgetall(command_key(stream, command_id))
-            raws = iter(await pipe.execute())
         open_by_stream: dict[str, list[Command]] = {}
-        for command_id in command_ids:
-            for stream in self.streams:
-                raw = next(raws)
-                if not raw:
-                    continue
-                command = Command.from_hash(stream, command_id, raw)
-                if command.device == device and command.state is not CommandState.DONE:
-                    open_by_stream.setdefault(stream, []).append(command)
+        for command in (await self.find_many(command_ids)).values():
+            if command.device == device and command.state is not CommandState.DONE:
+                open_by_stream.setdefault(command.stream, []).append(command)
         closed: list[Command] = []
         for stream, commands in open_by_stream.items():
             states = await self._transition_many(

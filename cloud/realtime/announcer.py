@@ -20,20 +20,15 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
 
-from cloud.realtime.events import ViewerEvent, gift_payload, gift_rooms
+from cloud.realtime.events import PublishBatch, ViewerEvent, gift_payload, gift_rooms
 from cloud.realtime.live_state import LiveState
 from giftwheel.contracts import GiftEvent
 
 log = structlog.get_logger(__name__)
-
-Publish = Callable[[str, dict[str, Any], list[str]], Awaitable[None]]
-PublishBatch = Callable[[list[tuple[str, dict[str, Any], list[str]]]], Awaitable[None]]
 
 
 class GiftAnnouncer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +24,10 @@ DROPPABLE = frozenset({ViewerEvent.MOTOR_PROGRESS.value})
 # [[name, payload, rooms], ...] addressed to the union of their rooms; viewers receive the ones of
 # their rooms as their own events (one frame on a plain WebSocket).
 BATCH = "batch"
+
+# How events reach viewers on every API instance (Realtime.publish, Realtime.publish_batch).
+Publish = Callable[[str, dict[str, Any], list[str]], Awaitable[None]]
+PublishBatch = Callable[[list[tuple[str, dict[str, Any], list[str]]]], Awaitable[None]]
 
 # Viewers that name no channel or device see everything.
 ALL_ROOM = "all"

@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from cloud.ledger.store import Ledger
-from cloud.realtime.announcer import Publish
-from cloud.realtime.events import ViewerEvent, device_rooms
+from cloud.realtime.events import Publish, ViewerEvent, device_rooms
 from cloud.realtime.live_state import LiveState
 from cloud.realtime.progress_pacer import ProgressPacer
 from giftwheel.contracts.motor import RECENT_DONE_LIMIT, ROUNDS_CEILING, CommandId, MotorState, Telemetry
@@ -112,7 +111,8 @@ class ProgressService:
         """
         if telemetry.recent_done:
             await self._close_reported(device, telemetry.recent_done, ts_ms)
-        if not telemetry.values():
+        values = telemetry.values()
+        if not values:
             return Applied(None, None)
         ledger_state = None
         if telemetry.finishes_command and telemetry.command_id is not None:
@@ -120,10 +120,10 @@ class ProgressService:
             ledger_state = None if moved is None else moved.value
             if moved is None:
                 log.warning("done for a command the ledger does not know", command_id=telemetry.command_id)
-        merged = await self._live.merge(device, telemetry.values(), ts_ms)
+        merged = await self._live.merge(device, values, ts_ms)
         if telemetry.finishes_command:
             # A done is published even when later telemetry overtook it: its own numbers count.
-            done = viewer_payload(device, {**merged.state, **telemetry.values(), "ts": ts_ms})
+            done = viewer_payload(device, {**merged.state, **values, "ts": ts_ms})
             await self._live.remember_done(device, done)
             self._pacer.done(device)
             await self._publish(ViewerEvent.MOTOR_DONE.value, done, device_rooms(device))

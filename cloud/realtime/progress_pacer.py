@@ -19,8 +19,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from cloud.realtime.announcer import PublishBatch
-from cloud.realtime.events import ViewerEvent
+from cloud.realtime.events import PublishBatch, ViewerEvent
 
 log = structlog.get_logger(__name__)
 
