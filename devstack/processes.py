@@ -127,3 +127,17 @@ class ManagedProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ProcessHarness:
+    """Base of the harnesses that drive one ManagedProcess: its pid and whether it is running."""
+
+    _process: ManagedProcess
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process.running

@@ -38,7 +38,7 @@ from typing import Any, Self, TypeVar
 import yaml
 
 from devstack.ports import free_port
-from devstack.processes import ManagedProcess, ProcessFailed, giftwheel_argv
+from devstack.processes import ManagedProcess, ProcessFailed, ProcessHarness, giftwheel_argv
 from devstack.tb_emulator.devices import DeviceSpec, load_devices_file
 from devstack.tb_emulator.hub import Hub, HubSettings
 from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
@@ -200,7 +200,7 @@ class EmulatorHttp:
         return result
 
 
-class EmulatorProcess(EmulatorHttp):
+class EmulatorProcess(EmulatorHttp, ProcessHarness):
     """``giftwheel tb-emulator`` as a child process on fixed free ports (kept across restarts)."""
 
     def __init__(
@@ -243,14 +243,6 @@ class EmulatorProcess(EmulatorHttp):
             ready=self._ready_file.exists,
         )
         self.log_file = self._process.log_path
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    @property
-    def running(self) -> bool:
-        return self._process.running
 
     def command(self) -> list[str]:
         args = giftwheel_argv(

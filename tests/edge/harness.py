@@ -9,7 +9,7 @@ from typing import Any, Self
 
 import yaml
 
-from devstack.processes import ManagedProcess, giftwheel_argv
+from devstack.processes import ManagedProcess, ProcessHarness, giftwheel_argv
 
 GATEWAY_TOKEN = "edge-test-gateway-token"
 
@@ -42,7 +42,7 @@ def recorded_steps(tmp_path: Path, motor: str) -> int:
     return len(path.read_bytes().splitlines()) if path.exists() else 0
 
 
-class EdgeDaemon:
+class EdgeDaemon(ProcessHarness):
     """One `giftwheel edge` run; no readiness wait (tests wait for what they need).
 
     Leaving the ``with`` block kills it with -9, so nothing after a test's last step (a parking
@@ -65,14 +65,6 @@ class EdgeDaemon:
     def start(self) -> Self:
         self._process.start()
         return self
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    @property
-    def running(self) -> bool:
-        return self._process.running
 
     @property
     def log(self) -> str:
