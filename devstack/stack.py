@@ -27,7 +27,7 @@ DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
 
 def shipped_token(device_type: str) -> str:
     """The development token of the first shipped device of a type (deploy/thingsboard/devices.yaml)."""
-    for spec in load_devices_file(SHIPPED_DEVICES):
+    for spec in load_devices_file(SHIPPED_DEVICES).devices:
         if spec.type == device_type and spec.token:
             return spec.token
     raise LookupError(f"no {device_type} device with a token in {SHIPPED_DEVICES}")

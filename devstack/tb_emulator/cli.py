@@ -14,14 +14,25 @@ from typing import Any
 from giftwheel import logs
 
 
-def register(parser: argparse.ArgumentParser) -> None:
-    from devstack.tb_emulator.server import SHIPPED_CHAIN
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
+
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--mqtt-port", type=int, default=1883, help="MQTT port (0: any free port)")
     parser.add_argument("--http-port", type=int, default=8080, help="HTTP side port (0: any free port)")
     parser.add_argument("--devices", type=Path, required=True, help="devices YAML file")
-    parser.add_argument("--rule-chain", type=Path, default=SHIPPED_CHAIN, help="rule chain export JSON")
+    parser.add_argument(
+        "--rule-chain",
+        type=Path,
+        action="append",
+        help="rule chain export JSON; repeat for several (the one marked root, or the only one, is the root"
+        " chain; device profiles in --devices name the others). Default: the shipped giftwheel chain",
+    )
     parser.add_argument("--webhook-url", help="override the REST API call node URL")
     parser.add_argument("--webhook-secret", help="override the webhook secret header value")
     parser.add_argument("--client-rpc-timeout-s", type=float, default=60.0, help="CLIENT_SIDE_RPC_TIMEOUT")
@@ -35,6 +46,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=600.0,
         help="TB_TRANSPORT_SESSIONS_INACTIVITY_TIMEOUT",
+    )
+    parser.add_argument(
+        "--max-concurrent-sessions-per-device",
+        type=_at_least_one,
+        default=1,
+        help="ACTORS_MAX_CONCURRENT_SESSION_PER_DEVICE: a session more evicts the device's oldest",
     )
     parser.add_argument(
         "--history-per-device", type=int, default=10_000, help="telemetry groups kept per device"
@@ -55,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from devstack.tb_emulator.devices import DevicesFileError, load_devices_file
     from devstack.tb_emulator.hub import HubSettings
     from devstack.tb_emulator.rule_engine import ChainError
-    from devstack.tb_emulator.server import Emulator, EmulatorSettings
+    from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
 
     logs.configure(args.log_level)
     settings = EmulatorSettings(
@@ -70,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             delivery_timeout_s=args.delivery_timeout_s,
             rpc_max_retries=args.rpc_max_retries,
             session_inactivity_timeout_s=args.session_inactivity_timeout_s,
+            max_concurrent_sessions_per_device=args.max_concurrent_sessions_per_device,
             history_per_device=args.history_per_device,
             rpc_records_kept=args.rpc_records_kept,
             queue_retries=args.queue_retries,
@@ -77,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     try:
-        emulator = Emulator.from_files(settings, load_devices_file(args.devices), args.rule_chain)
+        chains = args.rule_chain or [SHIPPED_CHAIN]
+        emulator = Emulator.from_files(settings, load_devices_file(args.devices), chains)
     except (DevicesFileError, ChainError) as exc:
         print(f"giftwheel tb-emulator: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,10 @@
 
 Devices file (YAML)::
 
+    profiles:                     # device profiles (optional): where their devices' messages go
+      - name: motor
+        rule_chain: giftwheel     # a loaded chain's ruleChain.name; omitted: the root chain
+        queue: HighPriority       # rule-engine queue (defaultQueueName); omitted: Main
     devices:
       - name: dispatcher          # ThingsBoard device name (unique)
         token: dispatcher-token   # access token = MQTT username; omit for gateway sub-devices
@@ -15,7 +19,9 @@ Devices file (YAML)::
         type: motor
         shared_attributes: {maxRpm: 120}
 
-Devices a gateway announces that are not in the file are created on first sight, as ThingsBoard does.
+Devices a gateway announces that are not in the file are created on first sight, as ThingsBoard does,
+and so is a profile named after a type nobody declared: with no default rule chain (its messages go to
+the root chain) and no default queue (Main).
 """
 
 from __future__ import annotations
@@ -51,9 +57,22 @@ class DeviceSpec(BaseModel):
     server_attributes: dict[str, Any] = Field(default_factory=dict)
 
 
+class ProfileSpec(BaseModel):
+    """A device profile's routing: ThingsBoard's DeviceProfile defaultRuleChainId and defaultQueueName."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=255)
+    # ruleChain.name of a loaded chain; None: ThingsBoard's null defaultRuleChainId (the root chain)
+    rule_chain: str | None = Field(default=None, min_length=1)
+    # None: ThingsBoard's null defaultQueueName (the Main queue)
+    queue: str | None = Field(default=None, min_length=1)
+
+
 class DevicesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    profiles: list[ProfileSpec] = Field(default_factory=list)
     devices: list[DeviceSpec]
 
 
@@ -61,32 +80,52 @@ class DevicesFileError(ValueError):
     pass
 
 
-def load_devices_file(path: Path) -> list[DeviceSpec]:
+def load_devices_file(path: Path) -> DevicesFile:
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise DevicesFileError(f"cannot read devices file {path}: {exc}") from exc
     try:
-        specs = DevicesFile.model_validate(raw).devices
+        fleet = DevicesFile.model_validate(raw)
     except ValueError as exc:
         raise DevicesFileError(f"invalid devices file {path}: {exc}") from exc
-    check_unique(specs)
-    return specs
+    check_unique(fleet)
+    return fleet
 
 
-def check_unique(specs: list[DeviceSpec]) -> None:
-    names = [s.name for s in specs]
-    tokens = [s.token for s in specs if s.token]
-    for label, values in (("name", names), ("token", tokens)):
+def check_unique(fleet: DevicesFile) -> None:
+    names = [s.name for s in fleet.devices]
+    tokens = [s.token for s in fleet.devices if s.token]
+    profiles = [p.name for p in fleet.profiles]
+    for label, values in (("device name", names), ("access token", tokens), ("profile name", profiles)):
         dupes = sorted({v for v in values if values.count(v) > 1})
         if dupes:
-            raise DevicesFileError(f"duplicate device {label}(s): {', '.join(dupes)}")
+            raise DevicesFileError(f"duplicate {label}(s): {', '.join(dupes)}")
+
+
+@dataclass(slots=True)
+class DeviceProfile:
+    name: str
+    id: str
+    rule_chain: str | None  # None: the root chain
+    queue: str | None  # None: Main
+    # created on first sight of a device of this type (DeviceProfileServiceImpl.findOrCreateDeviceProfile)
+    auto_created: bool = False
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "defaultRuleChain": self.rule_chain,
+            "defaultQueueName": self.queue,
+            "autoCreated": self.auto_created,
+        }
 
 
 @dataclass(slots=True)
 class Device:
     name: str
-    type: str
+    type: str  # the device profile's name: ThingsBoard keeps the two equal
     token: str | None
     is_gateway: bool
     id: str
@@ -120,15 +159,35 @@ def device_id_for(name: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, name))
 
 
-class DeviceRegistry:
-    """All devices by name, token and id; ``rpc_factory`` gives each its RPC actor."""
+def profile_id_for(name: str) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, f"profile:{name}"))
 
-    def __init__(self, rpc_factory: Any, history_per_device: int = 10_000) -> None:
+
+class DeviceRegistry:
+    """All devices by name, token and id, and their profiles; ``rpc_factory`` gives each its RPC actor."""
+
+    def __init__(
+        self, rpc_factory: Any, history_per_device: int = 10_000, profiles: list[ProfileSpec] | None = None
+    ) -> None:
         self._rpc_factory = rpc_factory
         self._history = history_per_device
         self.by_name: dict[str, Device] = {}
         self.by_token: dict[str, Device] = {}
         self.by_id: dict[str, Device] = {}
+        self.profiles: dict[str, DeviceProfile] = {
+            p.name: DeviceProfile(p.name, profile_id_for(p.name), p.rule_chain, p.queue)
+            for p in profiles or ()
+        }
+
+    def profile_of(self, device: Device) -> DeviceProfile:
+        """The device's profile; a type nobody declared gets ThingsBoard's new default profile:
+        no default rule chain, no default queue (DeviceProfileServiceImpl.doCreateDeviceProfile,
+        thingsboard/thingsboard dao/.../device/DeviceProfileServiceImpl.java @dfe65d5)."""
+        profile = self.profiles.get(device.type)
+        if profile is None:
+            profile = DeviceProfile(device.type, profile_id_for(device.type), None, None, auto_created=True)
+            self.profiles[device.type] = profile
+        return profile
 
     def add(self, spec: DeviceSpec) -> Device:
         if spec.name in self.by_name:
@@ -136,6 +195,7 @@ class DeviceRegistry:
         if spec.token and spec.token in self.by_token:
             raise DevicesFileError(f"access token of {spec.name!r} is already used")
         device = self._new(spec.name, spec.type, spec.token, spec.gateway)
+        self.profile_of(device)
         device.overwrite_activity_time = spec.overwrite_activity_time
         device.shared_attributes.update(spec.shared_attributes)
         device.server_attributes.update(spec.server_attributes)
@@ -152,14 +212,21 @@ class DeviceRegistry:
             self.by_token[token] = device
         return device
 
-    def find_or_create_sub_device(self, name: str, type_: str, gateway: Device) -> Device:
-        """ThingsBoard's findOrCreateDevice: reuse by name (type unchanged), else create."""
+    def find_or_create_sub_device(self, name: str, type_: str, gateway: Device) -> tuple[Device, bool]:
+        """ThingsBoard's findOrCreateDevice for a gateway's sub-device: an existing device of that name
+        is reused as it is (its type and profile unchanged, whatever the gateway announced); otherwise a
+        device is created with the announced type, on the profile of that name, made if none exists
+        (DefaultTransportApiService.findOrCreateDevice / createNewDevice, thingsboard/thingsboard
+        application/.../service/transport/DefaultTransportApiService.java @dfe65d5). Returns the
+        device and whether it was created."""
         device = self.by_name.get(name)
+        created = device is None
         if device is None:
             device = self._new(name, type_, None, False)
             device.created_by_gateway = gateway.name
+            self.profile_of(device)
         device.last_connected_gateway = gateway.name
-        return device
+        return device, created
 
     def lookup(self, name_or_id: str) -> Device | None:
         return self.by_name.get(name_or_id) or self.by_id.get(name_or_id)

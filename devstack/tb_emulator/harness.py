@@ -12,8 +12,10 @@ As a child process (what end-to-end and crash tests want: real sockets, kill -9,
         tb.kill(); tb.start()                # kill -9, then start again on the same ports
 
 ``EmulatorProcess(devices=[{"name": "dispatcher", "token": "t1", "type": "dispatcher"}, ...])``
-takes the devices inline (or a YAML path), ``webhook_url=``/``webhook_secret=`` point the chain's
-REST node at your test server, ``extra_args=("--client-rpc-timeout-s", "5")`` passes CLI options.
+takes the devices inline (or a YAML path; ``profiles=[{"name": "motor", "rule_chain": "giftwheel"}]``
+with inline devices), ``rule_chain=`` one chain file or several (root + others),
+``webhook_url=``/``webhook_secret=`` point the chain's REST node at your test server,
+``extra_args=("--client-rpc-timeout-s", "5")`` passes CLI options.
 The HTTP helpers are synchronous (urllib): fine from async tests, the emulator is another process.
 
 In-process (fast unit-style tests; the hub's state is right there)::
@@ -39,7 +41,7 @@ import yaml
 
 from devstack.ports import free_port
 from devstack.processes import ManagedProcess, ProcessFailed, ProcessHarness, giftwheel_argv
-from devstack.tb_emulator.devices import DeviceSpec, load_devices_file
+from devstack.tb_emulator.devices import DevicesFile, DeviceSpec, load_devices_file
 from devstack.tb_emulator.hub import Hub, HubSettings
 from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
 
@@ -47,6 +49,8 @@ SHIPPED_DEVICES = SHIPPED_CHAIN.parent / "devices.yaml"
 HOST = "127.0.0.1"
 
 DeviceList = Path | Sequence[Mapping[str, Any]] | Sequence[DeviceSpec] | None
+ProfileList = Sequence[Mapping[str, Any]]
+ChainFiles = Path | Sequence[Path]
 T = TypeVar("T")
 
 
@@ -54,10 +58,20 @@ class EmulatorError(RuntimeError):
     pass
 
 
-def _device_dicts(devices: DeviceList) -> list[dict[str, Any]] | None:
+def _inline_devices(devices: DeviceList, profiles: ProfileList) -> dict[str, Any] | None:
+    """The devices file's content for devices given inline; None for a file (or the shipped one)."""
     if devices is None or isinstance(devices, Path):
+        if profiles:
+            raise ValueError("profiles= goes with inline devices; a devices file declares its own")
         return None
-    return [d.model_dump() if isinstance(d, DeviceSpec) else dict(d) for d in devices]
+    return {
+        "profiles": [dict(p) for p in profiles],
+        "devices": [d.model_dump() if isinstance(d, DeviceSpec) else dict(d) for d in devices],
+    }
+
+
+def _chain_list(rule_chain: ChainFiles) -> list[Path]:
+    return [rule_chain] if isinstance(rule_chain, Path) else list(rule_chain)
 
 
 def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.02) -> T:
@@ -207,7 +221,8 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
         self,
         devices: DeviceList = None,
         *,
-        rule_chain: Path = SHIPPED_CHAIN,
+        profiles: ProfileList = (),
+        rule_chain: ChainFiles = SHIPPED_CHAIN,
         mqtt_port: int | None = None,
         http_port: int | None = None,
         webhook_url: str | None = None,
@@ -223,13 +238,13 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
         super().__init__(f"http://{HOST}:{self.http_port}")
         self._tmp = tempfile.TemporaryDirectory(prefix="giftwheel-tb-")
         self.workdir = Path(self._tmp.name)
-        inline = _device_dicts(devices)
+        inline = _inline_devices(devices, profiles)
         if inline is not None:
             self.devices_file = self.workdir / "devices.yaml"
-            self.devices_file.write_text(yaml.safe_dump({"devices": inline}, sort_keys=False))
+            self.devices_file.write_text(yaml.safe_dump(inline, sort_keys=False))
         else:
             self.devices_file = devices if isinstance(devices, Path) else SHIPPED_DEVICES
-        self.rule_chain = rule_chain
+        self.rule_chains = _chain_list(rule_chain)
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.extra_args = tuple(extra_args)
@@ -251,10 +266,11 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
             "--mqtt-port", str(self.mqtt_port),
             "--http-port", str(self.http_port),
             "--devices", str(self.devices_file),
-            "--rule-chain", str(self.rule_chain),
             "--ready-file", str(self.workdir / "ready"),
             "--log-level", self.log_level,
         )  # fmt: skip
+        for chain in self.rule_chains:
+            args += ["--rule-chain", str(chain)]
         if self.webhook_url:
             args += ["--webhook-url", self.webhook_url]
         if self.webhook_secret:
@@ -306,16 +322,17 @@ class InProcessEmulator:
         self,
         devices: DeviceList = None,
         *,
-        rule_chain: Path = SHIPPED_CHAIN,
+        profiles: ProfileList = (),
+        rule_chain: ChainFiles = SHIPPED_CHAIN,
         hub_settings: HubSettings | None = None,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
     ) -> None:
-        inline = _device_dicts(devices)
+        inline = _inline_devices(devices, profiles)
         if inline is not None:
-            specs = [DeviceSpec.model_validate(d) for d in inline]
+            fleet = DevicesFile.model_validate(inline)
         else:
-            specs = load_devices_file(devices if isinstance(devices, Path) else SHIPPED_DEVICES)
+            fleet = load_devices_file(devices if isinstance(devices, Path) else SHIPPED_DEVICES)
         settings = EmulatorSettings(
             host=HOST,
             mqtt_port=0,
@@ -324,7 +341,7 @@ class InProcessEmulator:
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
         )
-        self.emulator = Emulator.from_files(settings, specs, rule_chain)
+        self.emulator = Emulator.from_files(settings, fleet, _chain_list(rule_chain))
         self.host = HOST
 
     @property

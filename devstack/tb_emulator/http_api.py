@@ -139,7 +139,6 @@ async def rpc_call(hub: Hub, req: Request) -> tuple[int, Any]:
     except ValidationError as exc:
         raise HttpError(400, str(exc)) from None
     target = _device(hub, req.params["device"])
-    assert hub.engine is not None
     expiration = call.expirationTime or hub.now_ms() + call.timeout
     request_uuid = _uuid()
     metadata = {
@@ -156,7 +155,9 @@ async def rpc_call(hub: Hub, req: Request) -> tuple[int, Any]:
     data = {"method": call.method, "params": call.params, "additionalInfo": call.additionalInfo}
     result: asyncio.Future[RpcResult] = hub.loop.create_future()
     hub.rest_rpc_waiters[request_uuid] = result
-    hub.engine.submit(TbMsg(MsgType.RPC_CALL_FROM_SERVER_TO_DEVICE, target, _dumps(data), metadata, data))
+    hub.push_to_rule_engine(
+        TbMsg(MsgType.RPC_CALL_FROM_SERVER_TO_DEVICE, target, _dumps(data), metadata, data)
+    )
     try:
         outcome = await asyncio.wait_for(result, timeout=max(0.0, (expiration - hub.now_ms()) / 1000) + 1.0)
     except TimeoutError:
@@ -219,13 +220,13 @@ async def webhook_calls(hub: Hub, req: Request) -> tuple[int, Any]:
 
 
 async def stats(hub: Hub, req: Request) -> tuple[int, Any]:
-    engine = hub.engine
+    chains = hub.chains.values()
     return 200, {
         **hub.stats,
         "sessions": len(hub.sessions),
-        "ruleEngineMsgs": engine.processed if engine else 0,
-        "ruleEngineFailures": engine.failures if engine else 0,
-        "ruleEngineRetries": engine.retried if engine else 0,
+        "ruleEngineMsgs": sum(c.processed for c in chains),
+        "ruleEngineFailures": sum(c.failures for c in chains),
+        "ruleEngineRetries": sum(c.retried for c in chains),
         "webhookInFlight": hub.http_poster.in_flight,
     }
 

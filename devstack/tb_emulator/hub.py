@@ -17,11 +17,11 @@ import structlog
 
 from devstack.tb_emulator.codec import MQTT_5
 from devstack.tb_emulator.convert import dumps
-from devstack.tb_emulator.devices import Device, DeviceRegistry, DeviceSpec
+from devstack.tb_emulator.devices import Device, DeviceRegistry, DevicesFile
 from devstack.tb_emulator.faults import Faults
 from devstack.tb_emulator.rpc import RpcRequest, RpcResult, RpcService
-from devstack.tb_emulator.rule_engine import MsgType, RuleEngine, TbMsg
-from devstack.tb_emulator.session import RC_SESSION_TIMEOUT, MqttSession
+from devstack.tb_emulator.rule_engine import ChainError, MsgType, RuleEngine, TbMsg
+from devstack.tb_emulator.session import RC_SESSION_TAKEN_OVER, RC_SESSION_TIMEOUT, MqttSession
 from devstack.tb_emulator.topics import Sub
 from devstack.tb_emulator.webhook import HttpPoster, HttpResult
 
@@ -36,6 +36,9 @@ class HubSettings:
     rpc_max_retries: int = 5  # ACTORS_RPC_MAX_RETRIES
     max_inflight_messages: int = 100  # MQTT_MSG_QUEUE_SIZE_PER_DEVICE_LIMIT, told in getSessionLimits
     session_inactivity_timeout_s: float = 600.0  # TB_TRANSPORT_SESSIONS_INACTIVITY_TIMEOUT
+    # ACTORS_MAX_CONCURRENT_SESSION_PER_DEVICE (thingsboard.yml, default 1): one session more than
+    # this evicts the device's oldest session (Hub.session_opened)
+    max_concurrent_sessions_per_device: int = 1
     # What the in-memory views keep (the emulator's own limits, not ThingsBoard's)
     history_per_device: int = 10_000  # telemetry groups per device for /timeseries
     rpc_records_kept: int = 100_000  # server-side RPC records for /api/rpc
@@ -79,7 +82,7 @@ class SubDeviceSession:
 
 
 class Hub:
-    def __init__(self, settings: HubSettings, specs: list[DeviceSpec]) -> None:
+    def __init__(self, settings: HubSettings, fleet: DevicesFile) -> None:
         self.settings = settings
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
@@ -89,10 +92,12 @@ class Hub:
             on_status=self._rpc_status_msg,
             keep_records=settings.rpc_records_kept,
         )
-        self.registry = DeviceRegistry(self.rpc.actor, settings.history_per_device)
-        for spec in specs:
+        self.registry = DeviceRegistry(self.rpc.actor, settings.history_per_device, fleet.profiles)
+        for spec in fleet.devices:
             self.registry.add(spec)
-        self.engine: RuleEngine | None = None
+        # Rule chains by ruleChain.name; messages of a profile without a default rule chain go to the root
+        self.chains: dict[str, RuleEngine] = {}
+        self.root_chain_name = ""
         self.http_poster = HttpPoster(
             connections=settings.webhook_connections,
             pending_max=settings.webhook_pending_max,
@@ -103,6 +108,8 @@ class Hub:
         self.sessions: dict[str, MqttSession] = {}
         # gateway session id -> sub-device name -> sub-session
         self.sub_sessions: dict[str, dict[str, SubDeviceSession]] = {}
+        # device id -> its sessions, oldest first (direct connections and gateway sub-device sessions)
+        self.device_sessions: dict[str, list[MqttSession | SubDeviceSession]] = {}
         # device name -> sessions subscribed to its attribute updates
         self.attr_subs: dict[str, list[MqttSession]] = {}
         # server-side RPCs asked over the HTTP side: request uuid -> the caller's future
@@ -137,6 +144,7 @@ class Hub:
         assert device is not None
         self.sessions[session.id] = session
         self.stats["connects"] += 1
+        self.session_opened(device, session)
         device.last_activity_ms = self.now_ms()
         log.info(
             "device connected",
@@ -151,14 +159,59 @@ class Hub:
             return
         device = session.device
         assert device is not None
+        self._session_gone(device, session)
         device.rpc.unsubscribe(session)
         subs = self.attr_subs.get(device.name)
         if subs and session in subs:
             subs.remove(session)
         # AbstractGatewaySessionHandler.onDevicesDisconnect: every sub-device session goes with it
         for sub in self.sub_sessions.pop(session.id, {}).values():
+            self._session_gone(sub.device, sub)
             sub.device.rpc.unsubscribe(sub)
         log.info("device disconnected", device=device.name, session=session.id)
+
+    def session_opened(self, device: Device, session: MqttSession | SubDeviceSession) -> None:
+        """The device actor's SessionEvent.OPEN: one session too many evicts the device's oldest.
+
+        thingsboard/thingsboard application/src/main/java/org/thingsboard/server/actors/device/
+        DeviceActorMessageProcessor.java @dfe65d5 (same at v4.3.0.1): ``sessions`` is a
+        LinkedHashMapRemoveEldest sized ACTORS_MAX_CONCURRENT_SESSION_PER_DEVICE, so the put of a new
+        session removes the eldest by insertion order and notifyTransportAboutClosedSession
+        MaxSessionsLimit drops its attribute and RPC subscriptions and tells its transport to close
+        it. A gateway's sub-device session is a session of the sub-device (its own session id), so
+        it counts, and it evicts or is evicted like a direct connection.
+        """
+        sessions = self.device_sessions.setdefault(device.id, [])
+        sessions.append(session)
+        while len(sessions) > self.settings.max_concurrent_sessions_per_device:
+            self._evict(device, sessions.pop(0))
+
+    def _session_gone(self, device: Device, session: MqttSession | SubDeviceSession) -> None:
+        sessions = self.device_sessions.get(device.id)
+        if sessions and session in sessions:
+            sessions.remove(session)
+            if not sessions:
+                del self.device_sessions[device.id]
+
+    def _evict(self, device: Device, session: MqttSession | SubDeviceSession) -> None:
+        """Close a session the device actor evicted (MAX_CONCURRENT_SESSIONS_LIMIT_REACHED)."""
+        self.stats["sessions_evicted"] += 1
+        if isinstance(session, SubDeviceSession):
+            # AbstractGatewayDeviceSessionContext.onRemoteSessionCloseCommand @dfe65d5: the gateway
+            # session forgets the sub-device (parent.deregisterSession) without telling the gateway;
+            # the gateway's next message for it opens a new sub-device session.
+            gateway = session.gateway
+            log.info("sub-device session evicted", device=device.name, gateway_session=gateway.id)
+            self.sub_sessions.get(gateway.id, {}).pop(device.name, None)
+            device.rpc.unsubscribe(session)
+            return
+        # MqttTransportHandler.onRemoteSessionCloseCommand @dfe65d5: the transport deregisters the
+        # session at once (answers meant for it are dropped) and closes the channel: MQTT 5 gets
+        # DISCONNECT 0x8E (SESSION_TAKEN_OVER) first, MQTT 3.1.1 just the TCP close. The channel's
+        # doDisconnect then closes the sub-device sessions of a gateway.
+        log.info("session evicted (max concurrent sessions)", device=device.name, session=session.id)
+        session.close(RC_SESSION_TAKEN_OVER)
+        self.on_session_closed(session)
 
     def on_subscribe(self, session: MqttSession, kind: Sub) -> None:
         device = session.device
@@ -204,10 +257,13 @@ class Hub:
         subs = self.sub_sessions.setdefault(gateway.id, {})
         sub = subs.get(name)
         if sub is None:
-            device = self.registry.find_or_create_sub_device(name, type_, gw_device)
+            device, created = self.registry.find_or_create_sub_device(name, type_, gw_device)
+            if created:
+                self._entity_created(device, gw_device)
             sub = SubDeviceSession(gateway, device)
             subs[name] = sub
             self.stats["sub_device_connects"] += 1
+            self.session_opened(device, sub)
             log.info("sub-device connected", device=name, gateway=gw_device.name, implicit=implicit)
             # A sub-device session subscribes to attributes and RPC at once (gateway session handler)
             device.rpc.sinks.append(sub)
@@ -216,6 +272,21 @@ class Hub:
         sub.device.last_activity_ms = self.now_ms()
         return sub
 
+    def _entity_created(self, device: Device, gateway: Device) -> None:
+        """DefaultTransportApiService.pushCreatedEvent: ENTITY_CREATED, the device as data, into the
+        rule engine of the new device's profile."""
+        self.stats["devices_created_by_gateways"] += 1
+        log.info("device created by gateway", device=device.name, type=device.type, gateway=gateway.name)
+        data = {
+            "id": {"entityType": "DEVICE", "id": device.id},
+            "name": device.name,
+            "type": device.type,
+            "deviceProfileId": {"entityType": "DEVICE_PROFILE", "id": self.registry.profile_of(device).id},
+            "additionalInfo": {"lastConnectedGateway": gateway.id},
+        }
+        metadata = {"gatewayId": gateway.id}
+        self.push_to_rule_engine(TbMsg(MsgType.ENTITY_CREATED, device, dumps(data), metadata, data))
+
     def push_pending_rpc(self, sub: SubDeviceSession) -> None:
         if sub.device.rpc.sinks and sub in sub.device.rpc.sinks:
             sub.device.rpc.push_pending([sub])
@@ -223,29 +294,65 @@ class Hub:
     def disconnect_sub_device(self, gateway: MqttSession, name: str) -> None:
         sub = self.sub_sessions.get(gateway.id, {}).pop(name, None)
         if sub is not None:
+            self._session_gone(sub.device, sub)
             sub.device.rpc.unsubscribe(sub)
             log.info("sub-device disconnected", device=name)
 
     # ------------------------------------------------------------ device API into the rule engine
 
+    @property
+    def root_chain(self) -> RuleEngine:
+        return self.chains[self.root_chain_name]
+
+    def set_chains(self, chains: list[RuleEngine]) -> None:
+        """The tenant's rule chains; exactly one is the root (ruleChain.root), or the only one loaded.
+
+        Raises ChainError if the root is ambiguous or a profile names a chain that is not loaded."""
+        by_name = {chain.name: chain for chain in chains}
+        if len(by_name) != len(chains):
+            raise ChainError("two rule chains have the same name")
+        roots = [chain.name for chain in chains if chain.root]
+        if len(roots) > 1:
+            raise ChainError(f"more than one root rule chain: {', '.join(roots)}")
+        if not roots and len(chains) != 1:
+            raise ChainError("no root rule chain: mark one (ruleChain.root) or load just one")
+        missing = sorted(
+            f"{p.name} -> {p.rule_chain}"
+            for p in self.registry.profiles.values()
+            if p.rule_chain is not None and p.rule_chain not in by_name
+        )
+        if missing:
+            raise ChainError(f"device profiles name rule chains that are not loaded: {', '.join(missing)}")
+        self.chains = by_name
+        self.root_chain_name = roots[0] if roots else chains[0].name
+
+    def push_to_rule_engine(self, msg: TbMsg) -> None:
+        """Every message enters the rule engine here: the chain and queue of the originator's profile
+        (DefaultTbClusterService.pushMsgToRuleEngine / transformMsg, and DefaultTransportService for
+        transport messages, which reads the same two profile fields: thingsboard/thingsboard
+        application/.../service/queue/DefaultTbClusterService.java @dfe65d5)."""
+        profile = self.registry.profile_of(msg.originator)
+        chain = self.chains[profile.rule_chain or self.root_chain_name]
+        chain.submit(msg)
+
     def post_telemetry(self, device: Device, groups: list[tuple[int, dict[str, Any]]]) -> None:
-        engine = self.engine
-        assert engine is not None
         for ts, values in groups:
             self.stats["telemetry_msgs"] += 1
             metadata = {"deviceName": device.name, "deviceType": device.type, "ts": str(ts)}
-            engine.submit(TbMsg(MsgType.POST_TELEMETRY_REQUEST, device, dumps(values), metadata, values))
+            self.push_to_rule_engine(
+                TbMsg(MsgType.POST_TELEMETRY_REQUEST, device, dumps(values), metadata, values)
+            )
 
     def post_attributes(self, device: Device, values: dict[str, Any]) -> None:
-        assert self.engine is not None
         self.stats["attribute_msgs"] += 1
         metadata = {"deviceName": device.name, "deviceType": device.type, "notifyDevice": "false"}
-        self.engine.submit(TbMsg(MsgType.POST_ATTRIBUTES_REQUEST, device, dumps(values), metadata, values))
+        self.push_to_rule_engine(
+            TbMsg(MsgType.POST_ATTRIBUTES_REQUEST, device, dumps(values), metadata, values)
+        )
 
     def client_rpc(self, session: MqttSession, request_id: int, method: str, params: Any) -> None:
         device = session.device
         assert device is not None
-        assert self.engine is not None
         self.stats["client_rpcs"] += 1
         if method == "getSessionLimits":
             self._reply(session, request_id, dumps(self._session_limits(device)))
@@ -265,7 +372,7 @@ class Hub:
             "sessionId": session.id,
         }
         data = {"method": method, "params": params}
-        self.engine.submit(TbMsg(MsgType.TO_SERVER_RPC_REQUEST, device, dumps(data), metadata, data))
+        self.push_to_rule_engine(TbMsg(MsgType.TO_SERVER_RPC_REQUEST, device, dumps(data), metadata, data))
 
     def _session_limits(self, device: Device) -> dict[str, Any]:
         # MqttTransportHandler.onGetSessionLimitsRpc with the default tenant profile (no rate limits)
@@ -396,7 +503,7 @@ class Hub:
     # ------------------------------------------------------------ persistent RPC status messages
 
     def _rpc_status_msg(self, device: Device, request: RpcRequest) -> None:
-        if self.engine is None:
+        if not self.chains:
             return
         data = {
             "id": request.uuid,
@@ -412,7 +519,7 @@ class Hub:
             "additionalInfo": request.additional_info,
         }
         metadata = {"deviceName": device.name, "deviceType": device.type}
-        self.engine.submit(TbMsg(f"RPC_{request.status.value}", device, dumps(data), metadata, data))
+        self.push_to_rule_engine(TbMsg(f"RPC_{request.status.value}", device, dumps(data), metadata, data))
 
     # ------------------------------------------------------------ faults
 
@@ -440,6 +547,7 @@ class Hub:
             for name, sub in list(subs.items()):
                 if now - sub.last_activity > limit:
                     subs.pop(name)
+                    self._session_gone(sub.device, sub)
                     sub.device.rpc.unsubscribe(sub)
                     log.info("closing inactive sub-device session", device=name, gateway=gateway_id)
                     if sub.gateway.version == MQTT_5:

@@ -41,6 +41,7 @@ class MsgType(StrEnum):
     RPC_FAILED = "RPC_FAILED"
     RPC_DELETED = "RPC_DELETED"
     REST_API_REQUEST = "REST_API_REQUEST"
+    ENTITY_CREATED = "ENTITY_CREATED"
 
 
 # TbMsgType.getRuleNodeConnection(): the relation a message type switch emits.
@@ -58,6 +59,7 @@ MSG_TYPE_RELATIONS: dict[str, str] = {
     MsgType.RPC_FAILED: "RPC Failed",
     MsgType.RPC_DELETED: "RPC Deleted",
     MsgType.REST_API_REQUEST: "REST API request",
+    MsgType.ENTITY_CREATED: "Entity Created",
 }
 OTHER_RELATION = "Other"
 SUCCESS = "Success"
@@ -134,10 +136,11 @@ class RuleEngine:
     run through the whole chain again after ``retry_pause_s``, up to ``retries`` times; 0 is
     SKIP_ALL_FAILURES (a failed message is dropped)."""
 
-    def __init__(self, slots: list[NodeSlot], first: int, name: str) -> None:
+    def __init__(self, slots: list[NodeSlot], first: int, name: str, *, root: bool = False) -> None:
         self.slots = slots
         self.first = first
         self.name = name
+        self.root = root  # ruleChain.root: where messages of profiles without a default rule chain go
         self.processed = 0
         self.failures = 0
         self.retried = 0
@@ -222,4 +225,4 @@ def build_engine(chain: dict[str, Any], node_types: dict[str, NodeFactory]) -> R
         slots[src].routes.setdefault(relation.lower(), []).append(dst)
     if not isinstance(first, int) or not 0 <= first < len(slots):
         raise ChainError(f"firstNodeIndex {first!r} is not a node index")
-    return RuleEngine(slots, first, name)
+    return RuleEngine(slots, first, name, root=chain["ruleChain"].get("root") is True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import structlog
 
 from devstack.tb_emulator import nodes
-from devstack.tb_emulator.devices import DeviceSpec
+from devstack.tb_emulator.devices import DevicesFile
 from devstack.tb_emulator.http_api import HttpServer
 from devstack.tb_emulator.hub import Hub, HubSettings
 from devstack.tb_emulator.rule_engine import build_engine, load_chain_file
@@ -56,14 +57,20 @@ def apply_webhook_overrides(chain: dict[str, Any], url: str | None, secret: str 
 class Emulator:
     """Run it in an event loop: ``await emulator.start()`` ... ``await emulator.stop()``."""
 
-    def __init__(self, settings: EmulatorSettings, devices: list[DeviceSpec], chain: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: EmulatorSettings, fleet: DevicesFile, chains: Sequence[dict[str, Any]]
+    ) -> None:
         self.settings = settings
-        self.hub = Hub(settings.hub, devices)
-        chain = apply_webhook_overrides(chain, settings.webhook_url, settings.webhook_secret)
-        # ChainError here (unknown node type, bad config) stops the emulator before it listens
-        self.hub.engine = build_engine(chain, nodes.bind(self.hub))
-        self.hub.engine.retries = settings.hub.queue_retries
-        self.hub.engine.retry_pause_s = settings.hub.queue_retry_pause_s
+        self.hub = Hub(settings.hub, fleet)
+        engines = []
+        for chain in chains:
+            chain = apply_webhook_overrides(chain, settings.webhook_url, settings.webhook_secret)
+            # ChainError here (unknown node type, bad config) stops the emulator before it listens
+            engine = build_engine(chain, nodes.bind(self.hub))
+            engine.retries = settings.hub.queue_retries
+            engine.retry_pause_s = settings.hub.queue_retry_pause_s
+            engines.append(engine)
+        self.hub.set_chains(engines)
         self._mqtt: asyncio.Server | None = None
         self._http: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -71,8 +78,10 @@ class Emulator:
         self.http_port = settings.http_port
 
     @classmethod
-    def from_files(cls, settings: EmulatorSettings, devices: list[DeviceSpec], chain_path: Path) -> Emulator:
-        return cls(settings, devices, load_chain_file(chain_path))
+    def from_files(
+        cls, settings: EmulatorSettings, fleet: DevicesFile, chain_paths: Sequence[Path]
+    ) -> Emulator:
+        return cls(settings, fleet, [load_chain_file(path) for path in chain_paths])
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -89,12 +98,12 @@ class Emulator:
         )
         self.http_port = self._http.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(self._sweep())
-        assert self.hub.engine is not None
         log.info(
             "tb emulator listening",
             mqtt_port=self.mqtt_port,
             http_port=self.http_port,
-            rule_chain=self.hub.engine.name,
+            rule_chains=sorted(self.hub.chains),
+            root_rule_chain=self.hub.root_chain_name,
             devices=len(self.hub.registry.by_name),
         )
 

@@ -43,6 +43,7 @@ RC_PAYLOAD_FORMAT_INVALID = 0x99
 RC_QOS_NOT_SUPPORTED = 0x9B
 RC_ADMINISTRATIVE_ACTION = 0x98
 RC_SESSION_TIMEOUT = 0xA0  # ThingsBoard sends 0xA0 for an inactive session
+RC_SESSION_TAKEN_OVER = 0x8E  # a newer session of the same device evicted this one
 # MQTT 3.1.1 CONNACK return codes
 V3_UNACCEPTABLE_PROTOCOL = 0x01
 V3_IDENTIFIER_REJECTED = 0x02

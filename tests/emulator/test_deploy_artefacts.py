@@ -15,7 +15,7 @@ PROFILES_DIR = SHIPPED_CHAIN.parent / "device_profiles"
 
 def test_every_device_type_has_a_profile_and_every_profile_is_used() -> None:
     profiles = {json.loads(p.read_text())["name"]: p for p in PROFILES_DIR.glob("*.json")}
-    devices = load_devices_file(SHIPPED_DEVICES)
+    devices = load_devices_file(SHIPPED_DEVICES).devices
     assert {d.type for d in devices} == set(profiles)
     for name, path in profiles.items():
         profile = json.loads(path.read_text())
@@ -25,7 +25,7 @@ def test_every_device_type_has_a_profile_and_every_profile_is_used() -> None:
 
 
 def test_shipped_devices_are_what_the_chain_and_docs_expect() -> None:
-    devices = {d.name: d for d in load_devices_file(SHIPPED_DEVICES)}
+    devices = {d.name: d for d in load_devices_file(SHIPPED_DEVICES).devices}
     gateways = [d for d in devices.values() if d.gateway]
     assert len(gateways) == 1
     assert gateways[0].overwrite_activity_time

@@ -112,8 +112,7 @@ async def test_webhook_failures_are_recorded_not_fatal() -> None:
             await asyncio.sleep(0.1)
         [call] = tb.hub.http_poster.calls
         assert call["statusCode"] == 401
-        assert tb.hub.engine is not None
-        assert (tb.hub.engine.failures, tb.hub.engine.retried) == (1, 0)  # SKIP_ALL_FAILURES: dropped
+        assert (tb.hub.root_chain.failures, tb.hub.root_chain.retried) == (1, 0)  # SKIP_ALL_FAILURES: dropped
 
 
 async def test_retry_strategy_delivers_a_webhook_the_api_refused_while_redis_restarted() -> None:
@@ -134,8 +133,7 @@ async def test_retry_strategy_delivers_a_webhook_the_api_refused_while_redis_res
             await asyncio.sleep(0.6)
             assert api.requests.empty()  # a pass that succeeded is not run again
             assert refused["body"] == delivered["body"] == b'{"roundsCompleted":5,"commandDone":true}'
-            assert tb.hub.engine is not None
-            assert (tb.hub.engine.failures, tb.hub.engine.retried) == (1, 1)
+            assert (tb.hub.root_chain.failures, tb.hub.root_chain.retried) == (1, 1)
 
 
 def test_shipped_chain_uses_only_implemented_configuration_nodes() -> None:

@@ -55,7 +55,7 @@ DEVICES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "thingsboard" / 
 
 async def start_emulator(mqtt_port: int = 0) -> Emulator:
     emulator = Emulator.from_files(
-        EmulatorSettings(mqtt_port=mqtt_port, http_port=0), load_devices_file(DEVICES_FILE), SHIPPED_CHAIN
+        EmulatorSettings(mqtt_port=mqtt_port, http_port=0), load_devices_file(DEVICES_FILE), [SHIPPED_CHAIN]
     )
     await emulator.start()
     return emulator
