@@ -20,7 +20,7 @@ from devstack.api_process import ApiProcess
 from devstack.processes import ManagedProcess, giftwheel_argv
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.devices import load_devices_file
-from devstack.tb_emulator.harness import SHIPPED_DEVICES, EmulatorProcess
+from devstack.tb_emulator.harness import SHIPPED_DEVICES, EmulatorError, EmulatorProcess
 
 DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
 
@@ -165,7 +165,7 @@ class LocalStack:
         """Ready once ThingsBoard can deliver an RPC to every motor (through the gateway)."""
         try:
             return all(self.tb.device(m.name)["rpcSessions"] > 0 for m in self.options.motors)
-        except (OSError, KeyError):
+        except (OSError, KeyError, EmulatorError):  # EmulatorError: not created yet (first announce)
             return False
 
     def start(self) -> Self:

@@ -13,7 +13,7 @@ from edge.buffer.ledger import DEFAULT_RECENT_DONE
 from edge.errors import ConfigError
 from edge.motor.driver import DRIVER_SPECS, DriverType, Wiring
 from edge.motor.pins import PinBackend
-from giftwheel.contracts.motor import RECENT_DONE_LIMIT, DeviceName
+from giftwheel.contracts.motor import MOTOR_PROFILE, RECENT_DONE_LIMIT, DeviceName
 
 BcmPin = Annotated[int, Field(ge=0, le=27)]
 
@@ -28,6 +28,11 @@ class ThingsBoardSettings(_Strict):
     access_token: SecretStr | None = None
     access_token_file: Path | None = None
     keepalive_s: int = Field(default=120, ge=10, le=600)
+    # The device type announced for each motor (v1/gateway/connect). ThingsBoard creates a motor it
+    # does not know yet with this type, on the device profile of that name (a new, empty one if none
+    # exists), and the shipped rule chain feeds the cloud from the "motor" profile only: another value
+    # is for a deployment whose profile and chain say so too.
+    motor_profile: DeviceName = MOTOR_PROFILE
 
     @model_validator(mode="after")
     def _one_token_source(self) -> Self:

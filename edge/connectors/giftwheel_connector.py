@@ -17,16 +17,15 @@ from giftwheel.contracts.motor import ErrorReply, RpcError
 
 log = structlog.get_logger(__name__)
 
-DEVICE_TYPE = "stepper"
-
 
 class GatewayPublisher:
     """Publishes through the gateway's own MQTT session, waiting for ThingsBoard's PUBACK."""
 
-    def __init__(self, gateway: Any, connector: Connector, timeout_s: float) -> None:
+    def __init__(self, gateway: Any, connector: Connector, timeout_s: float, *, device_type: str) -> None:
         self._gateway = gateway
         self._connector = connector
         self._timeout_s = timeout_s
+        self._device_type = device_type
         self._announced: set[str] = set()
         self._tuned_socket: socket.socket | None = None
 
@@ -53,7 +52,9 @@ class GatewayPublisher:
     def publish(self, device: str, telemetry: list[dict[str, Any]]) -> bool:
         if device not in self._announced:
             # Registers the sub-device with the gateway (RPC routing) and sends v1/gateway/connect.
-            if not self._gateway.add_device(device, {"connector": self._connector}, device_type=DEVICE_TYPE):
+            if not self._gateway.add_device(
+                device, {"connector": self._connector}, device_type=self._device_type
+            ):
                 return False
             self._announced.add(device)
         info = self._gateway.tb_client.client.gw_send_telemetry(device, telemetry, quality_of_service=1)
@@ -83,7 +84,12 @@ class GiftwheelConnector(Connector):  # type: ignore[misc]
         self._rpc = RpcService(runtime.controllers, runtime.ledger)
         # The gateway calls server_side_rpc_handler on one thread for every device: hand off at once.
         self._rpc_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="giftwheel-rpc")
-        publisher = GatewayPublisher(gateway, self, runtime.settings.limits.publish_timeout_s)
+        publisher = GatewayPublisher(
+            gateway,
+            self,
+            runtime.settings.limits.publish_timeout_s,
+            device_type=runtime.settings.thingsboard.motor_profile,
+        )
         self._forwarder = TelemetryForwarder(
             runtime.outbox,
             runtime.ledger,

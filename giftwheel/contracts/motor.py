@@ -25,6 +25,10 @@ ROUNDS_CEILING = 1_000_000
 # A heartbeat repeats at most this many of the motor's last finished commandIds (recentDone).
 RECENT_DONE_LIMIT = 100
 
+# The ThingsBoard device profile of motors: the type the Pi's gateway announces for each motor, the
+# profile `giftwheel tb provision` creates, and the branch of the shipped rule chain that feeds the cloud.
+MOTOR_PROFILE = "motor"
+
 
 class RpcMethod(StrEnum):
     ROTATE = "rotate"

@@ -9,6 +9,8 @@ from devstack.tb_emulator.harness import SHIPPED_DEVICES
 from devstack.tb_emulator.nodes import bind
 from devstack.tb_emulator.rule_engine import build_engine, load_chain_file
 from devstack.tb_emulator.server import SHIPPED_CHAIN
+from edge.settings import ThingsBoardSettings
+from giftwheel.contracts.motor import MOTOR_PROFILE
 
 PROFILES_DIR = SHIPPED_CHAIN.parent / "device_profiles"
 
@@ -30,7 +32,7 @@ def test_shipped_devices_are_what_the_chain_and_docs_expect() -> None:
     assert len(gateways) == 1
     assert gateways[0].overwrite_activity_time
     assert devices["dispatcher"].token
-    motors = [d for d in devices.values() if d.type == "motor"]
+    motors = [d for d in devices.values() if d.type == MOTOR_PROFILE]
     assert motors
     assert all(m.token is None for m in motors)  # motors speak through the gateway only
     # the webhook branch of the chain routes on this very profile name
@@ -38,7 +40,11 @@ def test_shipped_devices_are_what_the_chain_and_docs_expect() -> None:
     switch = next(
         i for i, n in enumerate(chain["metadata"]["nodes"]) if n["type"].endswith("TbDeviceTypeSwitchNode")
     )
-    assert {c["type"] for c in chain["metadata"]["connections"] if c["fromIndex"] == switch} == {"motor"}
+    routes = {c["type"] for c in chain["metadata"]["connections"] if c["fromIndex"] == switch}
+    assert routes == {MOTOR_PROFILE}
+    # ... which is the type the edge announces for each motor, so a motor ThingsBoard first meets
+    # through the gateway is created on that profile (tests/emulator/test_profiles.py)
+    assert ThingsBoardSettings(access_token="t").motor_profile == MOTOR_PROFILE
 
 
 def test_shipped_chain_builds() -> None:
