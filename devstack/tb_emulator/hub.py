@@ -453,7 +453,7 @@ class Hub:
         waiter = self.rest_rpc_waiters.get(request.uuid)
         if waiter is not None:
             request.callbacks.append(lambda result: None if waiter.done() else waiter.set_result(result))
-        device.rpc.submit(request)
+        self.rpc.submit(device, request)
 
     def reply_to_client_rpc(self, session_id: str, request_id: int, payload: str) -> bool:
         session = self.sessions.get(session_id)

@@ -1,8 +1,21 @@
-"""Server-side RPC as ThingsBoard's device actor runs it (DeviceActorMessageProcessor).
+"""Server-side RPC as ThingsBoard runs it: the device actor and the rule engine's pending answer.
 
-Per device: request ids from 0, a pending map, an expiry timer per request, delivery to every session
-subscribed to RPC, re-delivery of every pending request when a session (re)subscribes, TIMEOUT vs
-NO_ACTIVE_CONNECTION on expiry, one-way requests done once written, persistent RPC statuses.
+Device actor (DeviceActorMessageProcessor, ToDeviceRpcRequestMetadata; thingsboard/thingsboard
+application/src/main/java/org/thingsboard/server/actors/device/ @dfe65d5, the same at v4.3.0.1):
+request ids from 0, a pending map, an expiry timer per request, submit strategy BURST (ThingsBoard's
+default ACTORS_RPC_SUBMIT_STRATEGY_TYPE: a new request goes to every RPC subscription at once, even
+while older ones are pending), re-delivery of every pending request when a session (re)subscribes
+(sendPendingRequests), one-way requests done once written, persistent RPC statuses. ``sent`` is
+fixed when the request arrives (``!rpcSubscriptions.isEmpty()``, a final field of
+ToDeviceRpcRequestMetadata): a re-send on re-subscribe never changes it, so a request that arrived
+while the device had no session ends NO_ACTIVE_CONNECTION even if it was pushed to a later one.
+
+Rule engine (DefaultTbRuleEngineRpcService, application/src/main/java/org/thingsboard/server/
+service/rpc/ @dfe65d5): the caller's consumer waits per request uuid; the device actor's first
+answer takes it, later ones are stale; if none comes it gets TIMEOUT one second after the
+expiration time (scheduleTimeout). A request already expired on arrival gets no answer from the
+device actor ("Ignoring message due to exp time reached"), so that TIMEOUT is the one it gets.
+
 The emulator keeps a status history for lightweight RPCs too (ThingsBoard stores only persistent
 ones) so tests and the demo can watch every request; ``persistent`` says which kind it was.
 """
@@ -26,6 +39,10 @@ if TYPE_CHECKING:
     from devstack.tb_emulator.devices import Device
 
 log = structlog.get_logger("tb_emulator.rpc")
+
+# DefaultTbRuleEngineRpcService.scheduleTimeout: a caller's consumer gets TIMEOUT this long after the
+# request's expiration time when the device actor has not answered by then.
+RULE_ENGINE_RPC_GRACE_S = 1.0
 
 
 class RpcError(StrEnum):
@@ -109,7 +126,7 @@ def now_ms() -> int:
 
 
 class RpcService:
-    """Every device's RPC actor plus the request records the HTTP side shows."""
+    """Every device's RPC actor, the rule engine's waiting consumers, and the records the HTTP side shows."""
 
     def __init__(
         self,
@@ -124,6 +141,8 @@ class RpcService:
         self.on_status = on_status
         self.records: OrderedDict[str, RpcRequest] = OrderedDict()
         self._keep = keep_records
+        # request uuid -> the consumers waiting for its first answer, and their TIMEOUT timer
+        self._waiting: dict[str, tuple[list[Callable[[RpcResult], None]], asyncio.TimerHandle]] = {}
 
     def actor(self, device: Device) -> DeviceRpc:
         return DeviceRpc(self, device)
@@ -132,6 +151,28 @@ class RpcService:
         self.records[request.uuid] = request
         while len(self.records) > self._keep:
             self.records.popitem(last=False)
+
+    def submit(self, device: Device, request: RpcRequest) -> None:
+        """DefaultTbRuleEngineRpcService.forwardRpcRequestToDeviceActor: the request's callbacks
+        wait for the first answer, TIMEOUT if none by expiration + RULE_ENGINE_RPC_GRACE_S."""
+        callbacks, request.callbacks = request.callbacks, []
+        delay_s = max(0, request.expiration_ms - now_ms()) / 1000 + RULE_ENGINE_RPC_GRACE_S
+        timer = asyncio.get_running_loop().call_later(
+            delay_s, self.answer, request.uuid, RpcResult(error=RpcError.TIMEOUT)
+        )
+        self._waiting[request.uuid] = (callbacks, timer)
+        device.rpc.submit(request)
+
+    def answer(self, request_uuid: str, result: RpcResult) -> None:
+        """processRpcResponseFromDevice: the first answer goes to the consumers, later ones are stale."""
+        entry = self._waiting.pop(request_uuid, None)
+        if entry is None:
+            log.debug("unknown or stale rpc answer", rpc=request_uuid)
+            return
+        callbacks, timer = entry
+        timer.cancel()
+        for callback in callbacks:
+            callback(result)
 
 
 class DeviceRpc:
@@ -154,21 +195,22 @@ class DeviceRpc:
         self.service.record(request)
         timeout_ms = request.expiration_ms - request.created_ms
         if timeout_ms <= 0:
-            # processRpcRequest: "Ignoring message due to exp time reached"
+            # processRpcRequest: "Ignoring message due to exp time reached": no answer at all (the
+            # rule engine's timer answers TIMEOUT)
             self._set_status(request, RpcStatus.EXPIRED)
-            self._finish(request, RpcResult(error=RpcError.TIMEOUT))
+            request.done = True
             return
         request.request_id = self._seq
         self._seq += 1
         self._set_status(request, RpcStatus.QUEUED)
+        # BURST: sent to every subscription now, whatever else is pending; ``sent`` stays as it is now
+        request.sent = bool(self.sinks)
+        for sink in list(self.sinks):
+            sink.send_rpc(self.device, request)
         if request.persistent:
             # The caller gets the rpc id at once; the device's answer only updates the record.
             self._finish(request, RpcResult(response=dumps({"rpcId": request.uuid})), keep_open=True)
-        sent = bool(self.sinks)
-        for sink in list(self.sinks):
-            sink.send_rpc(self.device, request)
-        request.sent = sent
-        if not request.persistent and request.oneway and sent:
+        if not request.persistent and request.oneway and request.sent:
             self._finish(request, RpcResult(response=None))
             return
         self.pending[request.request_id] = request
@@ -176,8 +218,8 @@ class DeviceRpc:
         request.timer = loop.call_later(timeout_ms / 1000, self._expire, request)
 
     def _expire(self, request: RpcRequest) -> None:
-        self.pending.pop(request.request_id, None)
-        if request.done:
+        """processServerSideRpcTimeout: only a request still pending is answered."""
+        if self.pending.pop(request.request_id, None) is None or request.done:
             return
         if request.persistent:
             self._set_status(request, RpcStatus.EXPIRED)
@@ -200,15 +242,13 @@ class DeviceRpc:
             self.sinks.remove(sink)
 
     def push_pending(self, sinks: list[RpcSink] | None = None) -> int:
-        """Re-send every pending request, as ThingsBoard does on each re-subscribe. Returns how many."""
+        """Re-send every pending request, as sendPendingRequests does on each re-subscribe (BURST,
+        an ASYNC session: all of them, delivered or not). Returns how many. ``sent`` is not touched."""
         targets = self.sinks if sinks is None else sinks
         count = 0
         for request in list(self.pending.values()):
-            if request.expiration_ms <= now_ms():
-                continue
             for sink in targets:
                 sink.send_rpc(self.device, request)
-            request.sent = request.sent or bool(targets)
             count += 1
             if request.oneway and targets and not request.persistent:
                 self.pending.pop(request.request_id, None)
@@ -250,7 +290,8 @@ class DeviceRpc:
             self._set_status(request, RpcStatus.FAILED)
             if request.persistent:
                 self._finish(request, RpcResult(error=RpcError.TIMEOUT))
-            # a lightweight caller still learns TIMEOUT from the expiry timer, as in ThingsBoard
+            # out of the pending map: the device actor never answers a lightweight caller now, the
+            # rule engine's timer does (TIMEOUT), as in ThingsBoard
             return
         request.delivery_retries += 1
         self._set_status(request, RpcStatus.TIMEOUT)
@@ -275,15 +316,14 @@ class DeviceRpc:
             self.service.on_status(self.device, request)
 
     def _finish(self, request: RpcRequest, result: RpcResult, *, keep_open: bool = False) -> None:
+        """The device actor's answer (processRpcResponseFromDeviceActor) to the waiting consumers."""
         if result.error is not None and request.error is None:
             request.error = result.error.value
-        callbacks, request.callbacks = request.callbacks, []
         if not keep_open:
             request.done = True
             if request.timer is not None:
                 request.timer.cancel()
-        for callback in callbacks:
-            callback(result)
+        self.service.answer(request.uuid, result)
 
 
 def new_request(

@@ -14,7 +14,7 @@ import pytest
 from devstack.tb_emulator.harness import InProcessEmulator
 from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.raw_client import RawMqttClient
-from tests.emulator.conftest import DEVICES, DISPATCHER_TOKEN, GATEWAY_TOKEN
+from tests.emulator.conftest import DEVICES, DISPATCHER_TOKEN, GATEWAY_TOKEN, chain_with_rpc_timeout
 
 
 async def connect(tb: InProcessEmulator, token: str, *subs: str) -> RawMqttClient:
@@ -240,3 +240,47 @@ async def test_reconnecting_an_already_connected_sub_device_does_not_resend(
         assert (await gw.next_message()).payload == first.payload  # a new sub-device session: re-sent
         await gw.publish("v1/gateway/rpc", b'{"device": "motor_01", "id": 0, "data": {"ok": true}}')
         assert (await call).json() == {"ok": True}
+
+
+def rotate(command_id: str, device: str = "motor_01") -> bytes:
+    return orjson.dumps(
+        {"method": "rotate", "params": {"device": device, "commandId": command_id, "rounds": 1}}
+    )
+
+
+async def test_sent_is_fixed_on_arrival_so_a_request_pushed_to_a_later_session_ends_no_active_connection(
+    tb_fast: InProcessEmulator,
+) -> None:
+    """ToDeviceRpcRequestMetadata.sent is final: a re-send on subscribe does not make it TIMEOUT."""
+    async with await connect(tb_fast, DISPATCHER_TOKEN, "v1/devices/me/rpc/response/+") as dispatcher:
+        await dispatcher.publish("v1/devices/me/rpc/request/1", rotate("c-eeeeeeeeee"))
+        async with await connect(tb_fast, GATEWAY_TOKEN, "v1/gateway/rpc") as gw:
+            await gw.publish("v1/gateway/connect", b'{"device": "motor_01", "type": "motor"}')
+            pushed = orjson.loads((await gw.next_message()).payload)  # the motor gets it, never answers
+            reply = await dispatcher.next_message(timeout_s=5)
+    assert pushed["data"]["params"]["commandId"] == "c-eeeeeeeeee"
+    assert (reply.topic, reply.payload) == (
+        "v1/devices/me/rpc/response/1",
+        b'{"error":"NO_ACTIVE_CONNECTION"}',
+    )
+    assert statuses(tb_fast, "rotate") == ["QUEUED", "SENT", "EXPIRED"]
+
+
+async def test_burst_sends_a_second_rpc_at_once_and_every_pending_one_on_subscribe(tmp_path: Path) -> None:
+    """Submit strategy BURST (ThingsBoard's default): nothing queues behind a pending request."""
+    chain = chain_with_rpc_timeout(tmp_path, 30)
+    async with (
+        InProcessEmulator(DEVICES, rule_chain=chain) as tb,
+        await connect(tb, DISPATCHER_TOKEN, "v1/devices/me/rpc/response/+") as dispatcher,
+    ):
+        # offline: both wait in the device actor, and both go out when the motor connects
+        for n, command_id in ((1, "c-1111111111"), (2, "c-2222222222")):
+            await dispatcher.publish(f"v1/devices/me/rpc/request/{n}", rotate(command_id))
+        async with await connect(tb, GATEWAY_TOKEN, "v1/gateway/rpc") as gw:
+            await gw.publish("v1/gateway/connect", b'{"device": "motor_01", "type": "motor"}')
+            pushed = [orjson.loads((await gw.next_message()).payload)["data"] for _ in range(2)]
+            # online, the first unanswered: a third goes out at once
+            await dispatcher.publish("v1/devices/me/rpc/request/3", rotate("c-3333333333"))
+            third = orjson.loads((await gw.next_message()).payload)["data"]
+    assert [(d["id"], d["params"]["commandId"]) for d in pushed] == [(0, "c-1111111111"), (1, "c-2222222222")]
+    assert (third["id"], third["params"]["commandId"]) == (2, "c-3333333333")
