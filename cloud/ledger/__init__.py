@@ -10,7 +10,8 @@ from cloud.ledger.store import (
     CommandState,
     DeviceTotals,
     Ledger,
+    Moved,
     now_ms,
 )
 
-__all__ = ["SKIP_MARK", "Assignment", "Command", "CommandState", "DeviceTotals", "Ledger", "now_ms"]
+__all__ = ["SKIP_MARK", "Assignment", "Command", "CommandState", "DeviceTotals", "Ledger", "Moved", "now_ms"]

@@ -123,6 +123,15 @@ class DeviceTotals:
 
 
 @dataclass(frozen=True, slots=True)
+class Moved:
+    """A command's state after a transition (None: no such command), and whether this call moved it:
+    False when its state did not allow the move, or the answer was for a superseded send attempt."""
+
+    state: CommandState | None
+    moved: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Assignment:
     """The commands that carry a group of events, and the events a skip decision already covers."""
 
@@ -295,13 +304,20 @@ class Ledger:
         error: str = "",
         attempt: bool = False,
         ack: tuple[str, Sequence[str]] | None = None,
-    ) -> list[CommandState | None]:
-        """Move (commandId, device) pairs of one ledger shard; XACK ``ack``'s entries in the same step."""
+        answering: Sequence[int] | None = None,
+    ) -> list[Moved]:
+        """Move (commandId, device) pairs of one ledger shard; XACK ``ack``'s entries in the same step.
+
+        ``answering``: per target, the send attempt an answer belongs to; a command that has been
+        sent again since (or never that often) is left as it is."""
         keys = [open_key(stream), stream]
         for command_id, device in targets:
             keys += [command_key(stream, command_id), device_key(stream, device)]
         allowed = [s.value for s in allowed_from]
         group, entry_ids = ack if ack else ("", ())
+        attempts = list(answering or ())
+        if attempts and len(attempts) != len(targets):
+            raise ValueError("answering needs one attempt per target")
         args: list[Any] = [
             to.value,
             now_ms(),
@@ -311,10 +327,14 @@ class Ledger:
             group,
             len(allowed),
             *allowed,
+            len(attempts),
+            *attempts,
             *entry_ids,
         ]
         reply = await self._transition(keys=keys, args=args)
-        return [CommandState(_s(state)) if _s(state) else None for state in reply]
+        return [
+            Moved(CommandState(_s(state)) if _s(state) else None, int(moved) == 1) for state, moved in reply
+        ]
 
     async def _move(
         self,
@@ -326,7 +346,8 @@ class Ledger:
         error: str = "",
         device: str | None = None,
         attempt: bool = False,
-    ) -> CommandState | None:
+        answering: int | None = None,
+    ) -> Moved:
         if isinstance(command, Command):
             stream, command_id, device = command.stream, command.command_id, command.device
         else:
@@ -334,9 +355,9 @@ class Ledger:
             if device is None:
                 found = await self.get(stream, command_id)
                 if found is None:
-                    return None
+                    return Moved(None, moved=False)
                 device = found.device
-        (state,) = await self._transition_many(
+        (result,) = await self._transition_many(
             stream,
             [(command_id, device)],
             to,
@@ -344,8 +365,9 @@ class Ledger:
             deadline_ms=deadline_ms,
             error=error,
             attempt=attempt,
+            answering=None if answering is None else [answering],
         )
-        return state
+        return result
 
     async def record_sent(
         self,
@@ -354,9 +376,10 @@ class Ledger:
         *,
         deadline_ms: int,
         ack: tuple[str, Sequence[str]] | None = None,
-    ) -> list[CommandState | None]:
-        """Commands published and PUBACKed (a resend counts another attempt), and, in the same
-        atomic step, the stream entries (group, ids) they carry acknowledged."""
+    ) -> list[Moved]:
+        """Commands published (PUBACKed, or written on a connection that died before the PUBACK:
+        ThingsBoard may have them), each a counted send attempt, and, in the same atomic step, the
+        stream entries (group, ids) they carry acknowledged."""
         return await self._transition_many(
             stream,
             [(c.command_id, c.device) for c in commands],
@@ -368,51 +391,78 @@ class Ledger:
         )
 
     async def mark_sent(self, command: Command, *, deadline_ms: int) -> CommandState | None:
-        """Published and PUBACKed by the broker (a resend counts another attempt)."""
-        return await self._move(
+        """Published (see record_sent); a resend counts another attempt."""
+        moved = await self._move(
             command,
             CommandState.SENT,
             (CommandState.QUEUED, CommandState.SENT),
             deadline_ms=deadline_ms,
             attempt=True,
         )
+        return moved.state
 
     async def mark_delivered(
-        self, stream: str, command_id: str, *, deadline_ms: int | None, device: str | None = None
+        self,
+        stream: str,
+        command_id: str,
+        *,
+        deadline_ms: int | None,
+        device: str | None = None,
+        answering: int | None = None,
     ) -> CommandState | None:
         """The edge accepted it (its RPC reply came back through ThingsBoard)."""
-        return await self._move(
+        moved = await self._move(
             (stream, command_id),
             CommandState.DELIVERED,
             (CommandState.QUEUED, CommandState.SENT),
             deadline_ms=deadline_ms,
             device=device,
+            answering=answering,
         )
+        return moved.state
 
     async def mark_delivered_many(
-        self, stream: str, targets: Sequence[tuple[str, str]], *, deadline_ms: int
-    ) -> list[CommandState | None]:
-        """Several (commandId, device) of one ledger shard accepted by the edge, in one step."""
+        self,
+        stream: str,
+        targets: Sequence[tuple[str, str]],
+        *,
+        deadline_ms: int,
+        answering: Sequence[int] | None = None,
+    ) -> list[Moved]:
+        """Several (commandId, device) of one ledger shard accepted by the edge, in one step;
+        ``answering``: the send attempt each acceptance answers (a superseded one moves nothing)."""
         return await self._transition_many(
             stream,
             targets,
             CommandState.DELIVERED,
             (CommandState.QUEUED, CommandState.SENT),
             deadline_ms=deadline_ms,
+            answering=answering,
         )
 
     async def note_error(
-        self, stream: str, command_id: str, error: str, *, retry_at_ms: int, device: str | None = None
-    ) -> None:
-        """An error answer (TIMEOUT, NO_ACTIVE_CONNECTION...): keep it sent, retry at retry_at_ms."""
-        await self._move(
+        self,
+        stream: str,
+        command_id: str,
+        error: str,
+        *,
+        retry_at_ms: int | None,
+        device: str | None = None,
+        answering: int | None = None,
+    ) -> bool:
+        """An error answer (TIMEOUT, NO_ACTIVE_CONNECTION...): keep it sent and due at retry_at_ms
+        (None: keep its deadline). False when the answer was for a superseded send, or it is no
+        longer sent: then nothing changed."""
+        moved = await self._move(
             (stream, command_id),
             CommandState.SENT,
             (CommandState.SENT,),
             deadline_ms=retry_at_ms,
             error=error,
             device=device,
+            answering=answering,
         )
+        return moved.moved
 
     async def mark_done(self, command_id: str, *, stream: str | None = None) -> CommandState | None:
         """Completion feedback from the edge closes the command (also one given up on earlier)."""
@@ -421,11 +471,12 @@ class Ledger:
             if found is None:
                 return None
             stream = found.stream
-        return await self._move(
+        moved = await self._move(
             (stream, command_id),
             CommandState.DONE,
             (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED, CommandState.FAILED),
         )
+        return moved.state
 
     async def close_reported(self, device: str, command_ids: Sequence[str]) -> list[Command]:
         """Commands the device reports finished (a heartbeat's recentDone) that the ledger does not
@@ -441,19 +492,25 @@ class Ledger:
                 open_by_stream.setdefault(command.stream, []).append(command)
         closed: list[Command] = []
         for stream, commands in open_by_stream.items():
-            states = await self._transition_many(
+            results = await self._transition_many(
                 stream,
                 [(c.command_id, c.device) for c in commands],
                 CommandState.DONE,
                 (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED, CommandState.FAILED),
             )
-            closed += [c for c, state in zip(commands, states, strict=True) if state is CommandState.DONE]
+            # Only what this call moved: a concurrent delivery of the same heartbeat closes none twice.
+            closed += [c for c, result in zip(commands, results, strict=True) if result.moved]
         return closed
 
-    async def mark_failed(self, stream: str, command_id: str, reason: str) -> CommandState | None:
-        return await self._move(
+    async def mark_failed(
+        self, stream: str, command_id: str, reason: str, *, answering: int | None = None
+    ) -> CommandState | None:
+        """Given up on (kept, visible); ``answering``: the send attempt whose answer made it final."""
+        moved = await self._move(
             (stream, command_id),
             CommandState.FAILED,
             (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED),
             error=reason,
+            answering=answering,
         )
+        return moved.state

@@ -132,3 +132,32 @@ async def test_error_answers_keep_the_command_sent_without_counting_a_send(redis
     assert stored is not None
     assert (stored.state, stored.attempts, stored.error) == (CommandState.SENT, 1, "NO_ACTIVE_CONNECTION")
     assert await book.due(S, at_ms=now_ms()) == [a.command_id]
+
+
+async def test_an_answer_for_a_superseded_send_moves_nothing(redis: Redis) -> None:
+    book = ledger(redis)
+    (a,) = (await book.assign(S, "m", {"a": 2}, cap=100, deadline_ms=0)).commands
+    later = now_ms() + 60_000
+    await book.mark_sent(a, deadline_ms=later)
+    await book.mark_sent(a, deadline_ms=later)  # sent again: the first send's answers are stale
+    assert not await book.note_error(S, a.command_id, "TIMEOUT", retry_at_ms=0, answering=1)
+    assert await book.mark_delivered(S, a.command_id, deadline_ms=None, answering=1) is CommandState.SENT
+    assert await book.mark_failed(S, a.command_id, "unknown device", answering=1) is CommandState.SENT
+    stored = await book.get(S, a.command_id)
+    assert stored is not None
+    assert (stored.state, stored.attempts, stored.error) == (CommandState.SENT, 2, "")
+    assert await book.due(S, at_ms=now_ms()) == []  # its deadline stands
+    # the current send's answer counts; None keeps the deadline
+    assert await book.note_error(S, a.command_id, "timeout", retry_at_ms=None, answering=2)
+    assert await book.due(S, at_ms=now_ms()) == []
+    moved = await book.mark_delivered_many(S, [(a.command_id, "m")], deadline_ms=later, answering=[2])
+    assert [(m.state, m.moved) for m in moved] == [(CommandState.DELIVERED, True)]
+
+
+async def test_the_same_heartbeat_delivered_concurrently_closes_each_command_once(redis: Redis) -> None:
+    book = ledger(redis)
+    (a,) = (await book.assign(S, "m", {"a": 3}, cap=100, deadline_ms=0)).commands
+    await book.mark_sent(a, deadline_ms=now_ms() + 60_000)
+    closed = await asyncio.gather(*(book.close_reported("m", [a.command_id]) for _ in range(8)))
+    assert sorted(len(c) for c in closed) == [0] * 7 + [1]
+    assert await book.device_totals("m") == DeviceTotals(accepted=3, sent=3, done=3)
