@@ -31,6 +31,10 @@ def done_key(device: str) -> str:
     return f"giftwheel:rt:done:{device}"
 
 
+def done_once_key(command_id: str) -> str:
+    return f"giftwheel:rt:done-once:{command_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Merged:
     state: dict[str, Any]
@@ -69,6 +73,18 @@ class LiveState:
                 pipe.ltrim(key, 0, keep - 1)
                 pipe.expire(key, self._settings.state_ttl_s)
             await pipe.execute()
+
+    async def claim_done(self, command_id: str) -> bool:
+        """True for exactly one caller per commandId (any API instance): the one that announces its
+        done. ThingsBoard may deliver a done report twice, at once or later, and a heartbeat may
+        report the same command finished."""
+        return bool(
+            await self._redis.set(done_once_key(command_id), 1, nx=True, ex=self._settings.state_ttl_s)
+        )
+
+    async def unclaim_done(self, command_id: str) -> None:
+        """The claimed done could not be announced: let the chain's retry announce it."""
+        await self._redis.delete(done_once_key(command_id))
 
     async def remember_done(self, device: str, done: dict[str, Any]) -> None:
         key = done_key(device)

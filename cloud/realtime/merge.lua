@@ -1,7 +1,8 @@
 -- Merge one telemetry update into a device's live state (what late joiners get), in ts order.
 -- KEYS[1] hash device -> state JSON. ARGV: device, update JSON, telemetry ts ms, ttl s,
 -- and optionally a commandId the stored state must be showing (else nothing is merged).
--- Returns {1, state} when applied, {0, state} when older than what is stored (left as is).
+-- Returns {1, state} when applied, {0, state} when older than what is stored or a repeat of the
+-- update stored at the same ts (left as is: a message delivered twice changes nothing).
 local prev = redis.call('HGET', KEYS[1], ARGV[1])
 local update = cjson.decode(ARGV[2])
 local state = {}
@@ -25,6 +26,13 @@ if state.roundsCompleted and update.roundsCompleted and state.ts
   local spr = (ts - state.ts) / 1000 / (update.roundsCompleted - state.roundsCompleted)
   if state.secondsPerRound then spr = 0.5 * state.secondsPerRound + 0.5 * spr end
   state.secondsPerRound = spr
+end
+if state.ts == ts then
+  local changes = false
+  for key, value in pairs(update) do
+    if state[key] ~= value then changes = true end
+  end
+  if not changes then return {0, prev} end
 end
 for key, value in pairs(update) do state[key] = value end
 state.ts = ts

@@ -5,12 +5,14 @@ No framework imports: the webhook route parses and authenticates, this decides.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from redis.exceptions import RedisError
 
 from cloud.ledger.store import Ledger
 from cloud.realtime.events import Publish, ViewerEvent, device_rooms
@@ -106,8 +108,11 @@ class ProgressService:
     async def apply(self, device: str, telemetry: MotorTelemetry, ts_ms: int) -> Applied:
         """Record and publish one telemetry message. Redis errors propagate (the chain retries).
 
-        The ledger is updated before anything is published, so a viewer never sees a done the
-        ledger does not hold; a repeated done is harmless (the transition is idempotent).
+        Idempotent: ThingsBoard's rule-engine queue may deliver the same message twice, at once or
+        after later ones. The ledger is updated before anything is published, so a viewer never
+        sees a done the ledger does not hold; the ledger counts a done once (its transition is
+        guarded), the merge drops what is older than the state or repeats it, and each command's
+        done is announced once (``LiveState.claim_done``).
         """
         if telemetry.recent_done:
             await self._close_reported(device, telemetry.recent_done, ts_ms)
@@ -121,12 +126,12 @@ class ProgressService:
             if moved is None:
                 log.warning("done for a command the ledger does not know", command_id=telemetry.command_id)
         merged = await self._live.merge(device, values, ts_ms)
-        if telemetry.finishes_command:
+        if telemetry.finishes_command and telemetry.command_id is not None:
             # A done is published even when later telemetry overtook it: its own numbers count.
             done = viewer_payload(device, {**merged.state, **values, "ts": ts_ms})
-            await self._live.remember_done(device, done)
+            if not await self._announce_done(device, telemetry.command_id, done):
+                return Applied(None, ledger_state)
             self._pacer.done(device)
-            await self._publish(ViewerEvent.MOTOR_DONE.value, done, device_rooms(device))
             return Applied(ViewerEvent.MOTOR_DONE.value, ledger_state)
         if not merged.applied:
             return Applied(None, ledger_state)
@@ -154,5 +159,18 @@ class ProgressService:
             # A late joiner must not see the bar stuck short of the end either.
             await self._live.merge(device, finished, ts_ms, if_showing=command.command_id)
             done = {"device": device, **finished, "recovered": True, "ts": ts_ms}
+            await self._announce_done(device, command.command_id, done)
+
+    async def _announce_done(self, device: str, command_id: str, done: dict[str, Any]) -> bool:
+        """Remember and publish a command's done unless it was announced already; False then."""
+        if not await self._live.claim_done(command_id):
+            return False
+        try:
             await self._live.remember_done(device, done)
             await self._publish(ViewerEvent.MOTOR_DONE.value, done, device_rooms(device))
+        except BaseException:
+            # Not announced: the chain's retry (the webhook answers 503) must be able to.
+            with contextlib.suppress(RedisError, OSError):
+                await self._live.unclaim_done(command_id)
+            raise
+        return True
