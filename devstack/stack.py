@@ -20,7 +20,8 @@ from devstack.api_process import ApiProcess
 from devstack.processes import ManagedProcess, giftwheel_argv
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.devices import load_devices_file
-from devstack.tb_emulator.harness import SHIPPED_DEVICES, EmulatorError, EmulatorProcess
+from devstack.tb_emulator.harness import SHIPPED_DEVICES, SHIPPED_QUEUES, EmulatorError, EmulatorProcess
+from devstack.tb_emulator.queues import QueueConfig
 
 DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
 
@@ -73,8 +74,9 @@ class StackOptions:
     rules: Path = DEMO_RULES
     api_key: str = field(default_factory=lambda: "demo-" + secrets.token_hex(16))
     feedback_secret: str = field(default_factory=lambda: "feedback-" + secrets.token_hex(16))
-    # The rule engine's queue: 0 = SKIP_ALL_FAILURES (a refused webhook is dropped), N = N retries.
-    webhook_retries: int = 3
+    # Rule-engine queues beside ThingsBoard's stock three: by default the shipped ones, whose feedback
+    # queue posts a webhook refused while the API restarts again instead of leaving its command open
+    queues: tuple[Path | QueueConfig, ...] = SHIPPED_QUEUES
     # Tighter than production so crash tests and the demo recover in seconds, not minutes.
     worker_env: dict[str, str] = field(
         default_factory=lambda: {
@@ -97,9 +99,7 @@ class LocalStack:
         self.tb = EmulatorProcess(
             webhook_url=f"{self.api.url}/v1/feedback/thingsboard",
             webhook_secret=self.options.feedback_secret,
-            # The queue strategy docs/thingsboard.md asks for: a webhook refused while the API
-            # restarts is delivered again instead of leaving its command open in the ledger.
-            extra_args=("--queue-retries", str(self.options.webhook_retries), "--queue-retry-pause-s", "3"),
+            queues=self.options.queues,
         )
         self.workers = [
             ManagedProcess(

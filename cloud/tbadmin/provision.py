@@ -22,7 +22,14 @@ PROFILES = ("dispatcher", "gateway", "motor")
 REST_NODE = "org.thingsboard.rule.engine.rest.TbRestApiCallNode"
 SECRET_HEADER = "X-Giftwheel-Secret"  # noqa: S105 (a header name)
 # Profile fields the shipped JSON decides; ThingsBoard owns the rest (ids, timestamps, defaults).
-PROFILE_FIELDS = ("description", "type", "transportType", "provisionType", "defaultRuleChainId")
+PROFILE_FIELDS = (
+    "description",
+    "type",
+    "transportType",
+    "provisionType",
+    "defaultRuleChainId",
+    "defaultQueueName",  # deploy/thingsboard/queues/: the queue must exist before the profile is saved
+)
 
 
 class ArtefactError(ValueError):

@@ -58,12 +58,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rpc-records-kept", type=int, default=100_000, help="server-side RPC records kept")
     parser.add_argument(
-        "--queue-retries",
-        type=int,
-        default=0,
-        help="rule-engine queue: 0 = SKIP_ALL_FAILURES, N = RETRY_FAILED_AND_TIMED_OUT with N retries",
+        "--queue",
+        type=Path,
+        action="append",
+        default=[],
+        help="a rule-engine queue in ThingsBoard's Queue JSON (the body of POST /api/queues), added to"
+        " Main, HighPriority and SequentialByOriginator or replacing the one of its name; repeat for several",
     )
-    parser.add_argument("--queue-retry-pause-s", type=float, default=3.0, help="pause between retries")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--ready-file", type=Path, help="write 'mqtt_port http_port' here once listening")
 
@@ -71,10 +72,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from devstack.tb_emulator.devices import DevicesFileError, load_devices_file
     from devstack.tb_emulator.hub import HubSettings
+    from devstack.tb_emulator.queues import QueueError, load_queue_file, with_queues
     from devstack.tb_emulator.rule_engine import ChainError
     from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
 
     logs.configure(args.log_level)
+    try:
+        queues = with_queues(load_queue_file(path) for path in args.queue)
+    except QueueError as exc:
+        print(f"giftwheel tb-emulator: {exc}", file=sys.stderr)
+        return 2
     settings = EmulatorSettings(
         host=args.host,
         mqtt_port=args.mqtt_port,
@@ -90,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
             max_concurrent_sessions_per_device=args.max_concurrent_sessions_per_device,
             history_per_device=args.history_per_device,
             rpc_records_kept=args.rpc_records_kept,
-            queue_retries=args.queue_retries,
-            queue_retry_pause_s=args.queue_retry_pause_s,
+            queues=tuple(queues),
         ),
     )
     try:

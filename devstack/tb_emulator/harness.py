@@ -15,6 +15,8 @@ As a child process (what end-to-end and crash tests want: real sockets, kill -9,
 takes the devices inline (or a YAML path; ``profiles=[{"name": "motor", "rule_chain": "giftwheel"}]``
 with inline devices), ``rule_chain=`` one chain file or several (root + others),
 ``webhook_url=``/``webhook_secret=`` point the chain's REST node at your test server,
+``queues=`` the rule-engine queues beside a fresh ThingsBoard's three (default: the shipped
+deploy/thingsboard/queues/*.json; QueueConfig objects too),
 ``extra_args=("--client-rpc-timeout-s", "5")`` passes CLI options.
 The HTTP helpers are synchronous (urllib): fine from async tests, the emulator is another process.
 
@@ -22,10 +24,13 @@ In-process (fast unit-style tests; the hub's state is right there)::
 
     async with InProcessEmulator() as tb:
         tb.mqtt_port, tb.http_port, tb.hub.registry.by_name["motor_01"].latest
+        await tb.settled()                   # the rule engine has processed what was sent so far
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import tempfile
 import time
@@ -43,9 +48,12 @@ from devstack.ports import free_port
 from devstack.processes import ManagedProcess, ProcessFailed, ProcessHarness, giftwheel_argv
 from devstack.tb_emulator.devices import DevicesFile, DeviceSpec, load_devices_file
 from devstack.tb_emulator.hub import Hub, HubSettings
+from devstack.tb_emulator.queues import QueueConfig, load_queue_file, with_queues
 from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
 
 SHIPPED_DEVICES = SHIPPED_CHAIN.parent / "devices.yaml"
+# The rule-engine queues giftwheel adds to a fresh ThingsBoard's (docs/thingsboard.md, "Queues")
+SHIPPED_QUEUES = tuple(sorted((SHIPPED_CHAIN.parent / "queues").glob("*.json")))
 HOST = "127.0.0.1"
 
 DeviceList = Path | Sequence[Mapping[str, Any]] | Sequence[DeviceSpec] | None
@@ -227,6 +235,7 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
         http_port: int | None = None,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
+        queues: Sequence[Path | QueueConfig] = SHIPPED_QUEUES,
         extra_args: Sequence[str] = (),
         log_level: str = "WARNING",
     ) -> None:
@@ -245,6 +254,7 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
         else:
             self.devices_file = devices if isinstance(devices, Path) else SHIPPED_DEVICES
         self.rule_chains = _chain_list(rule_chain)
+        self.queue_files = [self._queue_file(q, n) for n, q in enumerate(queues)]
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.extra_args = tuple(extra_args)
@@ -271,11 +281,20 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
         )  # fmt: skip
         for chain in self.rule_chains:
             args += ["--rule-chain", str(chain)]
+        for queue in self.queue_files:
+            args += ["--queue", str(queue)]
         if self.webhook_url:
             args += ["--webhook-url", self.webhook_url]
         if self.webhook_secret:
             args += ["--webhook-secret", self.webhook_secret]
         return args + list(self.extra_args)
+
+    def _queue_file(self, queue: Path | QueueConfig, n: int) -> Path:
+        if isinstance(queue, Path):
+            return queue
+        path = self.workdir / f"queue-{n}.json"
+        path.write_text(queue.model_dump_json(by_alias=True))
+        return path
 
     def start(self, timeout_s: float = 15.0) -> Self:
         if self.running:
@@ -327,7 +346,9 @@ class InProcessEmulator:
         hub_settings: HubSettings | None = None,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
+        queues: Sequence[Path | QueueConfig] = SHIPPED_QUEUES,
     ) -> None:
+        """``queues``: added to a fresh install's three (a same-named one replaces it); files or configs."""
         inline = _inline_devices(devices, profiles)
         if inline is not None:
             fleet = DevicesFile.model_validate(inline)
@@ -337,7 +358,12 @@ class InProcessEmulator:
             host=HOST,
             mqtt_port=0,
             http_port=0,
-            hub=hub_settings or HubSettings(),
+            hub=dataclasses.replace(
+                hub_settings or HubSettings(),
+                queues=tuple(
+                    with_queues(q if isinstance(q, QueueConfig) else load_queue_file(q) for q in queues)
+                ),
+            ),
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
         )
@@ -363,6 +389,18 @@ class InProcessEmulator:
     async def __aenter__(self) -> Self:
         await self.emulator.start()
         return self
+
+    async def settled(self, timeout_s: float = 10.0) -> None:
+        """Wait until the rule engine has done what was sent so far: ThingsBoard acknowledges a
+        message once it is queued, and processes it later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.hub.queues.idle:
+            if loop.time() > deadline:
+                raise TimeoutError(
+                    f"rule-engine queues still busy after {timeout_s} s: {self.hub.queues.view()}"
+                )
+            await asyncio.sleep(0.005)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -226,7 +226,8 @@ async def stats(hub: Hub, req: Request) -> tuple[int, Any]:
         "sessions": len(hub.sessions),
         "ruleEngineMsgs": sum(c.processed for c in chains),
         "ruleEngineFailures": sum(c.failures for c in chains),
-        "ruleEngineRetries": sum(c.retried for c in chains),
+        "ruleEngineRetries": sum(q.stats.retries for q in hub.queues.by_name.values()),
+        "ruleEngineQueues": hub.queues.view(),
         "webhookInFlight": hub.http_poster.in_flight,
     }
 

@@ -17,10 +17,11 @@ import structlog
 
 from devstack.tb_emulator.codec import MQTT_5
 from devstack.tb_emulator.convert import dumps
-from devstack.tb_emulator.devices import Device, DeviceRegistry, DevicesFile
+from devstack.tb_emulator.devices import Device, DeviceRegistry, DevicesFile, DevicesFileError
 from devstack.tb_emulator.faults import Faults
+from devstack.tb_emulator.queues import DEFAULT_QUEUES, QueueConfig, RuleEngineQueues
 from devstack.tb_emulator.rpc import RpcRequest, RpcResult, RpcService
-from devstack.tb_emulator.rule_engine import ChainError, MsgType, RuleEngine, TbMsg
+from devstack.tb_emulator.rule_engine import ChainError, MsgType, QueueMsg, RuleEngine, TbMsg, process
 from devstack.tb_emulator.session import RC_SESSION_TAKEN_OVER, RC_SESSION_TIMEOUT, MqttSession
 from devstack.tb_emulator.topics import Sub
 from devstack.tb_emulator.webhook import HttpPoster, HttpResult
@@ -51,10 +52,8 @@ class HubSettings:
     webhook_pending_max: int = 32
     webhook_acquire_timeout_s: float = 45.0
     webhook_connect_timeout_s: float = 30.0
-    # The rule-engine queue's processing strategy: 0 = SKIP_ALL_FAILURES (ThingsBoard's default for
-    # Main), N = RETRY_FAILED_AND_TIMED_OUT with N retries, queue_retry_pause_s apart.
-    queue_retries: int = 0
-    queue_retry_pause_s: float = 3.0
+    # The rule-engine queues by name (queues.py): a fresh install's three, or those plus others
+    queues: tuple[QueueConfig, ...] = DEFAULT_QUEUES
 
 
 class SubDeviceSession:
@@ -95,6 +94,18 @@ class Hub:
         self.registry = DeviceRegistry(self.rpc.actor, settings.history_per_device, fleet.profiles)
         for spec in fleet.devices:
             self.registry.add(spec)
+        self.queues: RuleEngineQueues[QueueMsg] = RuleEngineQueues(settings.queues, process)
+        unknown = sorted(
+            f"{p.name} -> {p.queue}"
+            for p in self.registry.profiles.values()
+            if p.queue not in (None, *self.queues.by_name)
+        )
+        if unknown:
+            # thingsboard/thingsboard dao/src/main/java/org/thingsboard/server/dao/service/validator/
+            # DeviceProfileDataValidator.java @dfe65d5 refuses to save such a profile
+            raise DevicesFileError(
+                f"Device profile is referencing to non-existent queue! ({', '.join(unknown)})"
+            )
         # Rule chains by ruleChain.name; messages of a profile without a default rule chain go to the root
         self.chains: dict[str, RuleEngine] = {}
         self.root_chain_name = ""
@@ -325,6 +336,8 @@ class Hub:
             raise ChainError(f"device profiles name rule chains that are not loaded: {', '.join(missing)}")
         self.chains = by_name
         self.root_chain_name = roots[0] if roots else chains[0].name
+        for chain in chains:
+            chain.enqueue = self.queues.put
 
     def push_to_rule_engine(self, msg: TbMsg) -> None:
         """Every message enters the rule engine here: the chain and queue of the originator's profile
@@ -333,7 +346,7 @@ class Hub:
         application/.../service/queue/DefaultTbClusterService.java @dfe65d5)."""
         profile = self.registry.profile_of(msg.originator)
         chain = self.chains[profile.rule_chain or self.root_chain_name]
-        chain.submit(msg)
+        self.queues.put(QueueMsg(msg, chain, profile.queue))
 
     def post_telemetry(self, device: Device, groups: list[tuple[int, dict[str, Any]]]) -> None:
         for ts, values in groups:
@@ -556,6 +569,7 @@ class Hub:
                         sub.gateway.publish("v1/gateway/disconnect", payload, 1)
 
     async def close(self) -> None:
+        await self.queues.stop()
         for session in list(self.sessions.values()):
             session.close(None)
         for task in list(self._tasks):

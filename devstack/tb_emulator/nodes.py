@@ -123,15 +123,18 @@ class SendRpcRequest:
         )
 
         def done(result: RpcResult) -> None:
-            # the answer goes on with the input's type, originator and metadata (requestId,
-            # sessionId, serviceId of a dispatcher's client RPC survive for the reply node)
+            # The answer is a new message on the input's queue (enqueueForTellNext/-TellFailure), with
+            # the input's type, originator and metadata (requestId, sessionId, serviceId of a
+            # dispatcher's client RPC survive for the reply node)
             if result.error is None:
-                emit(msg.copy(data=result.response if result.response is not None else "{}"), SUCCESS)
+                emit.enqueue(msg.copy(data=result.response if result.response is not None else "{}"), SUCCESS)
             else:
-                emit(msg.copy(data=dumps({"error": result.error.value})), FAILURE)
+                error = result.error.value
+                emit.enqueue(msg.copy(data=dumps({"error": error})), FAILURE, error)
 
         request.callbacks.append(done)
         self.ctx.submit_rpc(msg.originator, request)
+        emit.ack(msg)  # done once the request is with the device actor, not when the device answers
 
 
 class SendRpcReply:

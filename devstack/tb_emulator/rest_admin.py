@@ -249,6 +249,11 @@ async def save_device_profile(hub: Hub, req: Request) -> Result:
     chain_ref = body.get("defaultRuleChainId")
     if chain_ref and chain_ref.get("id") not in state.chains:
         return _error(400, "Device profile is referencing to non-existent rule chain!", 31)
+    # DeviceProfileDataValidator (thingsboard/thingsboard dao/.../service/validator/
+    # DeviceProfileDataValidator.java @dfe65d5): the queue must exist; a sysadmin creates it
+    queue_name = body.get("defaultQueueName")
+    if queue_name and queue_name not in hub.queues.by_name:
+        return _error(400, "Device profile is referencing to non-existent queue!", 31)
     profile_id = (body.get("id") or {}).get("id")
     same_name = [p for p in state.profiles.values() if p["name"] == body["name"]]
     if profile_id is None:

@@ -5,13 +5,21 @@ The chain file is what ThingsBoard exports and imports (``ruleChain`` + ``metada
 else is a startup error naming the node, so the shipped chain cannot drift from what is tested.
 Relation names match case-insensitively, as in RuleChainActorMessageProcessor; a message whose
 relation has no connection ends there.
+
+Messages reach a chain through a rule-engine queue (queues.py), which learns of each message's end
+through its callback, as RuleChainActorMessageProcessor tells it (thingsboard/thingsboard
+application/src/main/java/org/thingsboard/server/actors/ruleChain/RuleChainActorMessageProcessor.java
+@dfe65d5): success when a relation has no connection, failure when that relation is Failure; a
+relation with several connections puts a copy per target on the queue and succeeds once they are
+there; a node that answers later (the REST API call node) keeps the message pending until it does,
+while the RPC call request node acks at once and puts the device's answer on the queue as a new
+message (TbSendRPCRequestNode). A message whose pack gave up on it stops at the next node.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -100,7 +108,17 @@ class TbMsg:
         )
 
 
-Emit = Callable[[TbMsg, str], None]
+class Emit(Protocol):
+    """How a node hands on its result: ThingsBoard's TbContext, reduced (DefaultTbContext)."""
+
+    def __call__(self, msg: TbMsg, relation: str) -> None:
+        """tellNext: on along the node's connections of that relation, as part of the same pass."""
+
+    def enqueue(self, msg: TbMsg, relation: str, failure_message: str | None = None) -> None:
+        """enqueueForTellNext / enqueueForTellFailure: a new message on the queue, routed from this node."""
+
+    def ack(self, msg: TbMsg) -> None:
+        """ack: the message's pass ends here, successfully."""
 
 
 class Node(Protocol):
@@ -121,69 +139,141 @@ class NodeSlot:
     routes: dict[str, list[int]] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Submission:
-    """One message's pass through the chain, kept so a failed pass can be run again."""
+class MsgCallback(Protocol):
+    """TbMsgCallback: how the queue that delivered a message learns of its end (queues.PackCallback)."""
 
-    original: TbMsg
-    attempt: int
-    retry_scheduled: bool = False
+    def on_success(self) -> None: ...
+    def on_failure(self, error: str) -> None: ...
+    @property
+    def valid(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMsg:
+    """A message on a rule-engine queue (ThingsBoard's ToRuleEngineMsg) and where its pass starts:
+    at ``node`` (None: the chain's first node) or, with ``relation``, at the connections that leave
+    ``node`` by that relation (a result a node put on the queue)."""
+
+    msg: TbMsg
+    chain: RuleEngine
+    queue_name: str | None  # TbMsg.queueName: the originator profile's defaultQueueName; None is Main
+    node: int | None = None
+    relation: str | None = None
+    failure_message: str | None = None
+
+    @property
+    def originator_id(self) -> str:
+        return self.msg.originator.id
+
+    def for_reprocessing(self) -> QueueMsg:
+        """AbstractTbRuleEngineSubmitStrategy.update: a failure report submitted again loses its
+        relation and failure message, so the node that reported it runs again."""
+        if self.failure_message:
+            return replace(self, relation=None, failure_message=None)
+        return self
+
+
+def process(item: QueueMsg, callback: MsgCallback) -> None:
+    """What a queue's consumer hands each message to: the chain the message is addressed to."""
+    item.chain.process(item, callback)
+
+
+class _Pass:
+    """One message's way through the chain: the queue it came from and that queue's callback."""
+
+    __slots__ = ("callback", "queue_name")
+
+    def __init__(self, queue_name: str | None, callback: MsgCallback) -> None:
+        self.queue_name = queue_name
+        self.callback = callback
+
+
+class _NodeContext:
+    """The Emit a node gets for one message (DefaultTbContext of that node)."""
+
+    __slots__ = ("_engine", "_index", "_pass")
+
+    def __init__(self, engine: RuleEngine, index: int, pass_: _Pass) -> None:
+        self._engine = engine
+        self._index = index
+        self._pass = pass_
+
+    def __call__(self, msg: TbMsg, relation: str) -> None:
+        self._engine._route(self._index, msg, relation, self._pass)
+
+    def enqueue(self, msg: TbMsg, relation: str, failure_message: str | None = None) -> None:
+        # the new message's own pack decides its fate; the source's validity is not asked
+        engine = self._engine
+        engine.put(QueueMsg(msg, engine, self._pass.queue_name, self._index, relation, failure_message))
+
+    def ack(self, msg: TbMsg) -> None:
+        self._pass.callback.on_success()
 
 
 class RuleEngine:
-    """Runs messages through the chain. ``retries`` > 0 is the rule-engine queue's processing
-    strategy RETRY_FAILED_AND_TIMED_OUT: a message whose pass ends in an unconnected Failure is
-    run through the whole chain again after ``retry_pause_s``, up to ``retries`` times; 0 is
-    SKIP_ALL_FAILURES (a failed message is dropped)."""
+    """Runs queue messages through the chain and tells each message's queue when it is done."""
 
     def __init__(self, slots: list[NodeSlot], first: int, name: str, *, root: bool = False) -> None:
         self.slots = slots
         self.first = first
         self.name = name
         self.root = root  # ruleChain.root: where messages of profiles without a default rule chain go
-        self.processed = 0
-        self.failures = 0
-        self.retried = 0
-        self.retries = 0
-        self.retry_pause_s = 3.0
+        self.processed = 0  # messages taken from a queue
+        self.failures = 0  # passes that ended on a Failure relation with no connection
+        # Where copies and enqueued results go (TbClusterService.pushMsgToRuleEngine): the hub's queues
+        self.enqueue: Callable[[QueueMsg], None] | None = None
 
-    def submit(self, msg: TbMsg, attempt: int = 0) -> None:
-        self.processed += 1
-        self._run(self.first, msg, _Submission(msg.copy() if self.retries else msg, attempt))
+    def put(self, item: QueueMsg) -> None:
+        assert self.enqueue is not None, "the chain is not attached to rule-engine queues"
+        self.enqueue(item)
 
-    def _failed(self, submission: _Submission) -> None:
-        self.failures += 1
-        if submission.retry_scheduled or submission.attempt >= self.retries:
+    def process(self, item: QueueMsg, callback: MsgCallback) -> None:
+        """onQueueToRuleEngineMsg: a message polled from a queue."""
+        if not callback.valid:
             return
-        submission.retry_scheduled = True  # a pass that fails on several branches is retried once
-        self.retried += 1
-        asyncio.get_running_loop().call_later(
-            self.retry_pause_s, self.submit, submission.original, submission.attempt + 1
-        )
+        self.processed += 1
+        pass_ = _Pass(item.queue_name, callback)
+        if item.relation is None:
+            self._run(self.first if item.node is None else item.node, item.msg, pass_)
+        else:
+            assert item.node is not None
+            self._route(item.node, item.msg, item.relation, pass_)
 
-    def _run(self, index: int, msg: TbMsg, submission: _Submission) -> None:
+    def _run(self, index: int, msg: TbMsg, pass_: _Pass) -> None:
+        if not pass_.callback.valid:  # RuleNodeActor: "no longer valid", skipped
+            return
         slot = self.slots[index]
-
-        def emit(out: TbMsg, relation: str) -> None:
-            targets = slot.routes.get(relation.lower())
-            if not targets:
-                if relation == FAILURE:
-                    log.debug("rule node failure", node=slot.name, msg_type=out.type)
-                    self._failed(submission)
-                return
-            if len(targets) == 1:
-                self._run(targets[0], out, submission)
-                return
-            for target in targets:
-                self._run(target, out.copy(), submission)
-
+        ctx = _NodeContext(self, index, pass_)
         try:
-            slot.node.on_msg(msg, emit)
+            slot.node.on_msg(msg, ctx)
         except Exception as exc:  # a node bug must not kill the transport; ThingsBoard tells Failure
             log.exception("rule node raised", node=slot.name, error=str(exc))
-            emit(msg, FAILURE)
+            ctx(msg, FAILURE)
+
+    def _route(self, index: int, msg: TbMsg, relation: str, pass_: _Pass) -> None:
+        """onTellNext: the connections of ``relation`` leaving node ``index``."""
+        if not pass_.callback.valid:
+            return
+        slot = self.slots[index]
+        targets = slot.routes.get(relation.lower())
+        if not targets:
+            if relation == FAILURE:
+                self.failures += 1
+                log.debug("rule node failure", node=slot.name, msg_type=msg.type)
+                pass_.callback.on_failure(f"rule node {slot.name!r} of chain {self.name!r}: Failure")
+            else:
+                pass_.callback.on_success()
+            return
+        if len(targets) == 1:
+            self._run(targets[0], msg, pass_)
+            return
+        # MultipleTbQueueTbMsgCallbackWrapper: a copy per target on the queue, then this message is done
+        for target in targets:
+            self.put(QueueMsg(msg.copy(), self, pass_.queue_name, target))
+        pass_.callback.on_success()
 
 
+# A node from its JSON in the chain (name, type, configurationVersion, configuration): nodes.bind
 NodeFactory = Callable[[dict[str, Any]], Node]
 
 

@@ -66,10 +66,7 @@ class Emulator:
         for chain in chains:
             chain = apply_webhook_overrides(chain, settings.webhook_url, settings.webhook_secret)
             # ChainError here (unknown node type, bad config) stops the emulator before it listens
-            engine = build_engine(chain, nodes.bind(self.hub))
-            engine.retries = settings.hub.queue_retries
-            engine.retry_pause_s = settings.hub.queue_retry_pause_s
-            engines.append(engine)
+            engines.append(build_engine(chain, nodes.bind(self.hub)))
         self.hub.set_chains(engines)
         self._mqtt: asyncio.Server | None = None
         self._http: asyncio.Server | None = None
@@ -98,6 +95,7 @@ class Emulator:
         )
         self.http_port = self._http.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(self._sweep())
+        self.hub.queues.start()
         log.info(
             "tb emulator listening",
             mqtt_port=self.mqtt_port,

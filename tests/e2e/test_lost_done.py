@@ -1,8 +1,9 @@
 """A done report ThingsBoard gave up on is repaired by the edge's next heartbeat (recentDone).
 
-Real processes throughout (devstack.stack.LocalStack), with the rule engine on SKIP_ALL_FAILURES:
-the API is killed while a command turns, so every webhook of its progress and its done is refused
-and dropped for good. Once the API is back, the command must still end up done in the cloud ledger.
+Real processes throughout (devstack.stack.LocalStack), with the motors' rule-engine queue on
+SKIP_ALL_FAILURES: the API is killed while a command turns, so every webhook of its progress and its
+done is refused and dropped for good. Once the API is back, the command must still end up done in the
+cloud ledger.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from redis.asyncio import Redis
 
 from cloud.ledger import CommandState, Ledger
 from devstack.stack import LocalStack, StackOptions
+from devstack.tb_emulator.harness import SHIPPED_QUEUES
+from devstack.tb_emulator.queues import (
+    ProcessingStrategy,
+    ProcessingStrategyType,
+    QueueConfig,
+    load_queue_file,
+)
 from edge.buffer.keys import Keys
 from giftwheel.contracts import EVENTS_STREAM
 from tests.ingest.conftest import gift
@@ -24,11 +32,22 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 EVENT_ID = "tiktok:lost-done-1"
+FEEDBACK_QUEUE = "GiftwheelFeedback"  # the motor profile's defaultQueueName
 ROUNDS = 40  # motor_01 at time_scale 1: a few seconds of turning, time to kill the API meanwhile
 
 
+def feedback_queue_skipping_failures() -> list[QueueConfig]:
+    """The shipped queues, the motors' one on SKIP_ALL_FAILURES: a refused webhook is not posted again."""
+    queues = [load_queue_file(path) for path in SHIPPED_QUEUES]
+    skip = ProcessingStrategy(type=ProcessingStrategyType.SKIP_ALL_FAILURES)
+    return [
+        q.model_copy(update={"processing_strategy": skip}) if q.name == FEEDBACK_QUEUE else q for q in queues
+    ]
+
+
 async def test_a_done_report_thingsboard_dropped_is_repaired_by_the_next_heartbeat(tmp_path: Path) -> None:
-    stack = LocalStack(tmp_path, StackOptions(workers=1, time_scale=1, webhook_retries=0))
+    options = StackOptions(workers=1, time_scale=1, queues=tuple(feedback_queue_skipping_failures()))
+    stack = LocalStack(tmp_path, options)
     with stack:
         cloud = Redis.from_url(stack.cloud_redis.url)
         edge = Redis.from_url(stack.edge_redis.url, decode_responses=True)

@@ -35,6 +35,7 @@ async def test_documented_device_telemetry_shapes(tb: InProcessEmulator) -> None
             await sensor.publish("v1/devices/me/telemetry", DOCS["device_telemetry"]["value_types"].encode())
             == 0
         )
+    await tb.settled()
     device = tb.hub.registry.by_name["sensor"]
     # latest = the highest ts: the first publish got the server's clock, newer than 2016
     assert device.latest["temperature"][1] == 22.5
@@ -60,12 +61,14 @@ async def test_documented_gateway_connect_telemetry_and_attributes(tb: InProcess
         assert await gw.publish("v1/gateway/connect", DOCS["gateway_connect"]["publish"].encode()) == 0
         assert await gw.publish("v1/gateway/telemetry", DOCS["gateway_telemetry"]["publish"].encode()) == 0
         assert await gw.publish("v1/gateway/attributes", docs["publish"].encode()) == 0
+        await tb.settled()  # the chain saves them after the PUBACK; the request reads what is saved
         assert await gw.publish("v1/gateway/attributes/request", docs["request"].encode()) == 0
         response = await gw.next_message()
         tb.hub.update_shared_attributes(
             tb.hub.registry.by_name["Device A"], {"attribute1": "value1", "attribute2": 42}
         )
         update = await gw.next_message()
+    await tb.settled()
     registry = tb.hub.registry.by_name
     assert (registry["Device A"].type, registry["Device B"].type) == ("Sensor A", "default")
     assert registry["Device A"].latest == {

@@ -15,6 +15,7 @@ from devstack.tb_emulator.harness import InProcessEmulator
 from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.raw_client import RawMqttClient
 from tests.emulator.conftest import DEVICES, DISPATCHER_TOKEN, GATEWAY_TOKEN, chain_with_rpc_timeout
+from tests.waiting import wait_until
 
 
 async def connect(tb: InProcessEmulator, token: str, *subs: str) -> RawMqttClient:
@@ -254,6 +255,8 @@ async def test_sent_is_fixed_on_arrival_so_a_request_pushed_to_a_later_session_e
     """ToDeviceRpcRequestMetadata.sent is final: a re-send on subscribe does not make it TIMEOUT."""
     async with await connect(tb_fast, DISPATCHER_TOKEN, "v1/devices/me/rpc/response/+") as dispatcher:
         await dispatcher.publish("v1/devices/me/rpc/request/1", rotate("c-eeeeeeeeee"))
+        # the request reaches the motor's actor once the rule-engine queue's consumer has polled it
+        await wait_until(lambda: any(r.method == "rotate" for r in tb_fast.hub.rpc.records.values()))
         async with await connect(tb_fast, GATEWAY_TOKEN, "v1/gateway/rpc") as gw:
             await gw.publish("v1/gateway/connect", b'{"device": "motor_01", "type": "motor"}')
             pushed = orjson.loads((await gw.next_message()).payload)  # the motor gets it, never answers

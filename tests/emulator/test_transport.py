@@ -90,6 +90,7 @@ async def test_bad_payload_gets_puback_0x99_on_v5_and_session_stays(
     async with await connected(tb, "sensor-token", V5) as client:
         assert await client.publish(topic, payload) == 0x99
         assert await client.publish("v1/devices/me/telemetry", b'{"ok": 1}') == 0
+    await tb.settled()
     assert tb.hub.registry.by_name["sensor"].latest["ok"][1] == 1
 
 
@@ -152,6 +153,7 @@ async def test_qos0_is_processed_without_puback(tb: InProcessEmulator) -> None:
         await client.publish("v1/devices/me/telemetry", b'{"q0": 1}', qos=0)
         await client.publish("v1/devices/me/telemetry", b'{"q1": 1}')  # PUBACKs are in order
         assert not client.acks
+    await tb.settled()
     assert {"q0", "q1"} <= set(tb.hub.registry.by_name["sensor"].latest)
 
 
@@ -178,6 +180,7 @@ async def test_me_topics_are_per_connection(tb: InProcessEmulator) -> None:
 async def test_attribute_request_response_shapes(tb: InProcessEmulator) -> None:
     async with await connected(tb, "sensor-token") as client:
         await client.publish("v1/devices/me/attributes", b'{"fw": "v1.0", "model": "x"}')
+        await tb.settled()  # saved by the chain's attributes node, after the PUBACK
         await client.publish(
             "v1/devices/me/attributes/request/5", b'{"clientKeys": "fw", "sharedKeys": "interval"}'
         )
