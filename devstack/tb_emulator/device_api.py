@@ -1,7 +1,8 @@
 """What a device's PUBLISH means (MqttTransportHandler.processDevicePublish), by exact topic or prefix.
 
 Each handler returns the PUBACK reason code; ``NO_ACK`` means ThingsBoard sends no PUBACK at all.
-Bad payloads raise AdaptorError (the session applies ThingsBoard's v3/v5 reaction).
+Bad payloads raise AdaptorError (the session applies ThingsBoard's v3/v5 reaction), or
+UncaughtRuntimeError where ThingsBoard's adaptor lets the exception escape (the channel closes).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from devstack.tb_emulator import convert, topics
+from devstack.tb_emulator import convert, gson, topics
+from devstack.tb_emulator.gateway_api import NO_ACK as NO_ACK
 from devstack.tb_emulator.gateway_api import handle_gateway_publish
 
 if TYPE_CHECKING:
@@ -17,7 +19,6 @@ if TYPE_CHECKING:
 
 ACCEPTED = 0x00
 TOPIC_NAME_INVALID = 0x90
-NO_ACK = -1
 
 Handler = Callable[["MqttSession", str, bytes], int]
 
@@ -25,14 +26,23 @@ Handler = Callable[["MqttSession", str, bytes], int]
 def _telemetry(session: MqttSession, topic: str, payload: bytes) -> int:
     hub = session.hub
     assert session.device is not None
-    groups = convert.telemetry_groups(convert.parse_json(payload), hub.now_ms())
+    with convert.adaptor_errors():
+        groups = convert.telemetry_groups(convert.parse_json(payload), hub.now_ms(), hub.settings.json)
+    if not groups:
+        # DefaultTransportService.process(PostTelemetryMsg): one rule-engine message per ts group and
+        # a MsgPackCallback that acks after the last; with none (payload "[]") it never acks
+        # (thingsboard/thingsboard common/transport/transport-api/.../DefaultTransportService.java @dfe65d5)
+        return NO_ACK
     hub.post_telemetry(session.device, groups)
     return ACCEPTED
 
 
 def _attributes(session: MqttSession, topic: str, payload: bytes) -> int:
+    hub = session.hub
     assert session.device is not None
-    session.hub.post_attributes(session.device, convert.attributes(convert.parse_json(payload)))
+    with convert.adaptor_errors():
+        values = convert.attributes(convert.parse_json(payload), hub.settings.json)
+    hub.post_attributes(session.device, values)
     return ACCEPTED
 
 
@@ -68,11 +78,18 @@ def _rpc_response(session: MqttSession, topic: str, payload: bytes) -> int:
 
 
 def _client_rpc(session: MqttSession, topic: str, payload: bytes) -> int:
-    request_id = convert.request_id(topic, topics.DEVICE_RPC_REQUEST_PREFIX)
-    body = convert.parse_json(payload)
-    if not isinstance(body, dict) or not isinstance(body.get("method"), str):
-        raise convert.AdaptorError('client RPC must be {"method": str, "params": ...}')
-    method: str = body["method"]
+    # JsonMqttAdaptor.processToServerRpcRequestMsg catches only IllegalStateException and
+    # JsonSyntaxException: a request id that is not a number (Integer.parseInt) or a body without
+    # "method" (NullPointerException) escapes and closes the channel; params absent -> null
+    # (JsonConverter.convertToServerRpcRequest, thingsboard/thingsboard @dfe65d5)
+    with convert.adaptor_errors():
+        request_id = gson.parse_long(topic[len(topics.DEVICE_RPC_REQUEST_PREFIX) :], bits=32)
+        body = convert.parse_json(payload)
+        if not isinstance(body, dict):
+            raise gson.IllegalStateException(f"Not a JSON Object: {gson.to_string(body)}")
+        if "method" not in body:
+            raise gson.NullPointerException('"method" is absent')
+        method = gson.get_as_string(body["method"])
     params = body.get("params")
     session.defer(lambda: session.hub.client_rpc(session, request_id, method, params))
     return ACCEPTED

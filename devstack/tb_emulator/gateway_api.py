@@ -3,6 +3,7 @@
 Per-device messages for a name not connected yet connect it implicitly (type "default"), and a
 device seen for the first time is created, as ThingsBoard does. Invalid JSON is an AdaptorError;
 a valid JSON of the wrong shape is ThingsBoard's RuntimeException path: PUBACK 0x83, then close.
+A device's telemetry or attributes that do not convert are "Failed to convert" (ackOrClose).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from devstack.tb_emulator import convert, topics
+from devstack.tb_emulator import convert, gson, topics
 from devstack.tb_emulator.devices import DEFAULT_DEVICE_TYPE
 
 if TYPE_CHECKING:
     from devstack.tb_emulator.session import MqttSession
 
 ACCEPTED = 0x00
+NO_ACK = -1  # ThingsBoard sends no PUBACK at all
 IMPLEMENTATION_SPECIFIC_ERROR = 0x83
 TOPIC_NAME_INVALID = 0x90
 
@@ -26,7 +28,8 @@ class GatewayError(RuntimeError):
 
 
 class GatewayConversionError(RuntimeError):
-    """A device's telemetry entries cannot be converted: ThingsBoard just closes the channel."""
+    """A device's telemetry or attributes do not convert: AbstractGatewaySessionHandler.ackOrClose,
+    MQTT 5: PUBACK 0x99 and the session stays; 3.1.1: the channel is closed, no PUBACK."""
 
 
 def _device_name(body: Any) -> str:
@@ -58,42 +61,61 @@ def _per_device(body: Any) -> dict[str, Any]:
     return body
 
 
+def _device_entries(session: MqttSession, body: Any, kind: type, what: str) -> list[tuple[str, Any]]:
+    """onDeviceTelemetryJson / onDeviceAttributesJson: the devices whose value has the right JSON
+    kind (an array of entries, an attributes object); others are skipped with a warning, and a
+    message left with none is an IllegalArgumentException (the RuntimeException path)."""
+    entries = [(name, value) for name, value in _per_device(body).items() if isinstance(value, kind)]
+    skipped = len(body) - len(entries)
+    if skipped:
+        session.hub.stats[f"gateway_{what}_skipped"] += skipped
+    if not entries:
+        raise GatewayError(f"Devices {what} message is empty")
+    return entries
+
+
 def _telemetry(session: MqttSession, body: Any) -> int:
+    """Each device in turn: convertToGatewayTelemetry, then one rule-engine message per ts group.
+    One PUBACK for the message once every device's groups are in; a device that fails to convert
+    does not stop the others (thingsboard/thingsboard common/transport/mqtt/.../session/
+    AbstractGatewaySessionHandler.java @dfe65d5, onDeviceTelemetryJson, processPostTelemetryMsg)."""
     hub = session.hub
-    accepted = 0
-    for name, entries in _per_device(body).items():
-        if not isinstance(entries, list):
-            # onDeviceTelemetryJson: a non-array value is skipped with a warning
-            hub.stats["gateway_telemetry_skipped"] += 1
-            continue
+    failed: list[str] = []
+    empty = False
+    for name, entries in _device_entries(session, body, list, "telemetry"):
         sub = hub.connect_sub_device(session, name, DEFAULT_DEVICE_TYPE, implicit=True)
         try:
-            groups = convert.telemetry_groups([_strip_entry_metadata(e) for e in entries], hub.now_ms())
-        except convert.AdaptorError as exc:
-            # onDeviceTelemetryJson: "Failed to convert telemetry" -> channel.close(), no PUBACK
-            raise GatewayConversionError(f"telemetry of {name!r}: {exc}") from None
+            groups = convert.gateway_telemetry_groups(entries, hub.now_ms(), hub.settings.json)
+        except gson.JavaRuntimeException as exc:  # catch (Throwable e): "Failed to convert telemetry"
+            failed.append(f"{name!r}: {type(exc).__name__}: {exc}")
+            continue
+        # no group: DefaultTransportService's MsgPackCallback for zero messages never completes
+        empty = empty or not groups
         hub.post_telemetry(sub.device, groups)
-        accepted += 1
-    if not accepted:
-        raise GatewayError("no device telemetry array in gateway telemetry")
-    return ACCEPTED
-
-
-def _strip_entry_metadata(entry: Any) -> Any:
-    # Entries may carry {"metadata": {connector, receivedTs, publishedTs}} next to ts/values.
-    if isinstance(entry, dict) and "metadata" in entry and "values" in entry:
-        return {k: v for k, v in entry.items() if k != "metadata"}
-    return entry
+    return _aggregate_ack(failed, empty)
 
 
 def _attributes(session: MqttSession, body: Any) -> int:
+    """Each device in turn: convertToAttributesProto, one rule-engine message (processPostAttributesMsg)."""
     hub = session.hub
-    for name, values in _per_device(body).items():
-        if not isinstance(values, dict):
-            raise GatewayError(f"attributes of {name!r} are not a JSON object")
+    failed: list[str] = []
+    for name, values in _device_entries(session, body, dict, "attributes"):
         sub = hub.connect_sub_device(session, name, DEFAULT_DEVICE_TYPE, implicit=True)
-        hub.post_attributes(sub.device, convert.attributes(values))
-    return ACCEPTED
+        try:
+            converted = convert.attributes(values, hub.settings.json)
+        except gson.JavaRuntimeException as exc:  # catch (Throwable e)
+            failed.append(f"{name!r}: {type(exc).__name__}: {exc}")
+            continue
+        hub.post_attributes(sub.device, converted)
+    return _aggregate_ack(failed, False)
+
+
+def _aggregate_ack(failed: list[str], empty: bool) -> int:
+    """getAggregatePubAckCallback: SUCCESS only when every device's message is in; a failure is
+    ackOrClose; a device with no message leaves the count above zero: no PUBACK at all."""
+    if failed:
+        raise GatewayConversionError("; ".join(failed))
+    return NO_ACK if empty else ACCEPTED
 
 
 def _attribute_request(session: MqttSession, body: Any) -> int:
@@ -130,7 +152,7 @@ def _rpc_reply(session: MqttSession, body: Any) -> int:
     hub = session.hub
     sub = hub.connect_sub_device(session, name, DEFAULT_DEVICE_TYPE, implicit=True)
     # AbstractGatewaySessionHandler stores data.toString(): compact JSON, a string stays quoted
-    payload = convert.dumps(body["data"])
+    payload = gson.to_string(body["data"])
     delay_ms = hub.faults.gateway_reply_delay_ms
     if delay_ms:
         hub.loop.call_later(delay_ms / 1000, sub.device.rpc.on_response, request_id, payload)

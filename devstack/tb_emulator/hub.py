@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from devstack.tb_emulator.codec import MQTT_5
-from devstack.tb_emulator.convert import dumps
+from devstack.tb_emulator.convert import DEFAULT_JSON, JsonSettings, dumps
 from devstack.tb_emulator.devices import Device, DeviceRegistry, DevicesFile, DevicesFileError
 from devstack.tb_emulator.faults import Faults
 from devstack.tb_emulator.queues import DEFAULT_QUEUES, QueueConfig, RuleEngineQueues
@@ -40,6 +40,8 @@ class HubSettings:
     # ACTORS_MAX_CONCURRENT_SESSION_PER_DEVICE (thingsboard.yml, default 1): one session more than
     # this evicts the device's oldest session (Hub.session_opened)
     max_concurrent_sessions_per_device: int = 1
+    # thingsboard.yml transport.json: JSON_TYPE_CAST_ENABLED, JSON_MAX_STRING_VALUE_LENGTH
+    json: JsonSettings = DEFAULT_JSON
     # What the in-memory views keep (the emulator's own limits, not ThingsBoard's)
     history_per_device: int = 10_000  # telemetry groups per device for /timeseries
     rpc_records_kept: int = 100_000  # server-side RPC records for /api/rpc

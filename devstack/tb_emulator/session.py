@@ -18,7 +18,7 @@ import structlog
 
 from devstack.tb_emulator import codec
 from devstack.tb_emulator.codec import MQTT_5
-from devstack.tb_emulator.convert import AdaptorError, dumps
+from devstack.tb_emulator.convert import AdaptorError, UncaughtRuntimeError, dumps
 from devstack.tb_emulator.device_api import NO_ACK, handle_publish
 from devstack.tb_emulator.gateway_api import GatewayConversionError, GatewayError
 from devstack.tb_emulator.topics import SUBSCRIBABLE, Sub
@@ -42,6 +42,7 @@ RC_TOPIC_FILTER_INVALID = 0x8F
 RC_PAYLOAD_FORMAT_INVALID = 0x99
 RC_QOS_NOT_SUPPORTED = 0x9B
 RC_ADMINISTRATIVE_ACTION = 0x98
+RC_SERVER_SHUTTING_DOWN = 0x8B  # exceptionCaught: any exception a handler let escape
 RC_SESSION_TIMEOUT = 0xA0  # ThingsBoard sends 0xA0 for an inactive session
 RC_SESSION_TAKEN_OVER = 0x8E  # a newer session of the same device evicted this one
 # MQTT 3.1.1 CONNACK return codes
@@ -194,9 +195,25 @@ class MqttSession(asyncio.Protocol):
         try:
             reason = handle_publish(self, packet.topic, packet.payload)
         except GatewayConversionError as exc:
-            log.info("bad gateway telemetry, closing", device=device.name, error=str(exc))
+            # AbstractGatewaySessionHandler.ackOrClose: MQTT 5 acks 0x99 (nothing at QoS 0) and keeps
+            # the session; 3.1.1 closes the channel without a word
+            log.info("gateway data does not convert", device=device.name, topic=packet.topic, error=str(exc))
             self.hub.stats["bad_payloads"] += 1
-            self.close(None)
+            if self.version != MQTT_5:
+                self.close(None)
+            elif packet.packet_id is not None:
+                self._write(codec.encode_puback(packet.packet_id, RC_PAYLOAD_FORMAT_INVALID, self.version))
+            return
+        except UncaughtRuntimeError as exc:
+            # MqttTransportHandler.exceptionCaught: "Unexpected Exception", closeCtx(SERVER_SHUTTING_DOWN)
+            log.info(
+                "payload raised past the adaptor, closing",
+                device=device.name,
+                topic=packet.topic,
+                error=str(exc),
+            )
+            self.hub.stats["bad_payloads"] += 1
+            self.close(RC_SERVER_SHUTTING_DOWN)
             return
         except GatewayError as exc:
             # handleGatewayPublishMsg's RuntimeException branch: ack 0x83, then close

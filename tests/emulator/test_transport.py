@@ -77,11 +77,10 @@ async def test_malformed_json_closes_a_v3_session(tb: InProcessEmulator) -> None
     [
         ("v1/devices/me/telemetry", b"{not json"),
         ("v1/devices/me/telemetry", b'"a string"'),
-        ("v1/devices/me/telemetry", b'{"ts": "yesterday", "values": {"a": 1}}'),
-        ("v1/devices/me/telemetry", b'{"a": null}'),
+        ("v1/devices/me/telemetry", b'{"ts": [1, 2], "values": {"a": 1}}'),  # IllegalStateException
+        ("v1/devices/me/telemetry", b'{"ts": 1, "values": 7}'),
         ("v1/devices/me/attributes", b"[1, 2]"),
-        ("v1/devices/me/rpc/request/abc", b'{"method": "m", "params": {}}'),
-        ("v1/devices/me/rpc/request/1", b'{"params": {}}'),
+        ("v1/devices/me/rpc/request/1", b'["method"]'),
     ],
 )
 async def test_bad_payload_gets_puback_0x99_on_v5_and_session_stays(
@@ -92,6 +91,26 @@ async def test_bad_payload_gets_puback_0x99_on_v5_and_session_stays(
         assert await client.publish("v1/devices/me/telemetry", b'{"ok": 1}') == 0
     await tb.settled()
     assert tb.hub.registry.by_name["sensor"].latest["ok"][1] == 1
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        ("v1/devices/me/rpc/request/abc", b'{"method": "m", "params": {}}'),  # Integer.parseInt
+        ("v1/devices/me/rpc/request/1", b'{"params": {}}'),  # NullPointerException
+        ("v1/devices/me/rpc/request/1", b'{"method": null}'),  # JsonNull.getAsString
+    ],
+)
+async def test_client_rpc_errors_past_the_adaptor_close_the_session(
+    tb: InProcessEmulator, topic: str, payload: bytes
+) -> None:
+    """processToServerRpcRequestMsg catches only IllegalStateException and JsonSyntaxException: the
+    rest reaches MqttTransportHandler.exceptionCaught, closeCtx(SERVER_SHUTTING_DOWN)."""
+    async with await connected(tb, "sensor-token", V5) as client:
+        with pytest.raises(ConnectionError):
+            await client.publish(topic, payload)
+        await client.wait_closed()
+        assert client.disconnect == codec.Disconnect(0x8B)
 
 
 async def test_malformed_json_at_qos0_closes_a_v5_session_with_reason(tb: InProcessEmulator) -> None:
@@ -127,12 +146,14 @@ async def test_unknown_gateway_topic_and_bad_gateway_shape(tb: InProcessEmulator
 
 
 @pytest.mark.parametrize("version", [V3, V5])
-async def test_unconvertible_gateway_telemetry_closes_the_channel(
-    tb: InProcessEmulator, version: int
-) -> None:
+async def test_unconvertible_gateway_telemetry_is_ack_or_close(tb: InProcessEmulator, version: int) -> None:
     async with await connected(tb, GATEWAY_TOKEN, version) as gw:
+        if version == V5:  # ackOrClose: PUBACK 0x99, the session stays
+            assert await gw.publish("v1/gateway/telemetry", b'{"motor_01": [7]}') == 0x99
+            assert await gw.publish("v1/gateway/telemetry", b'{"motor_01": [{"a": 1}]}') == 0
+            return
         with pytest.raises(ConnectionError):
-            await gw.publish("v1/gateway/telemetry", b'{"motor_01": [{"roundsCompleted": null}]}')
+            await gw.publish("v1/gateway/telemetry", b'{"motor_01": [7]}')
         await gw.wait_closed()
         assert gw.disconnect is None  # channel.close(): no PUBACK, no DISCONNECT
 

@@ -1,0 +1,222 @@
+"""Gson as ThingsBoard's MQTT transport uses it: parse a payload, read an element as long or string.
+
+ThingsBoard reads every JSON payload with ``JsonParser.parseString`` and converts with
+``JsonElement`` accessors, so what it accepts is Gson's behaviour, Java exceptions included: which
+exception class a bad value raises decides whether the transport answers PUBACK 0x99 or closes the
+channel. Sources: google/gson ``gson/src/main/java/com/google/gson/`` ``JsonParser.java``,
+``JsonPrimitive.java``, ``JsonArray.java``, ``JsonElement.java``, ``internal/LazilyParsedNumber.java``,
+``internal/NumberLimits.java``, ``stream/JsonWriter.java`` @gson-parent-2.13.1 (these accessors are the
+same in 2.11.0; ThingsBoard takes Gson from spring-boot-dependencies).
+
+The tree is plain Python: dict, list, str, bool, None, int for an integer literal, and
+:class:`JsonNumber` (a float that keeps its literal, as Gson's ``LazilyParsedNumber`` does) for a
+literal with a fraction or an exponent. Not emulated: Gson's lenient syntax beyond ``NaN`` and
+``Infinity`` (comments, single quotes, unquoted strings): such payloads are refused as malformed.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+LONG_DIGITS = 19  # digits of LONG_MAX
+_LONG_SPAN = 2**64
+# NumberLimits: LazilyParsedNumber refuses longer literals and larger scales (NumberFormatException)
+_MAX_NUMBER_STRING_LENGTH = 10_000
+_MAX_SCALE = 10_000
+_INT_DIGITS_SAFE = 4_000  # below sys.int_info.default_max_str_digits
+
+
+class JavaRuntimeException(Exception):
+    """A Java RuntimeException Gson raises; the subclass names the Java class a caller catches."""
+
+
+class JsonSyntaxException(JavaRuntimeException):
+    """com.google.gson.JsonSyntaxException (malformed JSON, or JsonConverter's "Can't parse value")."""
+
+
+class IllegalStateException(JavaRuntimeException):
+    """java.lang.IllegalStateException: getAsJsonObject of a non-object, getAsLong of an array not of
+    size 1."""
+
+
+class NumberFormatException(JavaRuntimeException):
+    """java.lang.NumberFormatException: getAsLong of a string or boolean Long.parseLong refuses."""
+
+
+class UnsupportedOperationException(JavaRuntimeException):
+    """java.lang.UnsupportedOperationException: getAsLong / getAsString of a JSON null or object."""
+
+
+class NullPointerException(JavaRuntimeException):
+    """java.lang.NullPointerException: a member read with ``get(name)`` is absent."""
+
+
+class JsonNumber(float):
+    """A number literal with a fraction or exponent: its value as a float, its text as Gson keeps it."""
+
+    __slots__ = ("literal",)
+    literal: str
+
+    def __new__(cls, literal: str) -> JsonNumber:
+        number = super().__new__(cls, literal)
+        number.literal = literal
+        return number
+
+    def __repr__(self) -> str:
+        return f"JsonNumber({self.literal!r})"
+
+
+def _int_literal(text: str) -> int | JsonNumber:
+    """An integer literal within the long range is an int; a larger one keeps its literal (orjson
+    writes no integer beyond 64 bits, and Python parses no more than ~4,300 digits)."""
+    if len(text) <= LONG_DIGITS:
+        return int(text)
+    number = int(text) if len(text) <= _INT_DIGITS_SAFE else None
+    return number if number is not None and LONG_MIN <= number <= LONG_MAX else JsonNumber(text)
+
+
+# JsonParser.parseReader reads leniently: NaN, Infinity and -Infinity are unquoted literals, which
+# JsonReader peeks as STRING, so they become string primitives. Control characters are allowed.
+_WHITESPACE = " \t\n\r"  # JsonReader.nextNonWhitespace
+_DECODER = json.JSONDecoder(parse_float=JsonNumber, parse_int=_int_literal, parse_constant=str, strict=False)
+
+
+def parse(payload: bytes) -> Any:
+    """JsonParser.parseString(payload.toString(UTF_8)); malformed -> JsonSyntaxException.
+
+    Netty's ``ByteBuf.toString(UTF_8)`` replaces invalid UTF-8 with U+FFFD instead of failing.
+    """
+    text = payload.decode("utf-8", errors="replace")
+    if not text.strip(_WHITESPACE):
+        return None  # Streams.parse: an empty document is JsonNull
+    try:
+        tree = _DECODER.decode(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise JsonSyntaxException(f"malformed JSON: {exc}") from None
+    if "\\u" in text:
+        # an escaped lone surrogate parses in Gson as in Python, but no UTF-8 encoder takes it:
+        # Java's String.getBytes writes '?', as Python's "replace" error handler does
+        tree = _replace_lone_surrogates(tree)
+    return tree
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(v) for v in value]
+    return value
+
+
+def get_as_long(value: Any) -> int:
+    """JsonElement.getAsLong, per element class.
+
+    - number: ``LazilyParsedNumber.longValue``: ``Long.parseLong(literal)``, else
+      ``new BigDecimal(literal).longValue()``: the fraction is truncated toward zero and a value
+      beyond 64 bits keeps its low 64 bits (two's complement). So 1.7e12 -> 1700000000000,
+      1700000000000.9 -> 1700000000000, -1.5 -> -1, 1e19 -> -8446744073709551616. A literal over
+      10,000 characters, or with a scale of 10,000 or more (1e10000): NumberFormatException.
+    - string: ``Long.parseLong``: an optional sign and decimal digits, within the long range:
+      "1700000000000" -> 1700000000000; "17e11", "1.5", " 5", "abc", "": NumberFormatException.
+    - boolean: ``Long.parseLong("true")``: NumberFormatException.
+    - array: its only element's getAsLong ([5] -> 5); any other size: IllegalStateException.
+    - null or object: UnsupportedOperationException.
+    """
+    if isinstance(value, bool):
+        return parse_long(get_as_string(value))
+    if isinstance(value, int):
+        return _wrap_long(value)
+    if isinstance(value, JsonNumber):
+        return _big_decimal_long_value(value.literal)
+    if isinstance(value, str):
+        return parse_long(value)
+    if isinstance(value, list):
+        return get_as_long(_single_element(value))
+    raise UnsupportedOperationException(_class_name(value))
+
+
+def get_as_string(value: Any) -> str:
+    """JsonElement.getAsString: a primitive's text (a number's literal), a one-element array's element;
+    null or object: UnsupportedOperationException."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return literal(value)
+    if isinstance(value, list):
+        return get_as_string(_single_element(value))
+    raise UnsupportedOperationException(_class_name(value))
+
+
+def literal(value: int | float) -> str:
+    """A number primitive's getAsString: its literal as it arrived (an integer's decimal digits)."""
+    return value.literal if isinstance(value, JsonNumber) else str(value)
+
+
+def _single_element(array: list[Any]) -> Any:
+    if len(array) != 1:
+        raise IllegalStateException(f"Array must have size 1, but has size {len(array)}")
+    return array[0]
+
+
+def _class_name(value: Any) -> str:
+    return "JsonNull" if value is None else "JsonObject"
+
+
+def parse_long(text: str, bits: int = 64) -> int:
+    """java.lang.Long.parseLong(text, 10) (bits=32: Integer.parseInt): a sign, then digits
+    (Character.digit: any Unicode decimal digit of the Basic Multilingual Plane), nothing else,
+    within the range."""
+    digits = text[1:] if text[:1] in ("-", "+") else text
+    if not digits or not all(ch.isdecimal() and ch <= "\uffff" for ch in digits):
+        raise NumberFormatException(f'For input string: "{text}"')
+    if not digits.isascii():
+        digits = "".join(str(unicodedata.decimal(ch)) for ch in digits)
+    digits = digits.lstrip("0") or "0"
+    if len(digits) <= LONG_DIGITS:
+        number = -int(digits) if text[0] == "-" else int(digits)
+        if -(2 ** (bits - 1)) <= number < 2 ** (bits - 1):
+            return number
+    raise NumberFormatException(f'For input string: "{text}"')
+
+
+def _wrap_long(number: int) -> int:
+    """BigDecimal.longValue beyond 64 bits: the low-order 64 bits, as a signed long."""
+    return (number - LONG_MIN) % _LONG_SPAN + LONG_MIN
+
+
+def _big_decimal_long_value(text: str) -> int:
+    if len(text) > _MAX_NUMBER_STRING_LENGTH:
+        raise NumberFormatException(f"Number string too large: {text[:30]}...")
+    decimal = Decimal(text)
+    exponent = decimal.as_tuple().exponent
+    assert isinstance(exponent, int)  # a JSON literal is finite
+    if abs(exponent) >= _MAX_SCALE:
+        raise NumberFormatException(f"Number has unsupported scale: {text}")
+    return _wrap_long(int(decimal))  # int() truncates toward zero, as longValue does
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON of a tree or any emulator value; a JsonNumber is written as its literal."""
+    return orjson.dumps(value, default=_literal_fragment).decode()
+
+
+def _literal_fragment(value: Any) -> orjson.Fragment:
+    if isinstance(value, JsonNumber):
+        return orjson.Fragment(value.literal)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def to_string(value: Any) -> str:
+    """JsonElement.toString: compact, number literals as they arrived, JsonWriter's escapes (orjson's
+    plus U+2028 and U+2029)."""
+    return dumps(value).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
