@@ -19,6 +19,7 @@ import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from devstack.tb_emulator.convert import dumps as _dumps  # values parsed from devices keep their literals
 from devstack.tb_emulator.faults import FaultsPatch
 from devstack.tb_emulator.rest_admin import ADMIN_ROUTES
 from devstack.tb_emulator.rpc import RpcResult
@@ -266,10 +267,6 @@ def _uuid() -> str:
     return str(uuid.uuid4())
 
 
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -347,7 +344,7 @@ class HttpServer:
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, status: int, payload: Any, *, keep_alive: bool) -> None:
-        body = orjson.dumps(payload)
+        body = _dumps(payload).encode()
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"

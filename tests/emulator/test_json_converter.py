@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from devstack.tb_emulator import codec, convert, gson
@@ -466,3 +467,15 @@ async def test_gateway_data_that_does_not_convert_is_ack_or_close(
             assert gw.disconnect is None
     await tb.settled()
     assert tb.hub.registry.by_name["motor_02"].latest["ok"][1] == 1
+
+
+async def test_json_values_keep_their_number_literals_over_http(tb: InProcessEmulator) -> None:
+    """A JSON_V value is element.toString(): Gson writes each number as it arrived."""
+    async with await connected(tb, "sensor-token", V3) as client:
+        assert await client.publish("v1/devices/me/telemetry", b'{"nested": {"x": 1.50, "y": 1E2}}') == 0
+    await tb.settled()
+    async with httpx.AsyncClient(base_url=tb.http_url) as http:
+        answer = await http.get("/api/devices/sensor/telemetry")
+    assert answer.status_code == 200
+    assert '"nested":{"ts":' in answer.text
+    assert '"value":{"x":1.50,"y":1E2}' in answer.text
