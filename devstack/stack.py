@@ -83,7 +83,6 @@ class StackOptions:
             "GIFTWHEEL_WORKER__LEASE_TTL_MS": "1500",
             "GIFTWHEEL_WORKER__CLAIM_IDLE_MS": "1500",
             "GIFTWHEEL_WORKER__READ_BLOCK_MS": "50",
-            "GIFTWHEEL_WORKER__RPC_REPLY_TIMEOUT_S": "5",
         }
     )
 

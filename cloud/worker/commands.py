@@ -1,17 +1,25 @@
-"""Sends ledger commands through the dispatcher and follows them until answered, retried or failed.
+"""Sends ledger commands through the dispatcher and follows each on ThingsBoard's RPC timeline.
 
-A command is marked ``sent`` only after the broker's PUBACK; ThingsBoard's answer marks it
-``delivered`` (the edge accepted it) or reschedules it; an answer that can never change (no such
-device in ThingsBoard) marks it ``failed`` at once. ``sweep`` resends, with the same commandId,
-every open command of a shard whose deadline passed, and marks it ``failed`` (kept, visible,
-counted) once ``command_max_attempts`` sends went unanswered.
+A send is a counted attempt, and the command ``sent``, once ThingsBoard may have it: PUBACKed, or
+written on a connection that died before its PUBACK. Its deadline is when no server-side RPC of it
+can still be pending (``RpcTimeline.attempt_lifetime_s``). Only the answer to the command's latest
+attempt moves it earlier (an answer to a superseded attempt changes nothing), as ``Answer`` says:
+the edge accepted it (``delivered``); an answer that ended the server-side RPC (TIMEOUT,
+NO_ACTIVE_CONNECTION, an error from the edge) makes it due after ``retry_pause_s``; the
+transport's own timeout leaves the deadline (the RPC may still be pending); the request itself
+coming back (no such device in ThingsBoard) marks it ``failed`` at once. ``sweep`` sends again,
+with the same commandId, every open command of a shard whose deadline passed, and marks it
+``failed`` (kept, visible, counted) once ``command_max_attempts`` sends went unanswered. So at
+most one RPC per command is pending in ThingsBoard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Coroutine, Sequence
+from enum import Enum
 from typing import Any
 
 import structlog
@@ -19,17 +27,35 @@ from pydantic import ValidationError
 
 from cloud.ledger import Command, CommandState, Ledger, now_ms
 from cloud.worker.consumer import Retryable
-from cloud.worker.dispatcher import Dispatcher, DispatchUnavailable, Sent, is_own_request
+from cloud.worker.dispatcher import (
+    Dispatcher,
+    DispatchUnavailable,
+    DispatchUncertain,
+    Sent,
+    is_own_request,
+)
 from cloud.worker.metrics import WorkerMetrics
+from cloud.worker.rpc_timeline import TRANSPORT_TIMEOUT_REPLY
 from cloud.worker.settings import WorkerSettings
 from giftwheel.contracts import WORKER_GROUP
 from giftwheel.contracts.motor import RotateReply
 
 log = structlog.get_logger(__name__)
 
-# After an error answer (TIMEOUT, NO_ACTIVE_CONNECTION...) the next send waits this long.
-_RETRY_AFTER_ERROR_MS = 1_000
 _NEVER_MS = 10 * 365 * 86_400_000
+
+
+class Answer(Enum):
+    """What ThingsBoard's answer to one send means for its command."""
+
+    ACCEPTED = "the edge accepted it: delivered"
+    UNKNOWN_DEVICE = "the request itself came back: ThingsBoard has no such device, final"
+    RPC_ENDED = (
+        "the server-side RPC is over (TIMEOUT, NO_ACTIVE_CONNECTION, the edge's error): send again soon"
+    )
+    RPC_MAY_BE_PENDING = (
+        "the transport stopped waiting, the chain may not have: wait for the attempt's expiry"
+    )
 
 
 def _problem_in(reply: dict[str, Any]) -> str | None:
@@ -43,6 +69,20 @@ def _problem_in(reply: dict[str, Any]) -> str | None:
     return None
 
 
+def classify(sent: Sent, reply: dict[str, Any]) -> tuple[Answer, str]:
+    """The answer's meaning, and the problem it reports ("" for an acceptance)."""
+    if is_own_request(sent, reply):
+        reason = (
+            f"unknown device: ThingsBoard has no device named {sent.device!r} "
+            "(the rule chain answered with the request itself)"
+        )
+        return Answer.UNKNOWN_DEVICE, reason
+    if reply == TRANSPORT_TIMEOUT_REPLY:
+        return Answer.RPC_MAY_BE_PENDING, "timeout (CLIENT_SIDE_RPC_TIMEOUT)"
+    problem = _problem_in(reply)
+    return (Answer.ACCEPTED, "") if problem is None else (Answer.RPC_ENDED, problem)
+
+
 class CommandSender:
     def __init__(
         self, ledger: Ledger, dispatcher: Dispatcher, settings: WorkerSettings, metrics: WorkerMetrics
@@ -52,21 +92,22 @@ class CommandSender:
         self._settings = settings
         self._metrics = metrics
         self._reply_tasks: set[asyncio.Task[None]] = set()
-        # Held from a batch's first publish until its sent record is written: an answer that fails
-        # a command waits for that record, so the failure never lands before it (or gets lost).
+        # Held from a send's publish until its attempt is recorded: every answer waits for that
+        # record, so it is checked against the attempt it answers, never lands before it (or is lost).
         self._recording: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._delivered: list[Sent] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    def _reply_deadline(self) -> int:
-        return now_ms() + int(self._settings.rpc_reply_timeout_s * 1000)
+    def _attempt_deadline(self) -> int:
+        """When no server-side RPC of a send made now can still be pending."""
+        return now_ms() + int(self._settings.rpc.attempt_lifetime_s * 1000)
 
     async def send(self, stream: str, commands: Sequence[Command], *, ack_ids: Sequence[str] = ()) -> None:
         """Publish the queued ones (in order, pipelined on one connection), then, in one atomic
         ledger step, mark them sent and XACK ``ack_ids`` (the entries the commands carry).
 
-        Raises Retryable when ThingsBoard is away; whatever was PUBACKed by then is marked sent,
-        and nothing is acked.
+        Raises Retryable when ThingsBoard is away; whatever ThingsBoard may have by then is marked
+        sent, and nothing is acked.
         """
         async with self._recording[stream]:
             await self._send(stream, commands, ack_ids)
@@ -76,14 +117,19 @@ class CommandSender:
         results: list[BaseException | None] = []
         if queued:
             results = await asyncio.gather(
-                *(self._dispatcher.send(c.stream, c.command_id, c.device, c.rounds) for c in queued),
+                *(
+                    self._dispatcher.send(c.stream, c.command_id, c.device, c.rounds, attempt=c.attempts + 1)
+                    for c in queued
+                ),
                 return_exceptions=True,
             )
-        sent = [c for c, r in zip(queued, results, strict=True) if r is None]
-        errors = [r for r in results if isinstance(r, BaseException)]
+        sent = [
+            c for c, r in zip(queued, results, strict=True) if r is None or isinstance(r, DispatchUncertain)
+        ]
+        errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, DispatchUncertain)]
         ack = None if errors or not ack_ids else (WORKER_GROUP, ack_ids)
         if sent or ack:
-            await self._ledger.record_sent(stream, sent, deadline_ms=self._reply_deadline(), ack=ack)
+            await self._ledger.record_sent(stream, sent, deadline_ms=self._attempt_deadline(), ack=ack)
         self._metrics.commands.inc(len(sent))
         if errors:
             if all(isinstance(e, DispatchUnavailable) for e in errors):
@@ -91,27 +137,42 @@ class CommandSender:
             raise errors[0]
 
     def on_reply(self, sent: Sent, reply: dict[str, Any]) -> None:
-        """ThingsBoard's answer to a send: the edge's RotateReply, an error to retry after, or the
-        request itself (no such device: resending cannot help, so the command fails at once)."""
-        if is_own_request(sent, reply):
-            self._metrics.replies_error.inc()
-            self._track(self._fail_unknown_device(sent))
-            return
-        problem = _problem_in(reply)
-        if problem is None:
+        """ThingsBoard's answer to one send; what it does to the command is ``Answer``'s."""
+        answer, problem = classify(sent, reply)
+        if answer is Answer.ACCEPTED:
             self._metrics.replies_accepted.inc()
             self._delivered.append(sent)
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.get_running_loop().create_task(self._record_delivered())
             return
-        (self._metrics.replies_error if "error" in reply else self._metrics.replies_malformed).inc()
-        log.warning("command_error_reply", command_id=sent.command_id, device=sent.device, error=problem)
-        self._track(self._record_problem(sent, problem))
+        malformed = answer is Answer.RPC_ENDED and "error" not in reply
+        (self._metrics.replies_malformed if malformed else self._metrics.replies_error).inc()
+        if answer is Answer.UNKNOWN_DEVICE:
+            self._track(self._fail_unknown_device(sent, problem))
+            return
+        log.warning(
+            "command_error_reply",
+            command_id=sent.command_id,
+            device=sent.device,
+            attempt=sent.attempt,
+            error=problem,
+            rpc_may_be_pending=answer is Answer.RPC_MAY_BE_PENDING,
+        )
+        retry_at = None if answer is Answer.RPC_MAY_BE_PENDING else now_ms() + self._retry_pause_ms
+        self._track(self._record_problem(sent, problem, retry_at))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._reply_tasks.add(task)
         task.add_done_callback(self._reply_tasks.discard)
+
+    @property
+    def _retry_pause_ms(self) -> int:
+        return int(self._settings.rpc.retry_pause_s * 1000)
+
+    def _ignored(self, sent: Sent) -> None:
+        self._metrics.replies_ignored.inc()
+        log.info("answer_ignored", command_id=sent.command_id, attempt=sent.attempt)
 
     async def _record_delivered(self) -> None:
         # Answers that arrive while one write is under way go together in the next: one script
@@ -119,38 +180,56 @@ class CommandSender:
         done_timeout_ms = int(self._settings.command_done_timeout_s * 1000)
         while self._delivered:
             batch, self._delivered = self._delivered, []
-            by_stream: dict[str, list[tuple[str, str]]] = defaultdict(list)
+            by_stream: dict[str, list[Sent]] = defaultdict(list)
             for sent in batch:
-                by_stream[sent.stream].append((sent.command_id, sent.device))
+                by_stream[sent.stream].append(sent)
             deadline = now_ms() + (done_timeout_ms or _NEVER_MS)
-            for stream, targets in by_stream.items():
+            for stream, answered in by_stream.items():
                 try:
-                    await self._ledger.mark_delivered_many(stream, targets, deadline_ms=deadline)
+                    async with self._recording[stream]:
+                        results = await self._ledger.mark_delivered_many(
+                            stream,
+                            [(s.command_id, s.device) for s in answered],
+                            deadline_ms=deadline,
+                            answering=[s.attempt for s in answered],
+                        )
                 except Exception:  # a lost update only delays: the command's deadline brings it back
-                    log.exception("replies_not_recorded", stream=stream, commands=len(targets))
+                    log.exception("replies_not_recorded", stream=stream, commands=len(answered))
+                    continue
+                for sent, result in zip(answered, results, strict=True):
+                    if not result.moved:
+                        self._ignored(sent)
 
-    async def _record_problem(self, sent: Sent, problem: str) -> None:
+    async def _record_problem(self, sent: Sent, problem: str, retry_at_ms: int | None) -> None:
         try:
-            await self._ledger.note_error(
-                sent.stream,
-                sent.command_id,
-                problem,
-                device=sent.device,
-                retry_at_ms=now_ms() + _RETRY_AFTER_ERROR_MS,
-            )
+            async with self._recording[sent.stream]:
+                moved = await self._ledger.note_error(
+                    sent.stream,
+                    sent.command_id,
+                    problem,
+                    device=sent.device,
+                    retry_at_ms=retry_at_ms,
+                    answering=sent.attempt,
+                )
         except Exception:  # a lost update only delays: the command's deadline brings it back
             log.exception("reply_not_recorded", command_id=sent.command_id)
+            return
+        if not moved:
+            self._ignored(sent)
 
-    async def _fail_unknown_device(self, sent: Sent) -> None:
-        reason = (
-            f"unknown device: ThingsBoard has no device named {sent.device!r} "
-            "(the rule chain answered with the request itself)"
-        )
+    async def _fail_unknown_device(self, sent: Sent, reason: str) -> None:
         async with self._recording[sent.stream]:
             try:
-                await self._fail(sent.stream, sent.command_id, sent.device, reason)
+                state = await self._ledger.mark_failed(
+                    sent.stream, sent.command_id, reason, answering=sent.attempt
+                )
             except Exception:  # a lost update only delays: the deadline resends, the next answer fails it
                 log.exception("reply_not_recorded", command_id=sent.command_id)
+                return
+        if state is CommandState.FAILED:
+            self._failed(sent.command_id, sent.device, reason)
+        else:
+            self._ignored(sent)
 
     async def sweep(self, stream: str) -> int:
         """Resend or fail this shard's overdue commands; returns how many were handled."""
@@ -158,31 +237,47 @@ class CommandSender:
         if not due:
             return 0
         handled = 0
-        for command in await self._ledger.get_many(stream, due):
-            if command is None:
-                continue
-            if command.state is CommandState.DELIVERED:
-                reason = f"no completion feedback within {self._settings.command_done_timeout_s} s"
-                await self._fail(command.stream, command.command_id, command.device, reason)
-            elif command.attempts >= self._settings.command_max_attempts:
-                last = f": {command.error}" if command.error else ""
-                reason = f"unanswered after {command.attempts} sends{last}"
-                await self._fail(command.stream, command.command_id, command.device, reason)
-            else:
+        for command_id in due:
+            # Under the lock and read afresh: an answer recorded meanwhile may have moved it.
+            async with self._recording[stream]:
+                command = await self._ledger.get(stream, command_id)
+                if command is None:
+                    continue
                 try:
-                    await self._dispatcher.send(
-                        command.stream, command.command_id, command.device, command.rounds
-                    )
+                    handled += await self._handle_due(command)
                 except DispatchUnavailable:
-                    return handled
-                await self._ledger.mark_sent(command, deadline_ms=self._reply_deadline())
-                self._metrics.retries.inc()
-                log.info("command_resent", command_id=command.command_id, attempt=command.attempts + 1)
-            handled += 1
+                    break  # ThingsBoard is away: the rest wait for the next sweep
         return handled
+
+    async def _handle_due(self, command: Command) -> bool:
+        """Fail or send again one command whose deadline passed; False if it had moved on.
+        Raises DispatchUnavailable when it could not be sent."""
+        if command.state not in (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED):
+            return False
+        if command.state is CommandState.DELIVERED:
+            reason = f"no completion feedback within {self._settings.command_done_timeout_s} s"
+            await self._fail(command.stream, command.command_id, command.device, reason)
+            return True
+        if command.attempts >= self._settings.command_max_attempts:
+            last = f": {command.error}" if command.error else ""
+            reason = f"unanswered after {command.attempts} sends{last}"
+            await self._fail(command.stream, command.command_id, command.device, reason)
+            return True
+        attempt = command.attempts + 1
+        with contextlib.suppress(DispatchUncertain):  # ThingsBoard may have it: an attempt all the same
+            await self._dispatcher.send(
+                command.stream, command.command_id, command.device, command.rounds, attempt=attempt
+            )
+        await self._ledger.mark_sent(command, deadline_ms=self._attempt_deadline())
+        self._metrics.retries.inc()
+        log.info("command_resent", command_id=command.command_id, attempt=attempt)
+        return True
 
     async def _fail(self, stream: str, command_id: str, device: str, reason: str) -> None:
         await self._ledger.mark_failed(stream, command_id, reason)
+        self._failed(command_id, device, reason)
+
+    def _failed(self, command_id: str, device: str, reason: str) -> None:
         self._metrics.failed.inc()
         log.error("command_failed", command_id=command_id, device=device, reason=reason)
 

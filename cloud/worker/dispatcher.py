@@ -4,7 +4,8 @@ A command goes out as a client-side RPC ``v1/devices/me/rpc/request/{n}`` with
 ``{"method": "rotate", "params": DispatchParams}``; the shipped rule chain turns it into the
 server-side RPC ``rotate`` to the motor device and answers on ``v1/devices/me/rpc/response/{n}``
 with the edge's reply or ThingsBoard's error. ``send`` returns at the broker's PUBACK; the answer
-arrives later and goes to the ``on_reply`` callback with the command it belongs to.
+arrives later and goes to the ``on_reply`` callback with the command and send attempt it belongs
+to. What each answer means, and when a command may go out again, is cloud/worker/rpc_timeline.py's.
 
 While ThingsBoard is away the dispatcher reconnects with exponential backoff, and ``wait_ready``
 blocks: the consumers stop reading, so the backlog stays in Redis (durable) instead of memory.
@@ -23,6 +24,7 @@ import structlog
 
 from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.mqtt import ConnectionLost, MqttClient, MqttError
+from cloud.worker.rpc_timeline import TRANSPORT_TIMEOUT_REPLY
 from cloud.worker.settings import MqttSettings
 from giftwheel.contracts.motor import DispatchParams, RpcMethod
 
@@ -37,6 +39,11 @@ class DispatchUnavailable(Exception):
     """ThingsBoard cannot take commands right now; retry after ``wait_ready``."""
 
 
+class DispatchUncertain(DispatchUnavailable):
+    """Written, but the connection died before the PUBACK: ThingsBoard may have the request, so a
+    server-side RPC of it may be pending. It counts as a send; the next waits for its expiry."""
+
+
 @dataclass(frozen=True, slots=True)
 class Sent:
     """What a request id on the current session stands for, to match its answer."""
@@ -44,6 +51,8 @@ class Sent:
     stream: str
     command_id: str
     device: str
+    # The command's send attempt this request is (1 = first): an answer moves only that attempt.
+    attempt: int
 
 
 ReplyCallback = Callable[[Sent, dict[str, Any]], None]
@@ -67,9 +76,17 @@ def is_own_request(sent: Sent, reply: dict[str, Any]) -> bool:
 
 class Dispatcher:
     def __init__(
-        self, settings: MqttSettings, metrics: WorkerMetrics, on_reply: ReplyCallback, *, client_id: str
+        self,
+        settings: MqttSettings,
+        metrics: WorkerMetrics,
+        on_reply: ReplyCallback,
+        *,
+        client_id: str,
+        answers_wait_s: float,
     ) -> None:
         self._settings = settings
+        # After this long no answer to a request can matter any more (RpcTimeline.attempt_lifetime_s).
+        self._answers_wait_s = answers_wait_s
         # MQTT brokers drop an older connection with the same client id: one id per worker.
         self._client_id = client_id
         self._metrics = metrics
@@ -77,7 +94,8 @@ class Dispatcher:
         self._client: MqttClient | None = None
         self._ready = asyncio.Event()
         self._request_seq = 0
-        self._awaiting: dict[int, Sent] = {}
+        # request id -> what it stands for, and when it was sent (loop time); in send order
+        self._awaiting: dict[int, tuple[Sent, float]] = {}
         self._stopping = False
 
     @property
@@ -133,8 +151,11 @@ class Dispatcher:
             raise
         return client
 
-    async def send(self, stream: str, command_id: str, device: str, rounds: int) -> None:
-        """Publish one rotate command; returns at PUBACK, raises DispatchUnavailable otherwise."""
+    async def send(self, stream: str, command_id: str, device: str, rounds: int, *, attempt: int) -> None:
+        """Publish one rotate command as send ``attempt`` of it; returns at PUBACK.
+
+        Raises DispatchUnavailable when nothing was written (not connected), DispatchUncertain
+        when the connection died after the write, before its PUBACK."""
         client = self._client
         if client is None or not client.is_connected:
             raise DispatchUnavailable("not connected to ThingsBoard")
@@ -144,16 +165,26 @@ class Dispatcher:
         )
         self._request_seq += 1
         request_id = self._request_seq
-        self._awaiting[request_id] = Sent(stream, command_id, device)
         started = asyncio.get_running_loop().time()
+        self._forget_older_than(started - self._answers_wait_s)
+        self._awaiting[request_id] = (Sent(stream, command_id, device, attempt), started)
         try:
+            # From the connected check to the socket write nothing awaits: once here, it is written.
             await client.publish(
                 REQUEST_TOPIC.format(request_id), payload, timeout_s=self._settings.puback_timeout_s
             )
         except (ConnectionLost, MqttError) as exc:
-            self._awaiting.pop(request_id, None)
-            raise DispatchUnavailable(str(exc)) from exc
+            self._awaiting.pop(request_id, None)  # its answer would go to the dead session
+            raise DispatchUncertain(str(exc)) from exc
         self._metrics.publish_seconds.observe(asyncio.get_running_loop().time() - started)
+
+    def _forget_older_than(self, sent_before: float) -> None:
+        """Requests answered only by the transport's timeout whose chain answer never came."""
+        while self._awaiting:
+            request_id, (_, sent_at) = next(iter(self._awaiting.items()))
+            if sent_at >= sent_before:
+                return
+            del self._awaiting[request_id]
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if not topic.startswith(RESPONSE_PREFIX):
@@ -164,8 +195,8 @@ class Dispatcher:
         except ValueError:
             log.warning("unexpected_topic", topic=topic)
             return
-        sent = self._awaiting.pop(request_id, None)
-        if sent is None:
+        entry = self._awaiting.get(request_id)
+        if entry is None:
             log.warning("reply_for_unknown_request", request_id=request_id)
             return
         try:
@@ -174,7 +205,10 @@ class Dispatcher:
             reply = {"error": "MALFORMED_REPLY", "detail": payload[:200].decode(errors="replace")}
         if not isinstance(reply, dict):
             reply = {"error": "MALFORMED_REPLY", "detail": str(reply)[:200]}
-        self._on_reply(sent, reply)
+        if reply != TRANSPORT_TIMEOUT_REPLY:
+            # After the transport's timeout the chain's own answer still comes on this session.
+            del self._awaiting[request_id]
+        self._on_reply(entry[0], reply)
 
     async def close(self) -> None:
         self._stopping = True

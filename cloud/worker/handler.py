@@ -31,14 +31,15 @@ class GiftHandler:
         sender: CommandSender,
         metrics: WorkerMetrics,
         *,
-        reply_timeout_s: float,
+        attempt_lifetime_s: float,
     ) -> None:
         self._ledger = ledger
         self._rules = rules
         self._limits = limits
         self._sender = sender
         self._metrics = metrics
-        self._reply_timeout_ms = int(reply_timeout_s * 1000)
+        # A new command's deadline, as if sent now: ThingsBoard may have it from the publish on.
+        self._deadline_ms = int(attempt_lifetime_s * 1000)
 
     async def __call__(self, stream: str, entries: list[Entry]) -> Outcome:
         outcome = Outcome()
@@ -66,7 +67,7 @@ class GiftHandler:
 
         rules = self._rules()
         groups = coalesce((event, rules.route(event)) for event in events)
-        deadline = now_ms() + self._reply_timeout_ms
+        deadline = now_ms() + self._deadline_ms
         assignments = await asyncio.gather(
             *(
                 self._ledger.assign(

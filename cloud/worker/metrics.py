@@ -49,6 +49,9 @@ class WorkerMetrics:
         self.replies_accepted = self.replies.labels("accepted")
         self.replies_error = self.replies.labels("error")
         self.replies_malformed = self.replies.labels("malformed")
+        # ... counted again here when it changed nothing: it answered a send superseded since, or
+        # came after the command moved on (done, failed).
+        self.replies_ignored = self.replies.labels("ignored")
         self.dlq_size = Gauge("giftwheel_worker_dlq_entries", "Entries in the dead-letter stream", registry=r)
         self.dead_lettered = Counter(
             "giftwheel_worker_dead_lettered_total", "Entries moved to the dead-letter stream", registry=r

@@ -59,6 +59,7 @@ class Worker:
             self.metrics,
             self._on_reply,
             client_id=f"{self._settings.mqtt.client_id}-{self.worker_id}"[:64],
+            answers_wait_s=self._settings.rpc.attempt_lifetime_s,
         )
         self.sender = CommandSender(self.ledger, self.dispatcher, self._settings, self.metrics)
         self.handler = GiftHandler(
@@ -67,7 +68,7 @@ class Worker:
             Limits(redis, self._settings.limits),
             self.sender,
             self.metrics,
-            reply_timeout_s=self._settings.rpc_reply_timeout_s,
+            attempt_lifetime_s=self._settings.rpc.attempt_lifetime_s,
         )
         self.leases = ShardLeases(redis, self.worker_id, self.streams, self._settings.lease_ttl_ms)
         self._consumers: dict[str, tuple[ShardConsumer, asyncio.Task[None]]] = {}

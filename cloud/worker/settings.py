@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from cloud.worker.rpc_timeline import RpcTimeline
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -51,8 +53,8 @@ class WorkerSettings(_Section):
     release_shards_after_s: float = Field(default=30.0, ge=0)
     # After this many deliveries an entry goes to the dead-letter stream (with the reason).
     max_deliveries: int = Field(default=5, ge=1)
-    # A sent command without an RPC answer this long is retried with the same commandId ...
-    rpc_reply_timeout_s: float = Field(default=15.0, gt=0)
+    # ThingsBoard's RPC numbers: when a sent command is sent again (cloud/worker/rpc_timeline.py) ...
+    rpc: RpcTimeline = RpcTimeline()
     # ... at most this many sends in all; then it is marked failed (visible in the ledger).
     command_max_attempts: int = Field(default=3, ge=1)
     # A delivered command whose completion feedback never comes is marked failed after this (0 = never).

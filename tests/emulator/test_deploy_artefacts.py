@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from pydantic import ValidationError
+
+from cloud.worker.rpc_timeline import RULE_ENGINE_GRACE_S, RpcTimeline
 from devstack.tb_emulator.devices import load_devices_file
 from devstack.tb_emulator.harness import SHIPPED_DEVICES
+from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.nodes import bind
 from devstack.tb_emulator.rule_engine import build_engine, load_chain_file
 from devstack.tb_emulator.server import SHIPPED_CHAIN
@@ -50,3 +55,25 @@ def test_shipped_devices_are_what_the_chain_and_docs_expect() -> None:
 def test_shipped_chain_builds() -> None:
     engine = build_engine(load_chain_file(SHIPPED_CHAIN), bind(None))  # type: ignore[arg-type]
     assert engine.name == "giftwheel"
+
+
+def test_the_worker_follows_the_shipped_chains_rpc_timeline() -> None:
+    """The worker's RPC numbers are the shipped chain's and a stock ThingsBoard's (docs/thingsboard.md
+    s.1 "One RPC timeline"): it resends only once ThingsBoard's RPC has ended."""
+    chain = load_chain_file(SHIPPED_CHAIN)
+    nodes = chain["metadata"]["nodes"]
+    to_motor = next(i for i, n in enumerate(nodes) if n["type"].endswith("TbChangeOriginatorNode"))
+    (rpc_to_motor,) = (
+        c["toIndex"]
+        for c in chain["metadata"]["connections"]
+        if c["fromIndex"] == to_motor and c["type"] == "Success"
+    )
+    assert nodes[rpc_to_motor]["type"].endswith("TbSendRPCRequestNode")
+    timeline = RpcTimeline()
+    assert nodes[rpc_to_motor]["configuration"]["timeoutInSeconds"] == timeline.chain_timeout_s
+    # CLIENT_SIDE_RPC_TIMEOUT's default (application/src/main/resources/thingsboard.yml), the emulator's too
+    assert timeline.client_timeout_s == HubSettings().client_rpc_timeout_s == 60
+    assert timeline.client_timeout_s > timeline.chain_timeout_s + RULE_ENGINE_GRACE_S + timeline.margin_s
+    assert timeline.attempt_lifetime_s == 82
+    with pytest.raises(ValidationError, match="transport gives up before the chain"):
+        RpcTimeline(chain_timeout_s=60)  # a chain that holds the RPC as long as the transport waits

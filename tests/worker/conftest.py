@@ -19,6 +19,7 @@ from cloud.worker.rules import Rules
 from cloud.worker.service import Worker
 from devstack.rpc_sink import RpcSink
 from devstack.tb_emulator.devices import load_devices_file
+from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
 from giftwheel.contracts import EVENT_FIELD, GiftEvent
 
@@ -53,10 +54,11 @@ MOTORS = ["motor_01", "motor_02"]
 DEVICES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "thingsboard" / "devices.yaml"
 
 
-async def start_emulator(mqtt_port: int = 0) -> Emulator:
-    emulator = Emulator.from_files(
-        EmulatorSettings(mqtt_port=mqtt_port, http_port=0), load_devices_file(DEVICES_FILE), [SHIPPED_CHAIN]
-    )
+async def start_emulator(
+    mqtt_port: int = 0, *, chain: Path = SHIPPED_CHAIN, hub: HubSettings | None = None
+) -> Emulator:
+    settings = EmulatorSettings(mqtt_port=mqtt_port, http_port=0, hub=hub or HubSettings())
+    emulator = Emulator.from_files(settings, load_devices_file(DEVICES_FILE), [chain])
     await emulator.start()
     return emulator
 

@@ -20,7 +20,7 @@ from devstack.tb_emulator.server import Emulator
 from giftwheel.contracts import EVENT_FIELD, EVENTS_STREAM, WORKER_GROUP
 from giftwheel.contracts.motor import command_id_for
 from tests.waiting import wait_until
-from tests.worker.conftest import DISPATCHER_TOKEN, enqueue, gift, worker_running, worker_settings
+from tests.worker.conftest import enqueue, gift, worker_running, worker_settings
 
 RULES = parse_rules(
     {
@@ -163,77 +163,11 @@ async def test_rules_reloaded_in_a_running_worker_and_a_bad_file_keeps_them(
         watcher.cancel()
 
 
-async def test_a_lost_puback_means_reconnect_and_the_same_command_id_again(
-    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
-) -> None:
-    mqtt = {"port": emulator.mqtt_port, "access_token": DISPATCHER_TOKEN, "puback_timeout_s": 0.3}
-    settings = worker_settings(redis_server.url, emulator.mqtt_port, mqtt=mqtt)
-    emulator.hub.faults.drop_pubacks = 1
-    emulator.hub.faults.drop_pubacks_device = "dispatcher"
-    # The edge's answer comes late: had it come before the PUBACK timeout, it would prove delivery
-    # and the worker would rightly not send again.
-    emulator.hub.faults.gateway_reply_delay_ms = 800
-    event = gift(gift_name="Heart", diamond=7)
-    command_id = command_id_for([event.event_id])
-    async with worker_running(settings, RULES) as worker:
-        await enqueue(redis, EVENTS_STREAM, [event])
-        await wait_until(lambda: len(sink.arrivals) == 2, what="the command again after the lost PUBACK")
-        await wait_until(lambda: _drained(redis), what="acked after the second PUBACK")
-        assert [a.command_id for a in sink.arrivals] == [command_id, command_id]
-
-        async def delivered() -> bool:
-            found = await worker.ledger.find(command_id)
-            return found is not None and found.state is CommandState.DELIVERED
-
-        await wait_until(delivered, what="delivered by the answer to the second send")
-        found = await worker.ledger.find(command_id)
-        assert found is not None
-        assert found.attempts == 1  # the unconfirmed first send is not counted
-        assert sink.rounds_by_device() == {"motor_01": 7}
-        assert await worker.ledger.device_totals("motor_01") == DeviceTotals(accepted=7, sent=7)
-
-
-async def test_a_command_left_unanswered_is_resent_then_ends_failed_and_visible(
-    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
-) -> None:
-    settings = worker_settings(
-        redis_server.url, emulator.mqtt_port, rpc_reply_timeout_s=0.3, command_max_attempts=2
-    )
-    # The motor gets the RPC but its answer is held back well past the worker's reply timeout.
-    emulator.hub.faults.gateway_reply_delay_ms = 10_000
-    rules = parse_rules({"default_device": "motor_01"})
-    event = gift(gift_name="Heart", diamond=3)
-    command_id = command_id_for([event.event_id])
-    async with worker_running(settings, rules) as worker:
-        await enqueue(redis, EVENTS_STREAM, [event])
-
-        async def failed() -> bool:
-            found = await worker.ledger.find(command_id)
-            return found is not None and found.state is CommandState.FAILED
-
-        await wait_until(failed, what="command marked failed")
-        command = await worker.ledger.find(command_id)
-        assert command is not None
-        assert command.attempts == 2
-        assert command.error.startswith("unanswered after 2 sends")
-        assert "failed" in command.timestamps
-        assert await worker.ledger.device_totals("motor_01") == DeviceTotals(accepted=3, sent=3, failed=3)
-        registry = worker.metrics.registry
-        assert registry.get_sample_value("giftwheel_worker_commands_failed_total") == 1
-        assert registry.get_sample_value("giftwheel_worker_retries_total") == 1
-        assert registry.get_sample_value("giftwheel_worker_commands_total") == 1
-        assert (registry.get_sample_value("giftwheel_worker_publish_seconds_count") or 0) >= 2
-        assert await _drained(redis)
-    assert [a.command_id for a in sink.arrivals] == [command_id, command_id]  # resent, same id
-
-
 async def test_a_command_for_a_device_thingsboard_does_not_know_fails_at_once(
     redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
 ) -> None:
     # Retries would be visible: another send a second after the answer, up to three in all.
-    settings = worker_settings(
-        redis_server.url, emulator.mqtt_port, rpc_reply_timeout_s=5, command_max_attempts=3
-    )
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, command_max_attempts=3)
     # ThingsBoard knows no device of this name: the chain's change-originator step fails and its
     # Failure route answers the dispatcher with the request itself.
     rules = parse_rules({"default_device": "ghost_motor"})
@@ -273,7 +207,7 @@ async def test_a_command_for_a_device_thingsboard_does_not_know_fails_at_once(
 
 
 def test_only_the_request_itself_is_taken_for_an_unknown_device() -> None:
-    sent = Sent("giftwheel:events", "c-0123456789abcdef", "motor_09")
+    sent = Sent("giftwheel:events", "c-0123456789abcdef", "motor_09", attempt=1)
     params = {"device": "motor_09", "commandId": "c-0123456789abcdef", "rounds": 3}
     assert is_own_request(sent, {"method": "rotate", "params": params})
     others: list[dict[str, Any]] = [

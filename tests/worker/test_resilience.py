@@ -26,10 +26,10 @@ from tests.worker.conftest import (
     GATEWAY_TOKEN,
     MOTORS,
     gift,
-    start_emulator,
     worker_running,
     worker_settings,
 )
+from tests.worker.fast_rpc import FAST_RPC_SETTINGS, fast_rpc_emulator_args, start_fast_rpc_emulator
 
 RULES_YAML = (
     "default_device: motor_01\nrules:\n  - {name: roses, match: {gift_name: Rose}, device: motor_02}\n"
@@ -112,7 +112,6 @@ def spawn_worker(
         "GIFTWHEEL_WORKER__LEASE_TTL_MS": "1000",
         "GIFTWHEEL_WORKER__CLAIM_IDLE_MS": "1000",
         "GIFTWHEEL_WORKER__READ_BLOCK_MS": "50",
-        "GIFTWHEEL_WORKER__RPC_REPLY_TIMEOUT_S": "3",
         "GIFTWHEEL_WORKER__SWEEP_INTERVAL_S": "0.2",
     }
     proc = ManagedProcess(name, giftwheel_argv("worker", "--rules", str(rules)), log_dir=log_dir, env=env)
@@ -181,13 +180,15 @@ async def _owner_count(redis: Redis, streams: list[str], n: int) -> bool:
 
 @pytest.mark.slow
 async def test_thingsboard_stopped_and_restarted_mid_stream_loses_nothing(
-    redis_server: RedisServer, redis: Redis
+    redis_server: RedisServer, redis: Redis, tmp_path: Path
 ) -> None:
-    emulator = await start_emulator()
+    # Answers lost with ThingsBoard are waited for until their RPCs certainly expired: on the fast
+    # timeline that takes seconds.
+    emulator = await start_fast_rpc_emulator(tmp_path)
     port = emulator.mqtt_port
     sinks = [RpcSink("127.0.0.1", port, GATEWAY_TOKEN, MOTORS)]
     await sinks[0].start()
-    settings = worker_settings(redis_server.url, port, rpc_reply_timeout_s=1.0)
+    settings = worker_settings(redis_server.url, port, rpc=FAST_RPC_SETTINGS)
     events = mixed_gifts(400)
     queue = GiftQueue(redis, shards=1, dedupe_ttl_s=3600)
     try:
@@ -200,7 +201,7 @@ async def test_thingsboard_stopped_and_restarted_mid_stream_loses_nothing(
             await emulator.stop()
             await wait_until(lambda: not worker.dispatcher.is_ready, what="worker saw ThingsBoard go")
             await asyncio.sleep(0.5)  # the stream keeps filling meanwhile
-            emulator = await start_emulator(port)
+            emulator = await start_fast_rpc_emulator(tmp_path, port)
             sinks.append(RpcSink("127.0.0.1", port, GATEWAY_TOKEN, MOTORS))
             await sinks[1].start()
             await producer
@@ -213,13 +214,13 @@ async def test_thingsboard_stopped_and_restarted_mid_stream_loses_nothing(
 
 @pytest.mark.slow
 async def test_thingsboard_killed_with_9_and_restarted_mid_stream_loses_nothing(
-    redis_server: RedisServer, redis: Redis
+    redis_server: RedisServer, redis: Redis, tmp_path: Path
 ) -> None:
     sinks: list[RpcSink] = []
-    with EmulatorProcess() as tb:
+    with EmulatorProcess(**fast_rpc_emulator_args(tmp_path)) as tb:
         sinks.append(RpcSink("127.0.0.1", tb.mqtt_port, GATEWAY_TOKEN, MOTORS))
         await sinks[0].start()
-        settings = worker_settings(redis_server.url, tb.mqtt_port, rpc_reply_timeout_s=1.0)
+        settings = worker_settings(redis_server.url, tb.mqtt_port, rpc=FAST_RPC_SETTINGS)
         events = mixed_gifts(400)
         queue = GiftQueue(redis, shards=1, dedupe_ttl_s=3600)
         rules = parse_rules(yaml.safe_load(RULES_YAML))
