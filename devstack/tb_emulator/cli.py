@@ -65,6 +65,15 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="a rule-engine queue in ThingsBoard's Queue JSON (the body of POST /api/queues), added to"
         " Main, HighPriority and SequentialByOriginator or replacing the one of its name; repeat for several",
     )
+    from devstack.tb_emulator.versions import DEFAULT_TB_VERSION, TbVersion
+
+    parser.add_argument(
+        "--thingsboard-version",
+        choices=[v.value for v in TbVersion],
+        default=DEFAULT_TB_VERSION.value,
+        help="the ThingsBoard whose rule node versions, configuration schemas and upgrades-on-save to"
+        f" follow (default {DEFAULT_TB_VERSION.value}, as deploy/compose.yaml runs)",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--ready-file", type=Path, help="write 'mqtt_port http_port' here once listening")
 
@@ -75,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from devstack.tb_emulator.queues import QueueError, load_queue_file, with_queues
     from devstack.tb_emulator.rule_engine import ChainError
     from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
+    from devstack.tb_emulator.versions import TbVersion
 
     logs.configure(args.log_level)
     try:
@@ -97,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             max_concurrent_sessions_per_device=args.max_concurrent_sessions_per_device,
             history_per_device=args.history_per_device,
             rpc_records_kept=args.rpc_records_kept,
+            thingsboard_version=TbVersion(args.thingsboard_version),
             queues=tuple(queues),
         ),
     )

@@ -24,6 +24,7 @@ from devstack.tb_emulator.rpc import RpcRequest, RpcResult, RpcService
 from devstack.tb_emulator.rule_engine import ChainError, MsgType, QueueMsg, RuleEngine, TbMsg, process
 from devstack.tb_emulator.session import RC_SESSION_TAKEN_OVER, RC_SESSION_TIMEOUT, MqttSession
 from devstack.tb_emulator.topics import Sub
+from devstack.tb_emulator.versions import DEFAULT_TB_VERSION, TbVersion
 from devstack.tb_emulator.webhook import HttpPoster, HttpResult
 
 log = structlog.get_logger("tb_emulator")
@@ -40,6 +41,8 @@ class HubSettings:
     # ACTORS_MAX_CONCURRENT_SESSION_PER_DEVICE (thingsboard.yml, default 1): one session more than
     # this evicts the device's oldest session (Hub.session_opened)
     max_concurrent_sessions_per_device: int = 1
+    # Whose rule node versions, configuration schemas and upgrades-on-save to follow (versions.py)
+    thingsboard_version: TbVersion = DEFAULT_TB_VERSION
     # thingsboard.yml transport.json: JSON_TYPE_CAST_ENABLED, JSON_MAX_STRING_VALUE_LENGTH
     json: JsonSettings = DEFAULT_JSON
     # What the in-memory views keep (the emulator's own limits, not ThingsBoard's)

@@ -1,17 +1,52 @@
 """The rule node types the emulator executes, as a table from ThingsBoard class name to implementation.
 
-Each follows its ThingsBoard class (rule-engine-components, named in the docstring) for the
-configuration fields, the relations it emits and the message it passes on. Script nodes (TBEL/JS)
-are deliberately absent: the chain we ship routes with configuration only.
+Each follows its ThingsBoard class (thingsboard/thingsboard rule-engine/rule-engine-components/src/
+main/java/org/thingsboard/rule/engine/<package>/<Class>.java @v4.3.0.1 and @dfe65d5, named in the
+docstring) for what its ``init`` accepts, the relations it emits and the message it passes on. A
+node gets its configuration as ThingsBoard's save and ``init`` leave it (node_configs.py: upgraded
+to the selected ThingsBoard version, read with Jackson's rules, typed); what ``init`` refuses, or a
+setting whose effect the emulator does not reproduce, is a ValueError, which stops the emulator at
+start with the node named. Script nodes (TBEL/JS) are absent: the chain we ship routes with
+configuration only; the stock root chain's log nodes use the one script ThingsBoard never runs.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import re
+from collections import OrderedDict
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
+import structlog
+
 from devstack.tb_emulator.convert import dumps
+from devstack.tb_emulator.node_configs import (
+    NODE_CLASSES,
+    AnonymousCredentials,
+    AttributesAdvanced,
+    AttributesConfiguration,
+    BasicCredentials,
+    ChangeOriginatorConfiguration,
+    Deduplicate,
+    EmptyNodeConfiguration,
+    EntityType,
+    LogConfiguration,
+    OriginatorSource,
+    RestApiCallConfiguration,
+    RestApiCallConfiguration44,
+    ScriptLanguage,
+    SendRpcReplyConfiguration,
+    SendRpcRequestConfiguration,
+    TimeseriesAdvanced,
+    TimeseriesConfiguration,
+    WebSocketsOnly,
+    read_configuration,
+    save_rule_node,
+)
 from devstack.tb_emulator.patterns import process_pattern
 from devstack.tb_emulator.rpc import RpcResult, new_request, now_ms
 from devstack.tb_emulator.rule_engine import (
@@ -24,11 +59,14 @@ from devstack.tb_emulator.rule_engine import (
     Node,
     TbMsg,
 )
+from devstack.tb_emulator.versions import DEFAULT_TB_VERSION, TbVersion
 
 if TYPE_CHECKING:
     from devstack.tb_emulator.devices import Device
     from devstack.tb_emulator.rpc import RpcRequest
     from devstack.tb_emulator.webhook import HttpResult
+
+log = structlog.get_logger("tb_emulator.nodes")
 
 
 class NodeContext(Protocol):
@@ -46,9 +84,10 @@ class NodeContext(Protocol):
 
 
 class MsgTypeSwitch:
-    """filter.TbMsgTypeSwitchNode: relation = the message type's connection name, else "Other"."""
+    """filter.TbMsgTypeSwitchNode: relation = the message type's connection name, else "Other".
+    Its ``init`` never reads the configuration, so any configuration loads."""
 
-    def __init__(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+    def __init__(self, ctx: NodeContext, config: None) -> None:
         pass
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
@@ -56,9 +95,10 @@ class MsgTypeSwitch:
 
 
 class DeviceProfileSwitch:
-    """filter.TbDeviceTypeSwitchNode ("device profile switch"): relation = the device profile name."""
+    """filter.TbDeviceTypeSwitchNode ("device profile switch"): relation = the device profile name.
+    ``init`` reads an EmptyNodeConfiguration (TbAbstractTypeSwitchNode)."""
 
-    def __init__(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+    def __init__(self, ctx: NodeContext, config: EmptyNodeConfiguration) -> None:
         pass
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
@@ -66,19 +106,43 @@ class DeviceProfileSwitch:
 
 
 class ChangeOriginator:
-    """transform.TbChangeOriginatorNode, source ENTITY, entity type DEVICE, by name pattern."""
+    """transform.TbChangeOriginatorNode, source ENTITY, entity type DEVICE, by name pattern.
 
-    def __init__(self, ctx: NodeContext, config: dict[str, Any]) -> None:
-        source = config.get("originatorSource")
-        if source != "ENTITY" or config.get("entityType") != "DEVICE":
+    ``init`` runs validateConfig first (its messages), then the emulator refuses what it does not
+    emulate: other sources (CUSTOMER, TENANT, RELATED, ALARM_ORIGINATOR) and entity types."""
+
+    # EntitiesByNameAndTypeLoader.AVAILABLE_ENTITY_TYPES
+    BY_NAME_TYPES = ("DEVICE", "ASSET", "ENTITY_VIEW", "EDGE", "USER")
+
+    def __init__(self, ctx: NodeContext, config: ChangeOriginatorConfiguration) -> None:
+        source = config.originator_source
+        if source is None:
+            raise ValueError("Originator source should be specified.")
+        if source is OriginatorSource.RELATED and config.relations_query is None:
+            raise ValueError("Relations query should be specified if 'Related entity' source is selected.")
+        if source is OriginatorSource.ENTITY:
+            if config.entity_type is None:
+                raise ValueError(
+                    "Entity type should be specified if 'Entity by name pattern' source is selected."
+                )
+            if not config.entity_name_pattern:
+                raise ValueError(
+                    "Name pattern should be specified if 'Entity by name pattern' source is selected."
+                )
+            if config.entity_type not in EntityType.__members__:  # EntityType.valueOf
+                raise ValueError(
+                    f"No enum constant org.thingsboard.server.common.data.EntityType.{config.entity_type}"
+                )
+            if config.entity_type not in self.BY_NAME_TYPES:  # checkEntityType
+                raise ValueError(f"Unexpected entity type {config.entity_type}")
+        if source is not OriginatorSource.ENTITY or config.entity_type != "DEVICE":
             raise ValueError(
-                f"only originatorSource ENTITY with entityType DEVICE is emulated, got {source!r}"
+                f"only originatorSource ENTITY with entityType DEVICE is emulated, got {source.name}"
+                + (f" / {config.entity_type}" if source is OriginatorSource.ENTITY else "")
             )
-        pattern = config.get("entityNamePattern")
-        if not isinstance(pattern, str) or not pattern:
-            raise ValueError("entityNamePattern is required")
+        assert config.entity_name_pattern is not None
         self.ctx = ctx
-        self.pattern = pattern
+        self.pattern = config.entity_name_pattern
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
         name = process_pattern(self.pattern, msg.metadata, msg.json())
@@ -93,11 +157,10 @@ class ChangeOriginator:
 class SendRpcRequest:
     """rpc.TbSendRPCRequestNode: data {method, params}; metadata oneway, persistent, expirationTime..."""
 
-    def __init__(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+    def __init__(self, ctx: NodeContext, config: SendRpcRequestConfiguration) -> None:
         self.ctx = ctx
-        self.timeout_s = int(config.get("timeoutInSeconds", 60))
-        if self.timeout_s <= 0:
-            raise ValueError("timeoutInSeconds must be positive")
+        # a Java int, 0 when absent: a request expires on arrival (expirationTime = now + timeout)
+        self.timeout_s = config.timeout_in_seconds
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
         data = msg.json()
@@ -140,11 +203,11 @@ class SendRpcRequest:
 class SendRpcReply:
     """rpc.TbSendRPCReplyNode: answer a device's client-side RPC found by service/session/request id."""
 
-    def __init__(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+    def __init__(self, ctx: NodeContext, config: SendRpcReplyConfiguration) -> None:
         self.ctx = ctx
-        self.service_key = config.get("serviceIdMetaDataAttribute") or "serviceId"
-        self.session_key = config.get("sessionIdMetaDataAttribute") or "sessionId"
-        self.request_key = config.get("requestIdMetaDataAttribute") or "requestId"
+        self.service_key = config.service_id_key
+        self.session_key = config.session_id_key
+        self.request_key = config.request_id_key
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
         md = msg.metadata
@@ -163,92 +226,333 @@ class SendRpcReply:
 
 
 class RestApiCall:
-    """rest.TbRestApiCallNode: URL and headers from patterns, body = message data, async.
+    """rest.TbRestApiCallNode and its TbHttpClient (version 3 at v4.3.0.1, 4 at dfe65d5).
 
-    Success carries the response body as data with metadata status/statusCode/statusReason;
-    a transport error or a status >= 400 goes to Failure (metadata error, and status fields if any).
+    URL and headers from patterns, the message data as the body of POST, PUT and PATCH (and DELETE
+    at dfe65d5) unless ``ignoreRequestBody``; ``parseToPlainText`` sends a JSON string's text
+    (JacksonUtil.toPlainText). A 2xx answer goes to Success: its body (``{}`` when empty) as the data,
+    metadata ``status`` (the HttpStatus name), ``statusCode``, ``statusReason`` and the response
+    headers. A 3xx answer goes to Failure with those and ``error_body`` (processFailureResponse); a 4xx
+    or 5xx answer to Failure with ``error``, ``status``, ``statusCode``, ``error_body``
+    (WebClientResponseException in processException); a transport error with ``error`` alone.
+    ``readTimeoutMs`` 0 is no read timeout (Netty's ReadTimeoutHandler). Refused at start as not
+    emulated: proxies, TLS client credentials (sas, cert.PEM), ``maxParallelRequestsCount`` above 0,
+    and at dfe65d5 a ``requestBodyTemplate`` or non-empty ``queryParams``.
     """
 
-    def __init__(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+    # TbHttpClient.validateMaxInMemoryBufferSize: the system limit when tb.http.maxInMemoryBufferSizeInKb
+    # is not set
+    MAX_BUFFER_KB = 25_000
+    # ReadTimeoutHandler(0) never times out; the HTTP client wants a number, so a year stands in
+    NO_READ_TIMEOUT_S = 365 * 24 * 3600.0
+    _BODY_METHODS_43: tuple[str, ...] = ("POST", "PUT", "PATCH")
+    _BODY_METHODS_44: tuple[str, ...] = ("POST", "PUT", "PATCH", "DELETE")
+
+    def __init__(self, ctx: NodeContext, config: RestApiCallConfiguration) -> None:
+        if config.max_in_memory_buffer_size_in_kb > self.MAX_BUFFER_KB:
+            raise ValueError(
+                "The configured maximum in-memory buffer size (in KB) exceeds the system limit for this "
+                f"parameter. The system limit is {self.MAX_BUFFER_KB} KB."
+            )
+        credentials = config.credentials or AnonymousCredentials(type="anonymous")
+        unemulated = [
+            *(["enableProxy (proxies)"] if config.enable_proxy else []),
+            *(
+                [f"{credentials.type} credentials"]
+                if not isinstance(credentials, AnonymousCredentials | BasicCredentials)
+                else []
+            ),
+            *(["maxParallelRequestsCount above 0"] if config.max_parallel_requests_count > 0 else []),
+        ]
+        self.body_methods = self._BODY_METHODS_43
+        if isinstance(config, RestApiCallConfiguration44):
+            violations = config.constraint_violations()  # init's validateFields at dfe65d5
+            if violations:
+                raise ValueError(", ".join(sorted(violations)))
+            if (config.request_body_template or "").strip():
+                unemulated.append("requestBodyTemplate")
+            if config.query_params:
+                unemulated.append("queryParams")
+            self.body_methods = self._BODY_METHODS_44
+        if unemulated:
+            raise ValueError(f"not emulated: {', '.join(unemulated)}")
         self.ctx = ctx
-        self.url = config["restEndpointUrlPattern"]
-        self.method = str(config.get("requestMethod", "POST")).upper()
-        self.headers: dict[str, str] = dict(config.get("headers") or {})
-        self.timeout_s = (config.get("readTimeoutMs") or 0) / 1000 or 60.0
-        self.ignore_body = bool(config.get("ignoreRequestBody", False))
-        if not isinstance(self.url, str) or not self.url:
-            raise ValueError("restEndpointUrlPattern is required")
+        self.config = config
+        self.timeout_s = (
+            config.read_timeout_ms / 1000 if config.read_timeout_ms > 0 else self.NO_READ_TIMEOUT_S
+        )
+        self.authorization = None
+        if isinstance(credentials, BasicCredentials):  # prepareHeaders; Java's "+" writes null as "null"
+            user_pass = f"{credentials.username}:{credentials.password}".replace("None", "null")
+            self.authorization = "Basic " + base64.b64encode(user_pass.encode()).decode()
+        self.buffer_limit_bytes = config.max_in_memory_buffer_size_in_kb * 1024
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
+        config = self.config
         data = msg.json()
-        url = process_pattern(self.url, msg.metadata, data)
+        method = config.request_method
+        if method is None or config.rest_endpoint_url_pattern is None or config.headers is None:
+            # HttpMethod.valueOf(null), processPattern(null), getHeaders().forEach: each throws
+            emit(
+                msg.copy(metadata={**msg.metadata, "error": "class java.lang.NullPointerException"}), FAILURE
+            )
+            return
+        url = process_pattern(config.rest_endpoint_url_pattern, msg.metadata, data)
         headers = {
-            process_pattern(k, msg.metadata, data): process_pattern(v, msg.metadata, data)
-            for k, v in self.headers.items()
+            process_pattern(k, msg.metadata, data): process_pattern(v or "", msg.metadata, data)
+            for k, v in config.headers.items()
         }
-        send_body = self.method in ("POST", "PUT", "PATCH") and not self.ignore_body
-        body = msg.data.encode() if send_body else None
-        self.ctx.spawn(self._call(msg, emit, url, headers, body))
+        if self.authorization is not None:
+            headers["Authorization"] = self.authorization
+        body = None
+        if method in self.body_methods and not config.ignore_request_body:  # HttpMethod equality: exact
+            if config.parse_to_plain_text:
+                body = _plain_text(msg.data).encode()
+            elif data is None and msg.data.strip() != "null":  # JacksonUtil.toJsonNode refuses it
+                error = "class java.lang.IllegalArgumentException: The given string value cannot be "
+                emit(
+                    msg.copy(
+                        metadata={**msg.metadata, "error": error + f"transformed to Json object: {msg.data}"}
+                    ),
+                    FAILURE,
+                )
+                return
+            else:
+                body = msg.data.encode()
+        self.ctx.spawn(self._call(msg, emit, method, url, headers, body))
 
     async def _call(
-        self, msg: TbMsg, emit: Emit, url: str, headers: dict[str, str], body: bytes | None
+        self, msg: TbMsg, emit: Emit, method: str, url: str, headers: dict[str, str], body: bytes | None
     ) -> None:
-        result = await self.ctx.http(self.method, url, headers, body, self.timeout_s)
+        result = await self.ctx.http(method, url, headers, body, self.timeout_s)
         metadata = dict(msg.metadata)
-        if result.status_code is not None:
-            metadata.update(
-                status=result.reason, statusCode=str(result.status_code), statusReason=result.reason
-            )
-        if result.error is None and result.status_code is not None and result.status_code < 400:
-            emit(msg.copy(data=result.body, metadata=metadata), SUCCESS)
+        code = result.status_code
+        if result.error is not None or code is None:
+            metadata["error"] = result.error or "no answer"
+            emit(msg.copy(metadata=metadata), FAILURE)
             return
-        metadata["error"] = result.error or f"{result.status_code}: {result.body}"
-        if result.body:
+        status = _http_status(code)
+        if code >= 400:  # retrieve() turns an error status into a WebClientResponseException
+            metadata.update(
+                error=f"class {_response_exception(code)}: {code} {status.phrase} from {method} {url}",
+                status=status.phrase,
+                statusCode=str(code),
+                error_body=result.body,
+            )
+            emit(msg.copy(metadata=metadata), FAILURE)
+            return
+        metadata.update(status=status.name, statusCode=str(code), statusReason=status.phrase)
+        metadata.update(result.headers)  # headersToMetaData
+        if code >= 300:  # processFailureResponse
             metadata["error_body"] = result.body
-        emit(msg.copy(metadata=metadata), FAILURE)
+            emit(msg.copy(metadata=metadata), FAILURE)
+            return
+        if len(result.body.encode()) > self.buffer_limit_bytes:
+            error = "class org.springframework.core.io.buffer.DataBufferLimitException: Exceeded limit on "
+            emit(
+                msg.copy(
+                    metadata={
+                        **msg.metadata,
+                        "error": error + f"max bytes to buffer : {self.buffer_limit_bytes}",
+                    }
+                ),
+                FAILURE,
+            )
+            return
+        emit(msg.copy(data=result.body or "{}", metadata=metadata), SUCCESS)
+
+
+def _plain_text(data: str) -> str:
+    """JacksonUtil.toPlainText: a JSON string's content, anything else as it is."""
+    if len(data) >= 2 and data.startswith('"') and data.endswith('"'):
+        try:
+            text = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return data
+        return text if isinstance(text, str) else data
+    return data
+
+
+def _http_status(code: int) -> HTTPStatus:
+    try:
+        return HTTPStatus(code)
+    except ValueError:  # Spring's (HttpStatus) cast of an unknown code; named as ThingsBoard would fail
+        return HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+# WebClientResponseException.create: the subclass Spring raises per status
+_RESPONSE_EXCEPTIONS = {
+    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+    406: "NotAcceptable", 409: "Conflict", 410: "Gone", 415: "UnsupportedMediaType",
+    422: "UnprocessableEntity", 429: "TooManyRequests", 500: "InternalServerError", 501: "NotImplemented",
+    502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout",
+}  # fmt: skip
+
+
+def _response_exception(code: int) -> str:
+    name = "org.springframework.web.reactive.function.client.WebClientResponseException"
+    return f"{name}${_RESPONSE_EXCEPTIONS[code]}" if code in _RESPONSE_EXCEPTIONS else name
+
+
+class _Deduplication:
+    """DeduplicateProcessingStrategy.shouldProcess: the first message per originator per interval.
+
+    ThingsBoard keeps at most 100 intervals (and two days' worth) in a Caffeine cache; so does this.
+    """
+
+    MAX_INTERVALS = 100
+    MAX_TOTAL_S = 2 * 86_400
+
+    def __init__(self, interval_s: int) -> None:
+        self.interval_ms = interval_s * 1000
+        self.max_intervals = min(self.MAX_TOTAL_S // interval_s, self.MAX_INTERVALS)
+        self.seen: OrderedDict[int, set[str]] = OrderedDict()
+
+    def first(self, ts: int, originator_id: str) -> bool:
+        interval = ts // self.interval_ms
+        ids = self.seen.setdefault(interval, set())
+        self.seen.move_to_end(interval)
+        while len(self.seen) > self.max_intervals:
+            self.seen.popitem(last=False)
+        if originator_id in ids:
+            return False
+        ids.add(originator_id)
+        return True
+
+
+def _processing(settings: Any) -> _Deduplication | bool:
+    """A save node's processing settings: True saves, False sends to WebSockets only (nothing to
+    save in the emulator), a _Deduplication decides per message. ADVANCED is not emulated."""
+    if isinstance(settings, TimeseriesAdvanced | AttributesAdvanced):
+        raise ValueError("not emulated: processingSettings ADVANCED")
+    if isinstance(settings, Deduplicate):
+        return _Deduplication(settings.deduplication_interval_secs)
+    return not isinstance(settings, WebSocketsOnly)
+
+
+_LONG = re.compile(r"[+-]?\d{1,19}")
+
+
+def _parse_long(text: str) -> int | None:
+    """Long.parseLong, None where it throws NumberFormatException."""
+    if _LONG.fullmatch(text) and -(2**63) <= int(text) < 2**63:
+        return int(text)
+    return None
+
+
+def _metadata_ts(msg: TbMsg) -> int:
+    """TbMsg.getMetaDataTs: metadata ts as a long, else the message's own time (now)."""
+    ts = _parse_long(msg.metadata.get("ts", ""))
+    return now_ms() if ts is None else ts
 
 
 class SaveTimeseries:
-    """telemetry.TbMsgTimeseriesNode: stores a POST_TELEMETRY_REQUEST at metadata ts (or now)."""
+    """telemetry.TbMsgTimeseriesNode: stores a POST_TELEMETRY_REQUEST at metadata ts (or now).
 
-    def __init__(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+    processingSettings ON_EVERY_MESSAGE saves, WEBSOCKETS_ONLY saves nothing (the emulator has no
+    WebSockets), DEDUPLICATE saves the first message per device and interval and passes the rest
+    on untouched; an empty body is Failure, a TTL metadata value that is not a long too (TTL itself
+    is not emulated: nothing expires)."""
+
+    def __init__(self, ctx: NodeContext, config: TimeseriesConfiguration) -> None:
         self.ctx = ctx
-        self.use_server_ts = bool(config.get("useServerTs", False))
+        self.use_server_ts = config.use_server_ts
+        self.processing = _processing(config.processing_settings)
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
         values = msg.json()
         if msg.type != MsgType.POST_TELEMETRY_REQUEST or not isinstance(values, dict):
             emit(msg, FAILURE)  # "Unsupported msg type: ..."
             return
-        ts_text = msg.metadata.get("ts", "")
-        ts = now_ms() if self.use_server_ts or not ts_text.isdigit() else int(ts_text)
-        self.ctx.save_timeseries(msg.originator, ts, values)
+        ts = now_ms() if self.use_server_ts else _metadata_ts(msg)
+        save = self.processing
+        if isinstance(save, _Deduplication) and not save.first(ts, msg.originator.id):
+            emit(msg, SUCCESS)  # SKIP_ALL: short-circuit before the body is looked at
+            return
+        ttl = msg.metadata.get("TTL", "")
+        if not values or (ttl and _parse_long(ttl) is None):
+            emit(msg, FAILURE)  # "Msg body is empty: ..." / NumberFormatException
+            return
+        if save:
+            self.ctx.save_timeseries(msg.originator, ts, values)
         emit(msg, SUCCESS)
 
 
 class SaveAttributes:
-    """telemetry.TbMsgAttributesNode: stores a POST_ATTRIBUTES_REQUEST in the configured scope."""
+    """telemetry.TbMsgAttributesNode: stores a POST_ATTRIBUTES_REQUEST in the metadata's ``scope`` or
+    the configured one (an unknown scope fails each message, not the start). Only the keys whose value
+    changed are saved with ``updateAttributesOnlyOnValueChange``; devices hear of shared ones when the
+    configuration or the metadata ``notifyDevice`` (empty counts as true) says so. Processing settings
+    as for SaveTimeseries. Not emulated: ``sendAttributesUpdatedNotification`` (ATTRIBUTES_UPDATED)."""
 
-    SCOPES = ("CLIENT_SCOPE", "SHARED_SCOPE", "SERVER_SCOPE")
+    SCOPES = ("CLIENT_SCOPE", "SHARED_SCOPE", "SERVER_SCOPE")  # AttributeScope
 
-    def __init__(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+    def __init__(self, ctx: NodeContext, config: AttributesConfiguration) -> None:
+        if config.send_attributes_updated_notification:
+            raise ValueError("not emulated: sendAttributesUpdatedNotification")
         self.ctx = ctx
-        self.scope = config.get("scope", "CLIENT_SCOPE")
-        if self.scope not in self.SCOPES:
-            raise ValueError(f"unknown attribute scope {self.scope!r}")
-        self.notify = bool(config.get("notifyDevice", False))
+        self.config = config
+        self.processing = _processing(config.processing_settings)
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
         values = msg.json()
         if msg.type != MsgType.POST_ATTRIBUTES_REQUEST or not isinstance(values, dict):
             emit(msg, FAILURE)
             return
-        self.ctx.save_attributes(msg.originator, self.scope, values, self.notify)
+        if not values:
+            emit(msg, SUCCESS)
+            return
+        save = self.processing
+        if isinstance(save, _Deduplication) and not save.first(_metadata_ts(msg), msg.originator.id):
+            emit(msg, SUCCESS)
+            return
+        scope = msg.metadata.get("scope") or self.config.scope
+        if scope not in self.SCOPES:
+            emit(msg, FAILURE)  # AttributeScope.valueOf
+            return
+        if self.config.update_attributes_only_on_value_change:
+            current = _attribute_store(msg.originator, scope)
+            values = {k: v for k, v in values.items() if k not in current or not _same_value(current[k], v)}
+        if values and save:
+            notify_md = msg.metadata.get("notifyDevice", "")
+            notify = self.config.notify_device or notify_md == "" or notify_md.lower() == "true"
+            self.ctx.save_attributes(msg.originator, scope, values, notify)
+        emit(msg, SUCCESS)
+
+
+def _attribute_store(device: Device, scope: str) -> dict[str, Any]:
+    return {
+        "CLIENT_SCOPE": device.client_attributes,
+        "SHARED_SCOPE": device.shared_attributes,
+        "SERVER_SCOPE": device.server_attributes,
+    }[scope]
+
+
+def _same_value(old: Any, new: Any) -> bool:
+    """filterChangedAttr compares the KvEntry values, their data type included (1 is not 1.0 or true)."""
+    return type(old) is type(new) and old == new
+
+
+class LogNode:
+    """action.TbLogNode with its default script: ThingsBoard recognises that script (isStandard) and
+    logs the message without running it, as the emulator does. Any other script needs ThingsBoard's
+    script engine and is not emulated."""
+
+    def __init__(self, ctx: NodeContext, config: LogConfiguration) -> None:
+        script = config.tbel_script if config.script_lang is ScriptLanguage.TBEL else config.js_script
+        if script != LogConfiguration.STANDARD_SCRIPT:
+            raise ValueError(
+                "not emulated: a log script other than the default (ThingsBoard's script engine)"
+            )
+
+    def on_msg(self, msg: TbMsg, emit: Emit) -> None:
+        # toLogMessage, logged at INFO by the node's logger
+        log.info(f"\nIncoming message:\n{msg.data}\nIncoming metadata:\n{dumps(msg.metadata)}")
         emit(msg, SUCCESS)
 
 
 _PKG = "org.thingsboard.rule.engine."
-NODE_TYPES: dict[str, Callable[[NodeContext, dict[str, Any]], Node]] = {
+NODE_TYPES: dict[str, Callable[[NodeContext, Any], Node]] = {
     _PKG + "filter.TbMsgTypeSwitchNode": MsgTypeSwitch,
     _PKG + "filter.TbDeviceTypeSwitchNode": DeviceProfileSwitch,
     _PKG + "transform.TbChangeOriginatorNode": ChangeOriginator,
@@ -257,9 +561,37 @@ NODE_TYPES: dict[str, Callable[[NodeContext, dict[str, Any]], Node]] = {
     _PKG + "rest.TbRestApiCallNode": RestApiCall,
     _PKG + "telemetry.TbMsgTimeseriesNode": SaveTimeseries,
     _PKG + "telemetry.TbMsgAttributesNode": SaveAttributes,
+    _PKG + "action.TbLogNode": LogNode,
 }
 
 
-def bind(ctx: NodeContext) -> dict[str, Callable[[dict[str, Any]], Node]]:
-    """The node table with the emulator's context bound in, for ``rule_engine.build_engine``."""
-    return {name: functools.partial(cls, ctx) for name, cls in NODE_TYPES.items()}
+def _create(
+    ctx: NodeContext,
+    version: TbVersion,
+    implementation: Callable[[NodeContext, Any], Node],
+    spec: dict[str, Any],
+) -> Node:
+    """One node of a chain as ThingsBoard ``version`` would run it after an import: saved (upgraded,
+    validated), its configuration read as ``init`` reads it, then the node's own ``init`` checks."""
+    saved = save_rule_node(spec, version, now_ms())
+    node_class = NODE_CLASSES[version][saved["type"]]
+    if saved["configurationVersion"] > node_class.version:
+        # ThingsBoard stores and runs it as it is, reading it with its own (older) schema
+        log.warning(
+            "rule node configuration is newer than this ThingsBoard's node",
+            node=saved.get("name"),
+            configuration_version=saved["configurationVersion"],
+            node_version=node_class.version,
+            thingsboard=version.value,
+        )
+    config = (
+        read_configuration(node_class, saved.get("configuration")) if node_class.reads_configuration else None
+    )
+    return implementation(ctx, config)
+
+
+def bind(
+    ctx: NodeContext, version: TbVersion = DEFAULT_TB_VERSION
+) -> dict[str, Callable[[dict[str, Any]], Node]]:
+    """The node table for ``rule_engine.build_engine``: node type -> a factory taking the node's JSON."""
+    return {name: functools.partial(_create, ctx, version, cls) for name, cls in NODE_TYPES.items()}

@@ -302,11 +302,9 @@ def build_engine(chain: dict[str, Any], node_types: dict[str, NodeFactory]) -> R
         )
     for index, spec in enumerate(nodes):
         try:
-            node = node_types[spec["type"]](spec.get("configuration") or {})
+            node = node_types[spec["type"]](spec)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ChainError(
-                f"rule node {spec.get('name')!r} ({spec['type']}): bad configuration: {exc}"
-            ) from exc
+            raise ChainError(f"rule node {spec.get('name')!r} ({spec['type']}): {exc}") from exc
         slots.append(NodeSlot(index, spec.get("name", ""), spec["type"], node))
     for conn in connections:
         src, dst, relation = conn["fromIndex"], conn["toIndex"], conn["type"]

@@ -66,7 +66,7 @@ class Emulator:
         for chain in chains:
             chain = apply_webhook_overrides(chain, settings.webhook_url, settings.webhook_secret)
             # ChainError here (unknown node type, bad config) stops the emulator before it listens
-            engines.append(build_engine(chain, nodes.bind(self.hub)))
+            engines.append(build_engine(chain, nodes.bind(self.hub, settings.hub.thingsboard_version)))
         self.hub.set_chains(engines)
         self._mqtt: asyncio.Server | None = None
         self._http: asyncio.Server | None = None
