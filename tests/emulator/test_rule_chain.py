@@ -4,9 +4,10 @@ node-type checks at load, ThingsBoard's templates, and the chain's structure as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -24,14 +25,31 @@ SHIPPED = json.loads(SHIPPED_CHAIN.read_text())
 
 
 class CaptureServer:
-    """A tiny HTTP server recording each request (method, path, headers, body); answers 200 or `status`."""
+    """A tiny HTTP server recording each request (method, path, headers, body); answers `status` (or
+    what `status_for` says for that request) after `delay_s`, and counts requests it holds at once."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        *,
+        delay_s: float = 0.0,
+        status_for: Callable[[dict[str, Any]], int] | None = None,
+    ) -> None:
         self.status = status
+        self.delay_s = delay_s
+        self.status_for = status_for
         self.requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.received: list[dict[str, Any]] = []  # every request, in arrival order
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.server: asyncio.Server | None = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):  # the client gave up on a slow answer
+            await self._serve(reader, writer)
+        writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
             method, path, _ = line.decode().split(" ", 2)
             headers: dict[str, str] = {}
@@ -39,10 +57,18 @@ class CaptureServer:
                 key, _, value = header.decode().partition(":")
                 headers[key.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
-            await self.requests.put({"method": method, "path": path, "headers": headers, "body": body})
-            writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+            request = {"method": method, "path": path, "headers": headers, "body": body}
+            self.received.append(request)
+            await self.requests.put(request)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(self.delay_s)
+            finally:
+                self.in_flight -= 1
+            status = self.status if self.status_for is None else self.status_for(request)
+            writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\n{{}}".encode())
             await writer.drain()
-        writer.close()
 
     async def __aenter__(self) -> str:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
