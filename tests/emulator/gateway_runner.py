@@ -1,9 +1,10 @@
 """Runs the real thingsboard-gateway service with a minimal connector, as a child process of a test.
 
-``python -m tests.emulator.gateway_runner HOST PORT TOKEN WORKDIR``. The connector announces
-``motor_01`` (type motor) with heartbeat telemetry and answers every RPC at once with
-``{"accepted": true, "commandId", "queuedRounds"}``. SIGINT stops the gateway cleanly (its own
-handler); the test sends SIGINT, then SIGKILL if it has to.
+``python -m tests.emulator.gateway_runner HOST PORT TOKEN WORKDIR [SENSOR_BROKER_PORT]``. The
+connector announces ``motor_01`` (type motor) with heartbeat telemetry and answers every RPC at once
+with ``{"accepted": true, "commandId", "queuedRounds"}``. With a broker port, the gateway's own
+MQTT connector runs too (:func:`sensor_connector_config`). SIGINT stops the gateway cleanly (its
+own handler); the test sends SIGINT, then SIGKILL if it has to.
 """
 
 from __future__ import annotations
@@ -103,8 +104,64 @@ class NoUpdateCheck:
         pass
 
 
-def write_config(host: str, port: int, token: str, workdir: Path) -> Path:
-    config = {
+SENSOR_TOPIC = "sensors/{device}/data"  # a sensor publishes its telemetry here
+SENSOR_RPC_REQUEST = "sensors/{device}/rpc/{method}/{request_id}"
+SENSOR_RPC_RESPONSE = "sensors/{device}/rpc-response/{method}/{request_id}"
+
+
+def sensor_connector_config(broker_port: int) -> dict[str, Any]:
+    """The stock MQTT connector: each ``sensors/{device}/data`` message is that device's telemetry,
+    the message as it is (``"*"``: a ``{"ts", "values"}`` message keeps its ts); a two-way RPC to
+    such a device is published to its request topic and answered on its response topic."""
+    return {
+        "broker": {
+            "host": "127.0.0.1",
+            "port": broker_port,
+            "clientId": "giftwheel-test-gateway",
+            "version": 5,
+            "maxMessageNumberPerWorker": 10,
+            "maxNumberOfWorkers": 2,
+            "security": {"type": "anonymous"},
+        },
+        "mapping": [
+            {
+                "topicFilter": SENSOR_TOPIC.format(device="+"),
+                "subscriptionQos": 1,
+                "converter": {
+                    "type": "json",
+                    "deviceInfo": {
+                        "deviceNameExpressionSource": "topic",
+                        "deviceNameExpression": "(?<=sensors/)(.*?)(?=/data)",
+                        "deviceProfileExpressionSource": "constant",
+                        "deviceProfileExpression": "thermometer",
+                    },
+                    "timeseries": ["*"],
+                },
+            }
+        ],
+        "serverSideRpc": [
+            {
+                "type": "twoWay",
+                "deviceNameFilter": ".*",
+                "methodFilter": ".*",
+                "requestTopicExpression": SENSOR_RPC_REQUEST.format(
+                    device="${deviceName}", method="${methodName}", request_id="${requestId}"
+                ),
+                "responseTopicExpression": SENSOR_RPC_RESPONSE.format(
+                    device="${deviceName}", method="${methodName}", request_id="${requestId}"
+                ),
+                "responseTopicQoS": 1,
+                "responseTimeout": 10000,
+                "valueExpression": "${params}",
+            }
+        ],
+    }
+
+
+def write_config(
+    host: str, port: int, token: str, workdir: Path, sensor_broker_port: int | None = None
+) -> Path:
+    config: dict[str, Any] = {
         "thingsboard": {
             "host": host,
             "port": port,
@@ -128,6 +185,9 @@ def write_config(host: str, port: int, token: str, workdir: Path) -> Path:
             }
         ],
     }
+    if sensor_broker_port is not None:
+        (workdir / "sensors.json").write_text(json.dumps(sensor_connector_config(sensor_broker_port)))
+        config["connectors"].append({"type": "mqtt", "name": "Sensors", "configuration": "sensors.json"})
     logs = {
         "version": 1,
         "disable_existing_loggers": False,
@@ -144,7 +204,8 @@ def write_config(host: str, port: int, token: str, workdir: Path) -> Path:
 
 def main() -> None:
     host, port, token, workdir = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
-    config = write_config(host, port, token, workdir)
+    sensor_broker_port = int(sys.argv[5]) if len(sys.argv) > 5 else None
+    config = write_config(host, port, token, workdir, sensor_broker_port)
     TBModuleLoader.LOADED_CONNECTORS[CONNECTOR_TYPE + CONNECTOR_CLASS] = EchoMotorConnector
     tb_gateway_service.TBUpdater = NoUpdateCheck
     tb_gateway_service.TBGatewayService(str(config))

@@ -9,9 +9,7 @@ process (its constructor blocks until the first connect and only SIGINT stops it
 from __future__ import annotations
 
 import queue
-import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +20,8 @@ import pytest
 
 from devstack.tb_emulator.harness import EmulatorProcess, wait_until
 from devstack.tb_emulator.raw_client import RawMqttClient
-from tests.emulator.conftest import DEVICES, DISPATCHER_TOKEN, GATEWAY_TOKEN
+from tests.emulator.conftest import DEVICES, DISPATCHER_TOKEN
+from tests.emulator.gateway_process import gateway_process
 
 pytestmark = pytest.mark.slow
 
@@ -67,20 +66,8 @@ def tb_process(webhook: WebhookCapture) -> Iterator[EmulatorProcess]:
 
 @pytest.fixture
 def gateway_service(tb_process: EmulatorProcess, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = (tmp_path / "gateway.log").open("wb")
-    args = [sys.executable, "-m", "tests.emulator.gateway_runner", tb_process.host, str(tb_process.mqtt_port),
-            GATEWAY_TOKEN, str(tmp_path) + "/"]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
-    try:
+    with gateway_process(tb_process, tmp_path) as proc:
         yield proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 async def test_gateway_registers_motor_and_answers_dispatcher_rpc(
