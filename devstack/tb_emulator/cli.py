@@ -54,6 +54,18 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="ACTORS_MAX_CONCURRENT_SESSION_PER_DEVICE: a session more evicts the device's oldest",
     )
     parser.add_argument(
+        "--json-type-cast-enabled",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="JSON_TYPE_CAST_ENABLED: numeric strings in telemetry/attributes become numbers",
+    )
+    parser.add_argument(
+        "--json-max-string-value-length",
+        type=int,
+        default=0,
+        help="JSON_MAX_STRING_VALUE_LENGTH: longer string values are refused (0: no limit)",
+    )
+    parser.add_argument(
         "--history-per-device", type=int, default=10_000, help="telemetry groups kept per device"
     )
     parser.add_argument("--rpc-records-kept", type=int, default=100_000, help="server-side RPC records kept")
@@ -79,6 +91,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from devstack.tb_emulator.convert import JsonSettings
     from devstack.tb_emulator.devices import DevicesFileError, load_devices_file
     from devstack.tb_emulator.hub import HubSettings
     from devstack.tb_emulator.queues import QueueError, load_queue_file, with_queues
@@ -105,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             rpc_max_retries=args.rpc_max_retries,
             session_inactivity_timeout_s=args.session_inactivity_timeout_s,
             max_concurrent_sessions_per_device=args.max_concurrent_sessions_per_device,
+            json=JsonSettings(args.json_type_cast_enabled, args.json_max_string_value_length),
             history_per_device=args.history_per_device,
             rpc_records_kept=args.rpc_records_kept,
             thingsboard_version=TbVersion(args.thingsboard_version),

@@ -21,9 +21,9 @@ from devstack.tb_emulator.gson import (
     NumberFormatException,
     UnsupportedOperationException,
 )
-from devstack.tb_emulator.harness import InProcessEmulator
+from devstack.tb_emulator.harness import EmulatorProcess, InProcessEmulator, wait_until
 from devstack.tb_emulator.raw_client import RawMqttClient
-from tests.emulator.conftest import GATEWAY_TOKEN
+from tests.emulator.conftest import DEVICES, GATEWAY_TOKEN
 
 V3, V5 = codec.MQTT_3_1_1, codec.MQTT_5
 SERVER_TS = 42
@@ -479,3 +479,15 @@ async def test_json_values_keep_their_number_literals_over_http(tb: InProcessEmu
     assert answer.status_code == 200
     assert '"nested":{"ts":' in answer.text
     assert '"value":{"x":1.50,"y":1E2}' in answer.text
+
+
+async def test_json_settings_from_the_command_line() -> None:
+    """--json-max-string-value-length / --no-json-type-cast-enabled: JsonConverterConfig's two settings."""
+    args = ("--json-max-string-value-length", "4", "--no-json-type-cast-enabled")
+    with EmulatorProcess(DEVICES, extra_args=args) as tb:
+        async with RawMqttClient(tb.host, tb.mqtt_port, version=V5) as client:
+            assert (await client.connect("sensor-token")).reason_code == 0
+            assert await client.publish("v1/devices/me/telemetry", b'{"k": "12345"}') == 0x99
+            assert await client.publish("v1/devices/me/telemetry", b'{"k": "1234"}') == 0
+        wait_until(lambda: "k" in tb.latest_telemetry("sensor"))
+        assert tb.latest_telemetry("sensor")["k"] == "1234"  # no type cast: stays a string
