@@ -36,11 +36,13 @@ from devstack.ports import free_port
 from devstack.redis_cluster import RedisCluster as ClusterProcesses
 from devstack.redis_server import RedisServer
 from devstack.rpc_sink import RpcSink
+from devstack.stack import shipped_token, shipped_tokens
 from devstack.tb_emulator.harness import EmulatorProcess
 from giftwheel.contracts import WORKER_GROUP, GiftEvent, event_streams
 
-DISPATCHER_TOKEN = "dispatcher-dev-token"
-GATEWAY_TOKEN = "pi-gateway-01-dev-token"
+# Each worker process claims its own dispatcher device from this pool (ThingsBoard: one session each).
+DISPATCHER_TOKENS = shipped_tokens("dispatcher")
+GATEWAY_TOKEN = shipped_token("gateway")
 MOTORS = ["motor_01", "motor_02"]
 RULES = "default_device: motor_01\nrules:\n  - {name: roses, match: {gift_name: Rose}, device: motor_02}\n"
 
@@ -106,7 +108,7 @@ def workers(
         "GIFTWHEEL_REDIS__CLUSTER": "true" if cluster else "false",
         "GIFTWHEEL_INGEST__STREAM_SHARDS": str(shards),
         "GIFTWHEEL_WORKER__MQTT__PORT": str(mqtt_port),
-        "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN": DISPATCHER_TOKEN,
+        "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKENS": ",".join(DISPATCHER_TOKENS),
         "GIFTWHEEL_WORKER__MQTT__RECONNECT_MAX_S": "0.05",
         "GIFTWHEEL_WORKER__LEASE_TTL_MS": "1500",
         "GIFTWHEEL_WORKER__READ_BLOCK_MS": "100",

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cloud.worker.settings import WorkerSettings
+from cloud.worker.settings import WorkerSettings, split_csv
 from giftwheel.contracts import GiftBounds
 
 
@@ -90,12 +90,6 @@ class RealtimeSettings(BaseModel):
     permessage_deflate: bool = False
 
 
-def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
 class CloudSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GIFTWHEEL_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -116,7 +110,7 @@ class CloudSettings(BaseSettings):
     feedback: FeedbackSettings = FeedbackSettings()
     realtime: RealtimeSettings = RealtimeSettings()
 
-    _split_keys = field_validator("api_keys", "webhook_secrets", mode="before")(_split_csv)
+    _split_keys = field_validator("api_keys", "webhook_secrets", mode="before")(split_csv)
 
     @model_validator(mode="after")
     def _strong_keys(self) -> CloudSettings:

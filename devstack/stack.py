@@ -26,12 +26,19 @@ from devstack.tb_emulator.queues import QueueConfig
 DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
 
 
+def shipped_tokens(device_type: str) -> list[str]:
+    """The development tokens of a type's devices in deploy/thingsboard/devices.yaml, in file order."""
+    tokens = [
+        s.token for s in load_devices_file(SHIPPED_DEVICES).devices if s.type == device_type and s.token
+    ]
+    if not tokens:
+        raise LookupError(f"no {device_type} device with a token in {SHIPPED_DEVICES}")
+    return tokens
+
+
 def shipped_token(device_type: str) -> str:
-    """The development token of the first shipped device of a type (deploy/thingsboard/devices.yaml)."""
-    for spec in load_devices_file(SHIPPED_DEVICES).devices:
-        if spec.type == device_type and spec.token:
-            return spec.token
-    raise LookupError(f"no {device_type} device with a token in {SHIPPED_DEVICES}")
+    """The development token of the first shipped device of a type."""
+    return shipped_tokens(device_type)[0]
 
 
 @dataclass(frozen=True)
@@ -100,14 +107,20 @@ class LocalStack:
             webhook_secret=self.options.feedback_secret,
             queues=self.options.queues,
         )
+        # Each worker its own dispatcher device, as in production (ThingsBoard: one session per device).
+        dispatchers = shipped_tokens("dispatcher")
+        if self.options.workers > len(dispatchers):
+            raise ValueError(
+                f"{self.options.workers} workers, {len(dispatchers)} dispatcher devices in {SHIPPED_DEVICES}"
+            )
         self.workers = [
             ManagedProcess(
                 f"worker-{n}",
                 giftwheel_argv("worker", "--rules", str(self.options.rules), "--worker-id", f"w{n}"),
                 log_dir=self.logs,
-                env={**self._cloud_env(), **self._worker_env()},
+                env={**self._cloud_env(), **self._worker_env(token)},
             )
-            for n in range(1, self.options.workers + 1)
+            for n, token in enumerate(dispatchers[: self.options.workers], start=1)
         ]
         self.edge_config = workdir / "edge.yaml"
         self.steps_dir = workdir / "steps"
@@ -133,10 +146,10 @@ class LocalStack:
             "GIFTWHEEL_LOG_LEVEL": "INFO",
         }
 
-    def _worker_env(self) -> dict[str, str]:
+    def _worker_env(self, dispatcher_token: str) -> dict[str, str]:
         return {
             "GIFTWHEEL_WORKER__MQTT__PORT": str(self.tb.mqtt_port),
-            "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN": shipped_token("dispatcher"),
+            "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN": dispatcher_token,
             **self.options.worker_env,
         }
 

@@ -20,7 +20,14 @@ from cloud.settings import CloudSettings
 from cloud.worker.dlq import DeadLetters
 from cloud.worker.rules import RulesError
 from cloud.worker.rules_source import RulesSource
+from cloud.worker.token_lease import TokenLost, TokenUnavailable
 from giftwheel import gc_tuning, logs
+
+# sysexits' EX_CONFIG: no free dispatcher token is a configuration error; restarting will not help
+# (systemd/giftwheel-worker@.service: RestartPreventExitStatus).
+EXIT_TOKEN_IN_USE = 78
+# EX_TEMPFAIL: the token was taken over while running; a restart claims a token again.
+EXIT_TOKEN_LOST = 75
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -61,9 +68,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvloop
     except ImportError:  # uvloop is an optional speed-up (uvicorn[standard] brings it)
-        asyncio.run(_serve(settings, rules, args.worker_id))
+        runner = asyncio.run
     else:
-        uvloop.run(_serve(settings, rules, args.worker_id))
+        runner = uvloop.run
+    try:
+        runner(_serve(settings, rules, args.worker_id))
+    except TokenUnavailable as exc:
+        print(f"giftwheel worker: {exc}", file=sys.stderr)
+        return EXIT_TOKEN_IN_USE
+    except TokenLost as exc:
+        print(f"giftwheel worker: {exc}", file=sys.stderr)
+        return EXIT_TOKEN_LOST
     return 0
 
 

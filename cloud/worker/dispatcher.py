@@ -23,9 +23,11 @@ import orjson
 import structlog
 
 from cloud.worker.metrics import WorkerMetrics
-from cloud.worker.mqtt import ConnectionLost, MqttClient, MqttError
+from cloud.worker.mqtt import ClosedByBroker, ConnectionLost, MqttClient, MqttError
 from cloud.worker.rpc_timeline import TRANSPORT_TIMEOUT_REPLY
 from cloud.worker.settings import MqttSettings
+from cloud.worker.takeover import TakeoverWatch
+from cloud.worker.token_lease import token_fingerprint
 from giftwheel.contracts.motor import DispatchParams, RpcMethod
 
 log = structlog.get_logger(__name__)
@@ -105,19 +107,26 @@ class Dispatcher:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
-    async def run(self) -> None:
-        """Keep a connection up until cancelled."""
-        delay = self._settings.reconnect_min_s
+    async def run(self, access_token: str) -> None:
+        """Keep a connection up as the dispatcher device of ``access_token`` until cancelled."""
+        settings = self._settings
+        watch = TakeoverWatch(
+            self._metrics,
+            window_s=settings.takeover_window_s,
+            alarm_after=settings.takeover_alarm_after,
+            token_fingerprint=token_fingerprint(access_token),
+        )
+        delay = settings.reconnect_min_s
         while not self._stopping:
             try:
-                client = await self._connect()
+                client = await self._connect(access_token)
             except MqttError as exc:
                 self._metrics.mqtt_reconnects.inc()
                 log.warning("thingsboard_unreachable", error=str(exc), retry_in_s=round(delay, 3))
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self._settings.reconnect_max_s)
+                delay = min(delay * 2, settings.reconnect_max_s)
                 continue
-            delay = self._settings.reconnect_min_s
+            connected_at = asyncio.get_running_loop().time()
             self._client = client
             self._awaiting.clear()
             self._ready.set()
@@ -133,13 +142,20 @@ class Dispatcher:
                 self._awaiting.clear()
             if not self._stopping:
                 log.warning("thingsboard_connection_lost", reason=str(reason))
+                lived_s = asyncio.get_running_loop().time() - connected_at
+                if watch.session_ended(lived_s, closed_by_server=isinstance(reason, ClosedByBroker)):
+                    # Cut short right after connecting: back off as after a failed connect.
+                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                    delay = min(delay * 2, settings.reconnect_max_s)
+                else:
+                    delay = settings.reconnect_min_s
 
-    async def _connect(self) -> MqttClient:
+    async def _connect(self, access_token: str) -> MqttClient:
         client = await MqttClient.connect(
             self._settings.host,
             self._settings.port,
             client_id=self._client_id,
-            username=self._settings.access_token.get_secret_value(),
+            username=access_token,
             keepalive_s=self._settings.keepalive_s,
             timeout_s=self._settings.connect_timeout_s,
             on_message=self._on_message,

@@ -23,7 +23,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_RELEASE = """
+# Deletes a lease key only while it still holds the caller's id (another may own it by now).
+RELEASE_IF_OWNER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -47,7 +48,7 @@ class ShardLeases:
         self._ttl_ms = ttl_ms
         self.owned: set[str] = set()
         self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._release = redis.register_script(RELEASE_IF_OWNER)
 
     async def _live_workers(self) -> int:
         now = time.time_ns() // 1_000_000

@@ -59,6 +59,11 @@ class WorkerMetrics:
         self.mqtt_connected = Gauge(
             "giftwheel_worker_mqtt_connected", "1 while connected to ThingsBoard", registry=r
         )
+        self.sessions_taken_over = Counter(
+            "giftwheel_worker_dispatcher_sessions_taken_over_total",
+            "Dispatcher sessions ThingsBoard closed soon after a good connect (another client on the token?)",
+            registry=r,
+        )
         self.mqtt_reconnects = Counter(
             "giftwheel_worker_mqtt_connect_failures_total", "Failed attempts to reach ThingsBoard", registry=r
         )

@@ -45,6 +45,10 @@ class ConnectionLost(MqttError):
     pass
 
 
+class ClosedByBroker(ConnectionLost):
+    """The broker ended the connection (EOF or reset), as opposed to a timeout or our own close."""
+
+
 def _encode_length(length: int) -> bytes:
     if not 0 <= length <= _MAX_REMAINING:
         raise MqttError(f"packet of {length} bytes exceeds MQTT's limit")
@@ -149,7 +153,7 @@ class MqttClient:
                     raise ConnectionLost("malformed remaining length from broker")
             body = await self._reader.readexactly(length) if length else b""
         except (asyncio.IncompleteReadError, OSError) as exc:
-            raise ConnectionLost("connection closed by broker") from exc
+            raise ClosedByBroker("connection closed by broker") from exc
         # Keep the flags in the low nibble for PUBLISH (qos, retain); other types ignore them.
         return (first[0] >> 4) | ((first[0] & 0x0F) << 8), body
 

@@ -11,7 +11,8 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis, RedisCluster
@@ -28,9 +29,29 @@ from cloud.worker.leases import ShardLeases
 from cloud.worker.limits import Limits
 from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.rules import Rules
+from cloud.worker.token_lease import DispatcherToken
 from giftwheel.contracts import WORKER_GROUP, event_streams
 
 log = structlog.get_logger(__name__)
+
+# How long a cancelled task may take to finish before it is cancelled again (cancel_and_wait).
+_RECANCEL_AFTER_S = 0.2
+
+
+async def cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait for them, cancelling again whatever survived a cancel.
+
+    redis-py 8.2's asyncio client (with socket_timeout set, as ours is) can swallow a cancel that
+    lands while a command is in flight: the command returns, the task carries on (``cancelling()``
+    stays 1) and the next ``await asyncio.sleep`` of a loop waits on. Seen as a stopping worker
+    stuck in its sweep loop (293 of 300 cancels swallowed in a loop of ZRANGEBYSCORE).
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=_RECANCEL_AFTER_S)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def new_worker_id() -> str:
@@ -71,6 +92,7 @@ class Worker:
             attempt_lifetime_s=self._settings.rpc.attempt_lifetime_s,
         )
         self.leases = ShardLeases(redis, self.worker_id, self.streams, self._settings.lease_ttl_ms)
+        self.token = DispatcherToken(redis, self.worker_id, self._settings.mqtt)
         self._consumers: dict[str, tuple[ShardConsumer, asyncio.Task[None]]] = {}
         self._unreachable_since: float | None = None
         self._registered = False
@@ -173,15 +195,24 @@ class Worker:
         self.metrics.dlq_size.set(await self.dead_letters.size())
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set.
+
+        Raises TokenUnavailable before doing anything if no dispatcher token is free for this worker,
+        and TokenLost (after stopping cleanly) if another worker took over its token meanwhile.
+        """
         log.info("worker_starting", worker=self.worker_id, streams=len(self.streams))
+        access_token = await self.token.acquire()
         background = [
-            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(self.dispatcher.run(access_token), name="dispatcher"),
             asyncio.create_task(self._lease_loop(), name="leases"),
             asyncio.create_task(self._sweep_loop(), name="sweeper"),
         ]
+        keeper = asyncio.create_task(self.token.keep(), name="dispatcher-token")
+        stopping = asyncio.create_task(stop.wait(), name="stop")
         try:
-            await stop.wait()
+            await asyncio.wait([stopping, keeper], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            await cancel_and_wait([stopping, keeper])  # no renewal of a token about to be released
             background[1].cancel()  # no new shards while stopping
             for consumer, _task in self._consumers.values():
                 consumer.stop()
@@ -194,8 +225,10 @@ class Worker:
             await self.sender.drain()
             with contextlib.suppress(RedisError, OSError):
                 await self.leases.leave()
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await cancel_and_wait(background)
             await self.dispatcher.close()
+            with contextlib.suppress(RedisError, OSError):
+                await self.token.release()
             log.info("worker_stopped", worker=self.worker_id)
+        if keeper.done() and not keeper.cancelled() and (lost := keeper.exception()) is not None:
+            raise lost

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import NoDecode
 
 from cloud.worker.rpc_timeline import RpcTimeline
 
@@ -13,13 +15,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def split_csv(value: object) -> object:
+    """A list setting given as one environment string: comma-separated, blanks dropped."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 class MqttSettings(_Section):
-    """How the worker reaches ThingsBoard's MQTT transport as the ``dispatcher`` device."""
+    """How the worker reaches ThingsBoard's MQTT transport as its own ``dispatcher`` device."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
-    # The dispatcher device's access token: ThingsBoard reads it from the MQTT username.
+    # This worker's own dispatcher device's access token (ThingsBoard reads it from the MQTT username)
+    # ... or a pool of them (comma-separated in the environment), of which the worker claims a free
+    # one. ThingsBoard keeps one session per device: no two workers may share a token, and a Redis
+    # lease per token (cloud/worker/token_lease.py) makes a shared one a startup error.
     access_token: SecretStr = SecretStr("")
+    access_tokens: Annotated[list[SecretStr], NoDecode, BeforeValidator(split_csv)] = []
+    # The claim expires this long after the last renewal (a killed worker's token is free again) ...
+    token_lease_ttl_ms: int = Field(default=10_000, ge=300)
+    # ... and a starting worker waits this long for a token to come free before it gives up.
+    token_claim_wait_s: float = Field(default=15.0, ge=0)
+    # A session ThingsBoard closes within this long of a good connect, this many times in a row,
+    # means another client uses this token (outside our Redis, where only ThingsBoard can tell).
+    takeover_window_s: float = Field(default=30.0, gt=0)
+    takeover_alarm_after: int = Field(default=3, ge=1)
     # Prefix of the MQTT client id; each worker appends its own id (brokers drop duplicate ids).
     client_id: str = "giftwheel-dispatcher"
     keepalive_s: int = Field(default=30, ge=5, le=600)
@@ -28,6 +49,20 @@ class MqttSettings(_Section):
     puback_timeout_s: float = Field(default=5.0, gt=0)
     reconnect_min_s: float = Field(default=0.1, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind_of_token(self) -> Self:
+        if self.access_token.get_secret_value() and self.access_tokens:
+            raise ValueError("set access_token (this worker's own) or access_tokens (a pool), not both")
+        tokens = self.tokens()
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("access_tokens lists a token twice")
+        return self
+
+    def tokens(self) -> list[str]:
+        """The tokens this worker may claim: its own, or the pool."""
+        own = self.access_token.get_secret_value()
+        return [own] if own else [t.get_secret_value() for t in self.access_tokens]
 
 
 class LimitSettings(_Section):

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from cloud.worker.rpc_timeline import RULE_ENGINE_GRACE_S, RpcTimeline
+from devstack.stack import StackOptions
 from devstack.tb_emulator.devices import load_devices_file
 from devstack.tb_emulator.harness import SHIPPED_DEVICES
 from devstack.tb_emulator.hub import HubSettings
@@ -36,7 +37,10 @@ def test_shipped_devices_are_what_the_chain_and_docs_expect() -> None:
     gateways = [d for d in devices.values() if d.gateway]
     assert len(gateways) == 1
     assert gateways[0].overwrite_activity_time
-    assert devices["dispatcher"].token
+    # one dispatcher device per local worker (ThingsBoard keeps one session per device)
+    dispatchers = [d for d in devices.values() if d.type == "dispatcher"]
+    assert len(dispatchers) >= StackOptions().workers
+    assert all(d.token for d in dispatchers)
     motors = [d for d in devices.values() if d.type == MOTOR_PROFILE]
     assert motors
     assert all(m.token is None for m in motors)  # motors speak through the gateway only

@@ -18,6 +18,7 @@ from cloud.settings import CloudSettings
 from cloud.worker.rules import Rules
 from cloud.worker.service import Worker
 from devstack.rpc_sink import RpcSink
+from devstack.stack import shipped_tokens
 from devstack.tb_emulator.devices import load_devices_file
 from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
@@ -48,7 +49,10 @@ async def enqueue(redis: Redis, stream: str, events: list[GiftEvent]) -> list[st
     return ids
 
 
-DISPATCHER_TOKEN = "dispatcher-dev-token"
+# Every shipped dispatcher device's token: workers in a test claim one each from this pool (as
+# `docker compose --scale worker=N` does); ThingsBoard keeps one session per device.
+DISPATCHER_TOKENS = shipped_tokens("dispatcher")
+DISPATCHER_TOKEN = DISPATCHER_TOKENS[0]  # device dispatcher-1: a test that wants one known device
 GATEWAY_TOKEN = "pi-gateway-01-dev-token"
 MOTORS = ["motor_01", "motor_02"]
 DEVICES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "thingsboard" / "devices.yaml"
@@ -84,7 +88,7 @@ def worker_settings(redis_url: str, mqtt_port: int, shards: int = 1, **worker: A
         "claim_idle_ms": 0,
         "read_block_ms": 50,
         "sweep_interval_s": 0.1,
-        "mqtt": {"port": mqtt_port, "access_token": DISPATCHER_TOKEN, "reconnect_max_s": 0.5},
+        "mqtt": {"port": mqtt_port, "access_tokens": DISPATCHER_TOKENS, "reconnect_max_s": 0.5},
     }
     values.update(worker)
     return CloudSettings.model_validate(

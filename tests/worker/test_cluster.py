@@ -22,7 +22,7 @@ from devstack.rpc_sink import RpcSink
 from devstack.tb_emulator.server import Emulator
 from giftwheel.contracts import event_streams
 from tests.waiting import wait_until
-from tests.worker.conftest import DISPATCHER_TOKEN
+from tests.worker.conftest import DISPATCHER_TOKENS
 
 API_KEY = "cluster-test-key-0123456789"
 SHARDS = 6
@@ -47,7 +47,7 @@ def settings_for(cluster: RedisCluster, mqtt_port: int) -> CloudSettings:
             "worker": {
                 "lease_ttl_ms": 600,
                 "read_block_ms": 50,
-                "mqtt": {"port": mqtt_port, "access_token": DISPATCHER_TOKEN},
+                "mqtt": {"port": mqtt_port, "access_tokens": DISPATCHER_TOKENS},
             },
         }
     )

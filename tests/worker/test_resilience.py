@@ -22,7 +22,7 @@ from devstack.tb_emulator.server import Emulator
 from giftwheel.contracts import GiftEvent, event_streams
 from tests.waiting import wait_until
 from tests.worker.conftest import (
-    DISPATCHER_TOKEN,
+    DISPATCHER_TOKENS,
     GATEWAY_TOKEN,
     MOTORS,
     gift,
@@ -108,7 +108,7 @@ def spawn_worker(
         "GIFTWHEEL_REDIS_URL": redis_url,
         "GIFTWHEEL_INGEST__STREAM_SHARDS": str(shards),
         "GIFTWHEEL_WORKER__MQTT__PORT": str(mqtt_port),
-        "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN": DISPATCHER_TOKEN,
+        "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKENS": ",".join(DISPATCHER_TOKENS),
         "GIFTWHEEL_WORKER__LEASE_TTL_MS": "1000",
         "GIFTWHEEL_WORKER__CLAIM_IDLE_MS": "1000",
         "GIFTWHEEL_WORKER__READ_BLOCK_MS": "50",
