@@ -288,8 +288,10 @@ def key_set(value: Any) -> set[str] | None:
 
 
 def request_id(topic: str, prefix: str) -> int:
+    """JsonMqttAdaptor.getRequestId (Integer.parseInt of the topic's tail) where its caller catches
+    every RuntimeException: attribute requests and RPC responses."""
     suffix = topic[len(prefix) :]
     try:
-        return int(suffix)
-    except ValueError:
+        return gson.parse_long(suffix, bits=32)
+    except gson.NumberFormatException:
         raise AdaptorError(f"request id {suffix!r} in topic is not an integer") from None

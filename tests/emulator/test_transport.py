@@ -81,6 +81,8 @@ async def test_malformed_json_closes_a_v3_session(tb: InProcessEmulator) -> None
         ("v1/devices/me/telemetry", b'{"ts": 1, "values": 7}'),
         ("v1/devices/me/attributes", b"[1, 2]"),
         ("v1/devices/me/rpc/request/1", b'["method"]'),
+        ("v1/devices/me/attributes/request/1_0", b"{}"),  # Integer.parseInt, not Python's int()
+        ("v1/devices/me/rpc/response/1 ", b"{}"),
     ],
 )
 async def test_bad_payload_gets_puback_0x99_on_v5_and_session_stays(
