@@ -20,7 +20,9 @@ from cloud.worker.service import Worker
 from devstack.rpc_sink import RpcSink
 from devstack.stack import shipped_tokens
 from devstack.tb_emulator.devices import load_devices_file
+from devstack.tb_emulator.harness import SHIPPED_QUEUES
 from devstack.tb_emulator.hub import HubSettings
+from devstack.tb_emulator.queues import load_queue_file, with_queues
 from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
 from giftwheel.contracts import EVENT_FIELD, GiftEvent
 
@@ -58,10 +60,17 @@ MOTORS = ["motor_01", "motor_02"]
 DEVICES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "thingsboard" / "devices.yaml"
 
 
+def emulator_hub(**fields: Any) -> HubSettings:
+    """The emulator's ThingsBoard settings (``fields``) with the shipped rule-engine queues, which
+    the shipped device profiles name."""
+    queues = tuple(with_queues(load_queue_file(q) for q in SHIPPED_QUEUES))
+    return HubSettings(queues=queues, **fields)
+
+
 async def start_emulator(
     mqtt_port: int = 0, *, chain: Path = SHIPPED_CHAIN, hub: HubSettings | None = None
 ) -> Emulator:
-    settings = EmulatorSettings(mqtt_port=mqtt_port, http_port=0, hub=hub or HubSettings())
+    settings = EmulatorSettings(mqtt_port=mqtt_port, http_port=0, hub=hub or emulator_hub())
     emulator = Emulator.from_files(settings, load_devices_file(DEVICES_FILE), [chain])
     await emulator.start()
     return emulator

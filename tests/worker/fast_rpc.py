@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from cloud.worker.rpc_timeline import RpcTimeline
-from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.server import Emulator
 from tests.emulator.conftest import chain_with_rpc_timeout
-from tests.worker.conftest import start_emulator
+from tests.worker.conftest import emulator_hub, start_emulator
 
 FAST_RPC = RpcTimeline(chain_timeout_s=2, client_timeout_s=4.0, margin_s=0.5, retry_pause_s=0.2)
 FAST_RPC_SETTINGS: dict[str, Any] = FAST_RPC.model_dump()
@@ -36,5 +35,5 @@ async def start_fast_rpc_emulator(
     chain_dir: Path, mqtt_port: int = 0, *, client_rpc_timeout_s: float = FAST_RPC.client_timeout_s
 ) -> Emulator:
     """The shipped devices and chain in this process, on the fast timeline; ``stop()`` it."""
-    hub = HubSettings(client_rpc_timeout_s=client_rpc_timeout_s)
+    hub = emulator_hub(client_rpc_timeout_s=client_rpc_timeout_s)
     return await start_emulator(mqtt_port, chain=fast_rpc_chain(chain_dir), hub=hub)
