@@ -31,7 +31,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     prov = actions.add_parser("provision", help="create/update rule chain, profiles, devices; print tokens")
     prov.add_argument("--url", required=True, help="ThingsBoard base URL, e.g. https://tb.example.com")
     prov.add_argument("--user", required=True, help=f"tenant administrator (password: ${PASSWORD_ENV})")
-    prov.add_argument("--fleet", type=Path, required=True, help="fleet file: dispatcher, gateways -> motors")
+    prov.add_argument("--fleet", type=Path, required=True, help="fleet file: dispatchers, gateways -> motors")
+    prov.add_argument(
+        "--dispatchers",
+        type=int,
+        metavar="N",
+        help="dispatcher devices to have, one per cloud worker instance (default: the fleet file's count)",
+    )
     prov.add_argument(
         "--feedback-url", required=True, help="where the rule chain POSTs motor telemetry (the cloud API)"
     )
@@ -54,10 +60,15 @@ def _secret(env: str, what: str) -> str | None:
 
 
 def _report(result: Provisioned, url: str) -> str:
+    pool = ",".join(result.dispatcher_tokens.values())
     lines = [
         f"# ThingsBoard access tokens from `giftwheel tb provision` ({url}). Secrets: keep them in a vault.",
-        "# Cloud workers: GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN",
-        yaml.safe_dump({"giftwheel_dispatcher_token": result.dispatcher_token}).rstrip(),
+        "# Cloud workers, one token each (ThingsBoard keeps one session per device): give each worker",
+        "# instance its own as GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN (systemd: /etc/giftwheel/worker-N.env),",
+        "# or all of them the pool as GIFTWHEEL_WORKER__MQTT__ACCESS_TOKENS",
+        "# (compose: GIFTWHEEL_DISPATCHER_TOKENS in deploy/.env).",
+        yaml.safe_dump({"giftwheel_dispatcher_tokens": result.dispatcher_tokens}, sort_keys=False).rstrip(),
+        yaml.safe_dump({"giftwheel_dispatcher_token_pool": pool}).rstrip(),
         "# Ansible: inventories/<env>/group_vars/edge/vault.yml",
         yaml.safe_dump({"vault_edge_gateway_tokens": result.gateway_tokens}).rstrip(),
     ]
@@ -74,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"giftwheel tb provision: set {' and '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        fleet = load_fleet(args.fleet)
+        fleet = load_fleet(args.fleet, dispatchers=args.dispatchers)
         artefacts = Artefacts.load(args.artefacts)
     except (FleetError, ArtefactError) as exc:
         print(f"giftwheel tb provision: {exc}", file=sys.stderr)

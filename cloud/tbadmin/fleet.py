@@ -1,6 +1,8 @@
-"""The fleet file: which gateways (Pis) exist and which motors each drives.
+"""The fleet file: the cloud workers' dispatcher devices, the gateways (Pis) and the motors each drives.
 
-dispatcher: dispatcher          # the device the cloud workers connect as
+dispatchers:                    # one per cloud worker instance: dispatcher-1 .. dispatcher-2
+  prefix: dispatcher
+  count: 2
 gateways:
   pi-01: [motor_01, motor_02]   # gateway device name (= Ansible host) -> its motors
   pi-02: [motor_03]
@@ -21,15 +23,29 @@ class FleetError(ValueError):
     pass
 
 
+class Dispatchers(BaseModel):
+    """The devices the cloud workers connect as: ThingsBoard keeps one session per device, so every
+    worker instance needs its own (``<prefix>-1`` .. ``<prefix>-<count>``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prefix: DeviceName = "dispatcher"
+    count: int = Field(default=2, ge=1, le=1_000)
+
+    @property
+    def names(self) -> list[str]:
+        return [f"{self.prefix}-{n}" for n in range(1, self.count + 1)]
+
+
 class Fleet(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dispatcher: DeviceName = "dispatcher"
+    dispatchers: Dispatchers = Dispatchers()
     gateways: Annotated[dict[DeviceName, list[DeviceName]], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> Self:
-        owner: dict[str, str] = {self.dispatcher: "the dispatcher"}
+        owner: dict[str, str] = {name: "a dispatcher" for name in self.dispatchers.names}
         for gateway, motors in self.gateways.items():
             for name, role in [(gateway, "a gateway"), *((m, f"a motor of {gateway}") for m in motors)]:
                 if name in owner:
@@ -42,11 +58,14 @@ class Fleet(BaseModel):
         return [m for motors in self.gateways.values() for m in motors]
 
 
-def load_fleet(path: Path) -> Fleet:
+def load_fleet(path: Path, *, dispatchers: int | None = None) -> Fleet:
+    """The fleet file, validated; ``dispatchers`` overrides its dispatcher count."""
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise FleetError(f"cannot read fleet file {path}: {exc}") from exc
+    if dispatchers is not None and isinstance(data, dict):
+        data = {**data, "dispatchers": {**(data.get("dispatchers") or {}), "count": dispatchers}}
     try:
         return Fleet.model_validate(data)
     except ValidationError as exc:

@@ -1,5 +1,6 @@
-"""Idempotent provisioning: the rule chain, the three device profiles pointing at it, the dispatcher,
-one gateway per Pi and the motors, then the access tokens the cloud workers and Ansible need.
+"""Idempotent provisioning: the rule chain, the three device profiles pointing at it, one dispatcher
+device per cloud worker, one gateway per Pi and the motors, then the access tokens the cloud workers
+and Ansible need.
 
 Each step reads what exists and writes only what differs, so a second run changes nothing, and a run
 after someone edited ThingsBoard by hand puts back exactly what drifted. Existing devices keep their
@@ -46,7 +47,7 @@ class Change:
 @dataclass
 class Provisioned:
     changes: list[Change] = field(default_factory=list)
-    dispatcher_token: str = ""
+    dispatcher_tokens: dict[str, str] = field(default_factory=dict)
     gateway_tokens: dict[str, str] = field(default_factory=dict)
 
     def note(self, kind: str, name: str, action: Action) -> None:
@@ -185,8 +186,9 @@ def provision(
         )
         for name in PROFILES
     }
-    dispatcher = ensure_device(admin, fleet.dispatcher, profiles["dispatcher"], gateway=False, out=out)
-    out.dispatcher_token = admin.access_token(entity_id(dispatcher))
+    for name in fleet.dispatchers.names:  # one per worker instance: one session per device
+        dispatcher = ensure_device(admin, name, profiles["dispatcher"], gateway=False, out=out)
+        out.dispatcher_tokens[name] = admin.access_token(entity_id(dispatcher))
     for gateway_name, motors in fleet.gateways.items():
         gateway = ensure_device(admin, gateway_name, profiles["gateway"], gateway=True, out=out)
         out.gateway_tokens[gateway_name] = admin.access_token(entity_id(gateway))

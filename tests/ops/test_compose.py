@@ -80,6 +80,24 @@ def test_cloud_settings_in_compose_are_real_and_valid(
     if service == "worker":
         assert settings.worker.mqtt.host == "thingsboard"
         assert settings.worker.rules_file is not None
+        # Replicas share one environment: a pool each claims from, never one token for all of them.
+        assert settings.worker.mqtt.access_tokens
+        assert not settings.worker.mqtt.access_token.get_secret_value()
+
+
+def test_every_worker_replica_can_have_its_own_dispatcher_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's replica count and a pool of that many tokens: each replica gets one."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    env = example_env()
+    replicas = int(interpolate(compose["services"]["worker"]["deploy"]["replicas"], env))
+    assert replicas >= 2
+    tokens = [f"token-{n}" for n in range(replicas)]
+    worker = interpolate(
+        compose["services"]["worker"]["environment"], {**env, "GIFTWHEEL_DISPATCHER_TOKENS": ",".join(tokens)}
+    )
+    for key, value in worker.items():
+        monkeypatch.setenv(key, str(value))
+    assert CloudSettings().worker.mqtt.tokens() == tokens
 
 
 def test_worker_rules_file_default_exists(services: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud.worker.cli import EXIT_TOKEN_IN_USE
 from tests.ops.units import (
     UNIT_DIR,
     UNITS,
@@ -87,3 +88,10 @@ def test_edge_unit_is_a_watched_notify_service_that_can_reach_gpio() -> None:
 def test_worker_template_names_its_consumer_after_the_instance() -> None:
     worker = directives((UNIT_DIR / "giftwheel-worker@.service").read_text())
     assert "--worker-id %H-%i" in worker["ExecStart"][0]
+
+
+def test_each_worker_instance_reads_its_own_dispatcher_token_and_a_taken_token_is_not_restarted() -> None:
+    worker = directives((UNIT_DIR / "giftwheel-worker@.service").read_text())
+    # cloud.env, then the instance's own token file (optional: a pool in cloud.env instead, not both)
+    assert worker["EnvironmentFile"] == ["/etc/giftwheel/cloud.env", "-/etc/giftwheel/worker-%i.env"]
+    assert worker["RestartPreventExitStatus"] == [str(EXIT_TOKEN_IN_USE)]

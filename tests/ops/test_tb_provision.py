@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 FEEDBACK_URL = "https://api.test.invalid/v1/feedback/thingsboard"
 FEEDBACK_SECRET = "feedback-secret-for-the-test-0123456789"
-FLEET = {"dispatcher": "dispatcher", "gateways": {"pi-01": ["motor_01", "motor_02"], "pi-02": ["motor_03"]}}
+FLEET = {"dispatchers": {"count": 2}, "gateways": {"pi-01": ["motor_01", "motor_02"], "pi-02": ["motor_03"]}}
 
 
 @pytest.fixture
@@ -46,12 +46,13 @@ def provision(
     fleet: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    *extra: str,
 ) -> tuple[int, dict[str, Any], list[str]]:
     monkeypatch.setenv("GIFTWHEEL_TB_PASSWORD", TENANT_PASSWORD)
     monkeypatch.setenv("GIFTWHEEL_FEEDBACK__SECRET", FEEDBACK_SECRET)
     code = main(
         ["tb", "provision", "--url", emulator.base_url, "--user", TENANT_USER, "--fleet", str(fleet),
-         "--feedback-url", FEEDBACK_URL, "--artefacts", str(REPO / "deploy/thingsboard")]
+         "--feedback-url", FEEDBACK_URL, "--artefacts", str(REPO / "deploy/thingsboard"), *extra]
     )  # fmt: skip
     out, err = capsys.readouterr()
     return code, (yaml.safe_load(out) if code == 0 else {}), err.splitlines()
@@ -73,9 +74,13 @@ def test_provision_creates_everything_then_changes_nothing(
 ) -> None:
     code, tokens, log = provision(emulator, fleet_file, capsys, monkeypatch)
     assert code == 0, log
-    assert sorted(line.split()[0] for line in log) == ["created"] * (1 + 3 + 1 + 2 + 3)
+    assert sorted(line.split()[0] for line in log) == ["created"] * (1 + 3 + 2 + 2 + 3)
     assert set(tokens["vault_edge_gateway_tokens"]) == {"pi-01", "pi-02"}
     assert len(set(tokens["vault_edge_gateway_tokens"].values())) == 2
+    dispatchers = tokens["giftwheel_dispatcher_tokens"]
+    assert list(dispatchers) == ["dispatcher-1", "dispatcher-2"]
+    assert len(set(dispatchers.values())) == 2  # one token per worker instance
+    assert tokens["giftwheel_dispatcher_token_pool"] == ",".join(dispatchers.values())
 
     code, again, log = provision(emulator, fleet_file, capsys, monkeypatch)
     assert code == 0, log
@@ -86,7 +91,7 @@ def test_provision_creates_everything_then_changes_nothing(
         devices = {d["name"]: d for d in emulator.devices()}
         assert devices["pi-01"]["gateway"] is True
         assert devices["motor_03"]["type"] == "motor"
-        assert devices["dispatcher"]["type"] == "dispatcher"
+        assert devices["dispatcher-1"]["type"] == devices["dispatcher-2"]["type"] == "dispatcher"
         (chain,) = tb.get("/api/ruleChains", params={"pageSize": 10, "page": 0}).json()["data"]
         profiles = tb.get("/api/deviceProfiles", params={"pageSize": 10, "page": 0}).json()["data"]
         assert {p["name"]: p["defaultRuleChainId"]["id"] for p in profiles} == {
@@ -117,7 +122,8 @@ def test_printed_tokens_authenticate_on_mqtt(
 ) -> None:
     code, tokens, log = provision(emulator, fleet_file, capsys, monkeypatch)
     assert code == 0, log
-    for token in [tokens["giftwheel_dispatcher_token"], *tokens["vault_edge_gateway_tokens"].values()]:
+    printed = [*tokens["giftwheel_dispatcher_tokens"].values(), *tokens["vault_edge_gateway_tokens"].values()]
+    for token in printed:
         assert asyncio.run(connack(emulator, token)) == 0
     assert asyncio.run(connack(emulator, "not-a-provisioned-token")) != 0
 
@@ -155,6 +161,27 @@ def test_drift_is_repaired_and_only_drift(
     assert {d["name"]: d["gateway"] for d in emulator.devices()}["pi-02"] is True
     code, _, log = provision(emulator, fleet_file, capsys, monkeypatch)
     assert {line.split()[0] for line in log} == {"unchanged"}  # the repair holds
+
+
+def test_more_dispatchers_on_request_and_the_existing_ones_keep_their_tokens(
+    emulator: EmulatorProcess,
+    fleet_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, first, log = provision(emulator, fleet_file, capsys, monkeypatch)
+    assert code == 0, log
+    code, more, log = provision(emulator, fleet_file, capsys, monkeypatch, "--dispatchers", "4")
+    assert code == 0, log
+    assert sorted(line.strip() for line in log if line.strip().startswith("created")) == [
+        "created  dispatcher device dispatcher-3",
+        "created  dispatcher device dispatcher-4",
+    ]
+    assert list(more["giftwheel_dispatcher_tokens"]) == [f"dispatcher-{n}" for n in (1, 2, 3, 4)]
+    assert more["giftwheel_dispatcher_tokens"].items() >= first["giftwheel_dispatcher_tokens"].items()
+    assert len(set(more["giftwheel_dispatcher_tokens"].values())) == 4
+    types = {d["name"]: d["type"] for d in emulator.devices()}
+    assert [types[f"dispatcher-{n}"] for n in (1, 2, 3, 4)] == ["dispatcher"] * 4
 
 
 def test_an_existing_device_keeps_its_token_and_gets_its_profile(
@@ -211,6 +238,12 @@ def test_fleet_names_must_be_unique(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"gateways": {"pi-01": ["motor_01"], "pi-02": ["motor_01"]}}))
     with pytest.raises(FleetError, match="'motor_01' is both a motor of pi-01 and a motor of pi-02"):
         load_fleet(path)
+    path.write_text(yaml.safe_dump({"dispatchers": {"count": 2}, "gateways": {"dispatcher-2": ["m1"]}}))
+    with pytest.raises(FleetError, match="'dispatcher-2' is both a dispatcher and a gateway"):
+        load_fleet(path)
+    path.write_text(yaml.safe_dump({"dispatcher": "dispatcher", "gateways": {"pi-01": ["m1"]}}))
+    with pytest.raises(FleetError, match="dispatcher: Extra inputs are not permitted"):
+        load_fleet(path)  # the one-dispatcher fleet file of old: every worker needs its own now
 
 
 def test_example_fleet_matches_the_production_inventory() -> None:
