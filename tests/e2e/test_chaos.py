@@ -156,3 +156,7 @@ async def test_every_accepted_gift_turns_its_motor_exactly_once_under_faults(tmp
         )
         unseen = sorted(set(command_ids) - viewer.done)
         assert not unseen, f"{len(unseen)} done events never reached the viewer: {unseen[:10]}"
+        # Each worker its own dispatcher device (ThingsBoard keeps one session per device, and so does
+        # the emulator): through every kill and restart, no session was evicted by another on its token.
+        assert {s["device"] for s in stack.tb.sessions()} >= {"dispatcher-1", "dispatcher-2"}
+        assert stack.tb.stats().get("sessions_evicted", 0) == 0, f"sessions evicted; logs in {stack.logs}"
