@@ -287,3 +287,22 @@ async def test_burst_sends_a_second_rpc_at_once_and_every_pending_one_on_subscri
             third = orjson.loads((await gw.next_message()).payload)["data"]
     assert [(d["id"], d["params"]["commandId"]) for d in pushed] == [(0, "c-1111111111"), (1, "c-2222222222")]
     assert (third["id"], third["params"]["commandId"]) == (2, "c-3333333333")
+
+
+async def test_the_chains_answer_still_comes_after_the_transports_timeout(tmp_path: Path) -> None:
+    """DefaultTransportService: the client RPC's timeout answers {"error":"timeout"}, and the chain's
+    answer that comes later is still delivered on the session (only the pending entry is gone)."""
+    settings = HubSettings(client_rpc_timeout_s=0.3)
+    async with (
+        InProcessEmulator(
+            DEVICES, rule_chain=chain_with_rpc_timeout(tmp_path, 1), hub_settings=settings
+        ) as tb,
+        await connect(tb, DISPATCHER_TOKEN, "v1/devices/me/rpc/response/+") as dispatcher,
+    ):
+        await dispatcher.publish("v1/devices/me/rpc/request/7", rotate("c-7777777777"))  # motor offline
+        first = await dispatcher.next_message(timeout_s=5)
+        second = await dispatcher.next_message(timeout_s=5)
+    assert [(m.topic, m.payload) for m in (first, second)] == [
+        ("v1/devices/me/rpc/response/7", b'{"error":"timeout"}'),
+        ("v1/devices/me/rpc/response/7", b'{"error":"NO_ACTIVE_CONNECTION"}'),
+    ]
