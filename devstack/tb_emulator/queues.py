@@ -236,6 +236,7 @@ def with_queues(
     return list(by_name.values())
 
 
+@functools.lru_cache(maxsize=65_536)  # a few microseconds a message otherwise; devices are few
 def partition_of(entity_id: str, partitions: int) -> int:
     """HashPartitionService.resolve: |murmur3_128(msb, lsb).asInt() % partitions|.
 
