@@ -119,6 +119,9 @@ class ThingsBoardAdmin:
             c for c in self._pages("/api/ruleChains", type="CORE", textSearch=name) if c.get("name") == name
         ]
 
+    def rule_chain(self, chain_id: str) -> JsonObject:
+        return self._object("GET", f"/api/ruleChain/{chain_id}")
+
     def save_rule_chain(self, chain: JsonObject) -> JsonObject:
         return self._object("POST", "/api/ruleChain", json=chain)
 

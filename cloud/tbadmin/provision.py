@@ -13,9 +13,10 @@ import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from cloud.tbadmin.client import JsonObject, ThingsBoardAdmin, ThingsBoardError, entity_id
+from cloud.tbadmin.chain_sync import ensure_rule_chain as sync_rule_chain
+from cloud.tbadmin.client import JsonObject, ThingsBoardAdmin, entity_id
 from cloud.tbadmin.fleet import Fleet
 
 Action = Literal["created", "updated", "unchanged"]
@@ -78,7 +79,11 @@ class Artefacts:
     def chain_for(self, feedback_url: str, feedback_secret: str) -> JsonObject:
         """The chain with this deployment's feedback endpoint and secret in its REST API call node."""
         chain = copy.deepcopy(self.chain)
-        rest_nodes = [n for n in chain["metadata"]["nodes"] if n.get("type") == REST_NODE]
+        nodes = chain["metadata"]["nodes"]
+        names = [n.get("name") for n in nodes]
+        if len(set(names)) != len(names):  # nodes are matched to ThingsBoard's by name (chain_sync)
+            raise ArtefactError(f"the rule chain's node names must be unique: {names}")
+        rest_nodes = [n for n in nodes if n.get("type") == REST_NODE]
         if len(rest_nodes) != 1:
             raise ArtefactError(f"expected one REST API call node in the rule chain, found {len(rest_nodes)}")
         config = rest_nodes[0]["configuration"]
@@ -91,34 +96,10 @@ def _ref(kind: str, entity: JsonObject) -> JsonObject:
     return {"entityType": kind, "id": entity_id(entity)}
 
 
-def _shape(metadata: JsonObject) -> Any:
-    """What makes two chain versions the same: nodes and wiring, not ids or layout."""
-    nodes = [(n.get("type"), n.get("name"), n.get("configuration")) for n in metadata.get("nodes") or []]
-    wires = sorted((c["fromIndex"], c["toIndex"], c["type"]) for c in metadata.get("connections") or [])
-    return metadata.get("firstNodeIndex"), nodes, wires
-
-
 def ensure_rule_chain(admin: ThingsBoardAdmin, desired: JsonObject, out: Provisioned) -> JsonObject:
-    head = desired["ruleChain"]
-    found = admin.rule_chains(head["name"])
-    if len(found) > 1:
-        raise ThingsBoardError(0, f"{len(found)} rule chains are named {head['name']!r}; keep one")
-    version = None
-    if found:
-        chain = found[0]
-        current = admin.rule_chain_metadata(entity_id(chain))
-        version = current.get("version")  # ThingsBoard's optimistic lock: refuse if edited meanwhile
-        action: Action = "unchanged" if _shape(current) == _shape(desired["metadata"]) else "updated"
-    else:
-        fields = ("name", "type", "debugMode", "configuration", "additionalInfo")
-        chain = admin.save_rule_chain({k: head.get(k) for k in fields})
-        action = "created"
-    if action != "unchanged":
-        metadata = {**copy.deepcopy(desired["metadata"]), "ruleChainId": _ref("RULE_CHAIN", chain)}
-        if version is not None:
-            metadata["version"] = version
-        admin.save_rule_chain_metadata(metadata)
-    out.note("rule chain", head["name"], action)
+    """The chain, recognised and updated as chain_sync describes."""
+    chain, action = sync_rule_chain(admin, desired)
+    out.note("rule chain", desired["ruleChain"]["name"], action)
     return chain
 
 

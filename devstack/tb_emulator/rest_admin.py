@@ -5,7 +5,9 @@ Shapes follow ThingsBoard's controllers (AuthController, DeviceController, Devic
 RuleChainController): entity ids as ``{"entityType", "id"}``, ``PageData`` pages, errors as
 ``{"status", "message", "errorCode"}`` (ThingsBoardErrorCode: 10 authentication, 31 bad request
 parameters, 32 item not found). Devices created here are real emulator devices: their access token
-works on the MQTT side at once. Admin state other than devices lives per hub in ``_STATE``.
+works on the MQTT side at once. Admin state other than devices lives per hub in ``_STATE``; rule
+chains in a RuleChainStore (rule_chain_store.py), which saves them as the hub's ThingsBoard version
+does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from weakref import WeakKeyDictionary
 import orjson
 
 from devstack.tb_emulator.devices import Device, DeviceSpec
+from devstack.tb_emulator.rule_chain_store import AdminError, RuleChainStore
 
 if TYPE_CHECKING:
     from devstack.tb_emulator.http_api import Request
@@ -39,12 +42,11 @@ Result = tuple[int, Any]
 
 @dataclass
 class AdminState:
+    rule_chains: RuleChainStore
     sessions: set[str] = field(default_factory=set)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> DeviceProfile
     device_extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # device id -> label, info
     created_ms: dict[str, int] = field(default_factory=dict)
-    chains: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> RuleChain
-    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # chain id -> RuleChainMetaData
 
 
 _STATE: WeakKeyDictionary[Hub, AdminState] = WeakKeyDictionary()
@@ -52,7 +54,7 @@ _STATE: WeakKeyDictionary[Hub, AdminState] = WeakKeyDictionary()
 
 def _state(hub: Hub) -> AdminState:
     if hub not in _STATE:
-        _STATE[hub] = AdminState()
+        _STATE[hub] = AdminState(RuleChainStore(hub.settings.thingsboard_version, TENANT_ID))
     return _STATE[hub]
 
 
@@ -247,7 +249,7 @@ async def save_device_profile(hub: Hub, req: Request) -> Result:
         return _error(400, "Device profile name should be specified!", 31)
     state = _state(hub)
     chain_ref = body.get("defaultRuleChainId")
-    if chain_ref and chain_ref.get("id") not in state.chains:
+    if chain_ref and not state.rule_chains.exists(chain_ref.get("id")):
         return _error(400, "Device profile is referencing to non-existent rule chain!", 31)
     # DeviceProfileDataValidator (thingsboard/thingsboard dao/.../service/validator/
     # DeviceProfileDataValidator.java @dfe65d5): the queue must exist; a sysadmin creates it
@@ -277,93 +279,50 @@ async def rule_chains(hub: Hub, req: Request) -> Result:
     if not _authorized(hub, req):
         return _error(401, "Authentication failed", 10)
     kind = req.query.get("type", ["CORE"])[0]
-    return _page([c for c in _state(hub).chains.values() if c["type"] == kind], req)
+    return _page([c for c in _state(hub).rule_chains.chains() if c["type"] == kind], req)
+
+
+async def rule_chain(hub: Hub, req: Request) -> Result:
+    if not _authorized(hub, req):
+        return _error(401, "Authentication failed", 10)
+    try:
+        return 200, _state(hub).rule_chains.chain(req.params["id"])
+    except AdminError as exc:
+        return _error(exc.status, exc.message, exc.code)
 
 
 async def save_rule_chain(hub: Hub, req: Request) -> Result:
     if not _authorized(hub, req):
         return _error(401, "Authentication failed", 10)
     body = _json(req)
-    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
-        return _error(400, "Rule chain name should be specified!", 31)
-    state = _state(hub)
-    chain_id = (body.get("id") or {}).get("id")
-    if chain_id is not None and chain_id not in state.chains:
-        return _error(404, "Requested item wasn't found!", 32)
-    previous = state.chains.get(chain_id or "", {})
-    chain = {
-        "id": _entity("RULE_CHAIN", chain_id or _new_id()),
-        "createdTime": previous.get("createdTime", _now_ms()),
-        "tenantId": _entity("TENANT", TENANT_ID),
-        "name": body["name"],
-        "type": body.get("type") or "CORE",
-        "firstRuleNodeId": previous.get("firstRuleNodeId"),
-        "root": previous.get("root", False),
-        "debugMode": bool(body.get("debugMode", False)),
-        "configuration": body.get("configuration"),
-        "additionalInfo": body.get("additionalInfo"),
-    }
-    state.chains[chain["id"]["id"]] = chain
-    return 200, chain
+    if not isinstance(body, dict):
+        return _error(400, "Invalid request body", 31)
+    try:
+        return 200, _state(hub).rule_chains.save_chain(body, _now_ms())
+    except AdminError as exc:
+        return _error(exc.status, exc.message, exc.code)
 
 
 async def rule_chain_metadata(hub: Hub, req: Request) -> Result:
     if not _authorized(hub, req):
         return _error(401, "Authentication failed", 10)
-    state = _state(hub)
-    chain_id = req.params["id"]
-    if chain_id not in state.chains:
-        return _error(404, "Requested item wasn't found!", 32)
-    empty: dict[str, Any] = {
-        "ruleChainId": _entity("RULE_CHAIN", chain_id),
-        "firstNodeIndex": None,
-        "version": 0,
-        "nodes": [],
-        "connections": [],
-        "ruleChainConnections": None,
-    }
-    return 200, state.metadata.get(chain_id, empty)
+    try:
+        return 200, _state(hub).rule_chains.metadata(req.params["id"])
+    except AdminError as exc:
+        return _error(exc.status, exc.message, exc.code)
 
 
 async def save_rule_chain_metadata(hub: Hub, req: Request) -> Result:
-    """Replaces a chain's nodes and connections, as the rule chain editor's Save does."""
+    """Saves a chain's nodes and connections as the rule chain editor's Save does (rule_chain_store.py)."""
     if not _authorized(hub, req):
         return _error(401, "Authentication failed", 10)
     body = _json(req)
-    state = _state(hub)
     if not isinstance(body, dict):
-        return _error(400, "body must be a RuleChainMetaData object", 31)
-    chain_id = (body.get("ruleChainId") or {}).get("id")
-    if chain_id not in state.chains:
-        return _error(404, "Requested item wasn't found!", 32)
-    nodes = body.get("nodes")
-    connections = body.get("connections") or []
-    if not isinstance(nodes, list) or not all(isinstance(n, dict) and n.get("type") for n in nodes):
-        return _error(400, "every rule node needs a type", 31)
-    inside = range(len(nodes))
-    if any(c.get("fromIndex") not in inside or c.get("toIndex") not in inside for c in connections):
-        return _error(400, "a connection points outside the node list", 31)
-    previous = state.metadata.get(chain_id, {})
-    if body.get("version") is not None and body["version"] != previous.get("version"):
-        return _error(409, "The rule chain was changed by someone else (version mismatch)", 31)
-    saved_nodes = []
-    for node in nodes:
-        saved = copy.deepcopy(node)
-        saved["id"] = _entity("RULE_NODE", _new_id())
-        saved["ruleChainId"] = _entity("RULE_CHAIN", chain_id)
-        saved_nodes.append(saved)
-    first = body.get("firstNodeIndex")
-    state.chains[chain_id]["firstRuleNodeId"] = saved_nodes[first]["id"] if first is not None else None
-    metadata = {
-        "ruleChainId": _entity("RULE_CHAIN", chain_id),
-        "version": previous.get("version", -1) + 1,
-        "firstNodeIndex": first,
-        "nodes": saved_nodes,
-        "connections": copy.deepcopy(connections),
-        "ruleChainConnections": body.get("ruleChainConnections"),
-    }
-    state.metadata[chain_id] = metadata
-    return 200, metadata
+        return _error(400, "Invalid request body", 31)
+    try:
+        return 200, _state(hub).rule_chains.save_metadata(body, _now_ms())
+    except AdminError as exc:
+        return _error(exc.status, exc.message, exc.code)
 
 
 ADMIN_ROUTES: list[tuple[str, str, Any]] = [
@@ -375,6 +334,7 @@ ADMIN_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/api/deviceProfile", save_device_profile),
     ("GET", "/api/ruleChains", rule_chains),
     ("POST", "/api/ruleChain", save_rule_chain),
+    ("GET", "/api/ruleChain/{id}", rule_chain),
     ("GET", "/api/ruleChain/{id}/metadata", rule_chain_metadata),
     ("POST", "/api/ruleChain/metadata", save_rule_chain_metadata),
 ]
