@@ -42,6 +42,7 @@ __all__ = [
     "key_set",
     "parse_json",
     "request_id",
+    "telemetry_by_ts",
     "telemetry_groups",
 ]
 
@@ -112,15 +113,31 @@ def telemetry_groups(data: Any, server_ts_ms: int, settings: JsonSettings = DEFA
     (``getAsLong``, see gson.get_as_long); any other object is the values, at the server's time.
     An empty array gives no group.
     """
+    return _groups(data, server_ts_ms, settings, null_refused=False)
+
+
+def telemetry_by_ts(
+    data: Any, server_ts_ms: int, settings: JsonSettings = DEFAULT_JSON
+) -> dict[int, dict[str, Any]]:
+    """convertToTelemetry, the Map variant (TelemetryController's save, TbMsgTimeseriesNode): as
+    :func:`telemetry_groups`, but a null value is refused (parseValues) and groups of one ts merge."""
+    merged: dict[int, dict[str, Any]] = {}
+    for ts, values in _groups(data, server_ts_ms, settings, null_refused=True):
+        if values:
+            merged.setdefault(ts, {}).update(values)
+    return merged
+
+
+def _groups(data: Any, server_ts_ms: int, settings: JsonSettings, *, null_refused: bool) -> list[Group]:
     if isinstance(data, dict):
-        return [_group(data, server_ts_ms, settings)]
+        return [_group(data, server_ts_ms, settings, null_refused)]
     if not isinstance(data, list):
         raise JsonSyntaxException(_CAN_T_PARSE_VALUE + gson.to_string(data))
     groups: list[Group] = []
     for item in data:
         if not isinstance(item, dict):
             raise JsonSyntaxException(_CAN_T_PARSE_VALUE + gson.to_string(item))
-        groups.append(_group(item, server_ts_ms, settings))
+        groups.append(_group(item, server_ts_ms, settings, null_refused))
     return groups
 
 
@@ -139,26 +156,29 @@ def gateway_telemetry_groups(
         if metadata is not _ABSENT:
             _check_gateway_metadata(metadata)
             entry = {k: v for k, v in entry.items() if k != _GATEWAY_METADATA}
-        groups.append(_group(entry, server_ts_ms, settings))
+        groups.append(_group(entry, server_ts_ms, settings, False))
     return groups
 
 
-def attributes(data: Any, settings: JsonSettings = DEFAULT_JSON) -> dict[str, Any]:
-    """convertToAttributesProto: a JSON object, its values converted as telemetry values are."""
+def attributes(
+    data: Any, settings: JsonSettings = DEFAULT_JSON, *, null_refused: bool = False
+) -> dict[str, Any]:
+    """convertToAttributesProto: a JSON object, its values converted as telemetry values are
+    (``null_refused``: convertToAttributes, TelemetryController's save, where a null fails)."""
     if not isinstance(data, dict):
         raise JsonSyntaxException(_CAN_T_PARSE_VALUE + gson.to_string(data))
-    return _values(data, settings)
+    return _values(data, settings, null_refused)
 
 
-def _group(item: dict[str, Any], server_ts_ms: int, settings: JsonSettings) -> Group:
+def _group(item: dict[str, Any], server_ts_ms: int, settings: JsonSettings, null_refused: bool) -> Group:
     """parseObject -> parseWithTs (ts read first, then values.getAsJsonObject) or parseWithoutTs."""
     if "ts" in item and "values" in item:
         ts = gson.get_as_long(item["ts"])
         values = item["values"]
         if not isinstance(values, dict):
             raise IllegalStateException("Not a JSON Object: " + gson.to_string(values))
-        return ts, _values(values, settings)
-    return server_ts_ms, _values(item, settings)
+        return ts, _values(values, settings, null_refused)
+    return server_ts_ms, _values(item, settings, null_refused)
 
 
 def _check_gateway_metadata(metadata: Any) -> None:
@@ -176,8 +196,9 @@ def _check_gateway_metadata(metadata: Any) -> None:
         read(element)
 
 
-def _values(obj: dict[str, Any], settings: JsonSettings) -> dict[str, Any]:
-    """parseProtoValues, in key order; the first key that fails fails the message."""
+def _values(obj: dict[str, Any], settings: JsonSettings, null_refused: bool) -> dict[str, Any]:
+    """parseProtoValues (parseValues when ``null_refused``), in key order; the first key that fails
+    fails the message."""
     out: dict[str, Any] = {}
     for key, value in obj.items():
         if isinstance(value, str):
@@ -188,6 +209,8 @@ def _values(obj: dict[str, Any], settings: JsonSettings) -> dict[str, Any]:
             out[key] = _numeric(gson.literal(value), settings)
         elif value is not None:  # object or array: JSON_V (element.toString())
             out[key] = value
+        elif null_refused:
+            raise JsonSyntaxException(_CAN_T_PARSE_VALUE + "null")
         # else JSON null: neither a primitive nor an object/array, and not refused: the key is skipped
     return out
 

@@ -26,6 +26,7 @@ the root chain) and no default queue (Main).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -133,6 +134,8 @@ class Device:
     client_attributes: dict[str, Any] = field(default_factory=dict)
     shared_attributes: dict[str, Any] = field(default_factory=dict)
     server_attributes: dict[str, Any] = field(default_factory=dict)
+    # (scope, key) -> when the attribute was last saved, ms (ThingsBoard's lastUpdateTs)
+    attribute_ts: dict[tuple[str, str], int] = field(default_factory=dict)
     # key -> (ts ms, value); what ThingsBoard's "latest telemetry" shows
     latest: dict[str, tuple[int, Any]] = field(default_factory=dict)
     # saved telemetry groups, newest last; the registry sets the bound (HubSettings.history_per_device)
@@ -199,6 +202,12 @@ class DeviceRegistry:
         device.overwrite_activity_time = spec.overwrite_activity_time
         device.shared_attributes.update(spec.shared_attributes)
         device.server_attributes.update(spec.server_attributes)
+        now_ms = int(time.time() * 1000)
+        for scope, values in (
+            ("SHARED_SCOPE", spec.shared_attributes),
+            ("SERVER_SCOPE", spec.server_attributes),
+        ):
+            device.attribute_ts.update(((scope, key), now_ms) for key in values)
         return device
 
     def _new(self, name: str, type_: str, token: str | None, gateway: bool) -> Device:

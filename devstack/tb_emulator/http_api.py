@@ -22,10 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from devstack.tb_emulator.convert import dumps as _dumps  # values parsed from devices keep their literals
 from devstack.tb_emulator.faults import FaultsPatch
 from devstack.tb_emulator.rest_admin import ADMIN_ROUTES
+from devstack.tb_emulator.rest_plugins import PlainResponse, plugin_routes
 from devstack.tb_emulator.rpc import RpcResult
 from devstack.tb_emulator.rule_engine import MsgType, TbMsg
 
 if TYPE_CHECKING:
+    from devstack.tb_emulator.devices import Device
     from devstack.tb_emulator.hub import Hub
 
 log = structlog.get_logger("tb_emulator.http")
@@ -140,31 +142,19 @@ async def rpc_call(hub: Hub, req: Request) -> tuple[int, Any]:
     except ValidationError as exc:
         raise HttpError(400, str(exc)) from None
     target = _device(hub, req.params["device"])
-    expiration = call.expirationTime or hub.now_ms() + call.timeout
-    request_uuid = _uuid()
-    metadata = {
-        "deviceName": target.name,
-        "deviceType": target.type,
-        "requestUUID": request_uuid,
-        "expirationTime": str(expiration),
-        "oneway": "true" if kind == "oneway" else "false",
-        "persistent": "true" if call.persistent else "false",
-        "originServiceId": "tb-emulator",
-    }
-    if call.retries is not None:
-        metadata["retries"] = str(call.retries)
-    data = {"method": call.method, "params": call.params, "additionalInfo": call.additionalInfo}
-    result: asyncio.Future[RpcResult] = hub.loop.create_future()
-    hub.rest_rpc_waiters[request_uuid] = result
-    hub.push_to_rule_engine(
-        TbMsg(MsgType.RPC_CALL_FROM_SERVER_TO_DEVICE, target, _dumps(data), metadata, data)
+    outcome = await server_rpc(
+        hub,
+        target,
+        oneway=kind == "oneway",
+        method=call.method,
+        params=call.params,
+        expiration_ms=call.expirationTime or hub.now_ms() + call.timeout,
+        persistent=call.persistent,
+        retries=call.retries,
+        additional_info=call.additionalInfo,
     )
-    try:
-        outcome = await asyncio.wait_for(result, timeout=max(0.0, (expiration - hub.now_ms()) / 1000) + 1.0)
-    except TimeoutError:
+    if outcome is None:
         return 504, {"error": "TIMEOUT"}
-    finally:
-        hub.rest_rpc_waiters.pop(request_uuid, None)
     if outcome.error is not None:
         return 504, {"error": outcome.error.value}
     if outcome.response is None:
@@ -173,6 +163,48 @@ async def rpc_call(hub: Hub, req: Request) -> tuple[int, Any]:
         return 200, orjson.loads(outcome.response)
     except orjson.JSONDecodeError:
         return 200, outcome.response
+
+
+async def server_rpc(
+    hub: Hub,
+    target: Device,
+    *,
+    oneway: bool,
+    method: str,
+    params: Any,
+    expiration_ms: int,
+    persistent: bool,
+    retries: int | None,
+    additional_info: Any,
+    request_uuid: str | None = None,
+) -> RpcResult | None:
+    """A REST RPC as DefaultTbCoreDeviceRpcService sends it: an RPC_CALL_FROM_SERVER_TO_DEVICE message
+    into the target's rule chain, then the answer its "RPC Request to Device" path gives (None if
+    none by a second after expiry)."""
+    request_uuid = request_uuid or _uuid()
+    metadata = {
+        "deviceName": target.name,
+        "deviceType": target.type,
+        "requestUUID": request_uuid,
+        "expirationTime": str(expiration_ms),
+        "oneway": "true" if oneway else "false",
+        "persistent": "true" if persistent else "false",
+        "originServiceId": "tb-emulator",
+    }
+    if retries is not None:
+        metadata["retries"] = str(retries)
+    data = {"method": method, "params": params, "additionalInfo": additional_info}
+    result: asyncio.Future[RpcResult] = hub.loop.create_future()
+    hub.rest_rpc_waiters[request_uuid] = result
+    hub.push_to_rule_engine(
+        TbMsg(MsgType.RPC_CALL_FROM_SERVER_TO_DEVICE, target, _dumps(data), metadata, data)
+    )
+    try:
+        return await asyncio.wait_for(result, timeout=max(0.0, (expiration_ms - hub.now_ms()) / 1000) + 1.0)
+    except TimeoutError:
+        return None
+    finally:
+        hub.rest_rpc_waiters.pop(request_uuid, None)
 
 
 async def shared_attributes(hub: Hub, req: Request) -> tuple[int, Any]:
@@ -253,6 +285,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/api/faults/redeliver-rpc/{device}", redeliver),
     # ThingsBoard's own admin REST API (the part `giftwheel tb provision` uses): rest_admin.py
     *ADMIN_ROUTES,
+    # ThingsBoard's documented RPC and telemetry paths: rest_plugins.py
+    *plugin_routes(server_rpc),
 ]
 
 
@@ -273,6 +307,8 @@ _REASONS = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    406: "Not Acceptable",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Payload Too Large",
     500: "Internal Server Error",
@@ -344,10 +380,13 @@ class HttpServer:
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, status: int, payload: Any, *, keep_alive: bool) -> None:
-        body = _dumps(payload).encode()
+        if isinstance(payload, PlainResponse):  # a controller's String body, or none
+            body, content_type = payload.text.encode(), "text/plain;charset=UTF-8"
+        else:
+            body, content_type = _dumps(payload).encode(), "application/json"
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
             f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
         )
         writer.write(head.encode("latin-1") + body)

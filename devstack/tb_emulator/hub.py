@@ -496,6 +496,9 @@ class Hub:
             device.server_attributes.update(values)
         else:
             self.update_shared_attributes(device, values, notify=notify)
+            return
+        now_ms = self.now_ms()
+        device.attribute_ts.update(((scope, key), now_ms) for key in values)
 
     async def http(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout_s: float
@@ -508,6 +511,8 @@ class Hub:
         self, device: Device, values: dict[str, Any], *, notify: bool = True
     ) -> None:
         device.shared_attributes.update(values)
+        now_ms = self.now_ms()
+        device.attribute_ts.update((("SHARED_SCOPE", key), now_ms) for key in values)
         if not notify:
             return
         payload = dumps(values).encode()

@@ -86,6 +86,11 @@ def _authorized(hub: Hub, req: Request) -> bool:
     return header.startswith("Bearer ") and header[7:] in _state(hub).sessions
 
 
+# ThingsBoard's other REST controllers (rest_plugins.py) share the login and the error shape
+authorized = _authorized
+error_response = _error
+
+
 def _page(items: list[dict[str, Any]], req: Request) -> Result:
     try:
         size = int(req.query.get("pageSize", ["10"])[0])
