@@ -319,3 +319,10 @@ def test_java_double_to_string(value: float, text: str) -> None:
     """Double.toString, as the latest values print a double without useStrictDataTypes (each checked
     against JDK 25's)."""
     assert java_double_to_string(value) == text
+
+
+async def test_persistent_rpc_answers_its_id(tb_fast: InProcessEmulator, admin: httpx.AsyncClient) -> None:
+    path = f"/api/plugins/rpc/oneway/{device_id(tb_fast, 'sensor')}"
+    answer = await admin.post(path, json={"method": "reboot", "persistent": "true", "timeout": 60000})
+    assert answer.status_code == 200
+    assert tb_fast.hub.rpc.records[answer.json()["rpcId"]].persistent  # asBoolean of the text "true"
