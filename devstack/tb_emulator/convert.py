@@ -301,13 +301,20 @@ def _java_length(text: str) -> int:
     return len(text) + sum(1 for ch in text if ch > "\uffff")
 
 
-def key_set(value: Any) -> set[str] | None:
-    """JsonMqttAdaptor.toStringSet: a comma-separated string of keys; absent means all keys."""
-    if value is None:
+def key_set(body: dict[str, Any], name: str) -> set[str] | None:
+    """JsonMqttAdaptor.toStringSet: ``getAsString().split(",")`` of the member, nothing trimmed (Java
+    drops trailing empty parts only); absent means all keys. A null or an object is the adaptor's
+    RuntimeException (caught there: AdaptorError); a number is its digits."""
+    if name not in body:
         return None
-    if not isinstance(value, str):
-        raise AdaptorError("attribute request keys must be a comma-separated string")
-    return {k.strip() for k in value.split(",") if k.strip()}
+    try:
+        text = gson.get_as_string(body[name])
+    except JavaRuntimeException as exc:
+        raise AdaptorError(f"{name}: {type(exc).__name__}: {exc}") from None
+    parts = text.split(",")
+    while len(parts) > 1 and not parts[-1]:
+        parts.pop()
+    return set(parts)
 
 
 def request_id(topic: str, prefix: str) -> int:

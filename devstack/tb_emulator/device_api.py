@@ -54,12 +54,14 @@ def _claim(session: MqttSession, topic: str, payload: bytes) -> int:
 
 
 def _attribute_request(session: MqttSession, topic: str, payload: bytes) -> int:
+    # JsonMqttAdaptor.processGetAttributeRequestMsg catches every RuntimeException: an empty payload
+    # (Gson's JsonNull) or one that is not an object is an AdaptorError like a bad key list
     request_id = convert.request_id(topic, topics.DEVICE_ATTRIBUTES_REQUEST_PREFIX)
-    body = convert.parse_json(payload) if payload else {}
+    body = convert.parse_json(payload)
     if not isinstance(body, dict):
         raise convert.AdaptorError("attribute request is not a JSON object")
-    client_keys = convert.key_set(body.get("clientKeys"))
-    shared_keys = convert.key_set(body.get("sharedKeys"))
+    client_keys = convert.key_set(body, "clientKeys")
+    shared_keys = convert.key_set(body, "sharedKeys")
     session.defer(lambda: session.hub.answer_attribute_request(session, request_id, client_keys, shared_keys))
     return ACCEPTED
 
@@ -67,13 +69,9 @@ def _attribute_request(session: MqttSession, topic: str, payload: bytes) -> int:
 def _rpc_response(session: MqttSession, topic: str, payload: bytes) -> int:
     assert session.device is not None
     request_id = convert.request_id(topic, topics.DEVICE_RPC_RESPONSE_PREFIX)
-    if not payload:
-        raise convert.AdaptorError("empty RPC response")
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        raise convert.AdaptorError("RPC response is not UTF-8") from None
-    session.device.rpc.on_response(request_id, text)
+    # processToDeviceRpcResponseMsg keeps the payload as text, whatever it is (empty included);
+    # Netty's toString(UTF_8) replaces invalid bytes
+    session.device.rpc.on_response(request_id, payload.decode("utf-8", errors="replace"))
     return ACCEPTED
 
 

@@ -83,6 +83,8 @@ async def test_malformed_json_closes_a_v3_session(tb: InProcessEmulator) -> None
         ("v1/devices/me/rpc/request/1", b'["method"]'),
         ("v1/devices/me/attributes/request/1_0", b"{}"),  # Integer.parseInt, not Python's int()
         ("v1/devices/me/rpc/response/1 ", b"{}"),
+        ("v1/devices/me/attributes/request/1", b""),  # Gson's JsonNull: not an object
+        ("v1/devices/me/attributes/request/1", b'{"clientKeys": null}'),  # JsonNull.getAsString
     ],
 )
 async def test_bad_payload_gets_puback_0x99_on_v5_and_session_stays(
@@ -212,12 +214,16 @@ async def test_attribute_request_response_shapes(tb: InProcessEmulator) -> None:
         every = await client.next_message()
         await client.publish("v1/devices/me/attributes/request/7", b'{"sharedKeys": "nope"}')
         empty = await client.next_message()
+        # toStringSet splits on ',' and trims nothing: " model" is no key of this device
+        await client.publish("v1/devices/me/attributes/request/8", b'{"clientKeys": "fw, model"}')
+        untrimmed = await client.next_message()
     assert (first.topic, first.payload) == (
         "v1/devices/me/attributes/response/5",
         b'{"client":{"fw":"v1.0"},"shared":{"interval":5}}',
     )
     assert orjson.loads(every.payload) == {"client": {"fw": "v1.0", "model": "x"}, "shared": {"interval": 5}}
     assert empty.payload == b"{}"
+    assert orjson.loads(untrimmed.payload) == {"client": {"fw": "v1.0"}}
 
 
 async def test_pingreq_and_disconnect(tb: InProcessEmulator) -> None:
@@ -227,3 +233,10 @@ async def test_pingreq_and_disconnect(tb: InProcessEmulator) -> None:
         await client.wait_closed()
     await asyncio.sleep(0.05)
     assert not tb.hub.sessions
+
+
+async def test_rpc_response_payload_is_kept_as_text_whatever_it_is(tb: InProcessEmulator) -> None:
+    """processToDeviceRpcResponseMsg: no JSON check, an empty or invalid-UTF-8 payload included."""
+    async with await connected(tb, "sensor-token", V5) as client:
+        assert await client.publish("v1/devices/me/rpc/response/99", b"") == 0
+        assert await client.publish("v1/devices/me/rpc/response/98", b"\xff") == 0
