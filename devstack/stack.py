@@ -19,9 +19,11 @@ import yaml
 from devstack.api_process import ApiProcess
 from devstack.processes import ManagedProcess, giftwheel_argv
 from devstack.redis_server import RedisServer
+from devstack.tb_emulator.chains import STOCK_ROOT_CHAIN
 from devstack.tb_emulator.devices import load_devices_file
 from devstack.tb_emulator.harness import SHIPPED_DEVICES, SHIPPED_QUEUES, EmulatorError, EmulatorProcess
 from devstack.tb_emulator.queues import QueueConfig
+from devstack.tb_emulator.server import SHIPPED_CHAIN
 
 DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
 
@@ -103,6 +105,9 @@ class LocalStack:
         self.edge_redis = RedisServer(appendonly=True, data_dir=self._dir("edge-redis"))
         self.api = ApiProcess(self._cloud_env(), log_dir=self.logs)
         self.tb = EmulatorProcess(
+            # A tenant as ThingsBoard sets it up: its stock root chain, and the giftwheel chain that
+            # `giftwheel tb provision` makes the default of the dispatcher, gateway and motor profiles.
+            rule_chain=[STOCK_ROOT_CHAIN, SHIPPED_CHAIN],
             webhook_url=f"{self.api.url}/v1/feedback/thingsboard",
             webhook_secret=self.options.feedback_secret,
             queues=self.options.queues,

@@ -31,7 +31,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=Path,
         action="append",
         help="rule chain export JSON; repeat for several (the one marked root, or the only one, is the root"
-        " chain; device profiles in --devices name the others). Default: the shipped giftwheel chain",
+        " chain; device profiles in --devices name the others). Default: ThingsBoard's stock root chain"
+        " and the shipped giftwheel chain",
     )
     parser.add_argument("--webhook-url", help="override the REST API call node URL")
     parser.add_argument("--webhook-secret", help="override the webhook secret header value")
@@ -91,6 +92,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from devstack.tb_emulator.chains import STOCK_ROOT_CHAIN
     from devstack.tb_emulator.convert import JsonSettings
     from devstack.tb_emulator.devices import DevicesFileError, load_devices_file
     from devstack.tb_emulator.hub import HubSettings
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     try:
-        chains = args.rule_chain or [SHIPPED_CHAIN]
+        chains = args.rule_chain or [STOCK_ROOT_CHAIN, SHIPPED_CHAIN]
         emulator = Emulator.from_files(settings, load_devices_file(args.devices), chains)
     except (DevicesFileError, ChainError) as exc:
         print(f"giftwheel tb-emulator: {exc}", file=sys.stderr)
