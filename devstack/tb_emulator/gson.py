@@ -10,8 +10,8 @@ same in 2.11.0; ThingsBoard takes Gson from spring-boot-dependencies).
 
 The tree is plain Python: dict, list, str, bool, None, int for an integer literal, and
 :class:`JsonNumber` (a float that keeps its literal, as Gson's ``LazilyParsedNumber`` does) for a
-literal with a fraction or an exponent. Not emulated: Gson's lenient syntax beyond ``NaN`` and
-``Infinity`` (comments, single quotes, unquoted strings): such payloads are refused as malformed.
+literal with a fraction or an exponent. Strict JSON takes the standard library's C parser; what it
+refuses, Gson's lenient reader (gson_reader.py) reads as ThingsBoard does.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+
+from devstack.tb_emulator.gson_reader import NESTING_LIMIT, MalformedJson, parse_lenient, too_deep
 
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 LONG_DIGITS = 19  # digits of LONG_MAX
@@ -81,10 +83,25 @@ def _int_literal(text: str) -> int | JsonNumber:
     return number if number is not None and LONG_MIN <= number <= LONG_MAX else JsonNumber(text)
 
 
-# JsonParser.parseReader reads leniently: NaN, Infinity and -Infinity are unquoted literals, which
-# JsonReader peeks as STRING, so they become string primitives. Control characters are allowed.
-_WHITESPACE = " \t\n\r"  # JsonReader.nextNonWhitespace
-_DECODER = json.JSONDecoder(parse_float=JsonNumber, parse_int=_int_literal, parse_constant=str, strict=False)
+def _number(literal: str) -> int | JsonNumber:
+    """A number literal as Gson's JsonReader gives it to LazilyParsedNumber."""
+    if literal == "-0" or not literal.lstrip("-").isdigit():
+        return JsonNumber(literal)  # "-0" too: Gson keeps its literal, and an int would lose the sign
+    return _int_literal(literal)
+
+
+def _strict_number(literal: str) -> int | JsonNumber | str:
+    # JsonReader reads a number of 1,024 characters or more as an unquoted string
+    return literal if len(literal) >= _READER_BUFFER else _number(literal)
+
+
+# The fast path for strict JSON, read as Gson reads it: NaN, Infinity and -Infinity are unquoted
+# literals, which JsonReader peeks as STRING, so they become strings; control characters are
+# allowed. Anything else goes to the lenient reader (gson_reader.py).
+_READER_BUFFER = 1024
+_DECODER = json.JSONDecoder(
+    parse_float=_strict_number, parse_int=_strict_number, parse_constant=str, strict=False
+)
 
 
 def parse(payload: bytes) -> Any:
@@ -92,13 +109,20 @@ def parse(payload: bytes) -> Any:
 
     Netty's ``ByteBuf.toString(UTF_8)`` replaces invalid UTF-8 with U+FFFD instead of failing.
     """
-    text = payload.decode("utf-8", errors="replace")
-    if not text.strip(_WHITESPACE):
-        return None  # Streams.parse: an empty document is JsonNull
+    text = payload.decode("utf-8", errors="replace").removeprefix("\ufeff")  # fillBuffer skips a BOM
     try:
         tree = _DECODER.decode(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise JsonSyntaxException(f"malformed JSON: {exc}") from None
+        if (
+            isinstance(tree, (dict, list))
+            and text.count("[") + text.count("{") > NESTING_LIMIT
+            and too_deep(tree)
+        ):
+            raise JsonSyntaxException(f"malformed JSON: Nesting limit {NESTING_LIMIT} reached")
+    except (json.JSONDecodeError, RecursionError):
+        try:
+            tree = parse_lenient(text, _number)
+        except MalformedJson as exc:
+            raise JsonSyntaxException(f"malformed JSON: {exc}") from None
     if "\\u" in text:
         # an escaped lone surrogate parses in Gson as in Python, but no UTF-8 encoder takes it:
         # Java's String.getBytes writes '?', as Python's "replace" error handler does
