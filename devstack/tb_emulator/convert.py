@@ -205,7 +205,9 @@ def _values(obj: dict[str, Any], settings: JsonSettings, null_refused: bool) -> 
             out[key] = _string_value(key, value, settings)
         elif isinstance(value, bool):
             out[key] = value
-        elif isinstance(value, (int, float)):
+        elif isinstance(value, int):
+            out[key] = value  # the parser's ints are integer literals within a long: LONG_V as they are
+        elif isinstance(value, float):
             out[key] = _numeric(gson.literal(value), settings)
         elif value is not None:  # object or array: JSON_V (element.toString())
             out[key] = value

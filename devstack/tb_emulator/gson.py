@@ -77,7 +77,7 @@ class JsonNumber(float):
 def _int_literal(text: str) -> int | JsonNumber:
     """An integer literal within the long range is an int; a larger one keeps its literal (orjson
     writes no integer beyond 64 bits, and Python parses no more than ~4,300 digits)."""
-    if len(text) <= LONG_DIGITS:
+    if len(text) < LONG_DIGITS:  # 18 characters: any such integer fits a long
         return int(text)
     number = int(text) if len(text) <= _INT_DIGITS_SAFE else None
     return number if number is not None and LONG_MIN <= number <= LONG_MAX else JsonNumber(text)
