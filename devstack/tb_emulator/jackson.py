@@ -89,18 +89,29 @@ def _boolean(value: Any) -> bool:
     raise ValueError(f"Cannot deserialize value of type `boolean` from {_shape(value)}")
 
 
-def java_double_text(value: float) -> str:
-    """Double.toString: plain from 10^-3 up to 10^7, else computerised scientific notation ("1.0E20")."""
+def java_double_to_string(value: float) -> str:
+    """Double.toString as JDK 19+ prints it (ThingsBoard 4.4 runs on 25): the shortest digits that read
+    back as the same double, but at least two, the second one closest to the exact value (4.9E-324);
+    plain from 10^-3 to 10^7 ("21.5", "100.0"), else computerized scientific ("1.0E7", "1.5E-4").
+    (4.3 runs on JDK 17, whose older algorithm gives a few doubles a digit more: 9.999999999999999E22
+    for 1e23.)"""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
-    if value == 0 or 1e-3 <= abs(value) < 1e7:
-        return repr(value)  # repr keeps to plain notation in this range, with the shortest digits
-    sign, digits, exponent = Decimal(repr(value)).as_tuple()
-    assert isinstance(exponent, int)
-    text = "".join(map(str, digits)).rstrip("0") or "0"
-    return f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}E{len(digits) + exponent - 1}"
+    if value == 0:
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    sign = "-" if value < 0 else ""
+    decimal = Decimal(repr(abs(value))).normalize()
+    if len(decimal.as_tuple().digits) == 1:  # two digits, the second as near the exact value as it gets
+        exact = Decimal(abs(value))
+        decimal = exact.quantize(Decimal(1).scaleb(decimal.adjusted() - 1)).normalize()
+    if 1e-3 <= abs(value) < 1e7:
+        text = format(decimal, "f")
+        return sign + (text if "." in text else text + ".0")
+    digits = decimal.as_tuple().digits
+    mantissa = str(digits[0]) + "." + ("".join(map(str, digits[1:])) or "0")
+    return f"{sign}{mantissa}E{decimal.adjusted()}"
 
 
 def _string(value: Any) -> str | None:
@@ -111,7 +122,7 @@ def _string(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return java_double_text(value)
+        return java_double_to_string(value)
     raise ValueError(f"Cannot deserialize value of type `java.lang.String` from {_shape(value)}")
 
 

@@ -26,12 +26,11 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from devstack.tb_emulator import convert, gson
+from devstack.tb_emulator import convert, gson, jackson
 from devstack.tb_emulator.rest_admin import authorized, error_response
 from devstack.tb_emulator.rpc import RpcError
 from devstack.tb_emulator.versions import TbVersion
@@ -167,7 +166,7 @@ def _as_text(node: Any) -> str:
     if isinstance(node, bool):
         return "true" if node else "false"
     if isinstance(node, float):
-        return java_double_to_string(node)
+        return jackson.java_double_to_string(node)
     return str(node)
 
 
@@ -316,31 +315,6 @@ def _type_mismatch(java_type: str, text: str) -> _ControllerError:
     )
 
 
-def java_double_to_string(value: float) -> str:
-    """Double.toString as JDK 19+ prints it (ThingsBoard 4.4 runs on 25): the shortest digits that read
-    back as the same double, but at least two, the second one closest to the exact value (4.9E-324);
-    plain from 10^-3 to 10^7 ("21.5", "100.0"), else computerized scientific ("1.0E7", "1.5E-4").
-    (4.3 runs on JDK 17, whose older algorithm gives a few doubles a digit more: 9.999999999999999E22
-    for 1e23.)"""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value == 0:
-        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
-    sign = "-" if value < 0 else ""
-    decimal = Decimal(repr(abs(value))).normalize()
-    if len(decimal.as_tuple().digits) == 1:  # two digits, the second as near the exact value as it gets
-        exact = Decimal(abs(value))
-        decimal = exact.quantize(Decimal(1).scaleb(decimal.adjusted() - 1)).normalize()
-    if 1e-3 <= abs(value) < 1e7:
-        text = format(decimal, "f")
-        return sign + (text if "." in text else text + ".0")
-    digits = decimal.as_tuple().digits
-    mantissa = str(digits[0]) + "." + ("".join(map(str, digits[1:])) or "0")
-    return f"{sign}{mantissa}E{decimal.adjusted()}"
-
-
 def _value_as_string(value: Any) -> str | None:
     """KvEntry.getValueAsString: a long's digits, Double.toString, "true"/"false", a JSON text."""
     if value is None or isinstance(value, str):
@@ -350,7 +324,7 @@ def _value_as_string(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return java_double_to_string(value)
+        return jackson.java_double_to_string(value)
     return gson.to_string(value)
 
 

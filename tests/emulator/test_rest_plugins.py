@@ -16,9 +16,9 @@ import pytest
 
 from devstack.tb_emulator.harness import InProcessEmulator
 from devstack.tb_emulator.hub import HubSettings
+from devstack.tb_emulator.jackson import java_double_to_string
 from devstack.tb_emulator.raw_client import RawMqttClient
 from devstack.tb_emulator.rest_admin import TENANT_PASSWORD, TENANT_USER
-from devstack.tb_emulator.rest_plugins import java_double_to_string
 from devstack.tb_emulator.versions import TbVersion
 from tests.emulator.conftest import DEVICES
 
