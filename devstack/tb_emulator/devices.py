@@ -145,6 +145,14 @@ class Device:
     last_activity_ms: int = 0
     overwrite_activity_time: bool = False
 
+    def attributes(self, scope: str) -> dict[str, Any]:
+        """The attribute store of a scope: CLIENT_SCOPE, SHARED_SCOPE or SERVER_SCOPE (KeyError otherwise)."""
+        return {
+            "CLIENT_SCOPE": self.client_attributes,
+            "SHARED_SCOPE": self.shared_attributes,
+            "SERVER_SCOPE": self.server_attributes,
+        }[scope]
+
     def view(self) -> dict[str, Any]:
         return {
             "id": self.id,

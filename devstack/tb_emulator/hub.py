@@ -490,13 +490,10 @@ class Hub:
         device.history.append((ts, values))
 
     def save_attributes(self, device: Device, scope: str, values: dict[str, Any], notify: bool) -> None:
-        if scope == "CLIENT_SCOPE":
-            device.client_attributes.update(values)
-        elif scope == "SERVER_SCOPE":
-            device.server_attributes.update(values)
-        else:
+        if scope == "SHARED_SCOPE":  # the one scope a device subscribes to
             self.update_shared_attributes(device, values, notify=notify)
             return
+        device.attributes(scope).update(values)
         now_ms = self.now_ms()
         device.attribute_ts.update(((scope, key), now_ms) for key in values)
 

@@ -511,21 +511,13 @@ class SaveAttributes:
             emit(msg, FAILURE)  # AttributeScope.valueOf
             return
         if self.config.update_attributes_only_on_value_change:
-            current = _attribute_store(msg.originator, scope)
+            current = msg.originator.attributes(scope)
             values = {k: v for k, v in values.items() if k not in current or not _same_value(current[k], v)}
         if values and save:
             notify_md = msg.metadata.get("notifyDevice", "")
             notify = self.config.notify_device or notify_md == "" or notify_md.lower() == "true"
             self.ctx.save_attributes(msg.originator, scope, values, notify)
         emit(msg, SUCCESS)
-
-
-def _attribute_store(device: Device, scope: str) -> dict[str, Any]:
-    return {
-        "CLIENT_SCOPE": device.client_attributes,
-        "SHARED_SCOPE": device.shared_attributes,
-        "SERVER_SCOPE": device.server_attributes,
-    }[scope]
 
 
 def _same_value(old: Any, new: Any) -> bool:

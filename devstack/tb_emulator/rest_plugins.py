@@ -399,7 +399,7 @@ async def attribute_keys(hub: Hub, req: Request) -> Result:
     scopes = (_scope(req.params["scope"]),) if "scope" in req.params else SCOPES
     entity_type = req.params["entityType"]
     device = _device(hub, entity_type, _entity_id(entity_type, req.params["entityId"]))
-    return 200, [key for scope in scopes for key in _attributes_of(device, scope)]
+    return 200, [key for scope in scopes for key in device.attributes(scope)]
 
 
 async def attribute_values(hub: Hub, req: Request) -> Result:
@@ -411,20 +411,12 @@ async def attribute_values(hub: Hub, req: Request) -> Result:
     device = _device(hub, entity_type, _entity_id(entity_type, req.params["entityId"]))
     out = []
     for scope in scopes:
-        values = _attributes_of(device, scope)
+        values = device.attributes(scope)
         for key in keys or list(values):
             if key in values:
                 ts = device.attribute_ts.get((scope, key), 0)
                 out.append({"lastUpdateTs": ts, "key": key, "value": values[key]})
     return 200, out
-
-
-def _attributes_of(device: Device, scope: str) -> dict[str, Any]:
-    return {
-        "CLIENT_SCOPE": device.client_attributes,
-        "SERVER_SCOPE": device.server_attributes,
-        "SHARED_SCOPE": device.shared_attributes,
-    }[scope]
 
 
 async def save_attributes(hub: Hub, req: Request) -> Result:

@@ -4,13 +4,16 @@ a gateway's unknown sub-device is created with the type it announces, on a profi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from devstack.tb_emulator.chains import STOCK_ROOT_CHAIN
 from devstack.tb_emulator.harness import InProcessEmulator
 from devstack.tb_emulator.raw_client import RawMqttClient
 from devstack.tb_emulator.rule_engine import ChainError
@@ -28,8 +31,8 @@ PROFILES = [{"name": n, "rule_chain": "giftwheel"} for n in ("dispatcher", "gate
 _TB = "org.thingsboard.rule.engine."
 
 
-def root_chain(tmp_path: Path, *, root: bool = True, name: str = "Root Rule Chain") -> Path:
-    """A root chain like a fresh tenant's, cut to what these tests watch: telemetry saved, not posted."""
+def small_chain(tmp_path: Path, *, root: bool, name: str) -> Path:
+    """A minimal chain (telemetry saved, nothing posted), to load in combinations the emulator refuses."""
     chain = {
         "ruleChain": {"name": name, "type": "CORE", "root": root, "debugMode": False},
         "metadata": {
@@ -54,6 +57,23 @@ def root_chain(tmp_path: Path, *, root: bool = True, name: str = "Root Rule Chai
     return path
 
 
+@contextlib.asynccontextmanager
+async def tenant(*devices: dict[str, Any]) -> AsyncIterator[tuple[InProcessEmulator, CaptureServer]]:
+    """A tenant as `giftwheel tb provision` leaves it: ThingsBoard's stock root chain, and the giftwheel
+    chain as the default of the dispatcher, gateway and motor profiles; the webhook captured."""
+    capture = CaptureServer()
+    async with (
+        capture as url,
+        InProcessEmulator(
+            [GATEWAY, *devices],
+            profiles=PROFILES,
+            rule_chain=[STOCK_ROOT_CHAIN, SHIPPED_CHAIN],
+            webhook_url=url,
+        ) as tb,
+    ):
+        yield tb, capture
+
+
 async def post_and_collect(
     tb: InProcessEmulator, capture: CaptureServer, telemetry: dict[str, Any], *, connect: dict[str, str]
 ) -> list[dict[str, Any]]:
@@ -72,14 +92,8 @@ async def post_and_collect(
             return posts
 
 
-async def test_an_unprovisioned_motor_announced_as_motor_reaches_the_webhook(tmp_path: Path) -> None:
-    capture = CaptureServer()
-    async with (
-        capture as url,
-        InProcessEmulator(
-            [GATEWAY], profiles=PROFILES, rule_chain=[root_chain(tmp_path), SHIPPED_CHAIN], webhook_url=url
-        ) as tb,
-    ):
+async def test_an_unprovisioned_motor_announced_as_motor_reaches_the_webhook() -> None:
+    async with tenant() as (tb, capture):
         posts = await post_and_collect(
             tb, capture, {"motor_09": [{"roundsCompleted": 1}]}, connect={"motor_09": "motor"}
         )
@@ -92,19 +106,11 @@ async def test_an_unprovisioned_motor_announced_as_motor_reaches_the_webhook(tmp
     ]
 
 
-async def test_a_motor_announced_with_another_type_lands_on_a_new_profile_and_the_root_chain(
-    tmp_path: Path,
-) -> None:
+async def test_a_motor_announced_with_another_type_lands_on_a_new_profile_and_the_root_chain() -> None:
     """The connector once announced "stepper": ThingsBoard makes a "stepper" profile with no default rule
     chain, so the motor's telemetry goes to the root chain (saved, never posted) and the cloud hears
     nothing of it."""
-    capture = CaptureServer()
-    async with (
-        capture as url,
-        InProcessEmulator(
-            [GATEWAY], profiles=PROFILES, rule_chain=[root_chain(tmp_path), SHIPPED_CHAIN], webhook_url=url
-        ) as tb,
-    ):
+    async with tenant() as (tb, capture):
         posts = await post_and_collect(
             tb, capture, {"motor_09": [{"roundsCompleted": 1}]}, connect={"motor_09": "stepper"}
         )
@@ -122,17 +128,8 @@ async def test_a_motor_announced_with_another_type_lands_on_a_new_profile_and_th
     assert posts == []
 
 
-async def test_an_existing_device_keeps_its_profile_whatever_type_the_gateway_announces(
-    tmp_path: Path,
-) -> None:
-    capture = CaptureServer()
-    devices: list[dict[str, Any]] = [GATEWAY, {"name": "motor_01", "type": "motor"}]
-    async with (
-        capture as url,
-        InProcessEmulator(
-            devices, profiles=PROFILES, rule_chain=[root_chain(tmp_path), SHIPPED_CHAIN], webhook_url=url
-        ) as tb,
-    ):
+async def test_an_existing_device_keeps_its_profile_whatever_type_the_gateway_announces() -> None:
+    async with tenant({"name": "motor_01", "type": "motor"}) as (tb, capture):
         posts = await post_and_collect(
             tb, capture, {"motor_01": [{"roundsCompleted": 2}]}, connect={"motor_01": "stepper"}
         )
@@ -142,14 +139,8 @@ async def test_an_existing_device_keeps_its_profile_whatever_type_the_gateway_an
     assert [p["body"] for p in posts] == [b'{"roundsCompleted":2}']
 
 
-async def test_telemetry_for_an_unannounced_device_creates_it_with_the_default_type(tmp_path: Path) -> None:
-    capture = CaptureServer()
-    async with (
-        capture as url,
-        InProcessEmulator(
-            [GATEWAY], profiles=PROFILES, rule_chain=[root_chain(tmp_path), SHIPPED_CHAIN], webhook_url=url
-        ) as tb,
-    ):
+async def test_telemetry_for_an_unannounced_device_creates_it_with_the_default_type() -> None:
+    async with tenant() as (tb, capture):
         posts = await post_and_collect(tb, capture, {"motor_07": [{"roundsCompleted": 1}]}, connect={})
         assert tb.hub.registry.by_name["motor_07"].type == "default"
     assert posts == []
@@ -167,9 +158,9 @@ async def test_chain_set_errors_stop_the_emulator_before_it_listens(
     tmp_path: Path, chains: list[str], profiles: list[dict[str, Any]], error: str
 ) -> None:
     files = {
-        "root": root_chain(tmp_path),
-        "root2": root_chain(tmp_path, name="Second Root"),
-        "plain": root_chain(tmp_path, root=False, name="Plain"),
+        "root": STOCK_ROOT_CHAIN,
+        "root2": small_chain(tmp_path, root=True, name="Second Root"),
+        "plain": small_chain(tmp_path, root=False, name="Plain"),
         "shipped": SHIPPED_CHAIN,
     }
     with pytest.raises(ChainError, match=error):
