@@ -30,7 +30,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("source", "cloud.sources.cli", "run a gift source (tiktok @uniqueId | tikfinity) into ingest"),
     Subcommand("tb-emulator", "devstack.tb_emulator.cli", "run the ThingsBoard emulator (MQTT + HTTP side)"),
     Subcommand("edge", "edge.cli", "run the Raspberry Pi edge daemon (thingsboard-gateway + motors)"),
-    Subcommand("tb", "cloud.tbadmin.cli", "ThingsBoard: provision devices and the rule chain, print tokens"),
+    Subcommand("tb", "cloud.tbadmin.cli", "ThingsBoard: rule-engine queues, then devices and the rule chain"),
 )
 
 

@@ -1,4 +1,13 @@
-"""``giftwheel tb provision``: create or update giftwheel's ThingsBoard entities; print the tokens.
+"""``giftwheel tb``: set up giftwheel on a ThingsBoard.
+
+``giftwheel tb queues`` (as the system administrator; once per ThingsBoard, before provision) creates or
+updates the rule-engine queues the device profiles name::
+
+    GIFTWHEEL_TB_SYSADMIN_PASSWORD=... giftwheel tb queues --url https://tb.example.com \\
+        --user sysadmin@thingsboard.org
+
+``giftwheel tb provision`` (as the tenant administrator) creates or updates giftwheel's entities and
+prints the tokens::
 
     GIFTWHEEL_TB_PASSWORD=... GIFTWHEEL_FEEDBACK__SECRET=... giftwheel tb provision \\
         --url https://tb.example.com --user tenant@example.com \\
@@ -19,9 +28,11 @@ import yaml
 
 from cloud.tbadmin.client import ThingsBoardAdmin, ThingsBoardError
 from cloud.tbadmin.fleet import FleetError, load_fleet
-from cloud.tbadmin.provision import ArtefactError, Artefacts, Provisioned, provision
+from cloud.tbadmin.provision import ArtefactError, Artefacts, Change, Provisioned, provision
+from cloud.tbadmin.queues import QueueArtefacts, ensure_queues
 
 PASSWORD_ENV = "GIFTWHEEL_TB_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+SYSADMIN_PASSWORD_ENV = "GIFTWHEEL_TB_SYSADMIN_PASSWORD"  # noqa: S105
 # The same variable the API reads its feedback secret from, so both ends agree by construction.
 FEEDBACK_SECRET_ENV = "GIFTWHEEL_FEEDBACK__SECRET"  # noqa: S105
 
@@ -48,6 +59,22 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="directory with giftwheel_rule_chain.json and device_profiles/ (default: %(default)s)",
     )
     prov.add_argument("--timeout", type=float, default=15.0, help="seconds per HTTP request")
+    queues = actions.add_parser(
+        "queues", help="create/update the rule-engine queues the profiles name (system administrator)"
+    )
+    queues.add_argument("--url", required=True, help="ThingsBoard base URL, e.g. https://tb.example.com")
+    queues.add_argument(
+        "--user",
+        required=True,
+        help=f"ThingsBoard's system administrator (password: ${SYSADMIN_PASSWORD_ENV})",
+    )
+    queues.add_argument(
+        "--queues",
+        type=Path,
+        default=Path("deploy/thingsboard/queues"),
+        help="directory of ThingsBoard Queue JSON files (default: %(default)s)",
+    )
+    queues.add_argument("--timeout", type=float, default=15.0, help="seconds per HTTP request")
 
 
 def _secret(env: str, what: str) -> str | None:
@@ -75,7 +102,47 @@ def _report(result: Provisioned, url: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _print_changes(changes: list[Change]) -> None:
+    for change in changes:
+        print(f"{change.action:>9}  {change.kind} {change.name}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.action == "queues":
+        return run_queues(args)
+    return run_provision(args)
+
+
+def run_queues(args: argparse.Namespace) -> int:
+    password = _secret(SYSADMIN_PASSWORD_ENV, f"ThingsBoard password for {args.user}")
+    if password is None:
+        print(f"giftwheel tb queues: set {SYSADMIN_PASSWORD_ENV}", file=sys.stderr)
+        return 2
+    try:
+        artefacts = QueueArtefacts.load(args.queues)
+    except ArtefactError as exc:
+        print(f"giftwheel tb queues: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with ThingsBoardAdmin(args.url, timeout_s=args.timeout) as admin:
+            admin.login(args.user, password)
+            result = ensure_queues(admin, artefacts)
+    except ThingsBoardError as exc:
+        print(f"giftwheel tb queues: {exc}", file=sys.stderr)
+        if exc.status == 403:
+            print(
+                f"giftwheel tb queues: {args.user} may not save queues: only ThingsBoard's system"
+                " administrator may (sysadmin@thingsboard.org on a fresh install), not a tenant's",
+                file=sys.stderr,
+            )
+        return 2 if exc.status in (401, 403) else 1
+    _print_changes(result.changes)
+    for warning in result.warnings:
+        print(f"giftwheel tb queues: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def run_provision(args: argparse.Namespace) -> int:
     password = _secret(PASSWORD_ENV, f"ThingsBoard password for {args.user}")
     secret = _secret(FEEDBACK_SECRET_ENV, "feedback webhook secret (the API's GIFTWHEEL_FEEDBACK__SECRET)")
     if password is None or secret is None:
@@ -99,7 +166,6 @@ def run(args: argparse.Namespace) -> int:
     except ThingsBoardError as exc:
         print(f"giftwheel tb provision: {exc}", file=sys.stderr)
         return 2 if exc.status in (401, 403) else 1
-    for change in result.changes:
-        print(f"{change.action:>9}  {change.kind} {change.name}", file=sys.stderr)
+    _print_changes(result.changes)
     sys.stdout.write(_report(result, args.url))
     return 0

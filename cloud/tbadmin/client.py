@@ -1,4 +1,5 @@
-"""A small typed client for the ThingsBoard REST endpoints provisioning needs (tenant administrator).
+"""A small typed client for the ThingsBoard REST endpoints provisioning needs (the tenant administrator's,
+and the system administrator's rule-engine queues).
 
 Plain httpx rather than tb-rest-client: that package installs cleanly next to ours, but it is untyped
 generated code, starts a token-refresh thread per client and deserialises every response into models
@@ -10,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
 JsonObject = dict[str, Any]
+RULE_ENGINE = "TB_RULE_ENGINE"  # the service type whose queues the rule engine runs
 
 
 class ThingsBoardError(Exception):
@@ -130,3 +133,17 @@ class ThingsBoardAdmin:
 
     def save_rule_chain_metadata(self, metadata: JsonObject) -> JsonObject:
         return self._object("POST", "/api/ruleChain/metadata", json=metadata)
+
+    # Rule-engine queues (QueueController): anyone logged in may read them, only the system
+    # administrator may save them (a tenant administrator gets 403)
+    def queue(self, name: str) -> JsonObject | None:
+        try:
+            return self._object("GET", f"/api/queues/name/{quote(name, safe='')}")
+        except ThingsBoardError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def save_queue(self, queue: JsonObject) -> JsonObject:
+        """Create (no ``id``) or update (the queue's ``id``; name and topic cannot change)."""
+        return self._object("POST", "/api/queues", json=queue, params={"serviceType": RULE_ENGINE})

@@ -23,6 +23,7 @@ from devstack.tb_emulator.convert import dumps as _dumps  # values parsed from d
 from devstack.tb_emulator.faults import FaultsPatch
 from devstack.tb_emulator.rest_admin import ADMIN_ROUTES
 from devstack.tb_emulator.rest_plugins import PlainResponse, plugin_routes
+from devstack.tb_emulator.rest_queues import QUEUE_ROUTES
 from devstack.tb_emulator.rpc import RpcResult
 from devstack.tb_emulator.rule_engine import MsgType, TbMsg
 
@@ -285,6 +286,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/api/faults/redeliver-rpc/{device}", redeliver),
     # ThingsBoard's own admin REST API (the part `giftwheel tb provision` uses): rest_admin.py
     *ADMIN_ROUTES,
+    *QUEUE_ROUTES,  # the system administrator's rule-engine queues: rest_queues.py
     # ThingsBoard's documented RPC and telemetry paths: rest_plugins.py
     *plugin_routes(server_rpc),
 ]
@@ -305,6 +307,7 @@ _REASONS = {
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     406: "Not Acceptable",

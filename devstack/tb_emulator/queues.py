@@ -53,6 +53,7 @@ IN_MEMORY_POLL_MAX = 1000
 # DataValidator.QUEUE_PATTERN, and the names it keeps for calculated fields
 _QUEUE_PATTERN = re.compile(r"^[a-zA-Z0-9_.\-]+$")
 _RESERVED_NAMES = frozenset({"CalculatedFields", "CalculatedFieldStates"})
+_MAX_NAME = 255  # @Length's default max on Queue.name and Queue.topic
 
 
 # ---------------------------------------------------------------------------------------- settings
@@ -114,7 +115,15 @@ class QueueConfig(_TbJson):
 
     @model_validator(mode="after")
     def _as_queue_validator(self) -> Self:
-        """QueueValidator.validateDataImpl, with its messages."""
+        """DataValidator.validate's field constraints (Queue's @Length on name and topic, checked by
+        ConstraintValidator.validateFields), then QueueValidator.validateDataImpl, with their messages."""
+        too_long = sorted(
+            f"{field} length must be equal or less than {_MAX_NAME}"
+            for field, value in (("name", self.name), ("topic", self.topic))
+            if len(value.encode("utf-16-le")) // 2 > _MAX_NAME  # a Java String's length
+        )
+        if too_long:
+            raise ValueError("Validation error: " + ", ".join(too_long))
         for field, value in (("name", self.name), ("topic", self.topic)):
             if not value.strip():
                 raise ValueError(f"Queue {field} should be specified!")
@@ -125,6 +134,7 @@ class QueueConfig(_TbJson):
         if self.name in _RESERVED_NAMES:
             raise ValueError(
                 f"The queue name '{self.name}' is not allowed. This name is reserved for internal use."
+                " Please choose a different name."
             )
         if self.poll_interval_ms < 1:
             raise ValueError("Queue poll interval should be more then 0!")
@@ -591,6 +601,12 @@ class QueueStats:
 Processor = Callable[[T, PackCallback], None]
 
 
+def _consumer_groups(config: QueueConfig) -> list[list[int]]:
+    """MainQueueConsumerManager.createConsumerWrapper: one consumer per partition, or one for all."""
+    partitions = list(range(config.partitions))
+    return [[p] for p in partitions] if config.consumer_per_partition else [partitions]
+
+
 class RuleEngineQueue(Generic[T]):
     """One queue: its partitions (in-memory topics) and consumers, each running packs one at a time."""
 
@@ -599,13 +615,12 @@ class RuleEngineQueue(Generic[T]):
         self._processor = processor
         self.stats = QueueStats()
         self._partitions: list[deque[T]] = [deque() for _ in range(config.partitions)]
-        groups = (
-            [[p] for p in range(config.partitions)]
-            if config.consumer_per_partition
-            else [list(range(config.partitions))]
-        )
-        self._consumers = [_Consumer(self, group) for group in groups]
+        self._consumers = [_Consumer(self, group) for group in _consumer_groups(config)]
         self._consumer_of = {p: c for c in self._consumers for p in c.partitions}
+        # consumers told to stop by a settings update: they finish the pack attempt in progress
+        self._retiring: list[_Consumer] = []
+        self._restarts: set[asyncio.Task[None]] = set()
+        self._running = False
         self._ids = itertools.count()
 
     def put(self, item: T) -> None:
@@ -614,25 +629,102 @@ class RuleEngineQueue(Generic[T]):
         self._consumer_of[index].wake()
 
     def start(self) -> None:
+        self._running = True
         for consumer in self._consumers:
             consumer.start()
 
     async def stop(self) -> None:
-        for consumer in self._consumers:
+        self._running = False
+        for task in list(self._restarts):
+            task.cancel()
+        for consumer in (*self._consumers, *self._retiring):
             await consumer.stop()
+
+    def update(self, config: QueueConfig) -> None:
+        """A saved queue's new settings, applied as ThingsBoard applies its queue update event
+        (DefaultTbRuleEngineConsumerService.updateQueues -> TbRuleEngineQueueConsumerManager.update,
+        i.e. common/queue/.../common/consumer/MainQueueConsumerManager.java doUpdate; then
+        HashPartitionService.updateQueues and the partition change event, whose
+        ConsumerPerPartitionWrapper / SingleConsumerWrapper.updatePartitions take the new partitions):
+
+        - pollInterval, packProcessingTimeout, the submit and processing strategies: read by the next
+          poll and the next pack; a pack in progress keeps the settings it was polled with;
+        - consumerPerPartition changed: every consumer stops after its pack attempt in progress (no
+          retry follows), and once all have, the new consumers start;
+        - partitions changed: messages are partitioned by the new count from now on; with a consumer
+          per partition, a partition gone has its consumer stopped after its pack attempt and a new
+          one gets a consumer; a single consumer polls the new set from its next poll. Messages left
+          in a partition beyond the new count stay there unpolled, as the in-memory queue keeps a
+          topic's messages (``stranded`` in the view).
+        """
+        old = self.config
+        self.config = config
+        self._retiring = [c for c in self._retiring if not c.done]
+        while len(self._partitions) < config.partitions:
+            self._partitions.append(deque())
+        if config.consumer_per_partition != old.consumer_per_partition:
+            retired, self._consumers = (
+                self._consumers,
+                [_Consumer(self, group) for group in _consumer_groups(config)],
+            )
+            self._retire(retired, then_start=self._consumers)
+        elif config.partitions != old.partitions and config.consumer_per_partition:
+            kept = [c for c in self._consumers if c.partitions[0] < config.partitions]
+            added = [_Consumer(self, [p]) for p in range(old.partitions, config.partitions)]
+            self._retire([c for c in self._consumers if c not in kept], then_start=[])
+            self._consumers = kept + added
+            if self._running:
+                for consumer in added:
+                    consumer.start()
+        elif config.partitions != old.partitions:
+            self._consumers[0].partitions = list(range(config.partitions))
+        self._consumer_of = {p: c for c in self._consumers for p in c.partitions}
+        for consumer in self._consumers:
+            consumer.wake()  # a shorter poll interval takes effect now, not after the old one
+
+    def _retire(self, consumers: list[_Consumer], then_start: list[_Consumer]) -> None:
+        for consumer in consumers:
+            consumer.initiate_stop()
+        self._retiring.extend(consumers)
+        if self._running and (consumers or then_start):
+            task = asyncio.get_running_loop().create_task(self._start_after(consumers, then_start))
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
+
+    async def _start_after(self, retired: list[_Consumer], consumers: list[_Consumer]) -> None:
+        """MainQueueConsumerManager: awaitCompletion of the stopped consumers, then the new ones."""
+        for consumer in retired:
+            await consumer.finished()
+        for consumer in consumers:
+            if consumer in self._consumers:  # not replaced again meanwhile
+                consumer.start()
 
     @property
     def waiting(self) -> int:
         """Messages in the partitions not polled yet."""
-        return sum(len(p) for p in self._partitions)
+        return sum(len(p) for p in self._partitions[: self.config.partitions])
+
+    @property
+    def stranded(self) -> int:
+        """Messages in partitions beyond the queue's partition count: no consumer polls them."""
+        return sum(len(p) for p in self._partitions[self.config.partitions :])
 
     @property
     def idle(self) -> bool:
         """Nothing waiting and no pack in progress (a pass a pack gave up on may still be running)."""
-        return not self.waiting and not any(c.busy for c in self._consumers)
+        return (
+            not self.waiting
+            and not self._restarts
+            and not any(c.busy for c in (*self._consumers, *self._retiring))
+        )
 
     def view(self) -> dict[str, Any]:
-        return {"name": self.config.name, "waiting": self.waiting, **self.stats.view()}
+        return {
+            "name": self.config.name,
+            "waiting": self.waiting,
+            "stranded": self.stranded,
+            **self.stats.view(),
+        }
 
     def _poll(self, partitions: list[int]) -> list[T]:
         """InMemoryTbQueueConsumer.poll: up to IN_MEMORY_POLL_MAX messages from each partition."""
@@ -648,8 +740,8 @@ class RuleEngineQueue(Generic[T]):
         # forwardToRuleEngineActor: a tell to the rule chain actor, which handles it after this returns
         asyncio.get_running_loop().call_soon(self._processor, item, PackCallback(ctx, msg_id))
 
-    async def _process_pack(self, items: list[T]) -> None:
-        """TbRuleEngineQueueConsumerManager.processMsgs."""
+    async def _process_pack(self, items: list[T], consumer: _Consumer) -> None:
+        """TbRuleEngineQueueConsumerManager.processMsgs, with the settings the pack was polled with."""
         config = self.config
         stats = self.stats
         stats.packs += 1
@@ -670,17 +762,20 @@ class RuleEngineQueue(Generic[T]):
             stats.succeeded += len(ctx.success)
             stats.failed += len(ctx.failed)
             stats.timed_out_msgs += len(ctx.pending)
-            if decision.commit:
+            # A stopped consumer leaves processMsgs' loop before the next attempt: what the strategy
+            # would have re-submitted is given up on (the in-memory queue has no redelivery)
+            if decision.commit or consumer.stopping():
                 stats.skipped += len(ctx.failed) + len(ctx.pending)
             else:
                 stats.retries += len(decision.reprocess)
             if decision.pause_s > 0:
-                # RetryStrategy sleeps the consumer thread: nothing of its partitions is polled meanwhile,
-                # and the pass that timed out is not canceled until the sleep ends
+                # RetryStrategy sleeps the consumer thread (in analyze, so a stopped consumer too):
+                # nothing of its partitions is polled meanwhile, and the pass that timed out is not
+                # canceled until the sleep ends
                 stats.pauses += 1
                 await asyncio.sleep(decision.pause_s)
             ctx.cleanup()
-            if decision.commit:
+            if decision.commit or consumer.stopping():
                 strategy.stop()
                 return
             strategy.update(decision.reprocess)
@@ -695,12 +790,31 @@ class _Consumer:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.busy = False  # processing a pack
+        self._stop_requested = False
 
     def wake(self) -> None:
         self._wakeup.set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def initiate_stop(self) -> None:
+        """TbQueueConsumerTask.initiateStop: the loop ends after the pack attempt in progress."""
+        self._stop_requested = True
+        self._wakeup.set()
+
+    def stopping(self) -> bool:
+        return self._stop_requested
+
+    @property
+    def done(self) -> bool:
+        return self._task is None or self._task.done()
+
+    async def finished(self) -> None:
+        """TbQueueConsumerTask.awaitCompletion."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -712,24 +826,26 @@ class _Consumer:
     async def _run(self) -> None:
         queue = self.queue
         loop = asyncio.get_running_loop()
-        interval_s = queue.config.poll_interval_ms / 1000
-        while True:
+        while not self.stopping():
             self._wakeup.clear()
             pack = queue._poll(self.partitions)
             if pack:
                 self.busy = True
                 try:
-                    await queue._process_pack(pack)
+                    await queue._process_pack(pack, self)
                 except Exception:  # the consumer loop survives anything, as ThingsBoard's does
                     log.exception("pack processing failed", queue=queue.config.name)
                 finally:
                     self.busy = False
                 continue
-            # An empty poll sleeps pollInterval, then polls again: a message that arrives meanwhile is
-            # taken at the next tick. Waiting for it and then for that tick is the same timing without
-            # waking every interval.
+            # An empty poll sleeps pollInterval (read at each poll, as consumer.poll(config.getPollInterval())
+            # does), then polls again: a message that arrives meanwhile is taken at the next tick. Waiting
+            # for it and then for that tick is the same timing without waking every interval.
             idle_since = loop.time()
             await self._wakeup.wait()
+            if self.stopping():
+                return
+            interval_s = queue.config.poll_interval_ms / 1000
             await asyncio.sleep(interval_s - (loop.time() - idle_since) % interval_s)
 
 
@@ -737,10 +853,12 @@ class RuleEngineQueues(Generic[T]):
     """Every queue by name; a message goes to the queue it names, Main if none."""
 
     def __init__(self, configs: Iterable[QueueConfig], processor: Processor[T]) -> None:
+        self._processor = processor
         self.by_name: dict[str, RuleEngineQueue[T]] = {c.name: RuleEngineQueue(c, processor) for c in configs}
         if MAIN_QUEUE not in self.by_name:
             raise QueueError(f"the {MAIN_QUEUE} queue cannot be left out: messages without a queue go there")
         self._unknown_warned: set[str] = set()
+        self._running = False
 
     def put(self, item: T) -> None:
         name = item.queue_name or MAIN_QUEUE
@@ -753,12 +871,31 @@ class RuleEngineQueues(Generic[T]):
             queue = self.by_name[MAIN_QUEUE]
         queue.put(item)
 
+    def save(self, config: QueueConfig) -> None:
+        """A queue saved at run time (the admin REST API), as DefaultTbRuleEngineConsumerService.updateQueues
+        handles the queue update event DefaultTbQueueService.saveQueue sends: a queue it has no consumer
+        for gets one (createConsumer), started if the rule engine runs; an existing one is updated
+        (RuleEngineQueue.update). Whether ThingsBoard would save it (QueueValidator) is the caller's
+        check."""
+        queue = self.by_name.get(config.name)
+        if queue is None:
+            queue = RuleEngineQueue(config, self._processor)
+            self.by_name[config.name] = queue
+            if self._running:
+                queue.start()
+            log.info("rule-engine queue created", queue=config.name)
+        else:
+            queue.update(config)
+            log.info("rule-engine queue updated", queue=config.name)
+
     def start(self) -> None:
+        self._running = True
         for queue in self.by_name.values():
             queue.start()
 
     async def stop(self) -> None:
-        for queue in self.by_name.values():
+        self._running = False
+        for queue in list(self.by_name.values()):
             await queue.stop()
 
     @property

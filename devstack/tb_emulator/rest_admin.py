@@ -1,10 +1,14 @@
 """ThingsBoard's administration REST API, the subset `giftwheel tb provision` uses: tenant login, device
-profiles, devices with access-token credentials, rule chains and their metadata.
+profiles, devices with access-token credentials, rule chains and their metadata; and the system
+administrator's login (its queue endpoints: rest_queues.py).
 
 Shapes follow ThingsBoard's controllers (AuthController, DeviceController, DeviceProfileController,
 RuleChainController): entity ids as ``{"entityType", "id"}``, ``PageData`` pages, errors as
 ``{"status", "message", "errorCode"}`` (ThingsBoardErrorCode: 10 authentication, 31 bad request
-parameters, 32 item not found). Devices created here are real emulator devices: their access token
+parameters, 32 item not found, 20 permission denied). Each endpoint admits the authorities its
+controller's @PreAuthorize names (tenant endpoints: TENANT_ADMIN); anyone else logged in gets 403
+"You don't have permission to perform this operation!" (ThingsboardErrorResponseHandler's
+AccessDeniedException handler). Devices created here are real emulator devices: their access token
 works on the MQTT side at once. Admin state other than devices lives per hub in ``_STATE``; rule
 chains in a RuleChainStore (rule_chain_store.py), which saves them as the hub's ThingsBoard version
 does.
@@ -23,18 +27,32 @@ from weakref import WeakKeyDictionary
 
 import orjson
 
-from devstack.tb_emulator.devices import Device, DeviceSpec
+from devstack.tb_emulator.devices import Device, DeviceProfile, DeviceSpec, profile_id_for
 from devstack.tb_emulator.rule_chain_store import AdminError, RuleChainStore
 
 if TYPE_CHECKING:
     from devstack.tb_emulator.http_api import Request
     from devstack.tb_emulator.hub import Hub
 
-# ThingsBoard's demo tenant administrator (msa/tb/README.md); the emulator knows no other user.
+# The users a fresh ThingsBoard has (thingsboard/thingsboard application/src/main/java/org/thingsboard/
+# server/service/install/DefaultSystemDataLoaderService.java @dfe65d5: createSysAdmin, and the demo
+# tenant's administrator from loadDemoData); the emulator knows no other user.
+SYSADMIN_USER = "sysadmin@thingsboard.org"
+SYSADMIN_PASSWORD = "sysadmin"  # noqa: S105 (ThingsBoard's published install default)
 TENANT_USER = "tenant@thingsboard.org"
 TENANT_PASSWORD = "tenant"  # noqa: S105 (ThingsBoard's published demo credential)
-TENANT_ID = "13814000-1dd2-11b2-8080-808080808080"
+# Authority (common/data/.../security/Authority.java)
+SYS_ADMIN = "SYS_ADMIN"
+TENANT_ADMIN = "TENANT_ADMIN"
+_USERS = {SYSADMIN_USER: (SYSADMIN_PASSWORD, SYS_ADMIN), TENANT_USER: (TENANT_PASSWORD, TENANT_ADMIN)}
+# TenantId.SYS_TENANT_ID (EntityId.NULL_UUID): the system administrator's tenant, which owns the queues
+SYS_TENANT_ID = "13814000-1dd2-11b2-8080-808080808080"
+TENANT_ID = "7b0c4e1e-1dd2-11b2-9a55-1c0ffee00001"  # the demo tenant's (random in ThingsBoard)
+NULL_CUSTOMER_ID = SYS_TENANT_ID  # CustomerId of an entity assigned to no customer: NULL_UUID
 _NAMESPACE = uuid.UUID("6d1c5a1e-7f6b-4a0e-9a55-1c0ffee00002")
+# ThingsboardErrorCode
+_AUTHENTICATION, _PERMISSION_DENIED = 10, 20
+PERMISSION_DENIED = "You don't have permission to perform this operation!"
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 
 Result = tuple[int, Any]
@@ -43,7 +61,7 @@ Result = tuple[int, Any]
 @dataclass
 class AdminState:
     rule_chains: RuleChainStore
-    sessions: set[str] = field(default_factory=set)
+    sessions: dict[str, str] = field(default_factory=dict)  # token -> the user's authority
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> DeviceProfile
     device_extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # device id -> label, info
     created_ms: dict[str, int] = field(default_factory=dict)
@@ -81,17 +99,33 @@ def _json(req: Request) -> Any:
         return None
 
 
-def _authorized(hub: Hub, req: Request) -> bool:
+def authority(hub: Hub, req: Request) -> str | None:
+    """The logged-in user's authority (SYS_ADMIN, TENANT_ADMIN), None without a valid login."""
     header = req.headers.get("x-authorization", "")
-    return header.startswith("Bearer ") and header[7:] in _state(hub).sessions
+    return _state(hub).sessions.get(header[7:]) if header.startswith("Bearer ") else None
 
 
-# ThingsBoard's other REST controllers (rest_plugins.py) share the login and the error shape
-authorized = _authorized
+def authorized(hub: Hub, req: Request) -> bool:
+    return authority(hub, req) is not None
+
+
+def refused(hub: Hub, req: Request, *allowed: str) -> Result | None:
+    """Spring Security's answer unless a user with one of ``allowed`` (@PreAuthorize) is logged in:
+    401 without a login, 403 for another authority."""
+    user = authority(hub, req)
+    if user is None:
+        return _error(401, "Authentication failed", _AUTHENTICATION)
+    if user not in allowed:
+        return _error(403, PERMISSION_DENIED, _PERMISSION_DENIED)
+    return None
+
+
+# ThingsBoard's other REST controllers (rest_plugins.py, rest_queues.py) share the login, the error
+# shape and the pages
 error_response = _error
 
 
-def _page(items: list[dict[str, Any]], req: Request) -> Result:
+def paged(items: list[dict[str, Any]], req: Request) -> Result:
     try:
         size = int(req.query.get("pageSize", ["10"])[0])
         page = int(req.query.get("page", ["0"])[0])
@@ -151,7 +185,7 @@ def _device_json(hub: Hub, device: Device) -> dict[str, Any]:
         "id": _entity("DEVICE", device.id),
         "createdTime": state.created_ms.setdefault(device.id, _now_ms()),
         "tenantId": _entity("TENANT", TENANT_ID),
-        "customerId": _entity("CUSTOMER", "13814000-1dd2-11b2-8080-808080808080"),
+        "customerId": _entity("CUSTOMER", NULL_CUSTOMER_ID),
         "name": device.name,
         "type": device.type,
         "label": extra["label"],
@@ -164,16 +198,17 @@ async def login(hub: Hub, req: Request) -> Result:
     body = _json(req)
     if not isinstance(body, dict) or "username" not in body or "password" not in body:
         return _error(401, "Authentication failed", 10)
-    if body["username"] != TENANT_USER or body["password"] != TENANT_PASSWORD:
+    user = _USERS.get(body["username"])
+    if user is None or body["password"] != user[0]:
         return _error(401, "Invalid username or password", 10)
     token = secrets.token_urlsafe(32)
-    _state(hub).sessions.add(token)
+    _state(hub).sessions[token] = user[1]
     return 200, {"token": token, "refreshToken": secrets.token_urlsafe(32)}
 
 
 async def tenant_device(hub: Hub, req: Request) -> Result:
-    if not _authorized(hub, req):
-        return _error(401, "Authentication failed", 10)
+    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
+        return answer
     name = req.query.get("deviceName", [""])[0]
     device = hub.registry.by_name.get(name)
     if device is None:
@@ -183,8 +218,8 @@ async def tenant_device(hub: Hub, req: Request) -> Result:
 
 async def save_device(hub: Hub, req: Request) -> Result:
     """Create (no id) or update (id) a device; a new device gets a random access token."""
-    if not _authorized(hub, req):
-        return _error(401, "Authentication failed", 10)
+    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
+        return answer
     body = _json(req)
     if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
         return _error(400, "Device name should be specified!", 31)
@@ -223,8 +258,8 @@ async def save_device(hub: Hub, req: Request) -> Result:
 
 
 async def device_credentials(hub: Hub, req: Request) -> Result:
-    if not _authorized(hub, req):
-        return _error(401, "Authentication failed", 10)
+    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
+        return answer
     device = hub.registry.by_id.get(req.params["id"])
     if device is None:
         return _error(404, "Requested item wasn't found!", 32)
@@ -239,16 +274,16 @@ async def device_credentials(hub: Hub, req: Request) -> Result:
 
 
 async def device_profiles(hub: Hub, req: Request) -> Result:
-    if not _authorized(hub, req):
-        return _error(401, "Authentication failed", 10)
+    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
+        return answer
     for device in list(hub.registry.by_name.values()):
         _profile_for_type(hub, device.type)
-    return _page(list(_state(hub).profiles.values()), req)
+    return paged(list(_state(hub).profiles.values()), req)
 
 
 async def save_device_profile(hub: Hub, req: Request) -> Result:
-    if not _authorized(hub, req):
-        return _error(401, "Authentication failed", 10)
+    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
+        return answer
     body = _json(req)
     if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
         return _error(400, "Device profile name should be specified!", 31)
@@ -277,19 +312,33 @@ async def save_device_profile(hub: Hub, req: Request) -> Result:
         id=_entity("DEVICE_PROFILE", profile_id), createdTime=created, tenantId=_entity("TENANT", TENANT_ID)
     )
     state.profiles[profile_id] = profile
+    _route_profile(hub, body["name"], queue_name or None)
     return 200, profile
 
 
+def _route_profile(hub: Hub, name: str, queue: str | None) -> None:
+    """A saved profile's defaultQueueName routes its devices' next messages (the transport and
+    DefaultTbClusterService read the queue from the device's profile for each message, and a profile
+    update reaches them at once: thingsboard/thingsboard application/.../service/queue/
+    DefaultTbClusterService.java @dfe65d5). Its defaultRuleChainId does not: the rule engine runs the
+    chains it was started with (rule_chain_store.py)."""
+    routing = hub.registry.profiles.get(name)
+    if routing is None:
+        hub.registry.profiles[name] = DeviceProfile(name, profile_id_for(name), None, queue)
+    else:
+        routing.queue = queue
+
+
 async def rule_chains(hub: Hub, req: Request) -> Result:
-    if not _authorized(hub, req):
-        return _error(401, "Authentication failed", 10)
+    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
+        return answer
     kind = req.query.get("type", ["CORE"])[0]
-    return _page([c for c in _state(hub).rule_chains.chains() if c["type"] == kind], req)
+    return paged([c for c in _state(hub).rule_chains.chains() if c["type"] == kind], req)
 
 
 async def rule_chain(hub: Hub, req: Request) -> Result:
-    if not _authorized(hub, req):
-        return _error(401, "Authentication failed", 10)
+    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
+        return answer
     try:
         return 200, _state(hub).rule_chains.chain(req.params["id"])
     except AdminError as exc:
@@ -297,8 +346,8 @@ async def rule_chain(hub: Hub, req: Request) -> Result:
 
 
 async def save_rule_chain(hub: Hub, req: Request) -> Result:
-    if not _authorized(hub, req):
-        return _error(401, "Authentication failed", 10)
+    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
+        return answer
     body = _json(req)
     if not isinstance(body, dict):
         return _error(400, "Invalid request body", 31)
@@ -309,8 +358,8 @@ async def save_rule_chain(hub: Hub, req: Request) -> Result:
 
 
 async def rule_chain_metadata(hub: Hub, req: Request) -> Result:
-    if not _authorized(hub, req):
-        return _error(401, "Authentication failed", 10)
+    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
+        return answer
     try:
         return 200, _state(hub).rule_chains.metadata(req.params["id"])
     except AdminError as exc:
@@ -319,8 +368,8 @@ async def rule_chain_metadata(hub: Hub, req: Request) -> Result:
 
 async def save_rule_chain_metadata(hub: Hub, req: Request) -> Result:
     """Saves a chain's nodes and connections as the rule chain editor's Save does (rule_chain_store.py)."""
-    if not _authorized(hub, req):
-        return _error(401, "Authentication failed", 10)
+    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
+        return answer
     body = _json(req)
     if not isinstance(body, dict):
         return _error(400, "Invalid request body", 31)

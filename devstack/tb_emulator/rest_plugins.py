@@ -13,7 +13,9 @@ v4.3.0.1 (4.3; the history query differs, below). Every path needs ``X-Authoriza
 emulator's ``/api/rpc`` and ``/api/devices`` paths take names too). Answers are ThingsBoard's: a
 JSON error ``{"status","message","errorCode","timestamp"}`` where a controller throws, a plain-text
 message where it answers ``ResponseEntity<String>`` (a device not found: 404 "Device with requested
-id wasn't found!"), a bare status where it has no body (an RPC TIMEOUT: 408).
+id wasn't found!"), a bare status where it has no body (an RPC TIMEOUT: 408). The system administrator
+passes these controllers' @PreAuthorize but AccessValidator.validateDevice refuses it any device: 403
+"System administrator is not allowed to perform this operation!".
 
 Not emulated: other entity types than DEVICE (they answer 404: the emulator has only devices),
 aggregations other than NONE, deleting timeseries or attributes, the persistent-RPC listing paths,
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from devstack.tb_emulator import convert, gson, jackson
-from devstack.tb_emulator.rest_admin import authorized, error_response
+from devstack.tb_emulator.rest_admin import SYS_ADMIN, authority, authorized, error_response
 from devstack.tb_emulator.rpc import RpcError
 from devstack.tb_emulator.versions import TbVersion
 
@@ -92,6 +94,10 @@ class _EntityNotFound(Exception):
     """AccessValidator's EntityNotFoundException: ResponseEntity<String>(message, 404)."""
 
 
+class _AccessDenied(Exception):
+    """AccessValidator's AccessDeniedException: ResponseEntity<String>(message, 403)."""
+
+
 def _java_uuid(text: str) -> str:
     """UUID.fromString (five '-'-separated hex groups, each within its field's width); an
     IllegalArgumentException is a 400 (BaseController)."""
@@ -111,8 +117,11 @@ def _entity_id(entity_type: str, entity_id: str) -> str:
     return _java_uuid(entity_id)
 
 
-def _device(hub: Hub, entity_type: str, uuid: str) -> Device:
-    """AccessValidator.validate for the tenant administrator: the device, or 404."""
+def _device(hub: Hub, req: Request, entity_type: str, uuid: str) -> Device:
+    """AccessValidator.validate: the device, or 404; the system administrator may not touch a device
+    (validateDevice: 403)."""
+    if entity_type == "DEVICE" and authority(hub, req) == SYS_ADMIN:
+        raise _AccessDenied("System administrator is not allowed to perform this operation!")
     device = hub.registry.by_id.get(uuid) if entity_type == "DEVICE" else None
     if device is None:
         raise _EntityNotFound(_DEVICE_NOT_FOUND if entity_type == "DEVICE" else f"{entity_type} not found")
@@ -131,6 +140,8 @@ def _controller(handler: Handler) -> Handler:
             return exc.result
         except _EntityNotFound as exc:
             return 404, PlainResponse(str(exc))
+        except _AccessDenied as exc:
+            return 403, PlainResponse(str(exc))
 
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
@@ -235,7 +246,7 @@ def rpc_v1(server_rpc: ServerRpc) -> Handler:
             raise _bad_request("Invalid request body") from None
         persistent = "persistent" in body and _as_boolean(body["persistent"])
         retries = _as_long(body["retries"], 32) if "retries" in body else None
-        target = _device(hub, "DEVICE", device_uuid)
+        target = _device(hub, req, "DEVICE", device_uuid)
         outcome = await server_rpc(
             hub,
             target,
@@ -339,7 +350,7 @@ def _ts_data(entries: list[tuple[str, int, Any]], strict: bool) -> dict[str, lis
 async def timeseries_keys(hub: Hub, req: Request) -> Result:
     """getTimeseriesKeys: the keys of the latest values."""
     entity_type = req.params["entityType"]
-    device = _device(hub, entity_type, _entity_id(entity_type, req.params["entityId"]))
+    device = _device(hub, req, entity_type, _entity_id(entity_type, req.params["entityId"]))
     return 200, list(device.latest)
 
 
@@ -352,7 +363,7 @@ async def timeseries_values(hub: Hub, req: Request) -> Result:
     keys = _keys(req)
     strict = _flag(req, "useStrictDataTypes")
     entity_type = req.params["entityType"]
-    device = _device(hub, entity_type, _entity_id(entity_type, req.params["entityId"]))
+    device = _device(hub, req, entity_type, _entity_id(entity_type, req.params["entityId"]))
     if not keys:
         entries = [(key, ts, value) for key, (ts, value) in device.latest.items()]
     else:  # findLatest: a key never saved reads as a null string at the current time
@@ -382,7 +393,7 @@ async def _history(hub: Hub, req: Request) -> Result:
     uuid = _entity_id(entity_type, req.params["entityId"])
     if agg not in _AGGREGATIONS:
         raise _bad_request(f"No enum constant org.thingsboard.server.common.data.kv.Aggregation.{agg}")
-    device = _device(hub, entity_type, uuid)
+    device = _device(hub, req, entity_type, uuid)
     # DefaultTbTelemetryService.getTimeseries: an aggregation without an interval is none at all
     if agg != "NONE" and (interval != 0 or "intervalType" in req.query):
         raise _bad_request(f"aggregation {agg} is not emulated (only NONE)")
@@ -398,7 +409,7 @@ async def attribute_keys(hub: Hub, req: Request) -> Result:
     """getAttributeKeys / getAttributeKeysByScope: every scope's keys (client, server, shared)."""
     scopes = (_scope(req.params["scope"]),) if "scope" in req.params else SCOPES
     entity_type = req.params["entityType"]
-    device = _device(hub, entity_type, _entity_id(entity_type, req.params["entityId"]))
+    device = _device(hub, req, entity_type, _entity_id(entity_type, req.params["entityId"]))
     return 200, [key for scope in scopes for key in device.attributes(scope)]
 
 
@@ -408,7 +419,7 @@ async def attribute_values(hub: Hub, req: Request) -> Result:
     scopes = (_scope(req.params["scope"]),) if "scope" in req.params else SCOPES
     keys = _keys(req)
     entity_type = req.params["entityType"]
-    device = _device(hub, entity_type, _entity_id(entity_type, req.params["entityId"]))
+    device = _device(hub, req, entity_type, _entity_id(entity_type, req.params["entityId"]))
     out = []
     for scope in scopes:
         values = device.attributes(scope)
@@ -444,7 +455,7 @@ async def save_attributes(hub: Hub, req: Request) -> Result:
         return 400, PlainResponse("No attributes data found in request body!")
     if any(not key.strip() for key in values):
         return 400, PlainResponse("Key cannot be blank")
-    device = _device(hub, entity_type, uuid)
+    device = _device(hub, req, entity_type, uuid)
     hub.save_attributes(device, scope, values, notify=True)
     return 200, PlainResponse()
 
@@ -468,7 +479,7 @@ async def save_timeseries(hub: Hub, req: Request) -> Result:
         return 400, PlainResponse(f"Unable to parse time series payload. Invalid JSON body: {exc}")
     if not any(groups.values()):
         return 400, PlainResponse("No time series data found in request body!")
-    device = _device(hub, entity_type, uuid)
+    device = _device(hub, req, entity_type, uuid)
     for ts, values in groups.items():
         hub.save_timeseries(device, ts, values)
     return 200, PlainResponse()

@@ -63,9 +63,13 @@ def provision(
 
 
 @contextmanager
-def admin(emulator: EmulatorProcess) -> Iterator[httpx.Client]:
+def admin(
+    emulator: EmulatorProcess, user: str = TENANT_USER, password: str = TENANT_PASSWORD
+) -> Iterator[httpx.Client]:
+    """An HTTP client logged in to the emulator's ThingsBoard REST API (the tenant administrator unless
+    told otherwise)."""
     with httpx.Client(base_url=emulator.base_url, timeout=10) as client:
-        login = client.post("/api/auth/login", json={"username": TENANT_USER, "password": TENANT_PASSWORD})
+        login = client.post("/api/auth/login", json={"username": user, "password": password})
         client.headers["X-Authorization"] = "Bearer " + login.json()["token"]
         yield client
 
