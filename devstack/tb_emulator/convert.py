@@ -39,6 +39,8 @@ __all__ = [
     "attributes",
     "dumps",
     "gateway_telemetry_groups",
+    "is_blank",
+    "java_length",
     "key_set",
     "parse_json",
     "request_id",
@@ -219,9 +221,9 @@ def _values(obj: dict[str, Any], settings: JsonSettings, null_refused: bool) -> 
 
 def _string_value(key: str, value: str, settings: JsonSettings) -> Any:
     limit = settings.max_string_value_length
-    if limit > 0 and _java_length(value) > limit:
+    if limit > 0 and java_length(value) > limit:
         raise JsonSyntaxException(
-            f"String value length [{_java_length(value)}] for key [{key}] is greater than maximum "
+            f"String value length [{java_length(value)}] for key [{key}] is greater than maximum "
             f"allowed [{limit}]"
         )
     if settings.type_cast_enabled and _is_parsable(value):
@@ -298,7 +300,16 @@ def _is_parsable(text: str) -> bool:
     return True
 
 
-def _java_length(text: str) -> int:
+# String.trim removes every character up to U+0020, and nothing else
+_JAVA_TRIMMED = "".join(chr(c) for c in range(0x21))
+
+
+def is_blank(text: str) -> bool:
+    """StringUtils.isBlank: empty once String.trim has removed every character up to U+0020."""
+    return not text.strip(_JAVA_TRIMMED)
+
+
+def java_length(text: str) -> int:
     """String.length(): UTF-16 code units (a character beyond the BMP counts two)."""
     return len(text) + sum(1 for ch in text if ch > "\uffff")
 

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from devstack.tb_emulator.convert import is_blank, java_length
+
 if TYPE_CHECKING:
     from devstack.tb_emulator.rpc import DeviceRpc
 
@@ -75,6 +77,30 @@ class DevicesFile(BaseModel):
 
     profiles: list[ProfileSpec] = Field(default_factory=list)
     devices: list[DeviceSpec]
+
+
+class DataValidationError(ValueError):
+    """ThingsBoard's DataValidationException: an entity its DAO validators refuse to save."""
+
+
+# @Length's default maximum on Device.name, Device.type and DeviceProfile.name, in UTF-16 units
+_MAX_NAME_LENGTH = 255
+
+
+def _validate_name(what: str, name: str) -> None:
+    """ConstraintValidator.validateFields (@Length: at most 255 UTF-16 units), then
+    DataValidator.validateString (blank, or containing 0x00), with their messages
+    (thingsboard/thingsboard dao/src/main/java/org/thingsboard/server/dao/service/
+    ConstraintValidator.java, DataValidator.java @dfe65d5). Not emulated: @NoXss (OWASP AntiSamy's
+    HTML policy)."""
+    if java_length(name) > _MAX_NAME_LENGTH:
+        raise DataValidationError(
+            f"Validation error: name length must be equal or less than {_MAX_NAME_LENGTH}"
+        )
+    if is_blank(name):
+        raise DataValidationError(f"{what} should be specified!")
+    if "\x00" in name:
+        raise DataValidationError(f"{what} should not contain 0x00 symbol!")
 
 
 class DevicesFileError(ValueError):
@@ -235,10 +261,14 @@ class DeviceRegistry:
         device is created with the announced type, on the profile of that name, made if none exists
         (DefaultTransportApiService.findOrCreateDevice / createNewDevice, thingsboard/thingsboard
         application/.../service/transport/DefaultTransportApiService.java @dfe65d5). Returns the
-        device and whether it was created."""
+        device and whether it was created. A new device or profile that ThingsBoard's validators
+        refuse is a :class:`DataValidationError` and nothing is created."""
         device = self.by_name.get(name)
         created = device is None
         if device is None:
+            if type_ not in self.profiles:  # findOrCreateDeviceProfile saves the profile first
+                _validate_name("Device profile name", type_)
+            _validate_name("Device name", name)
             device = self._new(name, type_, None, False)
             device.created_by_gateway = gateway.name
             self.profile_of(device)

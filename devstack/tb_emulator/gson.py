@@ -28,6 +28,7 @@ from devstack.tb_emulator.gson_reader import NESTING_LIMIT, MalformedJson, parse
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 LONG_DIGITS = 19  # digits of LONG_MAX
 _LONG_SPAN = 2**64
+_INT_SPAN = 2**32
 # NumberLimits: LazilyParsedNumber refuses longer literals and larger scales (NumberFormatException)
 _MAX_NUMBER_STRING_LENGTH = 10_000
 _MAX_SCALE = 10_000
@@ -165,6 +166,66 @@ def get_as_long(value: Any) -> int:
     if isinstance(value, list):
         return get_as_long(_single_element(value))
     raise UnsupportedOperationException(_class_name(value))
+
+
+def member(obj: dict[str, Any], name: str) -> Any:
+    """``JsonObject.get(name)`` with a getter called on the result: an absent member is Java's null,
+    so the call is a NullPointerException (a JSON null is JsonNull, whose getters raise
+    UnsupportedOperationException)."""
+    if name not in obj:
+        raise NullPointerException(f'"{name}" is absent: JsonObject.get returned null')
+    return obj[name]
+
+
+def get_as_json_object(value: Any) -> dict[str, Any]:
+    """JsonElement.getAsJsonObject: anything but an object is an IllegalStateException."""
+    if not isinstance(value, dict):
+        raise IllegalStateException("Not a JSON Object: " + to_string(value))
+    return value
+
+
+def get_as_json_array(value: Any) -> list[Any]:
+    """JsonElement.getAsJsonArray: anything but an array is an IllegalStateException."""
+    if not isinstance(value, list):
+        raise IllegalStateException("Not a JSON Array: " + to_string(value))
+    return value
+
+
+def get_as_int(value: Any) -> int:
+    """JsonElement.getAsInt, per element class.
+
+    - number: ``LazilyParsedNumber.intValue``: ``Integer.parseInt(literal)``, else
+      ``(int) Long.parseLong(literal)``, else ``new BigDecimal(literal).intValue()``: all three
+      keep the integer part's low 32 bits, so 5.7 -> 5, -1.5 -> -1, 2147483648 -> -2147483648,
+      1e10 -> 1410065408; the literal limits of :func:`get_as_long` apply.
+    - string: ``Integer.parseInt``: "5" -> 5; "5.7", " 5", "2147483648": NumberFormatException.
+    - boolean: ``Integer.parseInt("true")``: NumberFormatException.
+    - array: its only element's getAsInt; any other size: IllegalStateException.
+    - null or object: UnsupportedOperationException.
+    """
+    if isinstance(value, bool):
+        return parse_long(get_as_string(value), bits=32)
+    if isinstance(value, (int, JsonNumber)):
+        return (get_as_long(value) + _INT_SPAN // 2) % _INT_SPAN - _INT_SPAN // 2
+    if isinstance(value, str):
+        return parse_long(value, bits=32)
+    if isinstance(value, list):
+        return get_as_int(_single_element(value))
+    raise UnsupportedOperationException(_class_name(value))
+
+
+def get_as_boolean(value: Any) -> bool:
+    """JsonElement.getAsBoolean: a boolean's value; any other primitive is
+    ``Boolean.parseBoolean(getAsString())``, true only for "true" in any case ("TRUE"; "yes", "1",
+    1 and "true " are false; Java's case folding maps no other character onto these four letters);
+    an array: its only element's getAsBoolean, else IllegalStateException; null or object:
+    UnsupportedOperationException."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, list):
+        return get_as_boolean(_single_element(value))
+    text = get_as_string(value)
+    return text.isascii() and text.lower() == "true"
 
 
 def get_as_string(value: Any) -> str:

@@ -38,6 +38,9 @@ class HubSettings:
     rpc_max_retries: int = 5  # ACTORS_RPC_MAX_RETRIES
     max_inflight_messages: int = 100  # MQTT_MSG_QUEUE_SIZE_PER_DEVICE_LIMIT, told in getSessionLimits
     session_inactivity_timeout_s: float = 600.0  # TB_TRANSPORT_SESSIONS_INACTIVITY_TIMEOUT
+    # TB_QUEUE_TRANSPORT_MAX_REQUEST_TIMEOUT: a transport API request left unanswered (a sub-device
+    # ThingsBoard cannot create) fails after this (gateway_api)
+    transport_api_timeout_s: float = 10.0
     # ACTORS_MAX_CONCURRENT_SESSION_PER_DEVICE (thingsboard.yml, default 1): one session more than
     # this evicts the device's oldest session (Hub.session_opened)
     max_concurrent_sessions_per_device: int = 1
@@ -443,21 +446,26 @@ class Hub:
         session.publish(topic, dumps(body).encode(), session.sub_qos("v1/devices/me/attributes/response/+"))
 
     def answer_gateway_attribute_request(
-        self,
-        gateway: MqttSession,
-        device: Device,
-        request_id: int,
-        client: bool,
-        keys: list[str],
-        single: bool,
+        self, gateway: MqttSession, device: Device, request_id: int, client: bool, keys: set[str]
     ) -> None:
-        store = device.client_attributes if client else device.shared_attributes
-        body: dict[str, Any] = {"id": request_id, "device": device.name}
-        if single:
-            if keys[0] in store:
-                body["value"] = store[keys[0]]
+        """The device actor's answer (DeviceActorMessageProcessor.handleGetAttributesRequest) as the
+        gateway gets it (JsonConverter.getJsonObjectForGateway): the keys found in the requested scope,
+        or, for no key at all, every client and every shared attribute; a scope that found exactly one
+        attribute for a request of at most one key gives "value", else its attributes go into "values";
+        nothing found gives neither (thingsboard/thingsboard application/.../actors/device/
+        DeviceActorMessageProcessor.java, common/proto/.../adaptor/JsonConverter.java @dfe65d5)."""
+        if keys:
+            store = device.client_attributes if client else device.shared_attributes
+            found = [{k: v for k, v in store.items() if k in keys}]
         else:
-            body["values"] = {k: store[k] for k in keys if k in store}
+            found = [dict(device.client_attributes), dict(device.shared_attributes)]
+        multiple = len(keys) > 1
+        body: dict[str, Any] = {"id": request_id, "device": device.name}
+        for values in found:
+            if len(values) == 1 and not multiple:
+                body["value"] = next(iter(values.values()))
+            elif values:
+                body.setdefault("values", {}).update(values)
         topic = "v1/gateway/attributes/response"
         gateway.publish(topic, dumps(body).encode(), gateway.sub_qos(topic))
 

@@ -91,6 +91,7 @@ class MqttSession(asyncio.Protocol):
         self._rpc_acks: dict[int, tuple[Device, RpcRequest, asyncio.TimerHandle]] = {}
         self.client_rpc_timers: dict[int, asyncio.TimerHandle] = {}
         self._deferred: list[Callable[[], None]] = []
+        self._publish_packet_id: int | None = None  # of the PUBLISH being handled
         self.last_activity = 0.0
         self.received = 0
 
@@ -192,6 +193,7 @@ class MqttSession(asyncio.Protocol):
             self.close(RC_QOS_NOT_SUPPORTED)
             return
         self._deferred.clear()
+        self._publish_packet_id = packet.packet_id
         try:
             reason = handle_publish(self, packet.topic, packet.payload)
         except GatewayConversionError as exc:
@@ -243,6 +245,17 @@ class MqttSession(asyncio.Protocol):
 
     def defer(self, action: Callable[[], None]) -> None:
         self._deferred.append(action)
+
+    def ack_later(self, delay_s: float, reason: int) -> None:
+        """PUBACK the PUBLISH being handled ``delay_s`` from now, where ThingsBoard answers it from a
+        callback that fires later (a transport API request that times out); nothing at QoS 0."""
+        packet_id = self._publish_packet_id
+        if packet_id is not None:
+            self.hub.loop.call_later(delay_s, self._ack_if_open, packet_id, reason)
+
+    def _ack_if_open(self, packet_id: int, reason: int) -> None:
+        if not self.closed:
+            self._ack(packet_id, reason)
 
     def _ack(self, packet_id: int, reason: int) -> None:
         faults = self.hub.faults
