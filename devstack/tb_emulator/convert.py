@@ -176,10 +176,7 @@ def _group(item: dict[str, Any], server_ts_ms: int, settings: JsonSettings, null
     """parseObject -> parseWithTs (ts read first, then values.getAsJsonObject) or parseWithoutTs."""
     if "ts" in item and "values" in item:
         ts = gson.get_as_long(item["ts"])
-        values = item["values"]
-        if not isinstance(values, dict):
-            raise IllegalStateException("Not a JSON Object: " + gson.to_string(values))
-        return ts, _values(values, settings, null_refused)
+        return ts, _values(gson.get_as_json_object(item["values"]), settings, null_refused)
     return server_ts_ms, _values(item, settings, null_refused)
 
 

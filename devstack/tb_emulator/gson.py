@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from devstack.tb_emulator.gson_reader import NESTING_LIMIT, MalformedJson, parse_lenient, too_deep
+from devstack.tb_emulator.jackson import java_double_to_string
 
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 LONG_DIGITS = 19  # digits of LONG_MAX
@@ -243,8 +244,12 @@ def get_as_string(value: Any) -> str:
 
 
 def literal(value: int | float) -> str:
-    """A number primitive's getAsString: its literal as it arrived (an integer's decimal digits)."""
-    return value.literal if isinstance(value, JsonNumber) else str(value)
+    """A number primitive's getAsString: its literal as it arrived (an integer's decimal digits); a
+    float that came from no literal (a converted DOUBLE_V, which ThingsBoard holds as a Double) is
+    ``Double.toString``, as Gson writes and reads back a ``JsonPrimitive(Double)``."""
+    if isinstance(value, JsonNumber):
+        return value.literal
+    return java_double_to_string(value) if isinstance(value, float) else str(value)
 
 
 def _single_element(array: list[Any]) -> Any:

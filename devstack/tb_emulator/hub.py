@@ -357,18 +357,23 @@ class Hub:
         self.queues.put(QueueMsg(msg, chain, profile.queue))
 
     def post_telemetry(self, device: Device, groups: list[tuple[int, dict[str, Any]]]) -> None:
+        """DefaultTransportService: one message per ts group, its converted values as the data. Those
+        values are also the tree Gson reads back from the JSON ThingsBoard writes for them
+        (JsonUtils.getJsonObject: a DOUBLE_V is written, and read, as Double.toString)."""
         for ts, values in groups:
             self.stats["telemetry_msgs"] += 1
             metadata = {"deviceName": device.name, "deviceType": device.type, "ts": str(ts)}
             self.push_to_rule_engine(
-                TbMsg(MsgType.POST_TELEMETRY_REQUEST, device, dumps(values), metadata, values)
+                TbMsg(
+                    MsgType.POST_TELEMETRY_REQUEST, device, dumps(values), metadata, values, gson_tree=values
+                )
             )
 
     def post_attributes(self, device: Device, values: dict[str, Any]) -> None:
         self.stats["attribute_msgs"] += 1
         metadata = {"deviceName": device.name, "deviceType": device.type, "notifyDevice": "false"}
         self.push_to_rule_engine(
-            TbMsg(MsgType.POST_ATTRIBUTES_REQUEST, device, dumps(values), metadata, values)
+            TbMsg(MsgType.POST_ATTRIBUTES_REQUEST, device, dumps(values), metadata, values, gson_tree=values)
         )
 
     def client_rpc(self, session: MqttSession, request_id: int, method: str, params: Any) -> None:
@@ -470,6 +475,10 @@ class Hub:
         gateway.publish(topic, dumps(body).encode(), gateway.sub_qos(topic))
 
     # ------------------------------------------------------------ NodeContext
+
+    @property
+    def json_settings(self) -> JsonSettings:
+        return self.settings.json
 
     def device_by_name(self, name: str) -> Device | None:
         return self.registry.by_name.get(name)

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import base64
 import functools
-import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import structlog
 
-from devstack.tb_emulator.convert import dumps
+from devstack.tb_emulator import convert, gson
+from devstack.tb_emulator.convert import JsonSettings, dumps
+from devstack.tb_emulator.devices import DataValidationError
 from devstack.tb_emulator.node_configs import (
     NODE_CLASSES,
     AnonymousCredentials,
@@ -71,6 +72,10 @@ log = structlog.get_logger("tb_emulator.nodes")
 
 class NodeContext(Protocol):
     """What nodes may touch in the emulator (ThingsBoard's TbContext, reduced)."""
+
+    @property
+    def json_settings(self) -> JsonSettings:
+        """JsonConverter's static settings (JsonConverterConfig), which the telemetry nodes use too."""
 
     def device_by_name(self, name: str) -> Device | None: ...
     def submit_rpc(self, device: Device, request: RpcRequest) -> None: ...
@@ -430,29 +435,47 @@ def _processing(settings: Any) -> _Deduplication | bool:
     return not isinstance(settings, WebSocketsOnly)
 
 
-_LONG = re.compile(r"[+-]?\d{1,19}")
-
-
-def _parse_long(text: str) -> int | None:
-    """Long.parseLong, None where it throws NumberFormatException."""
-    if _LONG.fullmatch(text) and -(2**63) <= int(text) < 2**63:
-        return int(text)
-    return None
-
-
 def _metadata_ts(msg: TbMsg) -> int:
-    """TbMsg.getMetaDataTs: metadata ts as a long, else the message's own time (now)."""
-    ts = _parse_long(msg.metadata.get("ts", ""))
-    return now_ms() if ts is None else ts
+    """TbMsg.getMetaDataTs: metadata ts by Long.parseLong, else the message's own time (the
+    emulator's messages carry none: now)."""
+    try:
+        return gson.parse_long(msg.metadata.get("ts", ""))
+    except gson.NumberFormatException:
+        return now_ms()
+
+
+# KvUtils.validate: the key's @Length maximum, in UTF-16 units
+_MAX_KEY_LENGTH = 255
+
+
+def _validate_keys(keys: Iterable[str]) -> None:
+    """KvUtils.validate, which the telemetry service runs before it saves: a blank key or one longer
+    than 255 is a DataValidationException, so the node's Failure (thingsboard/thingsboard
+    dao/src/main/java/org/thingsboard/server/dao/util/KvUtils.java @dfe65d5). Not emulated: its
+    @NoXss check of the key."""
+    for key in keys:
+        if convert.is_blank(key):
+            raise DataValidationError("Key can't be null or empty")
+        if convert.java_length(key) > _MAX_KEY_LENGTH:
+            raise DataValidationError(
+                f"Validation error: key length must be equal or less than {_MAX_KEY_LENGTH}"
+            )
+
+
+def _log_failure(node: str, msg: TbMsg, exc: Exception) -> None:
+    log.info(f"{node}: Failure", device=msg.originator.name, error=f"{type(exc).__name__}: {exc}")
 
 
 class SaveTimeseries:
-    """telemetry.TbMsgTimeseriesNode: stores a POST_TELEMETRY_REQUEST at metadata ts (or now).
-
-    processingSettings ON_EVERY_MESSAGE saves, WEBSOCKETS_ONLY saves nothing (the emulator has no
-    WebSockets), DEDUPLICATE saves the first message per device and interval and passes the rest
-    on untouched; an empty body is Failure, a TTL metadata value that is not a long too (TTL itself
-    is not emulated: nothing expires)."""
+    """telemetry.TbMsgTimeseriesNode.onMsg, in its order: a message other than POST_TELEMETRY_REQUEST
+    is Failure; ts is metadata ts (or now with ``useServerTs``); DEDUPLICATE passes a repeat on
+    untouched before the data is read; the data is ``JsonConverter.convertToTelemetry(JsonParser
+    .parseString(data), ts)``, so an object with ``ts`` and ``values`` is saved at its own ts, an array
+    is one group per element, and malformed data, a null value, a ts getAsLong refuses or a value that
+    does not convert is Failure (what onMsg throws, RuleNodeActorMessageProcessor tells as Failure);
+    no value at all is Failure ("Msg body is empty"), so is a TTL metadata value Long.parseLong
+    refuses and a key KvUtils refuses. ON_EVERY_MESSAGE saves, WEBSOCKETS_ONLY saves nothing (the
+    emulator has no WebSockets). TTL itself is not emulated: nothing expires."""
 
     def __init__(self, ctx: NodeContext, config: TimeseriesConfiguration) -> None:
         self.ctx = ctx
@@ -460,8 +483,7 @@ class SaveTimeseries:
         self.processing = _processing(config.processing_settings)
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
-        values = msg.json()
-        if msg.type != MsgType.POST_TELEMETRY_REQUEST or not isinstance(values, dict):
+        if msg.type != MsgType.POST_TELEMETRY_REQUEST:
             emit(msg, FAILURE)  # "Unsupported msg type: ..."
             return
         ts = now_ms() if self.use_server_ts else _metadata_ts(msg)
@@ -469,21 +491,34 @@ class SaveTimeseries:
         if isinstance(save, _Deduplication) and not save.first(ts, msg.originator.id):
             emit(msg, SUCCESS)  # SKIP_ALL: short-circuit before the body is looked at
             return
-        ttl = msg.metadata.get("TTL", "")
-        if not values or (ttl and _parse_long(ttl) is None):
-            emit(msg, FAILURE)  # "Msg body is empty: ..." / NumberFormatException
+        try:
+            groups = convert.telemetry_by_ts(msg.gson(), ts, self.ctx.json_settings)
+            ttl = msg.metadata.get("TTL", "")
+            if ttl:
+                gson.parse_long(ttl)  # Long.parseLong; the TTL itself is not emulated
+            _validate_keys(key for values in groups.values() for key in values)
+        except (gson.JavaRuntimeException, DataValidationError) as exc:
+            _log_failure("save timeseries", msg, exc)
+            emit(msg, FAILURE)
+            return
+        if not groups:
+            emit(msg, FAILURE)  # "Msg body is empty: ..."
             return
         if save:
-            self.ctx.save_timeseries(msg.originator, ts, values)
+            for group_ts, values in groups.items():
+                self.ctx.save_timeseries(msg.originator, group_ts, values)
         emit(msg, SUCCESS)
 
 
 class SaveAttributes:
-    """telemetry.TbMsgAttributesNode: stores a POST_ATTRIBUTES_REQUEST in the metadata's ``scope`` or
-    the configured one (an unknown scope fails each message, not the start). Only the keys whose value
-    changed are saved with ``updateAttributesOnlyOnValueChange``; devices hear of shared ones when the
-    configuration or the metadata ``notifyDevice`` (empty counts as true) says so. Processing settings
-    as for SaveTimeseries. Not emulated: ``sendAttributesUpdatedNotification`` (ATTRIBUTES_UPDATED)."""
+    """telemetry.TbMsgAttributesNode.onMsg, in its order: a message other than POST_ATTRIBUTES_REQUEST
+    is Failure; the data is ``JsonConverter.convertToAttributes(JsonParser.parseString(data))``
+    (an object; a null value or a value that does not convert is Failure); no attribute is Success;
+    then the processing settings (as for SaveTimeseries); the metadata's ``scope`` or the configured
+    one (an unknown scope fails the message, not the start); with ``updateAttributesOnlyOnValueChange``
+    only the keys whose value changed; a key KvUtils refuses is Failure where the attributes are
+    saved. Devices hear of shared ones when the configuration or the metadata ``notifyDevice`` (empty
+    counts as true) says so. Not emulated: ``sendAttributesUpdatedNotification`` (ATTRIBUTES_UPDATED)."""
 
     SCOPES = ("CLIENT_SCOPE", "SHARED_SCOPE", "SERVER_SCOPE")  # AttributeScope
 
@@ -495,8 +530,13 @@ class SaveAttributes:
         self.processing = _processing(config.processing_settings)
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
-        values = msg.json()
-        if msg.type != MsgType.POST_ATTRIBUTES_REQUEST or not isinstance(values, dict):
+        if msg.type != MsgType.POST_ATTRIBUTES_REQUEST:
+            emit(msg, FAILURE)
+            return
+        try:
+            values = convert.attributes(msg.gson(), self.ctx.json_settings, null_refused=True)
+        except gson.JavaRuntimeException as exc:
+            _log_failure("save attributes", msg, exc)
             emit(msg, FAILURE)
             return
         if not values:
@@ -514,6 +554,12 @@ class SaveAttributes:
             current = msg.originator.attributes(scope)
             values = {k: v for k, v in values.items() if k not in current or not _same_value(current[k], v)}
         if values and save:
+            try:
+                _validate_keys(values)
+            except DataValidationError as exc:
+                _log_failure("save attributes", msg, exc)
+                emit(msg, FAILURE)
+                return
             notify_md = msg.metadata.get("notifyDevice", "")
             notify = self.config.notify_device or notify_md == "" or notify_md.lower() == "true"
             self.ctx.save_attributes(msg.originator, scope, values, notify)

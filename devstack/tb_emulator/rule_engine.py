@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 import structlog
 
+from devstack.tb_emulator import gson
+
 if TYPE_CHECKING:
     from devstack.tb_emulator.devices import Device
 
@@ -75,18 +77,36 @@ FAILURE = "Failure"
 
 
 class TbMsg:
-    """A rule-engine message: type, originator device, data (JSON text) and string metadata."""
+    """A rule-engine message: type, originator device, data (JSON text) and string metadata.
 
-    __slots__ = ("_parsed", "data", "metadata", "originator", "type")
+    ``parsed`` is the data as a JSON tree, ``gson_tree`` as Gson reads it (:meth:`gson`), when the
+    message's maker has them; both are parsed on demand otherwise."""
+
+    __slots__ = ("_gson", "_parsed", "data", "metadata", "originator", "type")
 
     def __init__(
-        self, type_: str, originator: Device, data: str, metadata: dict[str, str], parsed: Any = None
+        self,
+        type_: str,
+        originator: Device,
+        data: str,
+        metadata: dict[str, str],
+        parsed: Any = None,
+        *,
+        gson_tree: Any = None,
     ) -> None:
         self.type = type_
         self.originator = originator
         self.data = data
         self.metadata = metadata
         self._parsed = parsed
+        self._gson = gson_tree
+
+    def gson(self) -> Any:
+        """The data as ThingsBoard's telemetry nodes read it, ``JsonParser.parseString(msg.getData())``
+        (gson.parse: number literals kept); malformed data raises JsonSyntaxException."""
+        if self._gson is None:
+            self._gson = gson.parse(self.data.encode("utf-8", "replace"))
+        return self._gson
 
     def json(self) -> Any:
         """The data parsed as JSON (None if it is not JSON)."""
@@ -105,6 +125,7 @@ class TbMsg:
             data,
             dict(changes.get("metadata", self.metadata)),
             changes.get("parsed", self._parsed if data is self.data else None),
+            gson_tree=self._gson if data is self.data else None,
         )
 
 
