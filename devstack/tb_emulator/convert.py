@@ -308,6 +308,8 @@ def is_blank(text: str) -> bool:
 
 def java_length(text: str) -> int:
     """String.length(): UTF-16 code units (a character beyond the BMP counts two)."""
+    if text.isascii():  # the usual key or value, without a pass over its characters
+        return len(text)
     return len(text) + sum(1 for ch in text if ch > "\uffff")
 
 
