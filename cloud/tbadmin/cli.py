@@ -37,11 +37,16 @@ SYSADMIN_PASSWORD_ENV = "GIFTWHEEL_TB_SYSADMIN_PASSWORD"  # noqa: S105
 FEEDBACK_SECRET_ENV = "GIFTWHEEL_FEEDBACK__SECRET"  # noqa: S105
 
 
+def _server_arguments(action: argparse.ArgumentParser, user: str, password_env: str) -> None:
+    action.add_argument("--url", required=True, help="ThingsBoard base URL, e.g. https://tb.example.com")
+    action.add_argument("--user", required=True, help=f"{user} (password: ${password_env})")
+    action.add_argument("--timeout", type=float, default=15.0, help="seconds per HTTP request")
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     prov = actions.add_parser("provision", help="create/update rule chain, profiles, devices; print tokens")
-    prov.add_argument("--url", required=True, help="ThingsBoard base URL, e.g. https://tb.example.com")
-    prov.add_argument("--user", required=True, help=f"tenant administrator (password: ${PASSWORD_ENV})")
+    _server_arguments(prov, "tenant administrator", PASSWORD_ENV)
     prov.add_argument("--fleet", type=Path, required=True, help="fleet file: dispatchers, gateways -> motors")
     prov.add_argument(
         "--dispatchers",
@@ -58,23 +63,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=Path("deploy/thingsboard"),
         help="directory with giftwheel_rule_chain.json and device_profiles/ (default: %(default)s)",
     )
-    prov.add_argument("--timeout", type=float, default=15.0, help="seconds per HTTP request")
     queues = actions.add_parser(
         "queues", help="create/update the rule-engine queues the profiles name (system administrator)"
     )
-    queues.add_argument("--url", required=True, help="ThingsBoard base URL, e.g. https://tb.example.com")
-    queues.add_argument(
-        "--user",
-        required=True,
-        help=f"ThingsBoard's system administrator (password: ${SYSADMIN_PASSWORD_ENV})",
-    )
+    _server_arguments(queues, "ThingsBoard's system administrator", SYSADMIN_PASSWORD_ENV)
     queues.add_argument(
         "--queues",
         type=Path,
         default=Path("deploy/thingsboard/queues"),
         help="directory of ThingsBoard Queue JSON files (default: %(default)s)",
     )
-    queues.add_argument("--timeout", type=float, default=15.0, help="seconds per HTTP request")
 
 
 def _secret(env: str, what: str) -> str | None:
