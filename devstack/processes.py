@@ -61,7 +61,8 @@ class ManagedProcess:
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 self.argv,
-                env={**os.environ, **self.env},
+                # Unbuffered: a kill -9 must not take the last log lines with it.
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
                 cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,

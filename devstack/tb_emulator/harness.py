@@ -264,7 +264,6 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
             "emulator",
             self.command(),
             log_dir=self.workdir,
-            env={"PYTHONUNBUFFERED": "1"},
             ready=self._ready_file.exists,
         )
         self.log_file = self._process.log_path
