@@ -4,7 +4,8 @@ Frames in: one event object, or an array of up to ``max_batch_events`` of them. 
 the frame (an object for an object, an array in the same order for an array), each ack
 ``{"seq", "eventId", "duplicate"}`` or ``{"seq", "error", "detail", "retryAfter"?}``, sent once
 the events are stored. ``seq`` counts events on this connection from 0, so a sender can match
-every answer, even for an event too broken to have an id.
+every answer, even for an event too broken to have an id. A sender that stops reading its acks is
+read no further once ``max_ws_pending_ack_bytes`` of them wait (it blocks sending, as TCP does).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class _Session:
         self._seq = 0
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._slots = asyncio.Semaphore(svc.settings.ingest.max_ws_inflight_frames)
+        # Acks not yet taken by the socket. A client that stops reading them is read no further
+        # until it catches up: its frames wait in its own socket, not as acks in this process.
+        self._pending_ack_bytes = 0
+        self._max_pending_ack_bytes = svc.settings.ingest.max_ws_pending_ack_bytes
+        self._acks_taken = asyncio.Event()
+        self._acks_taken.set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -59,6 +66,7 @@ class _Session:
     async def _read(self) -> None:
         limit = self._svc.settings.ingest.max_ws_frame_bytes
         while True:
+            await self._acks_taken.wait()
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
@@ -109,7 +117,11 @@ class _Session:
             ingest.count_rejected("websocket", "invalid", len(items) - len(valid))
         if valid:
             await self._append(valid, acks)
-        self._outbox.put_nowait(orjson.dumps(acks if is_array else acks[0]))
+        answer = orjson.dumps(acks if is_array else acks[0])
+        self._pending_ack_bytes += len(answer)
+        if self._pending_ack_bytes >= self._max_pending_ack_bytes:
+            self._acks_taken.clear()
+        self._outbox.put_nowait(answer)
         ingest.metrics.latency["websocket"].observe(time.perf_counter() - started)
 
     async def _append(self, valid: list[tuple[int, GiftEvent]], acks: list[dict[str, Any]]) -> None:
@@ -129,12 +141,14 @@ class _Session:
 
     async def _write(self) -> None:
         while (ack := await self._outbox.get()) is not None:
-            if self._ws.client_state is not WebSocketState.CONNECTED:
-                continue
-            try:
-                await self._ws.send_text(ack.decode())
-            except (WebSocketDisconnect, RuntimeError):
-                continue
+            # uvicorn's send waits while the transport is paused (its buffer above the high-water
+            # mark), so an ack counts as pending until the socket has taken it.
+            if self._ws.client_state is WebSocketState.CONNECTED:
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                    await self._ws.send_text(ack.decode())
+            self._pending_ack_bytes -= len(ack)
+            if self._pending_ack_bytes < self._max_pending_ack_bytes:
+                self._acks_taken.set()
 
 
 @router.websocket("/v1/ingest")
