@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from cloud.settings_env import StrictEnvSettings, StrictSection
 from cloud.worker.settings import WorkerSettings, split_csv
 from giftwheel.contracts import GiftBounds
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(StrictSection):
     """Limits of the ingest endpoints; every bound a client can hit has a name here."""
 
     max_body_bytes: int = Field(default=16_384, ge=256)
@@ -19,9 +20,6 @@ class IngestSettings(BaseModel):
     max_batch_body_bytes: int = Field(default=2_097_152, ge=1_024)
     max_ws_frame_bytes: int = Field(default=2_097_152, ge=1_024)
     max_ws_inflight_frames: int = Field(default=256, ge=1)
-    # Acks (bytes) written for a WebSocket ingest client but not yet taken by its socket: past this
-    # the API reads no further frame from it until it reads its acks (TCP backpressure on the sender).
-    max_ws_pending_ack_bytes: int = Field(default=1_048_576, ge=1_024)
     # How many grouped writes to Redis may be in flight at once (group commit of concurrent posts).
     # One measured best (bench.ingest, single posts, 64 connections): events that wait for the
     # write under way go together in the next, and every write costs a task and a round trip.
@@ -36,14 +34,14 @@ class IngestSettings(BaseModel):
     stream_shards: int = Field(default=1, ge=1, le=1024)
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(StrictSection):
     cluster: bool = False
     connect_timeout_s: float = Field(default=1.0, gt=0)
     socket_timeout_s: float = Field(default=2.0, gt=0)
     max_connections: int = Field(default=64, ge=1)
 
 
-class FeedbackSettings(BaseModel):
+class FeedbackSettings(StrictSection):
     """The ThingsBoard feedback webhook (the rule chain's REST API call node posts telemetry here)."""
 
     # The value the chain sends in X-Giftwheel-Secret; without it the webhook refuses every call.
@@ -51,7 +49,7 @@ class FeedbackSettings(BaseModel):
     max_body_bytes: int = Field(default=16_384, ge=256)
 
 
-class RealtimeSettings(BaseModel):
+class RealtimeSettings(StrictSection):
     """Fan-out of gifts and motor progress to viewers (Socket.IO and plain WebSocket)."""
 
     # Browser origins allowed to connect: [] = same origin only, ["*"] = any. Clients that send no
@@ -93,9 +91,15 @@ class RealtimeSettings(BaseModel):
     permessage_deflate: bool = False
 
 
-class CloudSettings(BaseSettings):
+class CloudSettings(StrictEnvSettings):
+    # Unknown GIFTWHEEL_* variables are refused (StrictEnvSettings); errors never echo the values
+    # given, which hold the keys and secrets.
     model_config = SettingsConfigDict(
-        env_prefix="GIFTWHEEL_", env_nested_delimiter="__", extra="ignore", frozen=True
+        env_prefix="GIFTWHEEL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     mode: Literal["production", "development"] = "production"

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TextIO
 
+from pydantic import ValidationError
+
 from cloud.sources.clock import SystemClock
 from cloud.sources.ingest_client import IngestClient
 from cloud.sources.jsonl import JsonLinesSource
@@ -42,7 +44,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides = {} if args.metrics_port is None else {"metrics_port": args.metrics_port}
-    settings = SourceSettings(**overrides)
+    try:
+        settings = SourceSettings(**overrides)
+    except ValidationError as exc:
+        print(f"giftwheel source: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
     logs.configure(settings.log_level)
     if args.kind == "tiktok":
         return _run_tiktok(settings, args.unique_id.lstrip("@"))

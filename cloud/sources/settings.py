@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
+from cloud.settings_env import StrictEnvSettings, StrictSection
 from giftwheel.contracts import GiftBounds
 
 
-class BackoffSettings(BaseModel):
+class BackoffSettings(StrictSection):
     """Exponential backoff with full jitter between ``initial_s`` and ``max_s``."""
 
     initial_s: float = Field(default=1.0, gt=0)
@@ -16,7 +17,7 @@ class BackoffSettings(BaseModel):
     factor: float = Field(default=2.0, ge=1.0)
 
 
-class IngestClientSettings(BaseModel):
+class IngestClientSettings(StrictSection):
     # Events not yet acked by the API; beyond this the source refuses new gifts loudly.
     buffer_max_events: int = Field(default=100_000, ge=1)
     # Events sent but not yet answered on one connection (a window, so acks keep pace).
@@ -27,7 +28,7 @@ class IngestClientSettings(BaseModel):
     backoff: BackoffSettings = BackoffSettings(initial_s=0.5, max_s=30.0)
 
 
-class StreakSettings(BaseModel):
+class StreakSettings(StrictSection):
     # A streak whose closing event never comes is settled this long after its last step.
     timeout_s: float = Field(default=15.0, gt=0)
     sweep_interval_s: float = Field(default=1.0, gt=0)
@@ -36,7 +37,7 @@ class StreakSettings(BaseModel):
     remember_s: float = Field(default=3_600.0, gt=0)
 
 
-class SignBudgetSettings(BaseModel):
+class SignBudgetSettings(StrictSection):
     """Connection starts allowed per window: each start is one sign-server call (Euler's limits)."""
 
     per_minute: int = Field(default=5, ge=1)
@@ -44,7 +45,7 @@ class SignBudgetSettings(BaseModel):
     per_day: int = Field(default=120, ge=1)
 
 
-class TikTokSettings(BaseModel):
+class TikTokSettings(StrictSection):
     sign_url: str = "https://api.eulerstream.com"
     sign_api_key: SecretStr | None = None
     budget: SignBudgetSettings = SignBudgetSettings()
@@ -53,14 +54,20 @@ class TikTokSettings(BaseModel):
     offline_retry_s: float = Field(default=60.0, gt=0)
 
 
-class TikFinitySettings(BaseModel):
+class TikFinitySettings(StrictSection):
     url: str = "ws://127.0.0.1:21213"
     backoff: BackoffSettings = BackoffSettings(initial_s=0.5, max_s=10.0)
 
 
-class SourceSettings(BaseSettings):
+class SourceSettings(StrictEnvSettings):
+    # Unknown GIFTWHEEL_* variables are refused (StrictEnvSettings), so a source keeps its own
+    # environment, apart from the API's and the workers' (docs/sources.md).
     model_config = SettingsConfigDict(
-        env_prefix="GIFTWHEEL_", env_nested_delimiter="__", extra="ignore", frozen=True
+        env_prefix="GIFTWHEEL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     # The ingest API: http(s)://host:port or ws(s)://host:port; the client speaks /v1/ingest.

@@ -103,10 +103,15 @@ async def test_kill_9_of_the_api_mid_stream_loses_nothing_and_counts_nothing_twi
     redis_server: RedisServer, redis: Redis
 ) -> None:
     api_port, feed_port = free_port(), free_port()
-    env = {
+    # Each its own environment: both refuse a GIFTWHEEL_ variable that is not one of their settings.
+    api_env = {
         **os.environ,
         "GIFTWHEEL_REDIS_URL": redis_server.url,
         "GIFTWHEEL_API_KEYS": API_KEY,
+        "GIFTWHEEL_LOG_LEVEL": "WARNING",
+    }
+    source_env = {
+        **os.environ,
         "GIFTWHEEL_API_URL": f"http://127.0.0.1:{api_port}",
         "GIFTWHEEL_API_KEY": API_KEY,
         "GIFTWHEEL_STREAKS__TIMEOUT_S": "1",
@@ -130,16 +135,16 @@ async def test_kill_9_of_the_api_mid_stream_loses_nothing_and_counts_nothing_twi
     api_args = ["api", "--host", "127.0.0.1", "--port", str(api_port)]
     source_args = ["source", "tikfinity", "--url", f"ws://127.0.0.1:{feed_port}", "--channel", STREAMER]
     async with serve(tikfinity, "127.0.0.1", feed_port):
-        with process(api_args, env) as api:
+        with process(api_args, api_env) as api:
             await asyncio.to_thread(wait_for_port, "127.0.0.1", api_port, 20)
-            with process(source_args, env) as source:
+            with process(source_args, source_env) as source:
                 await _until_stored(redis, 20, 20)
                 api.send_signal(signal.SIGKILL)
                 api.wait(10)
                 # The second half arrives while the API is dead: the source must hold it.
                 resume.set()
                 await asyncio.sleep(1.0)
-                with process(api_args, env):
+                with process(api_args, api_env):
                     await asyncio.to_thread(wait_for_port, "127.0.0.1", api_port, 20)
                     await _until_stored(redis, len(expected), 30)
                     await asyncio.sleep(1.5)  # room for anything counted twice to show up
