@@ -29,7 +29,7 @@ class PinFactory(Protocol):
 
 
 class PinBackend(StrEnum):
-    RPI_GPIO = "rpi_gpio"  # Pi 4 and older
+    RPI_GPIO = "rpi_gpio"  # Pi 4 and older, with the rpi-gpio extra (compiled on the Pi)
     GPIOZERO = "gpiozero"  # gpiozero over lgpio: the only one that works on a Pi 5
 
 

@@ -119,9 +119,64 @@ def ensure_wheelhouse() -> Path:
         return house
 
 
+# The Pis the edge role supports: Raspberry Pi OS bookworm (Python 3.11, glibc 2.36), 64 or 32 bit.
+PI_PYTHON = "3.11"
+PI_MACHINES = ("aarch64", "armv7l")
+PI_GLIBC_MINOR = 36
+
+
+def pi_platforms(machine: str) -> list[str]:
+    """The platform tags the Pi's own pip accepts (pip's --platform does not expand manylinux_2_X)."""
+    manylinux = [f"manylinux_2_{minor}_{machine}" for minor in range(PI_GLIBC_MINOR, 16, -1)]
+    return [*manylinux, f"manylinux2014_{machine}", f"linux_{machine}"]
+
+
+def pi_gpio_requirement() -> str:
+    """The edge extra's GPIO library, without its Pi-only marker."""
+    edge = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["edge"]
+    (lgpio,) = [str(r) for r in edge if str(r).startswith("lgpio")]
+    return lgpio.split(";")[0].strip()
+
+
+def pi_wheels_path() -> Path:
+    return CACHE / f"pi-wheels-{_key(pi_gpio_requirement(), PI_PYTHON, *PI_MACHINES, str(PI_GLIBC_MINOR))}"
+
+
+def ensure_pi_wheels() -> Path:
+    """The GPIO library as each supported Pi's pip would pick it with binaries only: fails here, at
+    cache time, if any supported board would have to compile it (the roles install no compiler)."""
+    wheels = pi_wheels_path()
+    with _locked():
+        if (wheels / ".complete").exists():
+            return wheels
+        shutil.rmtree(wheels, ignore_errors=True)
+        for machine in PI_MACHINES:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "-q",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    *(f"--platform={platform}" for platform in pi_platforms(machine)),
+                    f"--python-version={PI_PYTHON}",
+                    "--implementation=cp",
+                    "-d",
+                    str(wheels / machine),
+                    pi_gpio_requirement(),
+                ],
+                check=True,
+            )
+        (wheels / ".complete").touch()
+        return wheels
+
+
 def main() -> int:
     print(f"ops: target root {ensure_base_root()}")
     print(f"ops: wheelhouse {ensure_wheelhouse()}")
+    print(f"ops: Pi GPIO wheels {ensure_pi_wheels()}")
     return 0
 
 

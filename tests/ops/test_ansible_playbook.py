@@ -33,7 +33,7 @@ from tests.ops.playbook import (
     update_host_vars,
     write_inventory,
 )
-from tests.ops.target_root import REPO, ensure_base_root, ensure_wheelhouse
+from tests.ops.target_root import PI_MACHINES, REPO, ensure_base_root, ensure_pi_wheels, ensure_wheelhouse
 from tests.ops.units import verify
 
 pytestmark = [
@@ -89,6 +89,18 @@ def test_venv_holds_giftwheel_edge_and_the_pi5_gpio_library(target: Target) -> N
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0.1.0"
     assert (target.root / "opt/giftwheel/venv/bin/giftwheel").exists()
+
+
+def test_the_gpio_library_installs_as_a_wheel_with_no_compiler_on_the_pi(target: Target) -> None:
+    # The root, like Raspberry Pi OS Lite and the roles, has no C compiler: lgpio came in as a wheel.
+    assert in_root(target.root, "sh", "-c", "command -v cc || command -v gcc").returncode != 0
+    assert in_root(target.root, "/opt/giftwheel/venv/bin/python", "-c", "import lgpio").returncode == 0
+    # And on the Pis themselves: the pinned lgpio, binaries only, for 64- and 32-bit Pi OS.
+    wheels = ensure_pi_wheels()
+    for machine in PI_MACHINES:
+        (wheel,) = (wheels / machine).glob("lgpio-*.whl")
+        assert wheel.name.endswith(f"_{machine}.whl"), wheel.name
+        assert "-cp311-" in wheel.name, wheel.name
 
 
 def test_config_is_rendered_per_host_and_loads_in_the_daemon(target: Target) -> None:

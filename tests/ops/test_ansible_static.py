@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+import tomllib
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from tests.ops.playbook import ANSIBLE_DIR, BIN, ansible_env
+from tests.ops.target_root import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -53,3 +58,22 @@ def test_syntax_check(inventory: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ops_tests_run_the_pinned_newest_ansible_core() -> None:
+    """The dev extra pins the newest ansible-core series the playbook supports; the ansible-playbook
+    these tests run must be that one, not an older one left in the venv."""
+    dev = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    (pin,) = [Requirement(r) for r in dev if Requirement(r).name == "ansible-core"]
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "--version"],
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    match = re.search(r"\[core ([\d.]+)\]", result.stdout)
+    assert match, result.stdout
+    assert match.group(1) in pin.specifier, (match.group(1), str(pin))
+    assert Version(match.group(1)) >= Version("2.19")

@@ -14,12 +14,17 @@ from tests.ops.playbook import ANSIBLE_DIR, BIN, ansible_env
 
 pytestmark = pytest.mark.slow
 
-BOARDS = {
-    "pi5": ("Raspberry Pi 5 Model B Rev 1.0", "gpiozero", ["lgpio"]),
-    "cm5": ("Raspberry Pi Compute Module 5 Rev 1.0", "gpiozero", ["lgpio"]),
-    "pi4": ("Raspberry Pi 4 Model B Rev 1.5", "rpi_gpio", ["RPi.GPIO"]),
-    "zero2": ("Raspberry Pi Zero 2 W Rev 1.0", "rpi_gpio", ["RPi.GPIO"]),
+BOARDS: dict[str, str | None] = {
+    "pi5": "Raspberry Pi 5 Model B Rev 1.0",
+    "cm5": "Raspberry Pi Compute Module 5 Rev 1.0",
+    "pi4": "Raspberry Pi 4 Model B Rev 1.5",
+    "pi400": "Raspberry Pi 400 Rev 1.0",
+    "cm4": "Raspberry Pi Compute Module 4 Rev 1.1",
+    "pi3": "Raspberry Pi 3 Model B Plus Rev 1.3",
+    "zero2": "Raspberry Pi Zero 2 W Rev 1.0",
 }
+# Every supported board gets lgpio, which installs as a wheel (aarch64, armv7l): nothing to compile.
+LGPIO = {"backend": "gpiozero", "packages": ["lgpio"]}
 
 
 def choose(tmp_path: Path, hosts: dict[str, str | None], **extra: object) -> tuple[int, str]:
@@ -78,11 +83,19 @@ def choose(tmp_path: Path, hosts: dict[str, str | None], **extra: object) -> tup
 
 
 def test_each_board_gets_the_library_that_drives_it(tmp_path: Path) -> None:
-    code, output = choose(tmp_path, {name: model for name, (model, _, _) in BOARDS.items()})
+    code, output = choose(tmp_path, BOARDS)
     assert code == 0, output
-    for name, (_, backend, packages) in BOARDS.items():
-        choice = json.loads((tmp_path / f"choice-{name}.json").read_text())
-        assert choice == {"backend": backend, "packages": packages}, name
+    for name in BOARDS:
+        assert json.loads((tmp_path / f"choice-{name}.json").read_text()) == LGPIO, name
+
+
+def test_an_armv6_board_without_an_lgpio_wheel_is_refused(tmp_path: Path) -> None:
+    code, output = choose(
+        tmp_path, {"zero": "Raspberry Pi Zero W Rev 1.1", "pi1": "Raspberry Pi Model B Rev 2"}
+    )
+    assert code != 0
+    assert "no GPIO backend for board Raspberry Pi Zero W Rev 1.1" in output
+    assert "no GPIO backend for board Raspberry Pi Model B Rev 2" in output
 
 
 def test_an_unknown_board_stops_the_play_unless_simulated(tmp_path: Path) -> None:
