@@ -20,6 +20,9 @@ class IngestSettings(StrictSection):
     max_batch_body_bytes: int = Field(default=2_097_152, ge=1_024)
     max_ws_frame_bytes: int = Field(default=2_097_152, ge=1_024)
     max_ws_inflight_frames: int = Field(default=256, ge=1)
+    # Acks (bytes) written for a WebSocket ingest client but not yet taken by its socket: past this
+    # the API reads no further frame from it until it reads its acks (TCP backpressure on the sender).
+    max_ws_pending_ack_bytes: int = Field(default=1_048_576, ge=1_024)
     # How many grouped writes to Redis may be in flight at once (group commit of concurrent posts).
     # One measured best (bench.ingest, single posts, 64 connections): events that wait for the
     # write under way go together in the next, and every write costs a task and a round trip.
