@@ -9,9 +9,13 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from cloud.api.header_ints import unsigned
+
 SIGNATURE_HEADER = "x-giftwheel-signature"
 TIMESTAMP_HEADER = "x-giftwheel-timestamp"
 SIGNATURE_SCHEME = "sha256="
+# Unix seconds have 10 digits until the year 2286; 12 leave room and refuse the absurd.
+_MAX_TIMESTAMP_DIGITS = 12
 # Distinct accepted Authorization values remembered (spellings of the configured keys).
 _MAX_REMEMBERED = 64
 
@@ -87,9 +91,9 @@ class Authenticator:
         timestamp = headers.get(TIMESTAMP_HEADER, "")
         if not self._secrets:
             raise AuthError("signed requests are not enabled on this server")
-        if not timestamp.isdigit():
+        if (seconds := unsigned(timestamp, _MAX_TIMESTAMP_DIGITS)) is None:
             raise AuthError(f"{TIMESTAMP_HEADER} must be Unix seconds")
-        skew_s = abs(self._clock() - int(timestamp))
+        skew_s = abs(self._clock() - seconds)
         if skew_s > self._window_s:
             raise AuthError(f"signature timestamp outside the {self._window_s} s replay window")
         matched = False

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from cloud.api.body import read_capped
+from cloud.api.header_ints import unsigned
 from cloud.api.problems import ApiProblem, error_responses, json_response
 from cloud.api.state import services
 from cloud.realtime.progress import MotorTelemetry
@@ -30,6 +31,8 @@ router = APIRouter()
 SECRET_HEADER = "x-giftwheel-secret"  # noqa: S105 (a header name)
 DEVICE_HEADER = "x-device-name"
 TS_HEADER = "x-telemetry-ts"
+# Unix milliseconds have 13 digits until the year 2286.
+_MAX_TS_DIGITS = 16
 
 _ERRORS = error_responses(
     {
@@ -85,9 +88,9 @@ def _telemetry(body: bytes) -> MotorTelemetry:
 def _ts_ms(header: str | None) -> int:
     if header is None or header == "":
         return int(time.time() * 1000)
-    if not header.isdigit() or len(header) > 16:
+    if (ts_ms := unsigned(header, _MAX_TS_DIGITS)) is None:
         raise _invalid(TS_HEADER, "must be Unix milliseconds")
-    return int(header)
+    return ts_ms
 
 
 @router.post(

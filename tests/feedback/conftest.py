@@ -78,17 +78,18 @@ class Api:
         *,
         device: str | None = "motor_01",
         secret: str | None = FEEDBACK_SECRET,
-        ts_ms: int | None = None,
+        ts_ms: int | bytes | None = None,
         raw: bytes | None = None,
     ) -> httpx.Response:
         """What the rule chain's REST API call node sends (deploy/thingsboard/, headers from metadata)."""
-        headers = {"Content-Type": "application/json"}
+        headers: dict[str, Any] = {"Content-Type": "application/json"}  # httpx takes str or bytes
         if secret is not None:
             headers["X-Giftwheel-Secret"] = secret
         if device is not None:
             headers["X-Device-Name"] = device
         headers["X-Device-Type"] = "motor"
-        headers["X-Telemetry-Ts"] = str(ts_ms if ts_ms is not None else int(time.time() * 1000))
+        ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
+        headers["X-Telemetry-Ts"] = ts if isinstance(ts, bytes) else str(ts)  # bytes: sent as they are
         content = raw if raw is not None else orjson.dumps(body)
         return await self.client.post("/v1/feedback/thingsboard", content=content, headers=headers)
 

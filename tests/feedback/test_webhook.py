@@ -59,6 +59,9 @@ async def test_production_without_a_configured_secret_refuses_everything(redis_s
         (b'{"state": "idle"}', {"device": None}, "x-device-name", "motor device"),
         (b'{"state": "idle"}', {"device": "motor 01/../x"}, "x-device-name", "motor device"),
         (b'{"state": "idle"}', {"ts_ms": -5}, "x-telemetry-ts", "Unix milliseconds"),
+        (b'{"state": "idle"}', {"ts_ms": b"9" * 5_000}, "x-telemetry-ts", "Unix milliseconds"),
+        # Latin-1 0xB2 is "²" to the server: str.isdigit() says yes, int() says no.
+        (b'{"state": "idle"}', {"ts_ms": b"17\xb2"}, "x-telemetry-ts", "Unix milliseconds"),
     ],
 )
 async def test_malformed_bodies_get_422_with_the_reason(

@@ -77,6 +77,10 @@ async def test_signature_replay_inside_window_is_a_duplicate(api: Api, redis: Re
             ),
         ),
         ("not a number", lambda body: (body, {**signed(body), "x-giftwheel-timestamp": "soon"})),
+        ("5,000 digits", lambda body: (body, {**signed(body), "x-giftwheel-timestamp": "9" * 5_000})),
+        # Latin-1 0xB2 is "²" to the server: str.isdigit() says yes, int() says no.
+        ("not an ASCII digit", lambda body: (body, {**signed(body), "x-giftwheel-timestamp": b"\xb2"})),
+        ("signed", lambda body: (body, {**signed(body), "x-giftwheel-timestamp": "+1700000000"})),
     ],
 )
 async def test_bad_signature_is_401(api: Api, redis: Redis, case: str, mangle: object) -> None:
