@@ -11,10 +11,12 @@ import structlog
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from cloud.agreement import Agreed, Agreement
 from cloud.api import feedback, health, ingest_http, ingest_ws, overlay
 from cloud.api.auth import Authenticator
 from cloud.api.problems import ApiProblem, handle_problem
 from cloud.api.state import Services
+from cloud.ingest.errors import QueueUnavailable
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.queue import GiftQueue
 from cloud.ingest.service import IngestService
@@ -56,7 +58,14 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
             shards=settings.ingest.stream_shards,
             dedupe_ttl_s=settings.ingest.dedupe_ttl_s,
             pipelined=pipelined,
+            agreement=Agreement(redis, Agreed(settings.ingest.stream_shards), role="api"),
         )
+        try:
+            await queue.agree()  # SettingsDisagree: this API must not start
+        except QueueUnavailable as exc:
+            log.warning(
+                "agreed settings unchecked: redis unavailable; checked before any write", error=str(exc)
+            )
         realtime = Realtime(settings, redis)
         registry = CollectorRegistry()
         RealtimeMetrics(realtime, registry)

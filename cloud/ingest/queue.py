@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
+import structlog
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
+from cloud.agreement import Agreement, SettingsDisagree
 from cloud.ingest.errors import QueueUnavailable
 from cloud.pipelined_redis import PipelinedRedis
 from giftwheel.contracts import (
@@ -22,6 +24,8 @@ from giftwheel.contracts import (
     event_streams,
     shard_of,
 )
+
+log = structlog.get_logger(__name__)
 
 _APPEND_LUA = resources.files("cloud.ingest").joinpath("append.lua").read_text()
 
@@ -36,7 +40,11 @@ class Appended(NamedTuple):  # one per event on the hot path: a tuple is the che
 
 class GiftQueue:
     """Appends through ``pipelined`` when given (one connection, many scripts in flight: the hot
-    path), else through ``redis`` (a Redis Cluster routes each shard's script to its node)."""
+    path), else through ``redis`` (a Redis Cluster routes each shard's script to its node).
+
+    With an ``agreement`` (the API's), nothing is appended before this process's shard count is
+    known to be the one the workers read (cloud/agreement.py), and every backlog poll checks it
+    again, so a running API notices a changed record."""
 
     def __init__(
         self,
@@ -45,8 +53,12 @@ class GiftQueue:
         shards: int,
         dedupe_ttl_s: int,
         pipelined: PipelinedRedis | None = None,
+        agreement: Agreement | None = None,
     ) -> None:
         self._redis = redis
+        self._agreement = agreement
+        self._agreed = agreement is None
+        self._disagreement: str | None = None
         self._shards = shards
         self._dedupe_ttl_s = dedupe_ttl_s
         self._run_append: RunScript
@@ -60,12 +72,43 @@ class GiftQueue:
     def streams(self) -> list[str]:
         return event_streams(self._shards)
 
+    async def agree(self) -> None:
+        """Check the settings shared with the workers: raises SettingsDisagree on a difference,
+        QueueUnavailable when Redis does not answer."""
+        if self._agreement is None:
+            return
+        self._agreed = False
+        try:
+            await self._agreement.check()
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(str(exc) or type(exc).__name__) from exc
+        except SettingsDisagree as exc:
+            if self._disagreement != str(exc):
+                log.error("settings_disagree", error=str(exc))
+            self._disagreement = str(exc)
+            raise
+        if self._disagreement is not None:
+            log.info("settings_agree_again", stream_shards=self._shards)
+        self._disagreement = None
+        self._agreed = True
+
+    async def _agree_or_unavailable(self) -> None:
+        try:
+            await self.agree()
+        except SettingsDisagree:
+            # The whole story is in the log; the sender learns only that it must retry later.
+            raise QueueUnavailable(
+                "this API's settings disagree with the workers' (stream shards): see the API's log"
+            ) from None
+
     async def append(self, events: list[GiftEvent]) -> list[Appended]:
         """Append events not seen within the dedupe TTL; one script call per shard touched.
 
         Raises QueueUnavailable when Redis fails; then none of the results are known, and the
         caller must report every event as not accepted (a retry is safe: it dedupes).
         """
+        if not self._agreed:
+            await self._agree_or_unavailable()
         by_shard: dict[int, list[int]] = defaultdict(list)
         for index, event in enumerate(events):
             by_shard[shard_of(event.event_id, self._shards)].append(index)
@@ -94,6 +137,7 @@ class GiftQueue:
 
     async def backlog(self) -> int:
         """Entries not yet processed by the worker group: its lag plus its pending entries."""
+        await self._agree_or_unavailable()
         total = 0
         try:
             for stream in self.streams:

@@ -1,4 +1,5 @@
-"""``giftwheel worker``: run a worker; ``giftwheel worker dlq list|replay``: inspect the dead letters.
+"""``giftwheel worker``: run a worker; ``giftwheel worker dlq list|replay``: inspect the dead letters;
+``giftwheel worker reshard``: make GIFTWHEEL_INGEST__STREAM_SHARDS the agreed shard count.
 
 Settings come from the environment (``GIFTWHEEL_*``, e.g. ``GIFTWHEEL_WORKER__RULES_FILE``,
 ``GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN``) like the API's; ``--rules`` overrides the rules file.
@@ -15,17 +16,21 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
+from cloud.agreement import SettingsDisagree
 from cloud.redis_client import connect
 from cloud.settings import CloudSettings
 from cloud.worker.dlq import DeadLetters
+from cloud.worker.reshard import ReshardRefused, reshard
 from cloud.worker.rules import RulesError
 from cloud.worker.rules_source import RulesSource
 from cloud.worker.token_lease import TokenLost, TokenUnavailable
 from giftwheel import gc_tuning, logs
 
-# sysexits' EX_CONFIG: no free dispatcher token is a configuration error; restarting will not help
-# (systemd/giftwheel-worker@.service: RestartPreventExitStatus).
-EXIT_TOKEN_IN_USE = 78
+# sysexits' EX_CONFIG: a configuration error restarting will not fix (no free dispatcher token,
+# settings that disagree with the other processes'); systemd/giftwheel-worker@.service:
+# RestartPreventExitStatus.
+EXIT_CONFIG = 78
+EXIT_TOKEN_IN_USE = EXIT_CONFIG
 # EX_TEMPFAIL: the token was taken over while running; a restart claims a token again.
 EXIT_TOKEN_LOST = 75
 
@@ -42,6 +47,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     replay = dlq_actions.add_parser("replay", help="put dead letters' events back on their streams")
     replay.add_argument("ids", nargs="*", help="dead-letter ids (see `dlq list`)")
     replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    actions.add_parser(
+        "reshard",
+        help="record GIFTWHEEL_INGEST__STREAM_SHARDS as the shard count every process must use "
+        "(refused while workers run or the old streams hold unprocessed entries)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     if args.action == "dlq":
         return asyncio.run(_dlq(settings, args))
+    if args.action == "reshard":
+        return asyncio.run(_reshard(settings))
     rules_file = args.rules or settings.worker.rules_file
     if rules_file is None:
         print(
@@ -73,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         runner = uvloop.run
     try:
         runner(_serve(settings, rules, args.worker_id))
+    except SettingsDisagree as exc:
+        print(f"giftwheel worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except TokenUnavailable as exc:
         print(f"giftwheel worker: {exc}", file=sys.stderr)
         return EXIT_TOKEN_IN_USE
@@ -102,6 +117,18 @@ async def _serve(settings: CloudSettings, rules: RulesSource, worker_id: str | N
     finally:
         watcher.cancel()
         await redis.aclose()
+
+
+async def _reshard(settings: CloudSettings) -> int:
+    redis = connect(settings)
+    try:
+        print(await reshard(redis, settings))
+    except ReshardRefused as exc:
+        print(f"giftwheel worker reshard: refused: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await redis.aclose()
+    return 0
 
 
 async def _dlq(settings: CloudSettings, args: argparse.Namespace) -> int:

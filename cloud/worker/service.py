@@ -18,6 +18,7 @@ import structlog
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
+from cloud.agreement import Agreed, Agreement
 from cloud.ledger import Ledger
 from cloud.settings import CloudSettings
 from cloud.worker.commands import CommandSender
@@ -93,6 +94,9 @@ class Worker:
         )
         self.leases = ShardLeases(redis, self.worker_id, self.streams, self._settings.lease_ttl_ms)
         self.token = DispatcherToken(redis, self.worker_id, self._settings.mqtt)
+        self.agreement = Agreement(
+            redis, Agreed(settings.ingest.stream_shards), role=f"worker {self.worker_id}"
+        )
         self._consumers: dict[str, tuple[ShardConsumer, asyncio.Task[None]]] = {}
         self._unreachable_since: float | None = None
         self._registered = False
@@ -197,10 +201,13 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set.
 
-        Raises TokenUnavailable before doing anything if no dispatcher token is free for this worker,
-        and TokenLost (after stopping cleanly) if another worker took over its token meanwhile.
+        Raises SettingsDisagree before doing anything if its shard count is not the one the other
+        processes on this Redis agreed on (cloud/agreement.py), TokenUnavailable if no dispatcher
+        token is free for this worker, and TokenLost (after stopping cleanly) if another worker took
+        over its token meanwhile.
         """
         log.info("worker_starting", worker=self.worker_id, streams=len(self.streams))
+        await self.agreement.check()
         access_token = await self.token.acquire()
         background = [
             asyncio.create_task(self.dispatcher.run(access_token), name="dispatcher"),
