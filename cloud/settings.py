@@ -50,6 +50,9 @@ class FeedbackSettings(StrictSection):
     # The value the chain sends in X-Giftwheel-Secret; without it the webhook refuses every call.
     secret: SecretStr | None = None
     max_body_bytes: int = Field(default=16_384, ge=256)
+    # A telemetry ts further ahead of this server's clock is counted and replaced by the server's
+    # time: kept, it would outrank every later update (merged newest ts first) and freeze the motor.
+    max_ts_ahead_s: float = Field(default=10.0, ge=0)
 
 
 class RealtimeSettings(StrictSection):

@@ -85,9 +85,9 @@ def _telemetry(body: bytes) -> MotorTelemetry:
         raise ApiProblem(422, "invalid", detail) from None
 
 
-def _ts_ms(header: str | None) -> int:
+def _ts_ms(header: str | None, now_ms: int) -> int:
     if header is None or header == "":
-        return int(time.time() * 1000)
+        return now_ms
     if (ts_ms := unsigned(header, _MAX_TS_DIGITS)) is None:
         raise _invalid(TS_HEADER, "must be Unix milliseconds")
     return ts_ms
@@ -112,10 +112,14 @@ async def thingsboard_feedback(request: Request) -> Response:
     device = request.headers.get(DEVICE_HEADER, "")
     if not realtime.hub.is_device_name(device):
         raise _invalid(DEVICE_HEADER, "must name the motor device (1-64 letters, digits, '_', '.', '-')")
-    ts_ms = _ts_ms(request.headers.get(TS_HEADER))
+    now_ms = int(time.time() * 1000)
+    ts_ms = _ts_ms(request.headers.get(TS_HEADER), now_ms)
     telemetry = _telemetry(body)
+    max_ahead_ms = int(settings.feedback.max_ts_ahead_s * 1000)
     try:
-        applied = await realtime.progress.apply(device, telemetry, ts_ms)
+        applied = await realtime.progress.apply(
+            device, telemetry, ts_ms, now_ms=now_ms, max_ahead_ms=max_ahead_ms
+        )
     except (RedisError, OSError) as exc:
         retry_after = str(settings.ingest.retry_after_s)
         raise ApiProblem(503, "unavailable", str(exc), headers={"Retry-After": retry_after}) from None

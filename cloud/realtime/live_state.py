@@ -51,11 +51,16 @@ class LiveState:
         # pool, not exhaust it and fail joins (or ingest) with "Too many connections".
         self._snapshot_gate = asyncio.Semaphore(settings.max_concurrent_snapshots)
 
-    async def merge(self, device: str, update: dict[str, Any], ts_ms: int, *, if_showing: str = "") -> Merged:
-        """Merge in ts order; with ``if_showing``, only while the state shows that commandId."""
+    async def merge(
+        self, device: str, update: dict[str, Any], ts_ms: int, *, latest_ms: int, if_showing: str = ""
+    ) -> Merged:
+        """Merge in ts order; with ``if_showing``, only while the state shows that commandId.
+
+        ``latest_ms``: the latest ts accepted now; a stored state stamped later is taken as stale.
+        """
         reply = await self._merge(
             keys=[DEVICES_KEY],
-            args=[device, orjson.dumps(update), ts_ms, self._settings.state_ttl_s, if_showing],
+            args=[device, orjson.dumps(update), ts_ms, self._settings.state_ttl_s, if_showing, latest_ms],
         )
         return Merged(orjson.loads(reply[1]), applied=int(reply[0]) == 1)
 

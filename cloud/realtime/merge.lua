@@ -1,6 +1,7 @@
 -- Merge one telemetry update into a device's live state (what late joiners get), in ts order.
 -- KEYS[1] hash device -> state JSON. ARGV: device, update JSON, telemetry ts ms, ttl s,
--- and optionally a commandId the stored state must be showing (else nothing is merged).
+-- optionally a commandId the stored state must be showing (else nothing is merged) or '', and the
+-- latest ts the server accepts now: a stored ts beyond it (kept before ts were bounded) is stale.
 -- Returns {1, state} when applied, {0, state} when older than what is stored or a repeat of the
 -- update stored at the same ts (left as is: a message delivered twice changes nothing).
 local prev = redis.call('HGET', KEYS[1], ARGV[1])
@@ -8,6 +9,7 @@ local update = cjson.decode(ARGV[2])
 local state = {}
 if prev then state = cjson.decode(prev) end
 local ts = tonumber(ARGV[3])
+if state.ts and state.ts > tonumber(ARGV[6]) then state.ts = nil end
 if state.ts and state.ts > ts then
   return {0, prev}
 end

@@ -44,3 +44,9 @@ class RealtimeMetrics(Collector):
             "Commands closed by an edge heartbeat because their done report never arrived (a loss upstream)",
             value=self._realtime.progress.recovered_dones,
         )
+        yield CounterMetricFamily(
+            "giftwheel_feedback_clock_ahead",
+            "Telemetry stamped further ahead of this server's clock than feedback.max_ts_ahead_s "
+            "(a device's or ThingsBoard's clock running fast): recorded at the server's time",
+            value=self._realtime.progress.clock_ahead,
+        )

@@ -104,9 +104,15 @@ class ProgressService:
         self._publish = publish
         self._pacer = pacer
         self.recovered_dones = 0
+        self.clock_ahead = 0
 
-    async def apply(self, device: str, telemetry: MotorTelemetry, ts_ms: int) -> Applied:
+    async def apply(
+        self, device: str, telemetry: MotorTelemetry, ts_ms: int, *, now_ms: int, max_ahead_ms: int
+    ) -> Applied:
         """Record and publish one telemetry message. Redis errors propagate (the chain retries).
+
+        A ts more than ``max_ahead_ms`` past ``now_ms`` (this server's clock) is counted and taken
+        as ``now_ms``: kept, it would outrank every later update of the device until it came true.
 
         Idempotent: ThingsBoard's rule-engine queue may deliver the same message twice, at once or
         after later ones. The ledger is updated before anything is published, so a viewer never
@@ -114,8 +120,12 @@ class ProgressService:
         guarded), the merge drops what is older than the state or repeats it, and each command's
         done is announced once (``LiveState.claim_done``).
         """
+        latest_ms = now_ms + max_ahead_ms
+        if ts_ms > latest_ms:
+            self._note_clock_ahead(device, ts_ms - now_ms)
+            ts_ms = now_ms
         if telemetry.recent_done:
-            await self._close_reported(device, telemetry.recent_done, ts_ms)
+            await self._close_reported(device, telemetry.recent_done, ts_ms, latest_ms)
         values = telemetry.values()
         if not values:
             return Applied(None, None)
@@ -125,7 +135,7 @@ class ProgressService:
             ledger_state = None if moved is None else moved.value
             if moved is None:
                 log.warning("done for a command the ledger does not know", command_id=telemetry.command_id)
-        merged = await self._live.merge(device, values, ts_ms)
+        merged = await self._live.merge(device, values, ts_ms, latest_ms=latest_ms)
         if telemetry.finishes_command and telemetry.command_id is not None:
             # A done is published even when later telemetry overtook it: its own numbers count.
             done = viewer_payload(device, {**merged.state, **values, "ts": ts_ms})
@@ -138,7 +148,19 @@ class ProgressService:
         await self._pacer.progress(device, viewer_payload(device, merged.state), device_rooms(device))
         return Applied(ViewerEvent.MOTOR_PROGRESS.value, ledger_state)
 
-    async def _close_reported(self, device: str, command_ids: list[str], ts_ms: int) -> None:
+    def _note_clock_ahead(self, device: str, ahead_ms: int) -> None:
+        self.clock_ahead += 1
+        # A Pi whose clock runs fast sends every message so: the count is on /metrics, and lines
+        # are written for the 1st, 2nd, 4th, 8th... only.
+        if self.clock_ahead & (self.clock_ahead - 1) == 0:
+            log.warning(
+                "telemetry ts ahead of this server's clock; the server's time used",
+                device=device,
+                ahead_ms=ahead_ms,
+                seen=self.clock_ahead,
+            )
+
+    async def _close_reported(self, device: str, command_ids: list[str], ts_ms: int, latest_ms: int) -> None:
         """Close what a heartbeat says finished but the ledger still holds open: its done report
         was lost upstream (ThingsBoard gave up on the webhook). Viewers get the done they missed,
         marked ``recovered`` so an overlay already showing a newer command keeps it."""
@@ -157,7 +179,9 @@ class ProgressService:
                 "commandDone": True,
             }
             # A late joiner must not see the bar stuck short of the end either.
-            await self._live.merge(device, finished, ts_ms, if_showing=command.command_id)
+            await self._live.merge(
+                device, finished, ts_ms, latest_ms=latest_ms, if_showing=command.command_id
+            )
             done = {"device": device, **finished, "recovered": True, "ts": ts_ms}
             await self._announce_done(device, command.command_id, done)
 
