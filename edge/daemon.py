@@ -11,11 +11,11 @@ from types import FrameType
 
 import structlog
 
-from edge import sdnotify
 from edge.connectors.giftwheel_connector import bind
 from edge.gateway_host import run_gateway, scrub_environment, write_gateway_files
 from edge.runtime import EdgeRuntime
 from edge.settings import EdgeSettings
+from giftwheel import sdnotify
 
 log = structlog.get_logger(__name__)
 

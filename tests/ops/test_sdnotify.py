@@ -1,4 +1,4 @@
-"""sd_notify over a real unix datagram socket, as systemd provides it."""
+"""sd_notify over a real unix datagram socket, as systemd provides it (giftwheel/sdnotify.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import sdnotify
+from giftwheel import sdnotify
 
 
 def test_notify_sends_one_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,5 @@
-"""systemd's notify protocol: one datagram to $NOTIFY_SOCKET (no libsystemd needed)."""
+"""systemd's notify protocol: one datagram to $NOTIFY_SOCKET (no libsystemd needed); the edge daemon,
+the cloud API and the workers all speak it."""
 
 from __future__ import annotations
 
