@@ -1,0 +1,157 @@
+"""Issue 18's attacks on the API, repeated through the front door: nginx answers or closes them
+before they hold anything of the API, and what it refuses it refuses at the API's own limits."""
+
+from __future__ import annotations
+
+import re
+import select
+import socket
+import ssl
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+
+from cloud.settings import CloudSettings
+from devstack.nginx_server import render, template_defaults
+from tests.ingest.conftest import API_KEY
+from tests.proxy.conftest import FrontDoor
+
+pytestmark = pytest.mark.slow
+
+# Longer than any of the front door's (shortened) timeouts: a connection still open then was kept.
+_PATIENCE_S = 30.0
+_CHUNK = b"a" * 65_536
+# The shipped config's answer to a body over a path's limit.
+NGINX_TOO_LARGE = {"error": "too_large", "detail": "body larger than this path accepts"}
+
+
+@pytest.fixture
+async def client(proxied: FrontDoor) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=proxied.url, verify=proxied.ssl_context(), timeout=30) as client:
+        yield client
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends before it closes; fails the test if it never does."""
+    sock.settimeout(_PATIENCE_S)
+    received = b""
+    try:
+        while chunk := sock.recv(65_536):
+            received += chunk
+    except (ConnectionResetError, ssl.SSLEOFError):
+        pass  # reset_timedout_connection: a timed-out client gets a reset, not a FIN
+    except TimeoutError:
+        pytest.fail(f"the connection was still open after {_PATIENCE_S} s")
+    return received
+
+
+def _answered(sock: ssl.SSLSocket) -> bool:
+    return sock.pending() > 0 or bool(select.select([sock], [], [], 0)[0])
+
+
+def test_a_100_mb_header_is_answered_431_long_before_its_end(proxied: FrontDoor) -> None:
+    total = 100 * 1024 * 1024
+    with proxied.raw_tls() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: front\r\nX-Big: ")
+        sent = 0
+        try:
+            while sent < total and not _answered(sock):
+                sock.sendall(_CHUNK)
+                sent += len(_CHUNK)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = _read_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert orjson.loads(body)["error"] == "header_too_large"
+    assert sent < total
+
+
+@pytest.mark.parametrize(
+    ("request_head", "what"),
+    [
+        (b"", "a connection that never sends a request"),
+        (b"GET /healthz HTTP/1.1\r\nHost: front\r\n", "headers that never end"),
+        (
+            b"POST /v1/events HTTP/1.1\r\nHost: front\r\nContent-Length: 100\r\n\r\n0123456789",
+            "a stalled body",
+        ),
+    ],
+)
+def test_slow_and_idle_clients_are_closed_without_reaching_the_api(
+    proxied: FrontDoor, request_head: bytes, what: str
+) -> None:
+    with proxied.raw_tls() as sock:
+        sock.sendall(request_head)
+        assert _read_until_closed(sock) == b"", what
+
+
+def test_a_client_that_never_starts_tls_is_closed(proxied: FrontDoor) -> None:
+    with socket.create_connection((proxied.nginx.host, proxied.nginx.port)) as sock:
+        assert _read_until_closed(sock) == b""
+
+
+def test_an_idle_keep_alive_connection_is_closed(proxied: FrontDoor) -> None:
+    with proxied.raw_tls() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: front\r\n\r\n")
+        answer = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b'{"status":"ok"}')
+
+
+def _body(size: int) -> bytes:
+    """A JSON object of exactly size bytes."""
+    return b'{"x":"' + b"a" * (size - 8) + b'"}'
+
+
+@pytest.mark.parametrize(
+    ("path", "limit"),
+    [
+        ("/v1/events", CloudSettings.model_fields["ingest"].default.max_body_bytes),
+        ("/v1/events/batch", CloudSettings.model_fields["ingest"].default.max_batch_body_bytes),
+        ("/v1/feedback/thingsboard", CloudSettings.model_fields["feedback"].default.max_body_bytes),
+    ],
+)
+async def test_a_body_over_the_apis_limit_is_refused_by_nginx_and_one_at_it_reaches_the_api(
+    client: httpx.AsyncClient, path: str, limit: int
+) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    over = await client.post(path, content=_body(limit + 1), headers=headers)
+    assert (over.status_code, over.json()) == (413, NGINX_TOO_LARGE)
+    # At the limit nginx lets it through, and the API judges it (not a gift; no feedback secret).
+    at = await client.post(path, content=_body(limit), headers=headers)
+    assert (at.status_code, at.json()["error"]) in ((422, "invalid"), (401, "unauthorized"))
+
+
+async def _chunked(size: int) -> AsyncIterator[bytes]:
+    for start in range(0, size, len(_CHUNK)):
+        yield _CHUNK[: min(len(_CHUNK), size - start)]
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_polling_post_over_1_mb_is_answered_413(client: httpx.AsyncClient, declared: bool) -> None:
+    opened = (await client.get("/socket.io/?EIO=4&transport=polling")).text
+    handshake = orjson.loads(opened[1:])
+    session = f"/socket.io/?EIO=4&transport=polling&sid={handshake['sid']}"
+    size = handshake["maxPayload"] + 1
+    content = b"4" + b"a" * (size - 1) if declared else _chunked(size)
+    answer = await client.post(session, content=content)
+    assert (answer.status_code, answer.json()) == (413, NGINX_TOO_LARGE)
+    # The session is still there for a client that sends what engine.io takes.
+    assert (await client.post(session, content=b"40")).text == "OK"
+
+
+def test_the_proxys_limits_are_the_apis() -> None:
+    """giftwheel.env's GIFTWHEEL_* values are the API settings of the same name, at their defaults."""
+    defaults = CloudSettings(mode="development")
+    shared = {k: v for k, v in template_defaults().items() if k.startswith("GIFTWHEEL_")}
+    assert shared
+    for name, value in shared.items():
+        section, field = name.removeprefix("GIFTWHEEL_").lower().split("__")
+        assert int(value) == getattr(getattr(defaults, section), field), name
+    rendered = render(template_defaults())
+    assert not re.search(r"\$\{[A-Z]", rendered)
+    for value in shared.values():
+        assert f"client_max_body_size {value};" in rendered
