@@ -40,6 +40,7 @@ def build_driver(
         step_pin=pins.step,
         dir_pin=pins.dir,
         enable_pin=pins.enable,
+        step_high_s=motor.step_high_s,
         invert_direction=motor.invert_direction,
         enable_active_low=motor.enable_active_low,
     )

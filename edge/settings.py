@@ -7,26 +7,54 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from edge.buffer.ledger import DEFAULT_RECENT_DONE
 from edge.errors import ConfigError
 from edge.motor.driver import DRIVER_SPECS, DriverType, Wiring
-from edge.motor.pins import PinBackend
+from edge.motor.pins import BACKENDS, PinBackend
 from giftwheel.contracts.motor import MOTOR_PROFILE, RECENT_DONE_LIMIT, DeviceName
 
-BcmPin = Annotated[int, Field(ge=0, le=27)]
+# Header pins the Pi itself uses: the firmware reads the HAT ID EEPROM over ID_SD/ID_SC at boot
+# (Raspberry Pi HAT+ specification), and GPIO14/15 are the primary UART (serial console; pulses
+# on them garble it, and its traffic would step a motor).
+RESERVED_PINS = {
+    0: "ID_SD (the HAT ID EEPROM)",
+    1: "ID_SC (the HAT ID EEPROM)",
+    14: "TXD of the primary UART",
+    15: "RXD of the primary UART",
+}
+
+
+def _not_reserved(pin: int) -> int:
+    if pin in RESERVED_PINS:
+        raise ValueError(f"pin {pin} is reserved: {RESERVED_PINS[pin]}")
+    return pin
+
+
+BcmPin = Annotated[int, Field(ge=0, le=27), AfterValidator(_not_reserved)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML gives numbers and booleans their own types, so `max_step_rate_sps: true` or
+    # `enable_active_low: 1` is a mistake to refuse, not a value to coerce (True would be 1 step/s).
+    # Paths and enums are read from their strings (strict=False on those fields).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ThingsBoardSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     access_token: SecretStr | None = None
-    access_token_file: Path | None = None
+    access_token_file: Path | None = Field(default=None, strict=False)
     keepalive_s: int = Field(default=120, ge=10, le=600)
     # The device type announced for each motor (v1/gateway/connect). ThingsBoard creates a motor it
     # does not know yet with this type, on the device profile of that name (a new, empty one if none
@@ -72,7 +100,7 @@ class MotorPins(_Strict):
 
 class MotorSettings(_Strict):
     name: DeviceName  # the ThingsBoard device name
-    driver: DriverType
+    driver: DriverType = Field(strict=False)
     pins: MotorPins
     steps_per_round: int = Field(ge=1, le=1_000_000, description="full steps per output round")
     microstepping: int = Field(default=1, ge=1, le=256)
@@ -80,6 +108,8 @@ class MotorSettings(_Strict):
     acceleration_sps2: float = Field(gt=0)
     direction: Literal["cw", "ccw"] = "cw"
     enable_active_low: bool = True
+    # How long each STEP pulse is held high, in microseconds; unset: the driver's datasheet minimum.
+    step_high_us: float | None = Field(default=None, gt=0, le=100)
 
     @model_validator(mode="after")
     def _fits_the_driver(self) -> Self:
@@ -98,11 +128,15 @@ class MotorSettings(_Strict):
                 raise ValueError(
                     f"pins.step/pins.dir: not used by driver {self.driver.value} (four coil pins)"
                 )
-            if self.microstepping != 2:
-                raise ValueError("microstepping: must be 2 for uln2003 (the half-step sequence)")
-        if self.microstepping > spec.max_microstepping:
+            if self.step_high_us is not None:
+                raise ValueError(f"step_high_us: not used by driver {self.driver.value} (no STEP input)")
+        if self.microstepping not in spec.microsteps:
+            choices = ", ".join(str(m) for m in spec.microsteps)
+            raise ValueError(f"microstepping: {self.driver.value} can do {choices}, not {self.microstepping}")
+        if self.step_high_us is not None and self.step_high_us * 1e-6 < spec.min_step_high_s:
             raise ValueError(
-                f"microstepping: {self.driver.value} supports at most 1/{spec.max_microstepping}"
+                f"step_high_us: {self.driver.value} needs STEP high for at least "
+                f"{spec.min_step_high_s * 1e6:g} us (datasheet)"
             )
         if self.max_step_rate_sps > spec.max_step_rate_sps:
             raise ValueError(
@@ -118,6 +152,13 @@ class MotorSettings(_Strict):
         return self
 
     @property
+    def step_high_s(self) -> float:
+        """The STEP pulse's high time: the configured one, else the driver's minimum."""
+        if self.step_high_us is None:
+            return DRIVER_SPECS[self.driver].min_step_high_s
+        return self.step_high_us * 1e-6
+
+    @property
     def pulses_per_round(self) -> int:
         return self.steps_per_round * self.microstepping
 
@@ -129,7 +170,7 @@ class MotorSettings(_Strict):
 class SimulationSettings(_Strict):
     enabled: bool = False
     time_scale: float = Field(default=1.0, gt=0, le=1000)
-    record_dir: Path | None = None  # one durable step log per motor, for tests and bench
+    record_dir: Path | None = Field(default=None, strict=False)  # one step log per motor (tests, bench)
 
 
 class LimitSettings(_Strict):
@@ -142,8 +183,8 @@ class LimitSettings(_Strict):
 class EdgeSettings(_Strict):
     thingsboard: ThingsBoardSettings
     redis_url: str = "redis://127.0.0.1:6379/0"
-    state_dir: Path = Path("/var/lib/giftwheel-edge")
-    gpio_backend: PinBackend = PinBackend.GPIOZERO
+    state_dir: Path = Field(default=Path("/var/lib/giftwheel-edge"), strict=False)
+    gpio_backend: PinBackend = Field(default=PinBackend.GPIOZERO, strict=False)
     simulation: SimulationSettings = SimulationSettings()
     limits: LimitSettings = LimitSettings()
     # ThingsBoard closes sessions idle for 600 s; sub-devices are not re-announced after a reconnect.
@@ -165,7 +206,13 @@ class EdgeSettings(_Strict):
     def _motors_do_not_share(self) -> Self:
         names: dict[str, int] = {}
         owners: dict[int, str] = {}
+        ceiling = BACKENDS[self.gpio_backend].max_step_rate_sps
         for i, motor in enumerate(self.motors):
+            if motor.max_step_rate_sps > ceiling:
+                raise ValueError(
+                    f"motors[{i}].max_step_rate_sps: {motor.max_step_rate_sps:g} is above the "
+                    f"{ceiling:g} steps/s gpio_backend {self.gpio_backend.value} can produce"
+                )
             if motor.name in names:
                 raise ValueError(f"motors[{i}].name: {motor.name!r} is already motors[{names[motor.name]}]")
             names[motor.name] = i
@@ -202,9 +249,31 @@ def parse_settings(data: Any, source: str = "config") -> EdgeSettings:
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems)) from None
 
 
+class DuplicateKey(yaml.YAMLError):
+    """The same key twice in one mapping: PyYAML keeps the last silently, we refuse the file."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # a << merge may be overridden by the mapping's own keys, as YAML allows
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first_line.get(key)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader's own error names it
+            line = key_node.start_mark.line + 1
+            if seen is not None:
+                raise DuplicateKey(f"line {line}: duplicate key {key!r} (first on line {seen})")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_settings(path: Path) -> EdgeSettings:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     except yaml.YAMLError as exc:

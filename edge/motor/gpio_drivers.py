@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from edge.motor.pins import PinFactory
@@ -29,9 +30,11 @@ class StepDirDriver:
         step_pin: int,
         dir_pin: int,
         enable_pin: int | None,
+        step_high_s: float,
         invert_direction: bool = False,
         enable_active_low: bool = True,
     ) -> None:
+        self._step_high_ns = round(step_high_s * 1e9)
         self._step = factory.output(step_pin)
         self._dir = factory.output(dir_pin)
         self._enable = factory.output(enable_pin) if enable_pin is not None else None
@@ -60,8 +63,13 @@ class StepDirDriver:
             self._dir.off()
 
     def step(self) -> None:
-        # Python's call overhead alone exceeds the chips' minimum high time (1-2 us).
         self._step.on()
+        # Held for the chip's minimum high time on purpose, not left to call overhead: a fast backend
+        # returns from on() in well under the 1-1.9 us an A4988 or DRV8825 needs, and a shorter
+        # pulse is not counted. A microsecond or two is below any sleep's resolution: spin.
+        deadline = time.perf_counter_ns() + self._step_high_ns
+        while time.perf_counter_ns() < deadline:
+            pass
         self._step.off()
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -33,16 +34,26 @@ class PinBackend(StrEnum):
     GPIOZERO = "gpiozero"  # gpiozero over lgpio: the only one that works on a Pi 5
 
 
-# Each backend is its own module so a hardware library is only imported when it is configured.
-_BACKEND_MODULES = {
-    PinBackend.RPI_GPIO: "edge.motor.backends.rpi_gpio",
-    PinBackend.GPIOZERO: "edge.motor.backends.gpiozero_pins",
+@dataclass(frozen=True)
+class BackendSpec:
+    module: str  # its own module, so a hardware library is only imported when it is configured
+    # The fastest step rate per motor this backend produces honestly. Both backends time steps in
+    # Python (one write per edge, a sleep to the next absolute deadline): docs/benchmarks.md measures
+    # ~10 % of an x86 core at 3,200 steps/s, a Pi 4 core is 3-4x slower for this code, so 5,000
+    # steps/s is about half a Pi 4 core per motor, and the kernel's sleep jitter (~0.1-1 ms) is
+    # already several step intervals there. A config asking for more is refused, not half served.
+    max_step_rate_sps: float
+
+
+BACKENDS: dict[PinBackend, BackendSpec] = {
+    PinBackend.RPI_GPIO: BackendSpec("edge.motor.backends.rpi_gpio", 5_000),
+    PinBackend.GPIOZERO: BackendSpec("edge.motor.backends.gpiozero_pins", 5_000),
 }
 
 
 def load_pin_factory(backend: PinBackend) -> PinFactory:
     """The configured backend's factory, or a PinBackendError that says why it cannot load here."""
-    module = importlib.import_module(_BACKEND_MODULES[backend])
+    module = importlib.import_module(BACKENDS[backend].module)
     create: Callable[[], PinFactory] = module.create_factory
     return create()
 

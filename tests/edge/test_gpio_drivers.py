@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -10,10 +11,12 @@ from pytest_mock import MockerFixture
 
 from edge.errors import PinBackendError
 from edge.motor.backends import gpiozero_pins, rpi_gpio
+from edge.motor.driver import DRIVER_SPECS, DriverType, Wiring
 from edge.motor.gpio_drivers import HALF_STEP_SEQUENCE, HalfStepDriver, StepDirDriver
 from edge.motor.pins import PinBackend, load_pin_factory
 
 COILS = (5, 6, 13, 19)
+A4988_HIGH_S = DRIVER_SPECS[DriverType.A4988].min_step_high_s
 
 
 @pytest.fixture
@@ -62,7 +65,11 @@ def test_half_step_inverted_direction_runs_the_sequence_backwards(mock_factory: 
 
 def test_step_dir_move_on_gpiozero_pins(mock_factory: MockFactory) -> None:
     driver = StepDirDriver(
-        gpiozero_pins.GpiozeroFactory(mock_factory), step_pin=17, dir_pin=27, enable_pin=22
+        gpiozero_pins.GpiozeroFactory(mock_factory),
+        step_pin=17,
+        dir_pin=27,
+        enable_pin=22,
+        step_high_s=A4988_HIGH_S,
     )
     assert mock_factory.pin(22).state  # active-low enable held high: coils off from the start
     driver.set_forward(True)
@@ -83,7 +90,9 @@ def test_step_dir_exact_call_sequence_on_rpi_gpio(mocker: MockerFixture) -> None
     gpio = mocker.MagicMock(name="RPi.GPIO")
     mocker.patch.object(rpi_gpio, "import_gpio", return_value=gpio)
     factory = load_pin_factory(PinBackend.RPI_GPIO)
-    driver = StepDirDriver(factory, step_pin=17, dir_pin=27, enable_pin=22, invert_direction=True)
+    driver = StepDirDriver(
+        factory, step_pin=17, dir_pin=27, enable_pin=22, step_high_s=A4988_HIGH_S, invert_direction=True
+    )
     driver.set_forward(True)
     driver.energise()
     driver.step()
@@ -121,3 +130,44 @@ def test_gpiozero_without_lgpio_is_a_loud_error() -> None:
     # This x86 box has no /dev/gpiochip and no lgpio: the configured backend must refuse, not fall back.
     with pytest.raises(PinBackendError, match="'gpiozero' cannot load"):
         load_pin_factory(PinBackend.GPIOZERO)
+
+
+class EdgeTimes:
+    """A pin as fast as a pin can be (no library in between): when it went high, when it went low."""
+
+    def __init__(self) -> None:
+        self.edges: list[tuple[bool, int]] = []
+
+    def on(self) -> None:
+        self.edges.append((True, time.perf_counter_ns()))  # taken last: the level is high from here
+
+    def off(self) -> None:
+        self.edges.append((False, time.perf_counter_ns()))  # taken first: high until here
+
+    def close(self, *, keep_level: bool = False) -> None:
+        pass
+
+
+class EdgeTimesFactory:
+    def __init__(self) -> None:
+        self.pins: dict[int, EdgeTimes] = {}
+
+    def output(self, bcm_pin: int) -> EdgeTimes:
+        return self.pins.setdefault(bcm_pin, EdgeTimes())
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("driver", [d for d, spec in DRIVER_SPECS.items() if spec.wiring is Wiring.STEP_DIR])
+def test_step_pulse_is_held_high_for_the_drivers_datasheet_minimum(driver: DriverType) -> None:
+    # Not a speed figure: a lower bound the driver guarantees whatever the backend's call overhead.
+    factory = EdgeTimesFactory()
+    high_s = DRIVER_SPECS[driver].min_step_high_s
+    stepper = StepDirDriver(factory, step_pin=17, dir_pin=27, enable_pin=None, step_high_s=high_s)
+    for _ in range(200):
+        stepper.step()
+    edges = factory.pins[17].edges
+    assert [level for level, _ in edges] == [True, False] * 200
+    shortest_ns = min(low - high for (_, high), (_, low) in zip(edges[::2], edges[1::2], strict=True))
+    assert shortest_ns >= high_s * 1e9

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from edge.errors import ConfigError
+from edge.motor.driver import DRIVER_SPECS, DriverType
 from edge.settings import load_settings, parse_settings
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "edge.example.yaml"
@@ -61,9 +62,23 @@ def test_valid_config_derives_pulses_per_round() -> None:
          "motors[1].pins.coils[3]: pin 17 is already used by motors[0].pins.step"),
         ("motors.0.pins.dir", 17, "motors[0].pins.dir: pin 17 is already used as pins.step"),
         ("motors.1.name", "motor_01", "motors[1].name: 'motor_01' is already motors[0]"),
-        ("motors.0.microstepping", 32, "motors[0].microstepping: a4988 supports at most 1/16"),
-        ("motors.1.microstepping", 1, "motors[1].microstepping: must be 2 for uln2003"),
+        ("motors.0.microstepping", 32, "motors[0].microstepping: a4988 can do 1, 2, 4, 8, 16, not 32"),
+        ("motors.0.microstepping", 3, "motors[0].microstepping: a4988 can do 1, 2, 4, 8, 16, not 3"),
+        ("motors.1.microstepping", 1, "motors[1].microstepping: uln2003 can do 2, not 1"),
         ("motors.0.max_step_rate_sps", 0, "motors[0].max_step_rate_sps: Input should be greater than 0"),
+        ("motors.0.max_step_rate_sps", 500_000,
+         "motors[0].max_step_rate_sps: 500000 is above the 5000 steps/s gpio_backend gpiozero can produce"),
+        ("motors.0.max_step_rate_sps", True, "motors[0].max_step_rate_sps: Input should be a valid number"),
+        ("motors.0.steps_per_round", True, "motors[0].steps_per_round: Input should be a valid integer"),
+        ("motors.0.enable_active_low", 1, "motors[0].enable_active_low: Input should be a valid boolean"),
+        ("thingsboard.port", "1883", "thingsboard.port: Input should be a valid integer"),
+        ("motors.0.pins.step", 14, "motors[0].pins.step: pin 14 is reserved: TXD of the primary UART"),
+        ("motors.0.pins.enable", 15, "motors[0].pins.enable: pin 15 is reserved: RXD of the primary UART"),
+        ("motors.1.pins.coils", [0, 6, 13, 19],
+         "motors[1].pins.coils[0]: pin 0 is reserved: ID_SD (the HAT ID EEPROM)"),
+        ("motors.0.pins.dir", 1, "motors[0].pins.dir: pin 1 is reserved: ID_SC (the HAT ID EEPROM)"),
+        ("motors.0.step_high_us", 0.5, "motors[0].step_high_us: a4988 needs STEP high for at least 1 us"),
+        ("motors.1.step_high_us", 5, "motors[1].step_high_us: not used by driver uln2003"),
         ("motors.0.pins.step", 40, "motors[0].pins.step: Input should be less than or equal to 27"),
         ("motors.0.speed", 3, "motors[0].speed: Extra inputs are not permitted"),
         ("thingsboard.access_token", KeyError,
@@ -74,6 +89,71 @@ def test_valid_config_derives_pulses_per_round() -> None:
 def test_bad_config_names_the_field(path: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_settings(with_change(path, value))
+
+
+def test_a_rate_the_driver_allows_but_the_backend_cannot_produce_is_refused() -> None:
+    # Before: anything up to the chip's own limit passed (500,000 steps/s on an A4988), while the
+    # software-timed backends manage a few thousand. The backend's ceiling is the real one.
+    data = with_change("motors.0.max_step_rate_sps", 5_001)
+    for backend in ("gpiozero", "rpi_gpio"):
+        with pytest.raises(ConfigError, match=rf"above the 5000 steps/s gpio_backend {backend} can"):
+            parse_settings({**data, "gpio_backend": backend})
+    assert (
+        parse_settings(with_change("motors.0.max_step_rate_sps", 5_000)).motors[0].max_step_rate_sps == 5_000
+    )
+
+
+def test_step_high_time_defaults_to_the_drivers_minimum_and_can_be_longer() -> None:
+    a4988 = parse_settings(VALID).motors[0]
+    assert a4988.step_high_s == DRIVER_SPECS[DriverType.A4988].min_step_high_s == 1e-6
+    drv8825 = parse_settings(with_change("motors.0.driver", "drv8825")).motors[0]
+    assert drv8825.step_high_s == 1.9e-6
+    longer = parse_settings(with_change("motors.0.step_high_us", 5)).motors[0]
+    assert longer.step_high_s == pytest.approx(5e-6)
+    too_short = with_change("motors.0.driver", "drv8825")
+    too_short["motors"][0]["step_high_us"] = 1.5
+    with pytest.raises(ConfigError, match=r"drv8825 needs STEP high for at least 1.9 us"):
+        parse_settings(too_short)
+
+
+def test_duplicate_yaml_keys_are_refused_with_their_lines(tmp_path: Path) -> None:
+    # PyYAML keeps the last of two equal keys without a word: the first value would be lost silently.
+    text = yaml.safe_dump(VALID, sort_keys=False)
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        text.replace(
+            "  max_step_rate_sps: 3200\n", "  max_step_rate_sps: 3200\n  max_step_rate_sps: 320\n", 1
+        )
+    )
+    line = config.read_text().splitlines().index("  max_step_rate_sps: 320") + 1
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value) == (
+        f"{config} is not valid YAML: "
+        f"line {line}: duplicate key 'max_step_rate_sps' (first on line {line - 1})"
+    )
+    config.write_text(text + "log_level: DEBUG\nlog_level: INFO\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'log_level'"):
+        load_settings(config)
+
+
+def test_a_yaml_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    # A key a << merge brought in and the mapping sets again is YAML's override, not a duplicate.
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        "thingsboard: {host: tb.local, access_token: T}\n"
+        "motors:\n"
+        "  - &nema17 {name: motor_01, driver: a4988, steps_per_round: 200, max_step_rate_sps: 3200,\n"
+        "             acceleration_sps2: 8000, pins: {step: 17, dir: 27}}\n"
+        "  - <<: *nema17\n"
+        "    name: motor_02\n"
+        "    pins: {step: 5, dir: 6}\n"
+    )
+    settings = load_settings(config)
+    assert [(m.name, m.pins.step, m.max_step_rate_sps) for m in settings.motors] == [
+        ("motor_01", 17, 3200),
+        ("motor_02", 5, 3200),
+    ]
 
 
 def test_unreadable_or_broken_files(tmp_path: Path) -> None:
