@@ -95,6 +95,34 @@ class RealtimeSettings(StrictSection):
     # every frame is compressed once per viewer, for JSON frames of a few hundred bytes. Off by
     # default for large viewer fleets (docs/benchmarks.md, "realtime fan-out", has the costs).
     permessage_deflate: bool = False
+    # Largest engine.io long-polling POST body (engine.io's max_http_buffer_size, announced to clients
+    # as maxPayload): a POST declaring more is answered 413, one declaring no length 411.
+    max_polling_body_bytes: int = Field(default=1_000_000, ge=1_024)
+    # Socket.IO packets a viewer may send that are not a CONNECT or DISCONNECT (viewers only
+    # listen): past this many the session is closed. Each one is counted, none is logged whole.
+    max_bad_packets: int = Field(default=10, ge=1)
+
+
+class HttpSettings(StrictSection):
+    """The API's public edge, per process: what a client may hold open, and for how long."""
+
+    # From a connection's first byte (or the end of its previous request) to the end of the request
+    # line and headers; past it the connection gets 408 and is closed (idle and slow-header clients).
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    # From the end of the headers to the end of the body, whatever the rate it trickles in at.
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    # Request line plus headers; past it the request gets 431 and the connection is closed.
+    max_header_bytes: int = Field(default=32_768, ge=1_024)
+    # Open connections (HTTP and WebSocket) per process. Past it a connection is still read, up to
+    # reserve_connections more, so /healthz and /readyz answer; any other request gets 503 with
+    # Retry-After. Past both, a new connection is closed at once. Both together are kept below the
+    # process's open-file limit (RLIMIT_NOFILE, raised to its hard limit at start if need be).
+    max_connections: int = Field(default=25_000, ge=1)
+    reserve_connections: int = Field(default=64, ge=1)
+    busy_retry_after_s: int = Field(default=5, ge=1)
+    # Client mistakes (timeouts, oversized or malformed requests, junk packets) are each counted
+    # (giftwheel_api_client_errors_total) but logged at most this many times a minute per process.
+    client_error_logs_per_min: int = Field(default=60, ge=1)
 
 
 class CloudSettings(StrictEnvSettings):
@@ -122,6 +150,7 @@ class CloudSettings(StrictEnvSettings):
     worker: WorkerSettings = WorkerSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     realtime: RealtimeSettings = RealtimeSettings()
+    http: HttpSettings = HttpSettings()
 
     _split_keys = field_validator("api_keys", "webhook_secrets", mode="before")(split_csv)
 

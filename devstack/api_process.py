@@ -27,12 +27,16 @@ class ApiProcess(ManagedProcess):
         workers: int = 1,
         log_dir: Path | None = None,
         name: str = "api",
+        max_open_files: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        argv = giftwheel_argv("api", "--port", str(self.port), "--workers", str(workers))
+        if max_open_files is not None:  # RLIMIT_NOFILE, soft and hard (util-linux's prlimit)
+            argv = ["prlimit", f"--nofile={max_open_files}:{max_open_files}", "--", *argv]
         super().__init__(
             name,
-            giftwheel_argv("api", "--port", str(self.port), "--workers", str(workers)),
+            argv,
             log_dir=log_dir or Path(tempfile.mkdtemp(prefix="giftwheel-api-")),
             env=env,
             ready=lambda: _healthy(self.url),

@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
+from starlette.requests import ClientDisconnect
 
 from cloud.agreement import Agreed, Agreement
 from cloud.api import feedback, health, ingest_http, ingest_ws, overlay
 from cloud.api.auth import Authenticator
+from cloud.api.guarded_http import GUARD_STATE_KEY, EdgeGuard, fit_open_files
 from cloud.api.problems import ApiProblem, handle_problem
 from cloud.api.state import Services
+from cloud.client_errors import ClientErrors
 from cloud.ingest.errors import QueueUnavailable
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.queue import GiftQueue
@@ -45,12 +48,18 @@ class OpenDoorError(RuntimeError):
     """Ingest would accept events from anyone outside development mode."""
 
 
+async def _client_left(request: Request, exc: Exception) -> Response:
+    """The client went away mid-body (or its body timed out): a client's doing, not a server error."""
+    request.app.state.client_errors.note("client_disconnect", "client left before its body was read")
+    return Response(status_code=400)  # nobody reads it; uvicorn drops it for a gone client
+
+
 def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
     if (problem := settings.ingest_auth_problem()) is not None:
         raise OpenDoorError(problem)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, EdgeGuard]]:
         redis = connect(settings)
         pipelined = connect_pipelined(settings)
         queue = GiftQueue(
@@ -66,8 +75,9 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
             log.warning(
                 "agreed settings unchecked: redis unavailable; checked before any write", error=str(exc)
             )
-        realtime = Realtime(settings, redis)
         registry = CollectorRegistry()
+        client_errors = ClientErrors(registry, per_minute=settings.http.client_error_logs_per_min)
+        realtime = Realtime(settings, redis, client_errors)
         RealtimeMetrics(realtime, registry)
         ingest = IngestService(
             settings,
@@ -84,10 +94,14 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
         )
         app.state.services = Services(settings=settings, auth=auth, ingest=ingest)
         app.state.realtime = realtime
+        app.state.client_errors = client_errors
+        max_connections = fit_open_files(settings.http, settings.redis.max_connections * 2)
+        guard = EdgeGuard(settings.http, client_errors, max_connections)
         await ingest.start()
         realtime.start()
         try:
-            yield
+            # uvicorn hands this state to every connection: GuardedHttpToolsProtocol reads its limits.
+            yield {GUARD_STATE_KEY: guard}
         finally:
             closing = [ingest.stop, realtime.stop, redis.aclose]
             if pipelined is not None:
@@ -96,6 +110,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
 
     app = FastAPI(title="giftwheel", version=__version__, lifespan=lifespan)
     app.add_exception_handler(ApiProblem, handle_problem)
+    app.add_exception_handler(ClientDisconnect, _client_left)
     ingest_http.add_routes(app.router)
     app.include_router(ingest_ws.router)
     app.include_router(health.router)

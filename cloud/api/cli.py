@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, plus head and body deadlines, a head size bound and a connection cap.
+        http="cloud.api.guarded_http:GuardedHttpToolsProtocol",
         log_level=args.log_level,
         access_log=False,
         lifespan="on",

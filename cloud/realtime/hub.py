@@ -64,7 +64,12 @@ class Hub:
     def is_device_name(name: str) -> bool:
         return _DEVICE.fullmatch(name) is not None
 
-    def admit(self, channels: Iterable[str] = (), devices: Iterable[str] = ()) -> Viewer:
+    def full(self, holding: int = 0) -> bool:
+        """No room for one more: ``holding`` counts connections that hold a place without being
+        viewers yet (engine.io sessions before their Socket.IO CONNECT)."""
+        return self.viewers + holding >= self._settings.max_connections
+
+    def admit(self, channels: Iterable[str] = (), devices: Iterable[str] = (), *, holding: int = 0) -> Viewer:
         """A new viewer in the rooms of these channels and devices (none named: everything).
 
         Raises BadRooms or HubFull.
@@ -74,7 +79,7 @@ class Hub:
         rooms = [channel_room(c) for c in chosen_channels] + [device_room(d) for d in chosen_devices]
         if len(rooms) > self._settings.max_rooms_per_viewer:
             raise BadRooms(f"at most {self._settings.max_rooms_per_viewer} channels and devices")
-        if self.viewers >= self._settings.max_connections:
+        if self.full(holding):
             raise HubFull(f"this server holds its limit of {self._settings.max_connections} viewers")
         outbox = Outbox(
             max_droppable=self._settings.max_pending_progress,

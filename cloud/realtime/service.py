@@ -9,6 +9,7 @@ import socketio
 import structlog
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.client_errors import ClientErrors
 from cloud.ledger.store import Ledger
 from cloud.realtime.announcer import GiftAnnouncer
 from cloud.realtime.bus import FanoutManager
@@ -18,6 +19,7 @@ from cloud.realtime.live_state import LiveState
 from cloud.realtime.origins import socketio_cors
 from cloud.realtime.progress import ProgressService
 from cloud.realtime.progress_pacer import ProgressPacer
+from cloud.realtime.socketio_guard import ListenerServer, SocketIoGate
 from cloud.realtime.socketio_viewers import SocketIoViewers
 from cloud.settings import CloudSettings
 from giftwheel.contracts import event_streams
@@ -27,7 +29,7 @@ log = structlog.get_logger(__name__)
 
 
 class Realtime:
-    def __init__(self, settings: CloudSettings, redis: Redis | RedisCluster) -> None:
+    def __init__(self, settings: CloudSettings, redis: Redis | RedisCluster, errors: ClientErrors) -> None:
         self.settings = settings.realtime
         self._feedback_problem = settings.feedback_auth_problem()
         self.hub = Hub(settings.realtime)
@@ -35,16 +37,25 @@ class Realtime:
         self.manager = FanoutManager(
             self.hub, url=settings.redis_url, channel=settings.realtime.redis_channel
         )
-        self.sio = socketio.AsyncServer(
+        self.sio = ListenerServer(
+            errors=errors,
+            max_bad_packets=settings.realtime.max_bad_packets,
             async_mode="asgi",
             client_manager=self.manager,
             cors_allowed_origins=socketio_cors(settings.realtime.allowed_origins),
             always_connect=True,  # CONNECT reaches the client before the first event we send
             logger=False,
             engineio_logger=False,
+            max_http_buffer_size=settings.realtime.max_polling_body_bytes,
         )
         self.socketio_viewers = SocketIoViewers(self.sio, self.hub, self.live)
-        self.asgi = socketio.ASGIApp(self.sio, socketio_path=SOCKETIO_PATH)
+        self.asgi = SocketIoGate(
+            socketio.ASGIApp(self.sio, socketio_path=SOCKETIO_PATH),
+            settings.realtime,
+            errors,
+            full=lambda: self.hub.full(self.socketio_viewers.waiting()),
+            retry_after_s=settings.http.busy_retry_after_s,
+        )
         ledger = Ledger(
             redis,
             streams=event_streams(settings.ingest.stream_shards),

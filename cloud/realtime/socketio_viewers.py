@@ -43,11 +43,17 @@ class SocketIoViewers:
         query = parse_qs(environ.get("QUERY_STRING", ""))
         try:
             viewer = self._hub.admit(
-                _names(auth, "channels", query, "channel"), _names(auth, "devices", query, "device")
+                _names(auth, "channels", query, "channel"),
+                _names(auth, "devices", query, "device"),
+                holding=self.waiting() - 1,  # this session is one of them
             )
         except (BadRooms, HubFull) as exc:
             raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
         self._sessions[sid] = (viewer, asyncio.create_task(self._send(sid, viewer)))
+
+    def waiting(self) -> int:
+        """engine.io sessions open that are not (yet) viewers: a handshake without its CONNECT."""
+        return len(self._sio.eio.sockets) - len(self._sessions)
 
     async def disconnect(self, sid: str, reason: str = "") -> None:
         session = self._sessions.pop(sid, None)

@@ -61,7 +61,9 @@ class ViewerSocket:
             return
         query = websocket.query_params
         try:
-            viewer = realtime.hub.admit(query.getlist("channel"), query.getlist("device"))
+            viewer = realtime.hub.admit(
+                query.getlist("channel"), query.getlist("device"), holding=realtime.socketio_viewers.waiting()
+            )
         except (BadRooms, HubFull) as exc:
             # Accepted first: a browser sees the close code and reason, never a handshake's status.
             await websocket.accept()
