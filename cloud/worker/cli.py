@@ -1,5 +1,6 @@
 """``giftwheel worker``: run a worker; ``giftwheel worker dlq list|replay``: inspect the dead letters;
-``giftwheel worker reshard``: make GIFTWHEEL_INGEST__STREAM_SHARDS the agreed shard count.
+``giftwheel worker reshard``: make GIFTWHEEL_INGEST__STREAM_SHARDS the agreed shard count;
+``giftwheel worker alive``: a container health check (the worker's alive file is fresh).
 
 Settings come from the environment (``GIFTWHEEL_*``, e.g. ``GIFTWHEEL_WORKER__RULES_FILE``,
 ``GIFTWHEEL_WORKER__MQTT__ACCESS_TOKEN``) like the API's; ``--rules`` overrides the rules file.
@@ -20,6 +21,7 @@ from cloud.agreement import SettingsDisagree
 from cloud.redis_client import connect
 from cloud.settings import CloudSettings
 from cloud.worker.dlq import DeadLetters
+from cloud.worker.liveness import alive_problem
 from cloud.worker.reshard import ReshardRefused, reshard
 from cloud.worker.rules import RulesError
 from cloud.worker.rules_source import RulesSource
@@ -48,6 +50,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     replay.add_argument("ids", nargs="*", help="dead-letter ids (see `dlq list`)")
     replay.add_argument("--all", action="store_true", help="replay every dead letter")
     actions.add_parser(
+        "alive", help="exit 0 while the worker's alive file is fresh (GIFTWHEEL_WORKER__ALIVE_FILE)"
+    )
+    actions.add_parser(
         "reshard",
         help="record GIFTWHEEL_INGEST__STREAM_SHARDS as the shard count every process must use "
         "(refused while workers run or the old streams hold unprocessed entries)",
@@ -60,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"giftwheel worker: bad settings: {exc}", file=sys.stderr)
         return 2
+    if args.action == "alive":
+        if (problem := alive_problem(settings.worker)) is not None:
+            print(f"giftwheel worker alive: {problem}", file=sys.stderr)
+            return 1
+        return 0
     logs.configure(settings.log_level)
     if args.action == "dlq":
         return asyncio.run(_dlq(settings, args))

@@ -28,6 +28,7 @@ from cloud.worker.dlq import DeadLetters
 from cloud.worker.handler import GiftHandler
 from cloud.worker.leases import ShardLeases
 from cloud.worker.limits import Limits
+from cloud.worker.liveness import Liveness
 from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.rules import Rules
 from cloud.worker.token_lease import DispatcherToken
@@ -94,6 +95,7 @@ class Worker:
         )
         self.leases = ShardLeases(redis, self.worker_id, self.streams, self._settings.lease_ttl_ms)
         self.token = DispatcherToken(redis, self.worker_id, self._settings.mqtt)
+        self.liveness = Liveness(self._settings)
         self.agreement = Agreement(
             redis, Agreed(settings.ingest.stream_shards), role=f"worker {self.worker_id}"
         )
@@ -148,6 +150,7 @@ class Worker:
     async def _lease_loop(self) -> None:
         interval_s = self._settings.lease_ttl_ms / 3000
         while True:
+            self.liveness.round_done()
             try:
                 if self._cut_off(asyncio.get_running_loop().time()):
                     # Cut off from ThingsBoard (while others may not be): leave the group of live
@@ -213,12 +216,15 @@ class Worker:
             asyncio.create_task(self.dispatcher.run(access_token), name="dispatcher"),
             asyncio.create_task(self._lease_loop(), name="leases"),
             asyncio.create_task(self._sweep_loop(), name="sweeper"),
+            asyncio.create_task(self.liveness.run(), name="liveness"),
         ]
+        self.liveness.ready(f"worker {self.worker_id}: dispatcher token claimed, taking shards")
         keeper = asyncio.create_task(self.token.keep(), name="dispatcher-token")
         stopping = asyncio.create_task(stop.wait(), name="stop")
         try:
             await asyncio.wait([stopping, keeper], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.liveness.stopping()
             await cancel_and_wait([stopping, keeper])  # no renewal of a token about to be released
             background[1].cancel()  # no new shards while stopping
             for consumer, _task in self._consumers.values():

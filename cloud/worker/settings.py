@@ -98,5 +98,19 @@ class WorkerSettings(_Section):
     # Ledger records (commands, event assignments) outlive any redelivery or DLQ replay by this much.
     ledger_ttl_s: int = Field(default=7 * 86_400, ge=3_600)
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Liveness for a supervisor that cannot take systemd's watchdog pings (a container health check):
+    # while the worker's loops turn, this file's mtime is renewed every alive_interval_s, and
+    # `giftwheel worker alive` fails once it is older than alive_max_age_s. None: no file.
+    alive_file: Path | None = None
+    alive_interval_s: float = Field(default=5.0, gt=0)
+    alive_max_age_s: float = Field(default=30.0, gt=0)
     mqtt: MqttSettings = MqttSettings()
     limits: LimitSettings = LimitSettings()
+
+    @model_validator(mode="after")
+    def _alive_file_renewed_in_time(self) -> Self:
+        if self.alive_max_age_s <= 2 * self.alive_interval_s:
+            raise ValueError(
+                "alive_max_age_s must exceed twice alive_interval_s (one late renewal is no death)"
+            )
+        return self

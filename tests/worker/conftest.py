@@ -105,6 +105,21 @@ def worker_settings(redis_url: str, mqtt_port: int, shards: int = 1, **worker: A
     )
 
 
+def worker_process_env(redis_url: str, mqtt_port: int, shards: int) -> dict[str, str]:
+    """The environment of a real `giftwheel worker` process: short leases, quick takeover."""
+    return {
+        "GIFTWHEEL_MODE": "development",
+        "GIFTWHEEL_REDIS_URL": redis_url,
+        "GIFTWHEEL_INGEST__STREAM_SHARDS": str(shards),
+        "GIFTWHEEL_WORKER__MQTT__PORT": str(mqtt_port),
+        "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKENS": ",".join(DISPATCHER_TOKENS),
+        "GIFTWHEEL_WORKER__LEASE_TTL_MS": "1000",
+        "GIFTWHEEL_WORKER__CLAIM_IDLE_MS": "1000",
+        "GIFTWHEEL_WORKER__READ_BLOCK_MS": "50",
+        "GIFTWHEEL_WORKER__SWEEP_INTERVAL_S": "0.2",
+    }
+
+
 @asynccontextmanager
 async def worker_running(
     settings: CloudSettings, rules: Rules | Callable[[], Rules]

@@ -1,8 +1,12 @@
-"""Nothing lost, nothing twice: a worker killed with -9 mid-batch, ThingsBoard gone mid-stream."""
+"""Nothing lost, nothing twice: a worker killed with -9 mid-batch, a worker hung (SIGSTOP) under its
+watchdog, ThingsBoard gone mid-stream."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,18 +18,19 @@ from cloud.ingest.queue import GiftQueue
 from cloud.ledger import Ledger
 from cloud.worker.leases import lease_key
 from cloud.worker.rules import parse_rules
+from devstack.notify_supervisor import NotifySupervisor
 from devstack.processes import ManagedProcess, giftwheel_argv
 from devstack.redis_server import RedisServer
 from devstack.rpc_sink import Arrival, RpcSink
 from devstack.tb_emulator.harness import EmulatorProcess
 from devstack.tb_emulator.server import Emulator
-from giftwheel.contracts import GiftEvent, event_streams
+from giftwheel.contracts import WORKER_GROUP, GiftEvent, event_streams
 from tests.waiting import wait_until
 from tests.worker.conftest import (
-    DISPATCHER_TOKENS,
     GATEWAY_TOKEN,
     MOTORS,
     gift,
+    worker_process_env,
     worker_running,
     worker_settings,
 )
@@ -103,17 +108,7 @@ def spawn_worker(
     name: str,
     shards: int,
 ) -> ManagedProcess:
-    env = {
-        "GIFTWHEEL_MODE": "development",
-        "GIFTWHEEL_REDIS_URL": redis_url,
-        "GIFTWHEEL_INGEST__STREAM_SHARDS": str(shards),
-        "GIFTWHEEL_WORKER__MQTT__PORT": str(mqtt_port),
-        "GIFTWHEEL_WORKER__MQTT__ACCESS_TOKENS": ",".join(DISPATCHER_TOKENS),
-        "GIFTWHEEL_WORKER__LEASE_TTL_MS": "1000",
-        "GIFTWHEEL_WORKER__CLAIM_IDLE_MS": "1000",
-        "GIFTWHEEL_WORKER__READ_BLOCK_MS": "50",
-        "GIFTWHEEL_WORKER__SWEEP_INTERVAL_S": "0.2",
-    }
+    env = worker_process_env(redis_url, mqtt_port, shards)
     proc = ManagedProcess(name, giftwheel_argv("worker", "--rules", str(rules)), log_dir=log_dir, env=env)
     procs.append(proc)
     return proc.start()
@@ -166,6 +161,109 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_turns_nothing_twic
     assert "entries_reclaimed" in log, "the survivor never took over the killed worker's batch"
     assert survivor.running
     assert survivor.stop(timeout_s=15) == 0  # SIGTERM; -9 if it had to be killed
+
+
+@pytest.mark.slow
+async def test_a_hung_worker_is_restarted_by_its_watchdog_and_its_pending_entries_taken_over(
+    redis_server: RedisServer,
+    redis: Redis,
+    emulator: Emulator,
+    sink: RpcSink,
+    procs: list[ManagedProcess],
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP: the process is there, holds its entries, answers nothing. Run as systemd runs it
+    (Type=notify, WatchdogSec, Restart=on-failure; devstack/notify_supervisor.py plays systemd)."""
+    streams = event_streams(1)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_YAML)
+    victim_id = "host-1"  # as giftwheel-worker@1 names it: the same id after the restart
+    env = {
+        **worker_process_env(redis_server.url, emulator.mqtt_port, 1),
+        # ... and what a container's health check reads (`giftwheel worker alive`)
+        "GIFTWHEEL_WORKER__ALIVE_FILE": str(tmp_path / "victim.alive"),
+        "GIFTWHEEL_WORKER__ALIVE_INTERVAL_S": "0.2",
+        "GIFTWHEEL_WORKER__ALIVE_MAX_AGE_S": "1",
+    }
+    watched = NotifySupervisor(
+        "victim",
+        giftwheel_argv("worker", "--rules", str(rules), "--worker-id", victim_id),
+        log_dir=tmp_path,
+        env=env,
+        watchdog_s=3.0,
+        restart_s=1.0,
+    )
+    with watched:
+        await wait_until(lambda: bool(watched.seen("ready")), timeout_s=20, what="READY=1 from the worker")
+        first_pid = watched.main_pid
+        assert first_pid is not None
+        await wait_until(
+            lambda: _owned_by(redis, streams[0], victim_id), timeout_s=20, what="the victim owns the shard"
+        )
+        assert await _alive(env) == 0
+        survivor = spawn_worker(procs, redis_server.url, emulator.mqtt_port, rules, tmp_path, "b", 1)
+        # Slow PUBACKs and answers keep the victim's batches in flight (pending, un-acked).
+        emulator.hub.faults.puback_delay_ms = 250
+        emulator.hub.faults.gateway_reply_delay_ms = 400
+        events = mixed_gifts(300)
+        queue = GiftQueue(redis, shards=1, dedupe_ttl_s=3600)
+        producer = asyncio.create_task(produce(queue, events, rate_per_s=300))
+        await wait_until(lambda: _pending_with(redis, streams[0], victim_id), what="victim mid-batch")
+        os.kill(first_pid, signal.SIGSTOP)
+        stranded = await redis.xpending_range(streams[0], WORKER_GROUP, "-", "+", 10_000, victim_id)
+        assert stranded, "the victim held no entries when it hung"
+        await wait_until(lambda: _not_alive(env), timeout_s=20, what="health check: not alive")
+        await producer
+        emulator.hub.faults.puback_delay_ms = 0
+        emulator.hub.faults.gateway_reply_delay_ms = 0
+
+        await wait_until(lambda: bool(watched.seen("watchdog", first_pid)), timeout_s=20, what="watchdog")
+        await wait_until(lambda: len(watched.seen("ready")) == 2, timeout_s=30, what="restarted, READY=1")
+        assert [h.detail for h in watched.seen("killed", first_pid)] == ["SIGABRT"]  # woken, it died
+        assert await _alive(env) == 0
+        expected = sum(e.diamond for e in events)
+        await wait_until(
+            lambda: sum(sink.rounds_by_device().values()) >= expected,
+            timeout_s=60,
+            what="every round at a device",
+        )
+        await asyncio.sleep(0.5)  # anything still in flight would show up as an extra (wrong) turn
+        await assert_each_event_turned_exactly_once(redis, streams, events, sink.arrivals)
+        assert sum(sink.rounds_by_device().values()) == expected
+        # The hung worker's entries went to the other worker, by XAUTOCLAIM after its lease lapsed.
+        assert "entries_reclaimed" in survivor.log_path.read_text()
+        assert await redis.xpending_range(streams[0], WORKER_GROUP, "-", "+", 10_000, victim_id) == []
+        # The new process keeps its watchdog fed (systemd would otherwise kill it again).
+        second_pid = watched.main_pid
+        await asyncio.sleep(2 * 3.0)
+        assert watched.seen("watchdog", second_pid) == []
+        assert second_pid == watched.main_pid
+    assert watched.seen("stopping", second_pid), "the worker did not say STOPPING=1 on SIGTERM"
+
+
+async def _alive(env: dict[str, str]) -> int:
+    """`giftwheel worker alive`, as a container health check runs it: its exit status."""
+    result = await asyncio.to_thread(
+        subprocess.run,
+        giftwheel_argv("worker", "alive"),
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode
+
+
+async def _not_alive(env: dict[str, str]) -> bool:
+    return await _alive(env) == 1
+
+
+async def _owned_by(redis: Redis, stream: str, worker_id: str) -> bool:
+    return await redis.get(lease_key(stream)) == worker_id
+
+
+async def _pending_with(redis: Redis, stream: str, consumer: str) -> bool:
+    return bool(await redis.xpending_range(stream, WORKER_GROUP, "-", "+", 1, consumer))
 
 
 async def _owns(redis: Redis, streams: list[str], n: int) -> bool:
