@@ -10,16 +10,17 @@ import orjson
 import psutil
 import pytest
 
+from cloud.settings import HttpSettings
 from tests.hardening.conftest import StartApi, client_errors, connect, read_until_closed, status_of
 
 pytestmark = pytest.mark.slow
 
-_LIMIT = 8_192
+_LIMIT = HttpSettings().max_header_bytes
 _CHUNK = b"a" * 65_536
 
 
 def test_endless_header_is_refused_at_the_bound(start_api: StartApi) -> None:
-    api = start_api({"GIFTWHEEL_HTTP__MAX_HEADER_BYTES": str(_LIMIT)})
+    api = start_api()
     assert api.pid is not None
     rss_before = psutil.Process(api.pid).memory_info().rss
     sent = 0
@@ -41,7 +42,7 @@ def test_endless_header_is_refused_at_the_bound(start_api: StartApi) -> None:
 
 def test_many_headers_within_one_read_are_refused(start_api: StartApi) -> None:
     """A head that arrives whole, in one read, is measured as parsed, not as bytes read."""
-    api = start_api({"GIFTWHEEL_HTTP__MAX_HEADER_BYTES": str(_LIMIT)})
+    api = start_api()
     headers = {f"x-h{i}": "v" * 100 for i in range(_LIMIT // 100)}
     refused = httpx.get(f"{api.url}/healthz", headers=headers, timeout=5)
     assert refused.status_code == 431
