@@ -68,7 +68,9 @@ class EdgeRuntime:
         self.outbox = Outbox(self.redis)
         self.controllers: dict[str, MotorController] = {}
         for motor in settings.motors:
-            profile = MotionProfile(motor.pulses_per_round, motor.max_step_rate_sps, motor.acceleration_sps2)
+            profile = MotionProfile(
+                motor.pulses_per_round, motor.max_step_rate_sps, motor.acceleration_sps2, motor.microstepping
+            )
             driver = build_driver(motor, settings, self._factory, self.clock)
             self.controllers[motor.name] = MotorController(
                 motor.name, driver, self.ledger, profile, self.clock

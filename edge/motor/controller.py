@@ -18,11 +18,25 @@ from giftwheel.contracts.motor import MotorState
 log = structlog.get_logger(__name__)
 
 
+# A pulse later than this many full steps' time (a descheduled thread, a slow write) makes the ramp
+# re-plan from the motor's real speed. Less is a phase error the rotor rides through (a two-phase
+# stepper keeps step while the field is within a full step of the rotor), and the next interval
+# still counts from the real pulse: nothing is ever made up.
+DEFAULT_LATE_REPLAN_FULL_STEPS = 0.5
+
+
 @dataclass(frozen=True)
 class MotionProfile:
     steps_per_round: int  # driver pulses per output round (full steps x microstepping)
     max_rate_sps: float
     accel_sps2: float
+    microstepping: int = 1  # pulses per full step
+    late_replan_full_steps: float = DEFAULT_LATE_REPLAN_FULL_STEPS
+
+    @property
+    def late_replan_intervals(self) -> float:
+        """How many of its own intervals a pulse may be late before the ramp re-plans."""
+        return self.microstepping * self.late_replan_full_steps
 
     def rate_for(self, speed_rpm: float | None) -> float:
         """The step rate for a requested speed, never above the configured maximum."""
@@ -127,7 +141,9 @@ class MotorController:
         self.driver.set_forward(True)
         self.driver.energise()
         step_in_round = 0
-        deadline = self._clock.now()
+        # Each interval counts from the real previous pulse, never from a planned one: a late pulse
+        # is not made up by firing the next ones sooner (a burst loses steps on a real motor).
+        last_pulse = self._clock.now()
         while not ramp.done:
             if self._parking.is_set() or generation != self._generation:
                 ramp.stop()
@@ -137,22 +153,20 @@ class MotorController:
             if step_in_round == spr - 1:
                 # Persist the round before its last pulse: a crash in between leaves the motor one
                 # step short, where persisting after it would turn the whole round again on restart.
-                before = time.monotonic()
                 finished = retry_until_available(
                     lambda: self._ledger.round_done(self.name, command.command_id),
                     should_stop=self._keep_trying,
                 )
                 if finished is None:
                     ramp.stop()  # cleared by a stop meanwhile
-                elif time.monotonic() - before > 0.1:
-                    # The buffer was unreachable and the motor sat still: accelerate again from rest.
-                    ramp = TrapezoidRamp(ramp.remaining + 1, rate, self.profile.accel_sps2)
-                    interval = ramp.next_interval()
-                    deadline = self._clock.now()
                 step_in_round = -1
-            deadline += interval
-            self._clock.sleep_until(deadline)
+            due = last_pulse + interval
+            self._clock.sleep_until(due)
             self.driver.step()
+            now = self._clock.now()
+            if now - due > interval * self.profile.late_replan_intervals:
+                ramp.took(now - last_pulse)
+            last_pulse = now
             self.last_beat = time.monotonic()
             step_in_round += 1
         self.driver.release()

@@ -4,11 +4,31 @@ Per step of constant acceleration ``a`` the speed goes v -> v' with v'^2 = v^2 +
 distance), and the step takes 2 / (v + v'). The next speed is the least of: the max rate, what
 acceleration allows, and what still lets the motor stop within the remaining steps. That one rule
 gives the accelerate / cruise / decelerate shape and a controlled stop from any point.
+
+A step that came late (the loop was descheduled, a write blocked) is not made up by firing the next
+ones sooner: ``took()`` sets the speed to what the motor really did, and the ramp accelerates again
+from there. Under constant acceleration the mean speed over a step is the speed at its middle, so a
+step of ``d`` seconds ends at 1/d + a*d/2. A step longer than the first step from rest, sqrt(2/a),
+is counted as that first step (the motor had stopped; the late pulse started it again), which ends
+at sqrt(2a). Either way each interval is one the acceleration limit allows after the previous real
+one, and none is shorter than 1/max_rate.
 """
 
 from __future__ import annotations
 
 import math
+
+
+def speed_after(interval_s: float, accel_sps2: float) -> float:
+    """The fastest a motor can be going at the end of a step that lasted ``interval_s``."""
+    d = min(interval_s, math.sqrt(2 / accel_sps2))
+    return 1 / d + accel_sps2 * d / 2
+
+
+def shortest_interval_after(interval_s: float, max_rate_sps: float, accel_sps2: float) -> float:
+    """The shortest next interval the ramp allows after a step of ``interval_s``."""
+    v = min(max_rate_sps, speed_after(interval_s, accel_sps2))
+    return 2 / (v + min(max_rate_sps, math.sqrt(v * v + 2 * accel_sps2)))
 
 
 class TrapezoidRamp:
@@ -33,6 +53,10 @@ class TrapezoidRamp:
     def stop(self) -> None:
         """Decelerate now: only the steps needed to stop without losing position remain."""
         self.remaining = min(self.remaining, self.steps_to_stop())
+
+    def took(self, interval_s: float) -> None:
+        """The step just taken really lasted ``interval_s`` (at least what was planned): re-plan from it."""
+        self.speed_sps = min(self.speed_sps, speed_after(interval_s, self.accel_sps2))
 
     def next_interval(self) -> float:
         """Seconds until the next step pulse; the move has one step fewer afterwards."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import statistics
 import time
 
@@ -11,6 +12,7 @@ import pytest
 from edge.buffer.ledger import CommandLedger
 from edge.motor.clock import MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
+from edge.motor.ramp import shortest_interval_after
 from edge.motor.simulated import SimulatedDriver
 from edge.rpc import RpcService
 from giftwheel.contracts.motor import MotorState
@@ -93,8 +95,11 @@ def test_stop_clears_the_queue_and_halts_with_a_ramp(ledger: CommandLedger) -> N
 
 
 @pytest.mark.slow
-def test_real_clock_step_rate_within_two_percent_and_ramp_shape(ledger: CommandLedger) -> None:
-    """Real time, bounded to ~3 s: 2,400 steps at 1,000 steps/s with 4,000 steps/s^2."""
+def test_real_clock_ramp_shape_without_bursts(ledger: CommandLedger) -> None:
+    """Real time, bounded to ~3 s: 2,400 steps at 1,000 steps/s with 4,000 steps/s^2.
+
+    Medians and bounds, not the mean rate: an exact average can hide a burst, and a descheduled
+    loop on a busy box is a late step (re-planned), never made up."""
     profile = MotionProfile(steps_per_round=400, max_rate_sps=1000.0, accel_sps2=4000.0)
     clock = MonotonicClock()
     driver = SimulatedDriver(clock)
@@ -105,21 +110,69 @@ def test_real_clock_step_rate_within_two_percent_and_ramp_shape(ledger: CommandL
     motor.close()
     times = [t for t, _ in driver.steps]
     assert len(times) == 2400
+    assert_no_burst(times, profile)
     ramp_steps = 125  # v^2 / 2a
-    # Cruise: the achieved mean rate between the ramps, to within 2 %.
-    cruise = times[ramp_steps + 5 : -ramp_steps - 5]
-    rate = (len(cruise) - 1) / (cruise[-1] - cruise[0])
-    assert rate == pytest.approx(1000.0, rel=0.02)
+    cruise = [b - a for a, b in itertools.pairwise(times[ramp_steps + 5 : -ramp_steps - 5])]
+    assert statistics.median(cruise) == pytest.approx(1 / 1000.0, rel=0.02)
     # Acceleration: reaching full speed takes v/a = 0.25 s, and the first step sqrt(2/a) = 22 ms.
     assert times[ramp_steps] - times[0] == pytest.approx(0.25 - 0.0224, rel=0.15)
-    assert times[1] - times[0] == pytest.approx((2**0.5 - 1) * (2 / 4000) ** 0.5, rel=0.5)  # 9.3 ms
-    windows = [statistics.mean(b - a for a, b in zip(times[i : i + 20], times[i + 1 : i + 21], strict=True))
-               for i in (0, 40, 80)]  # fmt: skip
+    windows = [
+        statistics.median(b - a for a, b in itertools.pairwise(times[i : i + 21])) for i in (0, 40, 80)
+    ]
     assert windows[0] > windows[1] > windows[2] > 1 / 1000.0
     # Deceleration mirrors it.
     assert times[-1] - times[-1 - ramp_steps] == pytest.approx(0.25, rel=0.15)
-    total = times[-1] - times[0]
-    assert total == pytest.approx(2400 / 1000.0 + 1000.0 / 4000.0, rel=0.03)
+    # Never faster than the ramp allows in total.
+    assert times[-1] - times[0] >= 2400 / 1000.0 + 1000.0 / 4000.0 - 2 * 0.0224
+
+
+class JumpyClock:
+    """Virtual time: a sleep returns at once at its deadline, except that some return late by a
+    chosen amount (a thread descheduled, a blocked write). Step records carry this time exactly."""
+
+    def __init__(self, late_s: dict[int, float]) -> None:
+        self._now = 1000.0
+        self._sleeps = 0
+        self._late_s = late_s
+
+    def now(self) -> float:
+        return self._now
+
+    def sleep_until(self, deadline: float) -> None:
+        self._sleeps += 1
+        self._now = max(self._now, deadline) + self._late_s.get(self._sleeps, 0.0)
+
+
+def assert_no_burst(times: list[float], profile: MotionProfile) -> None:
+    """Every interval is one the ramp allows after the real one before it (a burst is not); one late
+    by less than the re-plan threshold counts as the interval planned."""
+    intervals = [b - a for a, b in itertools.pairwise(times)]
+    assert min(intervals) >= 1 / profile.max_rate_sps * (1 - 1e-9)
+    for i, (before, after) in enumerate(itertools.pairwise(intervals)):
+        planned = before / (1 + profile.late_replan_intervals)
+        shortest = shortest_interval_after(planned, profile.max_rate_sps, profile.accel_sps2)
+        assert after >= shortest * (1 - 1e-9), (
+            f"interval {i + 1}: {after * 1e6:.1f} us after {before * 1e6:.1f}"
+        )
+
+
+def test_late_steps_are_never_made_up_by_a_burst(ledger: CommandLedger) -> None:
+    """1 in 50 sleeps overruns by up to 90 ms (the issue's stalls): the motor re-plans, never bursts."""
+    rng = random.Random(19)
+    late = {n: rng.uniform(1e-6, 0.09) for n in range(1, 5000) if rng.random() < 0.02}
+    clock = JumpyClock(late)
+    driver = SimulatedDriver(clock)
+    profile = MotionProfile(steps_per_round=200, max_rate_sps=3200.0, accel_sps2=64_000.0)
+    ledger.submit("m1", "c-0000b001", 8, None)
+    motor = MotorController("m1", driver, ledger, profile, clock, idle_poll_s=0.05)
+    motor.start()
+    wait_for(lambda: ledger.status("m1").commands_done == 1)
+    motor.close()
+    times = [t for t, _ in driver.steps]
+    assert len(times) == 8 * 200
+    assert_no_burst(times, profile)
+    # It did get back to full speed between the stalls.
+    assert min(b - a for a, b in itertools.pairwise(times)) == pytest.approx(1 / 3200.0)
 
 
 class BrokenDriver(SimulatedDriver):
