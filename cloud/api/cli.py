@@ -9,6 +9,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
+from cloud.api.liveness import HealthProbe, probe_url
 from cloud.settings import CloudSettings
 
 
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if (problem := settings.ingest_auth_problem()) is not None:
         print(f"giftwheel api: {problem}", file=sys.stderr)
         return 2
+    HealthProbe(probe_url(args.host, args.port)).start()  # systemd's READY=1 and watchdog
     uvicorn.run(
         "cloud.api.app:app_from_env",
         factory=True,
