@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -141,6 +142,10 @@ class CloudSettings(StrictEnvSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = []
     # Shared secrets for HMAC-signed webhooks from third parties (any one of them may sign).
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
+    # Peers whose X-Forwarded-For and X-Forwarded-Proto the API believes (addresses or networks): the
+    # reverse proxy in front of it (deploy/nginx). Anyone else's claim is ignored and its own address
+    # is the client's; [] believes no one. The default is a proxy on the same host.
+    trusted_proxies: Annotated[list[str], NoDecode] = ["127.0.0.1", "::1"]
     log_level: str = "INFO"
     # A stopping process waits at most this long for writes under way and its clients to close.
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
@@ -152,7 +157,17 @@ class CloudSettings(StrictEnvSettings):
     realtime: RealtimeSettings = RealtimeSettings()
     http: HttpSettings = HttpSettings()
 
-    _split_keys = field_validator("api_keys", "webhook_secrets", mode="before")(split_csv)
+    _split_lists = field_validator("api_keys", "webhook_secrets", "trusted_proxies", mode="before")(split_csv)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an IP address or network") from None
+        return value
 
     @model_validator(mode="after")
     def _strong_keys(self) -> CloudSettings:

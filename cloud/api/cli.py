@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=args.graceful_timeout,
+        # The client's address from X-Forwarded-For, believed only from the reverse proxy.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies,
         **websocket_options(settings),
     )
     return 0
