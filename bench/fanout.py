@@ -39,13 +39,18 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+from redis.asyncio import Redis
 
+from cloud.ledger.store import Ledger
 from devstack.api_process import ApiProcess
 from devstack.redis_server import RedisServer
+from giftwheel.contracts import event_streams
+from giftwheel.contracts.motor import command_id_for
 
 API_KEY = "bench-key-0123456789abcdef"
 SECRET = "bench-feedback-secret-0123456789"
-COMMAND = "c-" + "be" * 16
+COMMAND_EVENT = "bench:fanout"
+COMMAND = command_id_for([COMMAND_EVENT])
 
 
 def raise_open_files() -> int:
@@ -290,6 +295,17 @@ async def open_loop(rate: float, duration_s: float, one: Callable[[int], Corouti
     return seq
 
 
+async def issue_command(redis_url: str) -> None:
+    """The command the feedback reports on, in the ledger as the worker puts it there: the webhook
+    shows only motors and commands the ledger knows."""
+    client = Redis.from_url(redis_url)
+    try:
+        ledger = Ledger(client, streams=event_streams(1), ttl_s=3_600)
+        await ledger.assign(event_streams(1)[0], "motor_01", {COMMAND_EVENT: 1}, cap=1, deadline_ms=0)
+    finally:
+        await client.aclose()
+
+
 async def post_feedback(url: str, rate: float, duration_s: float, done_every: int) -> tuple[int, int, int]:
     """Webhook calls at a fixed rate (open loop); every `done_every`-th closes a command."""
     failures = 0
@@ -504,6 +520,7 @@ def main() -> int:
     rows = []
     with RedisServer() as redis, contextlib.ExitStack() as stack:
         env["GIFTWHEEL_REDIS_URL"] = redis.url
+        asyncio.run(issue_command(redis.url))
         apis = [stack.enter_context(ApiProcess(env, name=f"api-{i}")) for i in range(args.instances)]
         for clients in args.clients:
             row = run(clients, apis, args)

@@ -21,7 +21,7 @@ from cloud.api.body import read_capped
 from cloud.api.header_ints import unsigned
 from cloud.api.problems import ApiProblem, error_responses, json_response
 from cloud.api.state import services
-from cloud.realtime.progress import MotorTelemetry
+from cloud.realtime.progress import FeedbackRefused, MotorTelemetry
 from cloud.realtime.service import Realtime
 from cloud.settings import CloudSettings
 
@@ -38,7 +38,8 @@ _ERRORS = error_responses(
     {
         401: "missing or wrong shared secret",
         413: "body larger than the configured limit",
-        422: "malformed JSON, not an object, no motor telemetry key, bad values or device name",
+        422: "malformed JSON, not an object, no motor telemetry key, bad values or device name, a "
+        "device no command was sent to, or a done for a command the ledger did not issue to it",
         503: "Redis unavailable: nothing recorded, the chain may retry",
     }
 )
@@ -123,4 +124,6 @@ async def thingsboard_feedback(request: Request) -> Response:
     except (RedisError, OSError) as exc:
         retry_after = str(settings.ingest.retry_after_s)
         raise ApiProblem(503, "unavailable", str(exc), headers={"Retry-After": retry_after}) from None
+    except FeedbackRefused as exc:
+        raise _invalid(exc.field, exc.detail) from None
     return json_response(200, {"device": device, "published": applied.event, "ledger": applied.ledger_state})

@@ -285,6 +285,13 @@ class Ledger:
             total = total + DeviceTotals(**{_s(k): int(v) for k, v in raw.items()})
         return total
 
+    async def knows_device(self, device: str) -> bool:
+        """Whether any command was ever assigned to this device (one pipelined read of the shards)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                pipe.sismember(devices_key(stream), device)
+            return any(await pipe.execute())
+
     async def devices(self) -> set[str]:
         names: set[str] = set()
         for stream in self.streams:

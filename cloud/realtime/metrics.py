@@ -44,6 +44,15 @@ class RealtimeMetrics(Collector):
             "Commands closed by an edge heartbeat because their done report never arrived (a loss upstream)",
             value=self._realtime.progress.recovered_dones,
         )
+        refused = CounterMetricFamily(
+            "giftwheel_feedback_refused",
+            "Webhook calls refused for naming a device the ledger never sent a command, or reporting "
+            "done a command the ledger did not issue to that device",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._realtime.progress.refused.items()):
+            refused.add_metric([reason], count)
+        yield refused
         yield CounterMetricFamily(
             "giftwheel_feedback_clock_ahead",
             "Telemetry stamped further ahead of this server's clock than feedback.max_ts_ahead_s "

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic.alias_generators import to_camel
 from redis.exceptions import RedisError
 
-from cloud.ledger.store import Ledger
+from cloud.ledger.store import Command, Ledger
 from cloud.realtime.events import Publish, ViewerEvent, device_rooms
 from cloud.realtime.live_state import LiveState
 from cloud.realtime.progress_pacer import ProgressPacer
@@ -22,8 +22,10 @@ from giftwheel.contracts.motor import RECENT_DONE_LIMIT, ROUNDS_CEILING, Command
 
 log = structlog.get_logger(__name__)
 
-_Count = Annotated[int, Field(ge=0, le=2**53)]
-_Rounds = Annotated[int, Field(ge=0, le=ROUNDS_CEILING)]
+# Strict: the edge sends numbers and booleans as such, so "yes", "3", 3.0 or true for a count is a
+# broken sender, not a value to coerce (lax, "yes" was a done and published as one).
+_Count = Annotated[int, Field(ge=0, le=2**53, strict=True)]
+_Rounds = Annotated[int, Field(ge=0, le=ROUNDS_CEILING, strict=True)]
 
 
 class MotorTelemetry(BaseModel):
@@ -38,7 +40,7 @@ class MotorTelemetry(BaseModel):
     command_id: CommandId | None = None
     command_rounds: _Rounds | None = None
     command_rounds_done: _Rounds | None = None
-    command_done: bool | None = None
+    command_done: StrictBool | None = None
     queued_rounds: _Count | None = None
     state: MotorState | None = None
     received_ts: _Count | None = None
@@ -91,6 +93,16 @@ def viewer_payload(device: str, state: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+class FeedbackRefused(Exception):
+    """Telemetry about what the ledger does not know: shown to nobody, counted by ``reason``."""
+
+    def __init__(self, reason: str, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.reason = reason
+        self.field = field
+        self.detail = detail
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     event: str | None  # the viewer event published, None when the update was stale
@@ -105,6 +117,9 @@ class ProgressService:
         self._pacer = pacer
         self.recovered_dones = 0
         self.clock_ahead = 0
+        self.refused: dict[str, int] = {}
+        # Motors the ledger has sent a command (it never forgets one): asked once per process.
+        self._known_devices: set[str] = set()
 
     async def apply(
         self, device: str, telemetry: MotorTelemetry, ts_ms: int, *, now_ms: int, max_ahead_ms: int
@@ -119,7 +134,12 @@ class ProgressService:
         sees a done the ledger does not hold; the ledger counts a done once (its transition is
         guarded), the merge drops what is older than the state or repeats it, and each command's
         done is announced once (``LiveState.claim_done``).
+
+        Only a motor the ledger has sent a command is shown, and only a command the ledger issued
+        to that motor is shown done: anything else raises ``FeedbackRefused`` before any change.
         """
+        await self._check_device(device)
+        finished = await self._finished_command(device, telemetry)
         latest_ms = now_ms + max_ahead_ms
         if ts_ms > latest_ms:
             self._note_clock_ahead(device, ts_ms - now_ms)
@@ -130,16 +150,14 @@ class ProgressService:
         if not values:
             return Applied(None, None)
         ledger_state = None
-        if telemetry.finishes_command and telemetry.command_id is not None:
-            moved = await self._ledger.mark_done(telemetry.command_id)
+        if finished is not None:
+            moved = await self._ledger.mark_done(finished.command_id, stream=finished.stream)
             ledger_state = None if moved is None else moved.value
-            if moved is None:
-                log.warning("done for a command the ledger does not know", command_id=telemetry.command_id)
         merged = await self._live.merge(device, values, ts_ms, latest_ms=latest_ms)
-        if telemetry.finishes_command and telemetry.command_id is not None:
+        if finished is not None:
             # A done is published even when later telemetry overtook it: its own numbers count.
             done = viewer_payload(device, {**merged.state, **values, "ts": ts_ms})
-            if not await self._announce_done(device, telemetry.command_id, done):
+            if not await self._announce_done(device, finished.command_id, done):
                 return Applied(None, ledger_state)
             self._pacer.done(device)
             return Applied(ViewerEvent.MOTOR_DONE.value, ledger_state)
@@ -147,6 +165,30 @@ class ProgressService:
             return Applied(None, ledger_state)
         await self._pacer.progress(device, viewer_payload(device, merged.state), device_rooms(device))
         return Applied(ViewerEvent.MOTOR_PROGRESS.value, ledger_state)
+
+    async def _check_device(self, device: str) -> None:
+        if device in self._known_devices:
+            return
+        if not await self._ledger.knows_device(device):
+            self._refuse("unknown_device", "x-device-name", "no command was ever sent to this device", device)
+        self._known_devices.add(device)
+
+    async def _finished_command(self, device: str, telemetry: MotorTelemetry) -> Command | None:
+        """The ledger's command this telemetry reports done, if it reports one."""
+        if not telemetry.finishes_command or telemetry.command_id is None:
+            return None
+        command = await self._ledger.find(telemetry.command_id)
+        if command is None or command.device != device:
+            self._refuse(
+                "unknown_command", "commandId", "not a command the ledger issued to this device", device
+            )
+        return command
+
+    def _refuse(self, reason: str, field: str, detail: str, device: str) -> NoReturn:
+        seen = self.refused[reason] = self.refused.get(reason, 0) + 1
+        if seen & (seen - 1) == 0:  # the 1st, 2nd, 4th...: the count is on /metrics
+            log.warning("telemetry refused", reason=reason, device=device, seen=seen)
+        raise FeedbackRefused(reason, field, detail)
 
     def _note_clock_ahead(self, device: str, ahead_ms: int) -> None:
         self.clock_ahead += 1

@@ -23,13 +23,17 @@ from cloud.settings import CloudSettings
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
 from giftwheel.contracts import event_streams
+from giftwheel.contracts.motor import command_id_for
 from tests.ingest.conftest import API_KEY
 from tests.ingest.conftest import gift as ingest_gift
 from tests.ingest.conftest import make_settings as ingest_settings
 
 FEEDBACK_SECRET = "feedback-secret-0123456789"
-COMMAND_ID = "c-" + "ab" * 16
 STREAM = event_streams(1)[0]  # the ledger shard of the default settings (one stream)
+# The commands `known_motors` puts in the ledger: the webhook shows only what the ledger knows.
+KNOWN_EVENTS = {"motor_01": "tiktok:known-01", "motor_02": "tiktok:known-02"}
+KNOWN_COMMANDS = {device: command_id_for([event_id]) for device, event_id in KNOWN_EVENTS.items()}
+COMMAND_ID = KNOWN_COMMANDS["motor_01"]
 
 
 def make_settings(redis_url: str, **overrides: Any) -> CloudSettings:
@@ -144,7 +148,18 @@ class Viewer:
 
 
 @pytest.fixture
-async def api(redis_server: RedisServer) -> AsyncIterator[Api]:
+async def known_motors(ledger: Ledger) -> None:
+    """motor_01 and motor_02 as after the worker sent each a command (motor_01's is COMMAND_ID).
+
+    Both commands are done already, so they leave the ledger's outstanding rounds as they were.
+    """
+    for device, event_id in KNOWN_EVENTS.items():
+        command = await new_command(ledger, event_id, 5, device)
+        await ledger.mark_done(command.command_id, stream=STREAM)
+
+
+@pytest.fixture
+async def api(redis_server: RedisServer, known_motors: None) -> AsyncIterator[Api]:
     settings = make_settings(redis_server.url)
     app = create_app(settings)
     async with (

@@ -17,7 +17,7 @@ from tests.feedback.conftest import Api, frames_by_path, make_settings, progress
 
 @pytest.mark.parametrize("deflate", [False, True])
 async def test_permessage_deflate_is_granted_only_when_configured(
-    redis_server: RedisServer, deflate: bool
+    redis_server: RedisServer, known_motors: None, deflate: bool
 ) -> None:
     settings = make_settings(redis_server.url, realtime={"permessage_deflate": deflate})
     app = create_app(settings)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def two_apis(redis_server: RedisServer) -> Iterator[tuple[ApiProcess, ApiProcess]]:
+def two_apis(redis_server: RedisServer, known_motors: None) -> Iterator[tuple[ApiProcess, ApiProcess]]:
     env = {
         "GIFTWHEEL_REDIS_URL": redis_server.url,
         "GIFTWHEEL_API_KEYS": API_KEY,

@@ -35,7 +35,7 @@ SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "overlay.png"
 
 
 @pytest.fixture
-def api_process(redis_server: RedisServer) -> Iterator[ApiProcess]:
+def api_process(redis_server: RedisServer, known_motors: None) -> Iterator[ApiProcess]:
     env = {
         "GIFTWHEEL_REDIS_URL": redis_server.url,
         "GIFTWHEEL_API_KEYS": API_KEY,

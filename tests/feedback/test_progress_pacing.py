@@ -15,13 +15,13 @@ from cloud.api.app import create_app
 from cloud.api.cli import websocket_options
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
-from tests.feedback.conftest import Api, make_settings, progress
+from tests.feedback.conftest import KNOWN_COMMANDS, Api, make_settings, progress
 
 INTERVAL_S = 1.0  # long enough that the posts below all land inside one interval on a busy box
 
 
 @pytest.fixture
-async def paced(redis_server: RedisServer) -> AsyncIterator[Api]:
+async def paced(redis_server: RedisServer, known_motors: None) -> AsyncIterator[Api]:
     settings = make_settings(redis_server.url, realtime={"progress_publish_interval_s": INTERVAL_S})
     app = create_app(settings)
     async with (
@@ -47,7 +47,7 @@ async def test_updates_inside_an_interval_go_out_together_newest_per_device(pace
     for ws in (everything, only_02):
         assert (await frame(ws))[0]["event"] == "state"
 
-    cid_1, cid_2 = "c-" + "11" * 16, "c-" + "22" * 16
+    cid_1, cid_2 = KNOWN_COMMANDS["motor_01"], KNOWN_COMMANDS["motor_02"]
     posts = [("motor_01", 1, cid_1), ("motor_01", 2, cid_1), ("motor_01", 3, cid_1),
              ("motor_02", 1, cid_2), ("motor_02", 2, cid_2)]  # fmt: skip
     for device, done, cid in posts:

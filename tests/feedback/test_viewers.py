@@ -14,9 +14,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cloud.api.app import create_app
+from cloud.ledger.store import Ledger
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
-from tests.feedback.conftest import Api, Viewer, gift, make_settings, progress
+from tests.feedback.conftest import Api, Viewer, gift, make_settings, new_command, progress
 
 
 async def test_an_accepted_gift_reaches_viewers_once(api: Api, viewer: Viewer) -> None:
@@ -84,16 +85,21 @@ async def test_a_late_joiner_gets_the_current_state_first(api: Api) -> None:
     await late.close()
 
 
-async def test_a_viewer_that_rejoins_learns_which_commands_finished_while_it_was_away(api: Api) -> None:
-    await api.post_feedback(progress(3, 3, command_id="c-" + "a" * 32), device="motor_01")
-    await api.post_feedback(progress(2, 2, command_id="c-" + "b" * 32), device="motor_02")
-    await api.post_feedback(progress(1, 4, command_id="c-" + "c" * 32), device="motor_02")
+async def test_a_viewer_that_rejoins_learns_which_commands_finished_while_it_was_away(
+    api: Api, ledger: Ledger
+) -> None:
+    a = await new_command(ledger, "tiktok:a", 3, "motor_01")
+    b = await new_command(ledger, "tiktok:b", 2, "motor_02")
+    c = await new_command(ledger, "tiktok:c", 4, "motor_02")
+    await api.post_feedback(progress(3, 3, command_id=a.command_id), device="motor_01")
+    await api.post_feedback(progress(2, 2, command_id=b.command_id), device="motor_02")
+    await api.post_feedback(progress(1, 4, command_id=c.command_id), device="motor_02")
 
     rejoined = await Viewer.open(api.viewer_url())
     (state,) = await rejoined.wait_for("state")
     assert {d["device"]: d["commandId"] for d in state["done"]} == {
-        "motor_01": "c-" + "a" * 32,
-        "motor_02": "c-" + "b" * 32,
+        "motor_01": a.command_id,
+        "motor_02": b.command_id,
     }
     await rejoined.close()
 
