@@ -14,14 +14,14 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.errors import ConfigError, PinBackendError
+    from edge.errors import EXIT_CONFIG, ConfigError, PinBackendError
     from edge.settings import load_settings
 
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"giftwheel edge: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     logs.configure(settings.log_level)
     from edge import daemon
 
@@ -29,4 +29,4 @@ def run(args: argparse.Namespace) -> int:
         return daemon.run(settings)
     except (ConfigError, PinBackendError) as exc:
         print(f"giftwheel edge: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG

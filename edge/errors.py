@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# The exit code of a start-up error a restart cannot fix (config, GPIO pins, state_dir):
+# systemd/giftwheel-edge.service's RestartPreventExitStatus.
+EXIT_CONFIG = 2
+
 
 class EdgeError(Exception):
     """Base of every error the edge raises on purpose."""

@@ -90,6 +90,13 @@ class EdgeRuntime:
         client = getattr(self._gateway, "tb_client", None)
         return bool(client is not None and client.is_connected())
 
+    def buffer_available(self) -> bool:
+        """The local Redis answers: without it no command is accepted, run or reported."""
+        try:
+            return bool(self.redis.ping())
+        except (redis.RedisError, OSError):
+            return False
+
     def motors_healthy(self, max_silence_s: float) -> bool:
         """Every motor loop is alive and has ticked recently (what the systemd watchdog checks).
 

@@ -16,6 +16,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from redis.connection import parse_url
 
 from edge.buffer.ledger import DEFAULT_RECENT_DONE
 from edge.errors import ConfigError
@@ -41,6 +42,15 @@ def _not_reserved(pin: int) -> int:
 
 
 BcmPin = Annotated[int, Field(ge=0, le=27), AfterValidator(_not_reserved)]
+
+
+def _redis_url(url: str) -> str:
+    try:
+        # What redis.Redis.from_url does first; its ValueError says what is wrong.
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a Redis URL: {exc}") from None
+    return url
 
 
 class _Strict(BaseModel):
@@ -182,7 +192,7 @@ class LimitSettings(_Strict):
 
 class EdgeSettings(_Strict):
     thingsboard: ThingsBoardSettings
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: Annotated[str, AfterValidator(_redis_url)] = "redis://127.0.0.1:6379/0"
     state_dir: Path = Field(default=Path("/var/lib/giftwheel-edge"), strict=False)
     gpio_backend: PinBackend = Field(default=PinBackend.GPIOZERO, strict=False)
     simulation: SimulationSettings = SimulationSettings()
@@ -198,6 +208,10 @@ class EdgeSettings(_Strict):
     recent_done_in_heartbeat: int = Field(default=DEFAULT_RECENT_DONE, ge=1, le=RECENT_DONE_LIMIT)
     # With ThingsBoard unreachable this long, systemd is told we are up (the motors run offline).
     offline_ready_after_s: float = Field(default=15.0, ge=0)
+    # With the local Redis unreachable no command can be accepted, run or reported: systemd's status
+    # says so at once, and after this long the watchdog is no longer fed, so systemd restarts us
+    # (keep it above WatchdogSec's quiet time for a Redis restart to pass without one).
+    buffer_outage_restart_s: float = Field(default=60.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     gateway_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     motors: Annotated[list[MotorSettings], Field(min_length=1)]

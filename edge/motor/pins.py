@@ -51,11 +51,33 @@ BACKENDS: dict[PinBackend, BackendSpec] = {
 }
 
 
+class NamedClaims:
+    """A factory whose failed claim is a PinBackendError naming the pin, not the library's traceback:
+    a pin another process holds (lgpio's "GPIO busy", gpiozero's GPIOPinInUse) cannot be fixed by a
+    restart, so the daemon exits with one line and the code that stops systemd's restarts."""
+
+    def __init__(self, factory: PinFactory, backend: PinBackend) -> None:
+        self._factory = factory
+        self._backend = backend
+
+    def output(self, bcm_pin: int) -> OutputPin:
+        try:
+            return self._factory.output(bcm_pin)
+        except Exception as exc:  # each library has its own exception types for this
+            raise PinBackendError(
+                f"GPIO{bcm_pin} cannot be claimed with {self._backend.value}: {exc} "
+                "(is another process using it? `gpioinfo` names the holder)"
+            ) from exc
+
+    def close(self) -> None:
+        self._factory.close()
+
+
 def load_pin_factory(backend: PinBackend) -> PinFactory:
     """The configured backend's factory, or a PinBackendError that says why it cannot load here."""
     module = importlib.import_module(BACKENDS[backend].module)
     create: Callable[[], PinFactory] = module.create_factory
-    return create()
+    return NamedClaims(create(), backend)
 
 
 def backend_error(backend: PinBackend, exc: BaseException, hint: str) -> PinBackendError:

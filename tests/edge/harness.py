@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +36,28 @@ def simulated_config(
     }  # fmt: skip
     config.update(overrides)
     return config
+
+
+def until(notify: socket.socket, prefix: bytes) -> list[bytes]:
+    """Every notice up to and including the first that starts with ``prefix``."""
+    seen: list[bytes] = []
+    while not seen or not seen[-1].startswith(prefix):
+        seen.append(notify.recv(1024))
+    return seen
+
+
+def collect(notify: socket.socket, seconds: float) -> list[tuple[float, bytes]]:
+    """(seconds from now, notice) for every notice within ``seconds``."""
+    start = time.monotonic()
+    notices = []
+    notify.settimeout(0.05)
+    while time.monotonic() - start < seconds:
+        try:
+            notices.append((time.monotonic() - start, notify.recv(1024)))
+        except TimeoutError:
+            continue
+    notify.settimeout(5)
+    return notices
 
 
 def recorded_steps(tmp_path: Path, motor: str) -> int:

@@ -15,7 +15,7 @@ import yaml
 from devstack.ports import free_port
 from devstack.redis_server import RedisServer
 from edge.buffer.ledger import CommandLedger
-from tests.edge.harness import EdgeDaemon, recorded_steps, simulated_config
+from tests.edge.harness import EdgeDaemon, recorded_steps, simulated_config, until
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def test_offline_daemon_runs_the_local_queue_reports_ready_and_stops_on_sigterm(
         config = simulated_config(tmp_path, redis_server.url, free_port())
         env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"}
         with EdgeDaemon(config, tmp_path, env=env) as daemon:
-            assert notify.recv(1024).startswith(b"READY=1\nSTATUS=ThingsBoard unreachable")
+            assert until(notify, b"READY=1")[-1].startswith(b"READY=1\nSTATUS=ThingsBoard unreachable")
             assert notify.recv(1024) == b"WATCHDOG=1"
             wait_for(lambda: ledger.status("motor_01").commands_done == 1)
             assert recorded_steps(tmp_path, "motor_01") == 3 * 200
@@ -89,3 +89,25 @@ def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
     result = run_cli(tmp_path, config)
     assert result.returncode == 2
     assert "motors[1].pins.coils[0]: pin 17 is already used by motors[0].pins.step" in result.stderr
+
+
+def test_a_malformed_redis_url_exits_2_with_one_line(tmp_path: Path) -> None:
+    # Before: accepted by the config, then redis' ValueError as a traceback and exit 1.
+    result = run_cli(tmp_path, simulated_config(tmp_path, "127.0.0.1:6379", free_port()))
+    assert result.returncode == 2, result.stderr
+    assert "redis_url: '127.0.0.1:6379' is not a Redis URL: Redis URL must specify one of" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unwritable_state_dir_exits_2_with_one_line(tmp_path: Path) -> None:
+    # Before: a PermissionError / NotADirectoryError traceback and exit 1, restarted five times.
+    (tmp_path / "a-file").write_text("")
+    config = simulated_config(
+        tmp_path, "redis://127.0.0.1:1/0", free_port(), state_dir=str(tmp_path / "a-file" / "state")
+    )
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        f"giftwheel edge: state_dir: cannot write the gateway's files under {tmp_path}/a-file/state: "
+    )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 from pytest_mock import MockerFixture
 
@@ -14,6 +16,9 @@ from edge.motor.backends import gpiozero_pins, rpi_gpio
 from edge.motor.driver import DRIVER_SPECS, DriverType, Wiring
 from edge.motor.gpio_drivers import HALF_STEP_SEQUENCE, HalfStepDriver, StepDirDriver
 from edge.motor.pins import PinBackend, load_pin_factory
+from edge.runtime import EdgeRuntime
+from edge.settings import parse_settings
+from tests.edge.harness import simulated_config
 
 COILS = (5, 6, 13, 19)
 A4988_HIGH_S = DRIVER_SPECS[DriverType.A4988].min_step_high_s
@@ -171,3 +176,19 @@ def test_step_pulse_is_held_high_for_the_drivers_datasheet_minimum(driver: Drive
     assert [level for level, _ in edges] == [True, False] * 200
     shortest_ns = min(low - high for (_, high), (_, low) in zip(edges[::2], edges[1::2], strict=True))
     assert shortest_ns >= high_s * 1e9
+
+
+def test_a_pin_another_process_holds_stops_the_start_with_one_line_naming_it(
+    mock_factory: MockFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Before: gpiozero's GPIOPinInUse (lgpio's "GPIO busy" on a Pi) came out as a traceback, exit 1,
+    # and systemd restarted into the same busy pin five times.
+    holder = DigitalOutputDevice(27, pin_factory=mock_factory)  # stands for the other process
+    monkeypatch.setattr(gpiozero_pins, "lgpio_factory", lambda: mock_factory)
+    config = simulated_config(tmp_path, "redis://127.0.0.1:1/0", 1883, simulation={"enabled": False})
+    with pytest.raises(PinBackendError) as caught:
+        EdgeRuntime(parse_settings(config))
+    message = str(caught.value)
+    assert message.startswith("GPIO27 cannot be claimed with gpiozero: "), message
+    assert "\n" not in message
+    holder.close()

@@ -84,6 +84,8 @@ def test_valid_config_derives_pulses_per_round() -> None:
         ("thingsboard.access_token", KeyError,
          "thingsboard: set exactly one of access_token or access_token_file"),
         ("motors", [], "motors: List should have at least 1 item"),
+        ("redis_url", "localhost:6379", "redis_url: 'localhost:6379' is not a Redis URL: Redis URL must"),
+        ("redis_url", "redis://h:port/0", "redis_url: 'redis://h:port/0' is not a Redis URL: Port could not"),
     ],
 )  # fmt: skip
 def test_bad_config_names_the_field(path: str, value: Any, message: str) -> None:

@@ -335,3 +335,37 @@ def test_booted_under_systemd_a_gift_goes_through_all_three_units(target: Target
                 show = booted.run("systemctl", "show", unit, "-p", "NRestarts", "-p", "DynamicUser").stdout
                 assert "NRestarts=0" in show
                 assert "DynamicUser=yes" in show
+            check_health_under_systemd(booted, redis_port)
+
+
+def edge_status(booted: BootedRoot) -> str:
+    return booted.run("systemctl", "status", "--no-pager", "giftwheel-edge").stdout
+
+
+def check_health_under_systemd(booted: BootedRoot, redis_port: int) -> None:
+    """Health that tells the truth, as systemd itself reports it."""
+    # The local Redis goes away: the status says so at once (it said "connected" before).
+    booted.run("systemctl", "stop", "redis-server")
+    lost = f"local Redis redis://127.0.0.1:{redis_port}/0 unreachable: the motors can take no command"
+    wait_until(lambda: lost in edge_status(booted), "status shows the lost Redis")
+    booted.run("systemctl", "start", "redis-server")
+    wait_until(lambda: "connected to ThingsBoard" in edge_status(booted), "status back to connected")
+    # A config error exits 2 with one line, and systemd does not restart it (RestartPreventExitStatus).
+    config = booted.root / "etc/giftwheel/edge.yaml"
+    good = config.read_text()
+    config.write_text(good + "log_level: DEBUG\nlog_level: INFO\n")
+    try:
+        booted.run("systemctl", "restart", "giftwheel-edge", timeout_s=60)
+        wait_until(
+            lambda: "ActiveState=failed" in booted.run("systemctl", "show", "giftwheel-edge").stdout,
+            "the edge unit failed on its config",
+        )
+        time.sleep(6)  # RestartSec=5: a restart would have begun by now
+        show = booted.run("systemctl", "show", "giftwheel-edge").stdout
+        props = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
+        assert (props["NRestarts"], props["ExecMainStatus"], props["ActiveState"]) == ("0", "2", "failed")
+        journal = booted.run("journalctl", "--no-pager", "-u", "giftwheel-edge", "-o", "cat").stdout
+        assert "duplicate key 'log_level'" in journal
+        assert "Traceback" not in journal
+    finally:
+        config.write_text(good)

@@ -16,7 +16,7 @@ import pytest
 
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.harness import EmulatorProcess
-from tests.edge.harness import GATEWAY_TOKEN, EdgeDaemon, simulated_config
+from tests.edge.harness import GATEWAY_TOKEN, EdgeDaemon, simulated_config, until
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,10 @@ def test_connected_daemon_reports_ready_and_feeds_the_watchdog(
         config = simulated_config(tmp_path, redis_server.url, emulator.mqtt_port, offline_ready_after_s=120)
         env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": str(int(WATCHDOG_S * 1_000_000))}
         with EdgeDaemon(config, tmp_path, env=env) as daemon:
-            assert notify.recv(1024) == b"READY=1\nSTATUS=connected to ThingsBoard", daemon.log
+            # Before READY, STATUS= says what it waits for (ThingsBoard here).
+            *waiting, ready = until(notify, b"READY=1")
+            assert ready == b"READY=1\nSTATUS=connected to ThingsBoard", daemon.log
+            assert set(waiting) <= {b"STATUS=connecting to ThingsBoard"}, waiting
             assert [s["device"] for s in emulator.sessions()] == ["pi-01"]
             pings = []
             notify.settimeout(WATCHDOG_S)  # systemd would kill the daemon after WATCHDOG_S of silence

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cloud.worker.cli import EXIT_TOKEN_IN_USE
+from edge.errors import EXIT_CONFIG
 from tests.ops.units import (
     UNIT_DIR,
     UNITS,
@@ -64,6 +65,7 @@ def test_edge_unit_is_a_watched_notify_service_that_can_reach_gpio() -> None:
     assert edge["Type"] == ["notify"]
     assert int(edge["WatchdogSec"][0]) >= 10
     assert edge["Restart"] == ["on-failure"]
+    assert edge["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]  # a config error is not retried
     # Restarts spaced so that StartLimitBurst restarts fit in the interval (else the limit never trips).
     assert int(edge["RestartSec"][0]) * int(edge["StartLimitBurst"][0]) < int(
         edge["StartLimitIntervalSec"][0]
