@@ -63,7 +63,7 @@ class _Strict(BaseModel):
 class ThingsBoardSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
-    access_token: SecretStr | None = None
+    access_token: SecretStr | None = Field(default=None, strict=False)
     access_token_file: Path | None = Field(default=None, strict=False)
     keepalive_s: int = Field(default=120, ge=10, le=600)
     # The device type announced for each motor (v1/gateway/connect). ThingsBoard creates a motor it
