@@ -11,6 +11,7 @@ import structlog
 
 from edge.buffer.ledger import CommandLedger
 from edge.buffer.outbox import Outbox
+from edge.motor.checkpoint import CheckpointPolicy
 from edge.motor.clock import Clock, MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
 from edge.motor.driver import DRIVER_SPECS, StepperDriver, Wiring
@@ -67,13 +68,14 @@ class EdgeRuntime:
         )
         self.outbox = Outbox(self.redis)
         self.controllers: dict[str, MotorController] = {}
+        checkpoints = CheckpointPolicy(settings.checkpoint_fraction_of_round, settings.max_unwritten_rounds)
         for motor in settings.motors:
             profile = MotionProfile(
                 motor.pulses_per_round, motor.max_step_rate_sps, motor.acceleration_sps2, motor.microstepping
             )
             driver = build_driver(motor, settings, self._factory, self.clock)
             self.controllers[motor.name] = MotorController(
-                motor.name, driver, self.ledger, profile, self.clock
+                motor.name, driver, self.ledger, profile, self.clock, checkpoints=checkpoints
             )
         self._gateway: Any = None
         self._closed = threading.Event()

@@ -20,6 +20,7 @@ from redis.connection import parse_url
 
 from edge.buffer.ledger import DEFAULT_RECENT_DONE
 from edge.errors import ConfigError
+from edge.motor.checkpoint import DEFAULT_CHECKPOINT_FRACTION, DEFAULT_MAX_UNWRITTEN_ROUNDS
 from edge.motor.driver import DRIVER_SPECS, DriverType, Wiring
 from edge.motor.pins import BACKENDS, PinBackend
 from giftwheel.contracts.motor import MOTOR_PROFILE, RECENT_DONE_LIMIT, DeviceName
@@ -202,6 +203,13 @@ class EdgeSettings(_Strict):
     # Per motor, progress telemetry at most this often (0: every round). Each message is a rule-chain
     # run and a webhook call upstream; a command's start and done are always reported at once.
     progress_interval_s: float = Field(default=0.2, ge=0, le=60)
+    # Each motor writes its progress every this fraction of a round, off the step path: a kill -9
+    # repeats at most that much (plus what turns during one write). Writes per second per turning
+    # motor: step rate / (fraction x pulses per round), e.g. 3,200 / (0.05 x 3,200) = 20.
+    checkpoint_fraction_of_round: float = Field(default=DEFAULT_CHECKPOINT_FRACTION, gt=0, le=1)
+    # A motor this many rounds ahead of its last written checkpoint (the local Redis is down or
+    # stalled) decelerates to a stop and waits, so what a crash can repeat stays bounded.
+    max_unwritten_rounds: float = Field(default=DEFAULT_MAX_UNWRITTEN_ROUNDS, gt=0, le=100)
     # Per motor, how many last finished commandIds each heartbeat repeats (recentDone): a done
     # report lost upstream is repaired by the next heartbeat, while fewer commands than this
     # finished since.

@@ -1,7 +1,7 @@
 """Per-motor command ledger in the local Redis: queue, dedupe, rounds-done progress, counters.
 
 Every method is one Lua script, so a state change and the telemetry describing it are written
-together or not at all; a crash between rounds loses nothing and repeats no finished round.
+together or not at all; a crash loses nothing and repeats only what turned since the last checkpoint.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class ActiveCommand:
     rounds: int
     speed_rpm: float | None
     rounds_done: int
+    pulses_done: int  # the last checkpoint, in driver pulses since the command started
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class CommandLedger:
         self._clock_ms = clock_ms
         self._submit = client.register_script(scripts.SUBMIT)
         self._begin = client.register_script(scripts.BEGIN)
-        self._round_done = client.register_script(scripts.ROUND_DONE)
+        self._progress = client.register_script(scripts.PROGRESS)
         self._clear = client.register_script(scripts.CLEAR)
         self._snapshot = client.register_script(scripts.SNAPSHOT)
 
@@ -119,18 +120,30 @@ class CommandLedger:
         row = self._run(self._begin, [k.commands(motor), k.motor(motor), k.outbox], [motor, self._clock_ms()])
         if row is None:
             return None
-        command_id, rounds, speed, done = row
-        return ActiveCommand(str(command_id), int(rounds), float(speed) if speed else None, int(done))
+        command_id, rounds, speed, done, pulses = row
+        return ActiveCommand(
+            str(command_id), int(rounds), float(speed) if speed else None, int(done), int(pulses)
+        )
 
-    def round_done(self, motor: str, command_id: str) -> bool | None:
-        """Count one finished round. True when that finished the command; None if it was cleared.
+    def progress(self, motor: str, command_id: str, pulses: int, pulses_per_round: int) -> bool | None:
+        """Checkpoint: ``pulses`` of the command have turned. True when that finished the command;
+        None if it was cleared. An older checkpoint than the stored one changes nothing.
 
-        Every round is persisted; its telemetry only once per progress interval (the done always)."""
+        Every checkpoint is persisted; round telemetry only once per progress interval (the done
+        always)."""
         k = self.keys
         row = self._run(
-            self._round_done,
+            self._progress,
             [k.commands(motor), k.motor(motor), k.outbox, k.recent_done(motor)],
-            [motor, command_id, self._clock_ms(), self._progress_interval_ms, self._recent_done],
+            [
+                motor,
+                command_id,
+                pulses,
+                pulses_per_round,
+                self._clock_ms(),
+                self._progress_interval_ms,
+                self._recent_done,
+            ],
         )
         return None if row is None else bool(int(row[1]))
 

@@ -42,7 +42,8 @@ return {0, q}
 )
 
 # KEYS: commands, motor, outbox. ARGV: device, now_ms.
-# Returns nil (queue empty) or {cid, rounds, speed, done}; a resumed command keeps its progress.
+# Returns nil (queue empty) or {cid, rounds, speed, done, pulses done}; a resumed command keeps its
+# progress.
 BEGIN = (
     _EMIT
     + """
@@ -51,7 +52,7 @@ if #head == 0 then return nil end
 local f = fields(head[1][2])
 local rounds = tonumber(f.rounds)
 if redis.call('HGET', KEYS[2], 'cur') ~= f.cid then
-  redis.call('HSET', KEYS[2], 'cur', f.cid, 'done', 0, 'started', ARGV[2])
+  redis.call('HSET', KEYS[2], 'cur', f.cid, 'done', 0, 'pd', 0, 'started', ARGV[2])
 end
 -- The start is a progress report too: the first round's report waits out the interval from here.
 redis.call('HSET', KEYS[2], 'state', 'running', 'pts', ARGV[2])
@@ -59,18 +60,20 @@ local done = num(redis.call('HGET', KEYS[2], 'done'))
 emit(KEYS[2], KEYS[3], ARGV[1], ARGV[2], {state = 'running', commandId = f.cid, commandRounds = rounds,
   commandRoundsDone = done, commandDone = false, queuedRounds = num(redis.call('HGET', KEYS[2], 'q')),
   receivedTs = tonumber(f.received), startedTs = num(redis.call('HGET', KEYS[2], 'started'))})
-return {f.cid, f.rounds, f.speed, done}
+return {f.cid, f.rounds, f.speed, done, num(redis.call('HGET', KEYS[2], 'pd'))}
 """
 )
 
-# KEYS: commands, motor, outbox, recent done. ARGV: device, cid, now_ms, progress_interval_ms,
+# KEYS: commands, motor, outbox, recent done. ARGV: device, cid, pulses done in the command (a
+# checkpoint, absolute so a retried write is harmless), pulses per round, now_ms, progress_interval_ms,
 # how many finished commandIds to keep for heartbeats.
-# Returns nil when the command was cleared meanwhile (stop), else {done, finished(0|1)}.
-# Progress is persisted every round; its telemetry goes out at most once per interval per motor
-# ('pts': when the last went out), since each message costs a rule-chain run and a webhook call
-# upstream. The done always goes out at once and carries the final counts, so the progress it
-# coalesced is not lost. A clock set back (pts in the future) reports at once instead of going quiet.
-ROUND_DONE = (
+# Returns nil when the command was cleared meanwhile (stop), else {rounds done, finished(0|1)}.
+# Progress ('pd') is persisted at every checkpoint, a fraction of a round; the rounds it completes
+# count into the counters. Their telemetry goes out at most once per interval per motor ('pts':
+# when the last went out), since each message costs a rule-chain run and a webhook call upstream.
+# The done always goes out at once and carries the final counts, so the progress it coalesced is not
+# lost. A clock set back (pts in the future) reports at once instead of going quiet.
+PROGRESS = (
     _EMIT
     + """
 if redis.call('HGET', KEYS[2], 'cur') ~= ARGV[2] then return nil end
@@ -79,9 +82,15 @@ if #head == 0 then return nil end
 local f = fields(head[1][2])
 if f.cid ~= ARGV[2] then return nil end
 local rounds = tonumber(f.rounds)
-local done = redis.call('HINCRBY', KEYS[2], 'done', 1)
-local rc = redis.call('HINCRBY', KEYS[2], 'rc', 1)
-local q = redis.call('HINCRBY', KEYS[2], 'q', -1)
+local pulses = tonumber(ARGV[3])
+local done = num(redis.call('HGET', KEYS[2], 'done'))
+if pulses <= num(redis.call('HGET', KEYS[2], 'pd')) then return {done, 0} end
+redis.call('HSET', KEYS[2], 'pd', pulses)
+local delta = math.min(rounds, math.floor(pulses / tonumber(ARGV[4]))) - done
+if delta <= 0 then return {done, 0} end
+done = redis.call('HINCRBY', KEYS[2], 'done', delta)
+local rc = redis.call('HINCRBY', KEYS[2], 'rc', delta)
+local q = redis.call('HINCRBY', KEYS[2], 'q', -delta)
 local values = {roundsCompleted = rc, commandId = f.cid, commandRounds = rounds, commandRoundsDone = done,
   commandDone = false, queuedRounds = q, state = 'running'}
 local finished = 0
@@ -91,19 +100,19 @@ if done >= rounds then
   redis.call('HINCRBY', KEYS[2], 'cd', 1)
   values.commandDone = true
   values.receivedTs = tonumber(f.received)
-  values.finishedTs = tonumber(ARGV[3])
+  values.finishedTs = tonumber(ARGV[5])
   values.startedTs = num(redis.call('HGET', KEYS[2], 'started'))
-  redis.call('HDEL', KEYS[2], 'cur', 'done', 'started')
+  redis.call('HDEL', KEYS[2], 'cur', 'done', 'pd', 'started')
   redis.call('LPUSH', KEYS[4], f.cid)
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[7]) - 1)
   if redis.call('XLEN', KEYS[1]) == 0 then values.state = 'idle' end
   redis.call('HSET', KEYS[2], 'state', values.state)
 end
-local now = tonumber(ARGV[3])
+local now = tonumber(ARGV[5])
 local pts = num(redis.call('HGET', KEYS[2], 'pts'))
-if finished == 1 or now - pts >= tonumber(ARGV[4]) or now < pts then
+if finished == 1 or now - pts >= tonumber(ARGV[6]) or now < pts then
   redis.call('HSET', KEYS[2], 'pts', now)
-  emit(KEYS[2], KEYS[3], ARGV[1], ARGV[3], values)
+  emit(KEYS[2], KEYS[3], ARGV[1], ARGV[5], values)
 end
 return {done, finished}
 """
@@ -125,7 +134,7 @@ for _, e in ipairs(entries) do
   table.insert(result, f.cid)
 end
 redis.call('DEL', KEYS[1])
-redis.call('HDEL', KEYS[2], 'cur', 'done', 'started')
+redis.call('HDEL', KEYS[2], 'cur', 'done', 'pd', 'started')
 redis.call('HSET', KEYS[2], 'q', 0, 'state', 'stopped')
 emit(KEYS[2], KEYS[3], ARGV[1], ARGV[2], {state = 'stopped', queuedRounds = 0,
   roundsCompleted = num(redis.call('HGET', KEYS[2], 'rc'))})

@@ -10,6 +10,7 @@ import structlog
 
 from edge.buffer.ledger import ActiveCommand, Cleared, CommandLedger, retry_until_available
 from edge.errors import BufferUnavailable
+from edge.motor.checkpoint import Checkpointer, CheckpointPolicy
 from edge.motor.clock import Clock
 from edge.motor.driver import StepperDriver
 from edge.motor.ramp import TrapezoidRamp
@@ -46,7 +47,8 @@ class MotionProfile:
 
 
 class MotorController:
-    """Runs commands from the ledger; progress is persisted after every round."""
+    """Runs commands from the ledger; progress is checkpointed every fraction of a round, off the
+    step path (edge.motor.checkpoint)."""
 
     def __init__(
         self,
@@ -56,12 +58,17 @@ class MotorController:
         profile: MotionProfile,
         clock: Clock,
         *,
+        checkpoints: CheckpointPolicy | None = None,
         idle_poll_s: float = 0.5,
     ) -> None:
         self.name = name
         self.driver = driver
         self.profile = profile
         self._ledger = ledger
+        policy = checkpoints or CheckpointPolicy()
+        self._checkpoint_every = policy.every_pulses(profile.steps_per_round)
+        self._max_unwritten = policy.max_unwritten_pulses(profile.steps_per_round)
+        self._checkpoints = Checkpointer(name, ledger, profile.steps_per_round)
         self._clock = clock
         self._idle_poll_s = idle_poll_s
         self._wake = threading.Event()
@@ -73,6 +80,7 @@ class MotorController:
         self.faulted = False
 
     def start(self) -> None:
+        self._checkpoints.start()
         self._thread.start()
 
     @property
@@ -97,12 +105,12 @@ class MotorController:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+        self._checkpoints.close()
         self.driver.close()
 
-    def _keep_trying(self) -> bool:
-        # Called between retries while the buffer is unreachable: waiting is not hanging.
+    def _beat(self) -> None:
+        # Called while waiting for the buffer: waiting is not hanging.
         self.last_beat = time.monotonic()
-        return False
 
     def _run(self) -> None:
         try:
@@ -135,39 +143,47 @@ class MotorController:
     def _execute(self, command: ActiveCommand, generation: int) -> None:
         spr = self.profile.steps_per_round
         rate = self.profile.rate_for(command.speed_rpm)
-        remaining_rounds = command.rounds - command.rounds_done
-        log.info("command started", motor=self.name, command_id=command.command_id, rounds=remaining_rounds)
-        ramp = TrapezoidRamp(remaining_rounds * spr, rate, self.profile.accel_sps2)
+        total = command.rounds * spr
+        done = max(command.pulses_done, command.rounds_done * spr)
+        cid = command.command_id
+        checkpoints = self._checkpoints
+        checkpoints.begin(cid, done)
+        log.info("command started", motor=self.name, command_id=cid, pulses=total - done)
+
+        def halted() -> bool:
+            return self._parking.is_set() or generation != self._generation
+
         self.driver.set_forward(True)
         self.driver.energise()
-        step_in_round = 0
-        # Each interval counts from the real previous pulse, never from a planned one: a late pulse
-        # is not made up by firing the next ones sooner (a burst loses steps on a real motor).
-        last_pulse = self._clock.now()
-        while not ramp.done:
-            if self._parking.is_set() or generation != self._generation:
-                ramp.stop()
-                if ramp.remaining == 0:
-                    break
-            interval = ramp.next_interval()
-            if step_in_round == spr - 1:
-                # Persist the round before its last pulse: a crash in between leaves the motor one
-                # step short, where persisting after it would turn the whole round again on restart.
-                finished = retry_until_available(
-                    lambda: self._ledger.round_done(self.name, command.command_id),
-                    should_stop=self._keep_trying,
-                )
-                if finished is None:
-                    ramp.stop()  # cleared by a stop meanwhile
-                step_in_round = -1
-            due = last_pulse + interval
-            self._clock.sleep_until(due)
-            self.driver.step()
-            now = self._clock.now()
-            if now - due > interval * self.profile.late_replan_intervals:
-                ramp.took(now - last_pulse)
-            last_pulse = now
-            self.last_beat = time.monotonic()
-            step_in_round += 1
+        while done < total and not halted():
+            ramp = TrapezoidRamp(total - done, rate, self.profile.accel_sps2)
+            # Each interval counts from the real previous pulse, never from a planned one: a late
+            # pulse is not made up by firing the next ones sooner (a burst loses steps).
+            last_pulse = self._clock.now()
+            while not ramp.done:
+                if halted() or done - checkpoints.written(cid) >= self._max_unwritten:
+                    ramp.stop()
+                    if ramp.remaining == 0:
+                        break
+                interval = ramp.next_interval()
+                due = last_pulse + interval
+                self._clock.sleep_until(due)
+                self.driver.step()
+                now = self._clock.now()
+                if now - due > interval * self.profile.late_replan_intervals:
+                    ramp.took(now - last_pulse)
+                last_pulse = now
+                done += 1
+                if done % self._checkpoint_every == 0 or done == total:
+                    checkpoints.post(cid, done)
+                self.last_beat = time.monotonic()
+            if done < total and not halted():
+                # Stopped because the checkpoints fell behind (the buffer is down or stalled): at
+                # rest, wait for them, then accelerate again from rest.
+                checkpoints.flush(self._beat, halted)
+        if done % self._checkpoint_every != 0:
+            checkpoints.post(cid, done)  # parked or stopped between checkpoints: keep the exact count
+        # The next begin() must see this command's progress (finished, or where parking left it).
+        checkpoints.flush(self._beat, lambda: False)
         self.driver.release()
-        log.info("command ended", motor=self.name, command_id=command.command_id)
+        log.info("command ended", motor=self.name, command_id=cid)

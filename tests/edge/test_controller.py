@@ -8,8 +8,10 @@ import statistics
 import time
 
 import pytest
+import redis as redis_lib
 
 from edge.buffer.ledger import CommandLedger
+from edge.motor.checkpoint import CheckpointPolicy
 from edge.motor.clock import MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
 from edge.motor.ramp import shortest_interval_after
@@ -54,19 +56,20 @@ def test_commands_run_in_order_with_exact_rounds(ledger: CommandLedger) -> None:
     assert statistics.median(cruise) == pytest.approx(0.01, rel=0.1)
 
 
-def test_crash_resumes_the_remaining_rounds_not_all(ledger: CommandLedger) -> None:
+def test_parking_resumes_the_remaining_pulses_not_all(ledger: CommandLedger) -> None:
     ledger.submit("m1", "c-00000003", 6, None)
     first = controller(ledger, scale=5.0)
     wait_for(lambda: ledger.status("m1").rounds_completed >= 2)
-    first.close()  # parks mid-command: decelerates, keeps the rest queued
+    first.close()  # parks mid-command: decelerates, writes the exact pulse count, keeps the rest queued
     done_before = ledger.status("m1").rounds_completed
     assert 2 <= done_before < 6
     assert ledger.status("m1").queued_rounds == 6 - done_before
     second = controller(ledger)
     wait_for(lambda: ledger.status("m1").commands_done == 1)
     second.close()
+    assert isinstance(first.driver, SimulatedDriver)
     assert isinstance(second.driver, SimulatedDriver)
-    assert second.driver.total_steps == (6 - done_before) * 200
+    assert first.driver.total_steps + second.driver.total_steps == 6 * 200
     assert ledger.status("m1").rounds_completed == 6
 
 
@@ -173,6 +176,35 @@ def test_late_steps_are_never_made_up_by_a_burst(ledger: CommandLedger) -> None:
     assert_no_burst(times, profile)
     # It did get back to full speed between the stalls.
     assert min(b - a for a, b in itertools.pairwise(times)) == pytest.approx(1 / 3200.0)
+
+
+def test_a_stalled_buffer_delays_checkpoints_not_pulses(
+    ledger: CommandLedger, sync_redis: redis_lib.Redis
+) -> None:
+    """The local Redis takes no write for 4 s (CLIENT PAUSE WRITE, as a long fsync would): the motor
+    turns on past a round boundary while its checkpoints wait, stops at the unwritten bound instead
+    of running away, and afterwards every pulse is counted exactly once."""
+    policy = CheckpointPolicy(fraction_of_round=0.1, max_unwritten_rounds=1.5)  # every 20; 300
+    ledger.submit("m1", "c-0000c001", 4, None)
+    clock = ScaledClock(20.0)
+    driver = SimulatedDriver(clock)
+    motor = MotorController("m1", driver, ledger, FAST, clock, checkpoints=policy, idle_poll_s=0.05)
+    motor.start()
+    wait_for(lambda: driver.total_steps > 0)  # begin() is written
+    sync_redis.execute_command("CLIENT", "PAUSE", 4000, "WRITE")  # type: ignore[no-untyped-call]
+    paused_at = driver.total_steps
+    written_at_pause = int(sync_redis.hget(ledger.keys.motor("m1"), "pd") or 0)
+    next_round = (paused_at // 200 + 1) * 200
+    wait_for(lambda: driver.total_steps > next_round, timeout_s=3.5)
+    # Still paused: no checkpoint was written meanwhile, yet the motor crossed a round boundary.
+    assert int(sync_redis.hget(ledger.keys.motor("m1"), "pd") or 0) == written_at_pause
+    stop_distance = round(FAST.max_rate_sps**2 / (2 * FAST.accel_sps2))
+    time.sleep(0.4)
+    assert driver.total_steps <= written_at_pause + 300 + stop_distance + policy.every_pulses(200)
+    wait_for(lambda: ledger.status("m1").commands_done == 1, timeout_s=20)
+    motor.close()
+    assert driver.total_steps == 4 * 200
+    assert ledger.status("m1").rounds_completed == 4
 
 
 class BrokenDriver(SimulatedDriver):

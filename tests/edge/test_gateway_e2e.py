@@ -15,6 +15,7 @@ import redis as redis_lib
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess
 from edge.buffer.ledger import CommandLedger
+from edge.motor.checkpoint import CheckpointPolicy
 from tests.edge.harness import GATEWAY_TOKEN, EdgeDaemon, recorded_steps, simulated_config
 
 pytestmark = pytest.mark.slow
@@ -76,8 +77,7 @@ def start_daemon(tmp_path: Path, redis_url: str, emulator: EmulatorProcess, **ov
 
 
 def wait_for_steps(tmp_path: Path, motor: str, steps: int) -> None:
-    """A round is persisted just before its last pulse, so "done" in the ledger comes one step
-    interval before that pulse: wait for it before counting steps or killing the daemon."""
+    """The step file is read by polling: wait for the count before asserting on it."""
     wait_for(lambda: recorded_steps(tmp_path, motor) >= steps, timeout_s=5, what=f"{steps} steps of {motor}")
 
 
@@ -152,22 +152,26 @@ def test_kill_9_mid_command_resumes_the_remaining_rounds(
         first.kill()
     done_at_kill = ledger_of.status("motor_01").rounds_completed
     steps_at_kill = recorded_steps(tmp_path, "motor_01")
+    with redis_lib.Redis.from_url(aof_redis.url, decode_responses=True) as client:
+        written_at_kill = int(client.hget(ledger_of.keys.motor("motor_01"), "pd") or 0)
+    every = CheckpointPolicy().every_pulses(SPR)
     assert 5 <= done_at_kill < rounds
-    # A round is persisted just before its last pulse, so the ledger never counts more than was
-    # turned but one step, and at most one round was in progress.
-    assert done_at_kill * SPR - 1 <= steps_at_kill <= (done_at_kill + 1) * SPR - 1
+    assert done_at_kill == written_at_kill // SPR
+    # Progress is written after the pulses it counts, every checkpoint: the ledger never counts more
+    # than turned, and less by at most one checkpoint interval plus one write in flight.
+    assert 0 <= steps_at_kill - written_at_kill <= 2 * every
 
     with start_daemon(tmp_path, aof_redis.url, emulator, **EVERY_ROUND):
         wait_for(
             lambda: ledger_of.status("motor_01").commands_done == 1, what="command finished after restart"
         )
         wait_for(lambda: rounds in rounds_series(emulator, "motor_01"), what="final telemetry")
-        wait_for_steps(tmp_path, "motor_01", steps_at_kill + (rounds - done_at_kill) * SPR)
+        wait_for_steps(tmp_path, "motor_01", steps_at_kill + rounds * SPR - written_at_kill)
     total_steps = recorded_steps(tmp_path, "motor_01")
-    # Resumed from the last persisted round: exactly the remaining rounds; physically the only
-    # extra is the partial round the kill interrupted (or one step short if it hit a round's end).
-    assert total_steps - steps_at_kill == (rounds - done_at_kill) * SPR
-    assert rounds * SPR - 1 <= total_steps <= (rounds + 1) * SPR - 1
+    # Resumed from the last checkpoint: exactly the pulses it had not counted, so the only extra is
+    # the sliver turned since that checkpoint.
+    assert total_steps - steps_at_kill == rounds * SPR - written_at_kill
+    assert rounds * SPR <= total_steps <= rounds * SPR + 2 * every
     assert ledger_of.status("motor_01").rounds_completed == rounds
     series = rounds_series(emulator, "motor_01")
     assert series == sorted(series)

@@ -11,6 +11,7 @@ from giftwheel.contracts.motor import MotorState
 
 CID_A = "c-aaaaaaaa"
 CID_B = "c-bbbbbbbb"
+PPR = 3200  # pulses per round
 
 
 def test_submit_dedupes_by_command_id_and_keeps_order(ledger: CommandLedger, outbox: Outbox) -> None:
@@ -24,7 +25,9 @@ def test_submit_dedupes_by_command_id_and_keeps_order(ledger: CommandLedger, out
 
     first = ledger.begin("m1")
     assert first is not None
-    assert (first.command_id, first.rounds, first.speed_rpm, first.rounds_done) == (CID_A, 3, None, 0)
+    assert (first.command_id, first.rounds, first.speed_rpm, first.rounds_done, first.pulses_done) == (
+        CID_A, 3, None, 0, 0
+    )  # fmt: skip
     received = [e for e in outbox.read(100) if e.device == "m1" and "receivedTs" in e.values]
     assert [e.values["commandId"] for e in received] == [CID_A, CID_B, CID_A]  # 2 queued, 1 started
 
@@ -33,16 +36,20 @@ def test_rounds_progress_survives_and_finishing_moves_to_the_next(ledger: Comman
     ledger.submit("m1", CID_A, 2, None)
     ledger.submit("m1", CID_B, 1, 30.0)
     assert ledger.begin("m1") is not None
-    assert ledger.round_done("m1", CID_A) is False
-    # A restart (new begin) resumes the same command with its progress.
+    assert ledger.progress("m1", CID_A, PPR // 2, PPR) is False
+    assert ledger.status("m1").rounds_completed == 0  # half a round is progress, not a round
+    assert ledger.progress("m1", CID_A, PPR + 160, PPR) is False
+    assert ledger.progress("m1", CID_A, PPR // 2, PPR) is False  # an older checkpoint changes nothing
+    # A restart (new begin) resumes the same command with its progress, to the pulse.
     resumed = ledger.begin("m1")
     assert resumed is not None
-    assert (resumed.command_id, resumed.rounds_done) == (CID_A, 1)
-    assert ledger.round_done("m1", CID_A) is True
+    assert (resumed.command_id, resumed.rounds_done, resumed.pulses_done) == (CID_A, 1, PPR + 160)
+    assert ledger.status("m1").rounds_completed == 1
+    assert ledger.progress("m1", CID_A, 2 * PPR, PPR) is True
     nxt = ledger.begin("m1")
     assert nxt is not None
-    assert (nxt.command_id, nxt.speed_rpm, nxt.rounds_done) == (CID_B, 30.0, 0)
-    assert ledger.round_done("m1", CID_B) is True
+    assert (nxt.command_id, nxt.speed_rpm, nxt.rounds_done, nxt.pulses_done) == (CID_B, 30.0, 0, 0)
+    assert ledger.progress("m1", CID_B, PPR, PPR) is True
     assert ledger.begin("m1") is None
     status = ledger.status("m1")
     assert (status.state, status.queued_rounds, status.rounds_completed, status.commands_done) == (
@@ -54,10 +61,10 @@ def test_clear_reports_what_was_dropped_and_late_rounds_are_ignored(ledger: Comm
     ledger.submit("m1", CID_A, 5, None)
     ledger.submit("m1", CID_B, 4, None)
     ledger.begin("m1")
-    ledger.round_done("m1", CID_A)
+    ledger.progress("m1", CID_A, PPR, PPR)
     cleared = ledger.clear("m1")
     assert (cleared.command_ids, cleared.rounds) == ([CID_A, CID_B], 8)
-    assert ledger.round_done("m1", CID_A) is None
+    assert ledger.progress("m1", CID_A, 2 * PPR, PPR) is None
     status = ledger.status("m1")
     assert (status.state, status.queued_rounds, status.rounds_completed) == (MotorState.STOPPED, 0, 1)
     # A re-sent rotate for a stopped command is still a duplicate: stop means stop.
@@ -79,8 +86,8 @@ def test_outbox_keeps_order_strictly_increasing_ts_and_acks_exactly(
 ) -> None:
     ledger.submit("m1", CID_A, 3, None)
     ledger.begin("m1")
-    for _ in range(3):
-        ledger.round_done("m1", CID_A)
+    for n in range(1, 4):
+        ledger.progress("m1", CID_A, n * PPR, PPR)
     ledger.report("m1")
     entries = outbox.read(100)
     assert len(entries) == 6
@@ -101,11 +108,11 @@ def test_ledger_survives_a_local_redis_restart() -> None:
         ledger = CommandLedger(client, dedupe_ttl_s=60, max_queued_rounds=100)
         ledger.submit("m1", CID_A, 4, None)
         ledger.begin("m1")
-        ledger.round_done("m1", CID_A)
+        ledger.progress("m1", CID_A, PPR + 1, PPR)
         server.restart()  # the scripts' SHA cache is gone too; redis-py reloads them
         resumed = ledger.begin("m1")
         assert resumed is not None
-        assert resumed.rounds_done == 1
+        assert (resumed.rounds_done, resumed.pulses_done) == (1, PPR + 1)
         assert ledger.submit("m1", CID_A, 4, None).status is SubmitStatus.DUPLICATE
         assert len(Outbox(client)) == 4
         client.close()
@@ -125,9 +132,9 @@ def test_progress_telemetry_is_throttled_but_start_and_done_carry_exact_totals(
     rounds = 1000
     ledger.submit("m1", CID_A, rounds, None)
     ledger.begin("m1")
-    for _ in range(rounds):
+    for n in range(1, rounds + 1):
         now[0] += 1  # 1,000 rounds/s: one second of turning
-        ledger.round_done("m1", CID_A)
+        ledger.progress("m1", CID_A, n * PPR, PPR)
     status = ledger.status("m1")
     assert (status.rounds_completed, status.commands_done) == (rounds, 1)  # every round persisted
 
@@ -159,9 +166,9 @@ def test_progress_telemetry_resumes_at_once_when_the_clock_is_set_back(
     ledger.submit("m1", CID_A, 3, None)
     ledger.begin("m1")
     now[0] -= 3_600_000  # NTP stepped the clock back an hour
-    ledger.round_done("m1", CID_A)
+    ledger.progress("m1", CID_A, PPR, PPR)
     now[0] += 1
-    ledger.round_done("m1", CID_A)
+    ledger.progress("m1", CID_A, 2 * PPR, PPR)
     rounds_reported = [
         e.values["commandRoundsDone"] for e in outbox.read(100) if "roundsCompleted" in e.values
     ]
@@ -179,7 +186,7 @@ def test_heartbeats_repeat_the_last_finished_commands_newest_first(
         ledger.submit("m1", cid, 1, None)
     for cid in finished:
         ledger.begin("m1")
-        ledger.round_done("m1", cid)
+        ledger.progress("m1", cid, PPR, PPR)
     ledger.begin("m1")  # the fourth is running, not finished
     ledger.clear("m1")  # and a stopped command never counts as finished
     ledger.report("m1")
