@@ -5,7 +5,6 @@ values. `giftwheel worker reshard` changes the record, only when nothing would b
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -26,15 +25,15 @@ from devstack.redis_server import RedisServer
 from giftwheel.contracts import EVENTS_STREAM
 from tests.ingest.conftest import API_KEY, gift, make_settings
 from tests.ops.target_root import REPO
+from tests.ops.test_settings_strict import clean_environ
 
 RULES = REPO / "cloud" / "worker" / "rules.example.yaml"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def _env(redis_url: str, shards: int) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("GIFTWHEEL_")}
     return {
-        **clean,
+        **clean_environ(),
         "GIFTWHEEL_MODE": "development",
         "GIFTWHEEL_REDIS_URL": redis_url,
         "GIFTWHEEL_INGEST__STREAM_SHARDS": str(shards),

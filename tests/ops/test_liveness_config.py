@@ -18,6 +18,7 @@ from devstack.api_process import ApiProcess
 from devstack.processes import giftwheel_argv
 from devstack.redis_server import RedisServer
 from tests.ops.test_compose import DEPLOY, example_env, interpolate
+from tests.ops.test_settings_strict import clean_environ
 from tests.ops.units import UNIT_DIR, directives
 
 
@@ -42,17 +43,13 @@ def _compose_services() -> dict[str, Any]:
     return result
 
 
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.upper().startswith("GIFTWHEEL_")}
-
-
 def test_compose_api_health_check_asks_a_real_api(redis_server: RedisServer, tmp_path: Path) -> None:
     api = _compose_services()["api"]
     check = api["healthcheck"]["test"]
     assert check[0] == "CMD"
     port = api["command"][api["command"].index("--port") + 1]
     assert f"127.0.0.1:{port}/healthz" in check[-1]
-    env = {**_clean_env(), "GIFTWHEEL_MODE": "development", "GIFTWHEEL_REDIS_URL": redis_server.url}
+    env = {**clean_environ(), "GIFTWHEEL_MODE": "development", "GIFTWHEEL_REDIS_URL": redis_server.url}
     with ApiProcess(env, log_dir=tmp_path) as served:
         # The image's python is this interpreter here; the port is the one this API got.
         ours = [sys.executable, *(part.replace(f":{port}/", f":{served.port}/") for part in check[2:])]
@@ -67,7 +64,7 @@ def test_compose_worker_health_check_reads_the_alive_file(tmp_path: Path) -> Non
     assert worker["environment"]["GIFTWHEEL_WORKER__ALIVE_FILE"].startswith("/tmp/")
     alive = tmp_path / "worker.alive"
     env = {
-        **_clean_env(),
+        **clean_environ(),
         **{k: str(v) for k, v in worker["environment"].items()},
         "GIFTWHEEL_WORKER__ALIVE_FILE": str(alive),
     }

@@ -16,10 +16,19 @@ from devstack.processes import giftwheel_argv
 TYPO = "GIFTWHEEL_INGEST__STREAM_SHRADS"
 
 
+def clean_environ() -> dict[str, str]:
+    """This process's environment without any GIFTWHEEL_ variable (a child must get only its own)."""
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("GIFTWHEEL_")}
+
+
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("GIFTWHEEL_")}
     return subprocess.run(
-        giftwheel_argv(*args), env={**clean, **env}, capture_output=True, text=True, timeout=60, check=False
+        giftwheel_argv(*args),
+        env={**clean_environ(), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
