@@ -121,6 +121,10 @@ class HttpSettings(StrictSection):
     max_connections: int = Field(default=25_000, ge=1)
     reserve_connections: int = Field(default=64, ge=1)
     busy_retry_after_s: int = Field(default=5, ge=1)
+    # After a refusal (408, 431, 400) the API reads and drops what the client still sends for this
+    # long before it closes, so that a client busy uploading can read the answer (closing on unread
+    # data resets the connection, which can discard the answer before the client reads it).
+    refusal_linger_s: float = Field(default=2.0, ge=0)
     # Client mistakes (timeouts, oversized or malformed requests, junk packets) are each counted
     # (giftwheel_api_client_errors_total) but logged at most this many times a minute per process.
     client_error_logs_per_min: int = Field(default=60, ge=1)

@@ -106,6 +106,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._head_bytes = 0
         self._over_cap = False
+        self._lingering: asyncio.TimerHandle | None = None
 
     # Connection
 
@@ -124,6 +125,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        if self._lingering is not None:
+            self._lingering.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -131,6 +134,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if guard is None:
             super().data_received(data)
             return
+        if self._lingering is not None:
+            return  # refused: what the client still sends is dropped
         self._unset_keepalive_if_required()
         if self._reading_head:
             self._head_bytes += len(data)
@@ -261,4 +266,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n",
         ]
         self.transport.write(b"".join(head) + body)
-        self.transport.close()
+        if self._over_cap or not self.transport.can_write_eof():
+            self.transport.close()  # past the cap a descriptor is worth more than the answer
+            return
+        # Closed with unread data, the socket would reset the connection and a client still
+        # uploading could lose the answer: half-close, drop what still comes (the client's FIN
+        # closes the transport), and close for good after refusal_linger_s.
+        self.transport.write_eof()
+        self.flow.resume_reading()
+        self._lingering = self.loop.call_later(self._guard.settings.refusal_linger_s, self.transport.close)
