@@ -16,9 +16,12 @@ from devstack.redis_server import RedisServer
 from tests.feedback.conftest import FEEDBACK_SECRET
 from tests.ingest.conftest import API_KEY
 
-# The client timeouts shortened so that a test waits seconds, not the shipped 10 s and 30 s.
-CLIENT_TIMEOUT_S = 1
-SHORT_TIMEOUTS = {"NGINX_CLIENT_TIMEOUT": f"{CLIENT_TIMEOUT_S}s", "NGINX_KEEPALIVE_TIMEOUT": "1s"}
+# The timeouts shortened so that a test waits seconds, not the shipped ones.
+SHORT_TIMEOUTS = {
+    "NGINX_CLIENT_TIMEOUT": "1s",
+    "NGINX_KEEPALIVE_TIMEOUT": "1s",
+    "NGINX_UPSTREAM_IDLE_TIMEOUT": "1s",
+}
 # A second loopback address for "the client": nginx and the API both see it as the peer.
 CLIENT_ADDRESS = "127.0.0.5"
 
@@ -27,6 +30,7 @@ CLIENT_ADDRESS = "127.0.0.5"
 class FrontDoor:
     nginx: NginxServer
     api: ApiProcess
+    redis_url: str
 
     @property
     def url(self) -> str:
@@ -59,7 +63,7 @@ def front_door(redis_url: str, **extra_env: str) -> Iterator[FrontDoor]:
         ApiProcess(api_env(redis_url, **extra_env)) as api,
         NginxServer(f"127.0.0.1:{api.port}", overrides=SHORT_TIMEOUTS) as nginx,
     ):
-        yield FrontDoor(nginx, api)
+        yield FrontDoor(nginx, api, redis_url)
 
 
 @pytest.fixture(scope="module")

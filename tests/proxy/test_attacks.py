@@ -10,18 +10,28 @@ from collections.abc import AsyncIterator
 
 import httpx
 import orjson
+import psutil
 import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from cloud.settings import CloudSettings
 from devstack.nginx_server import render, template_defaults
+from tests.hardening.conftest import client_errors
+from tests.hardening.test_log_floods import _send_junk as send_junk
 from tests.ingest.conftest import API_KEY
 from tests.proxy.conftest import FrontDoor
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 # Longer than any of the front door's (shortened) timeouts: a connection still open then was kept.
 _PATIENCE_S = 30.0
 _CHUNK = b"a" * 65_536
+# What the API counts (giftwheel_api_client_errors_total) when a client is slow, stalls or tears a
+# request; behind nginx it never sees one.
+_NGINX_TAKES = ("header_timeout", "body_timeout", "client_disconnect", "headers_too_large")
 # The shipped config's answer to a body over a path's limit.
 NGINX_TOO_LARGE = {"error": "too_large", "detail": "body larger than this path accepts"}
 
@@ -98,6 +108,72 @@ def test_slow_and_idle_clients_are_closed_without_reaching_the_api(
     with proxied.raw_tls() as sock:
         sock.sendall(request_head)
         assert _read_until_closed(sock) == b"", what
+    # nginx held them, not the API: it never had one to time out.
+    assert _absorbed_by_nginx(proxied)
+
+
+def _absorbed_by_nginx(door: FrontDoor) -> bool:
+    """The API counted none of the client mistakes nginx is there to take."""
+    return all(client_errors(door.api, kind) == 0 for kind in _NGINX_TAKES)
+
+
+def test_a_request_torn_mid_body_never_reaches_the_api(proxied: FrontDoor) -> None:
+    for _ in range(5):
+        with proxied.raw_tls() as sock:
+            sock.sendall(
+                b"POST /v1/events HTTP/1.1\r\nHost: front\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"event": '
+            )
+    assert _absorbed_by_nginx(proxied)
+
+
+def _nginx_ports(api_port: int) -> set[int]:
+    """The local ports of nginx's open connections to the API."""
+    return {
+        getattr(c.laddr, "port", 0)
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_ESTABLISHED and getattr(c.raddr, "port", None) == api_port
+    }
+
+
+def _closed_first_by(api_port: int, nginx_ports: set[int]) -> set[str]:
+    """Who closed these connections: TIME_WAIT stays with the side that closed first."""
+    closers = set()
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status != psutil.CONN_TIME_WAIT or not c.raddr:
+            continue
+        ends = (getattr(c.laddr, "port", None), getattr(c.raddr, "port", None))
+        if ends[1] == api_port and ends[0] in nginx_ports:
+            closers.add("nginx")
+        elif ends[0] == api_port and ends[1] in nginx_ports:
+            closers.add("api")
+    return closers
+
+
+async def test_nginx_lets_its_idle_api_connections_go_before_the_api_does(
+    client: httpx.AsyncClient, proxied: FrontDoor
+) -> None:
+    # uvicorn closes a keep-alive connection idle for timeout_keep_alive; a request nginx sent on it
+    # at that moment would fail (a POST is not retried). nginx must let it go first.
+    api_port = proxied.api.port
+    assert (await client.get("/healthz")).status_code == 200
+    pooled = _nginx_ports(api_port)
+    assert pooled
+    await wait_until(lambda: not _nginx_ports(api_port) & pooled, what="the idle connection closed")
+    assert _closed_first_by(api_port, pooled) == {"nginx"}
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_socketio_junk_through_the_proxy_closes_the_session(proxied: FrontDoor) -> None:
+    closed_before = client_errors(proxied.api, "socketio_closed")
+    url = f"{proxied.ws_url}/socket.io/?EIO=4&transport=websocket"
+    async with connect(url, ssl=proxied.ssl_context()) as ws:
+        await ws.recv()  # the engine.io open packet
+        with pytest.raises(ConnectionClosed):
+            await send_junk(ws)
+    await wait_until(
+        lambda: client_errors(proxied.api, "socketio_closed") == closed_before + 1, what="session closed"
+    )
 
 
 def test_a_client_that_never_starts_tls_is_closed(proxied: FrontDoor) -> None:
@@ -137,9 +213,10 @@ async def test_a_body_over_the_apis_limit_is_refused_by_nginx_and_one_at_it_reac
     assert (at.status_code, at.json()["error"]) in ((422, "invalid"), (401, "unauthorized"))
 
 
-async def _chunked(size: int) -> AsyncIterator[bytes]:
-    for start in range(0, size, len(_CHUNK)):
-        yield _CHUNK[: min(len(_CHUNK), size - start)]
+async def _chunked(size: int, data: bytes = _CHUNK) -> AsyncIterator[bytes]:
+    """size bytes of data as a body without a Content-Length (chunked)."""
+    for start in range(0, size, len(data)):
+        yield data[: min(len(data), size - start)]
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
@@ -151,8 +228,10 @@ async def test_a_polling_post_over_1_mb_is_answered_413(client: httpx.AsyncClien
     content = b"4" + b"a" * (size - 1) if declared else _chunked(size)
     answer = await client.post(session, content=content)
     assert (answer.status_code, answer.json()) == (413, NGINX_TOO_LARGE)
-    # The session is still there for a client that sends what engine.io takes.
-    assert (await client.post(session, content=b"40")).text == "OK"
+    # The session is still there for a client that sends what engine.io takes, even chunked: nginx
+    # forwards the body with the Content-Length the API requires of a polling POST.
+    connect_packet = _chunked(2, b"40") if not declared else b"40"
+    assert (await client.post(session, content=connect_packet)).text == "OK"
 
 
 def test_the_proxys_limits_are_the_apis() -> None:
@@ -163,6 +242,10 @@ def test_the_proxys_limits_are_the_apis() -> None:
     for name, value in shared.items():
         section, field = name.removeprefix("GIFTWHEEL_").lower().split("__")
         assert int(value) == getattr(getattr(defaults, section), field), name
+    # nginx drops an idle API connection before uvicorn's keep-alive timeout (`giftwheel api` keeps
+    # uvicorn's default) would.
+    upstream_idle_s = int(template_defaults()["NGINX_UPSTREAM_IDLE_TIMEOUT"].removesuffix("s"))
+    assert upstream_idle_s < uvicorn.Config(app="").timeout_keep_alive
     rendered = render(template_defaults())
     assert not re.search(r"\$\{[A-Z]", rendered)
     for value in shared.values():
