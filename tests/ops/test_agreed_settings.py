@@ -93,6 +93,25 @@ async def test_a_running_api_stops_taking_events_when_the_record_changes(
     assert refused_id not in str(await redis.xrange(EVENTS_STREAM))
 
 
+async def test_an_api_started_while_redis_was_away_checks_before_its_first_write(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    redis_server.stop()
+    # No backlog poll in this test's time: the check before the first write is the only one.
+    settings = make_settings(redis_server.url, ingest={"backlog_poll_interval_s": 3600})
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        redis_server.start()
+        await Agreement(redis, Agreed(8), role="worker w1").check()
+        refused = await client.post("/v1/events", json=gift(eventId="away:1"), headers=AUTH)
+        assert refused.status_code == 503
+        assert "disagree with the workers" in refused.json()["detail"]
+        assert await redis.exists(EVENTS_STREAM) == 0
+        await redis.hset(AGREED_KEY, "stream_shards", "1")
+        accepted = await client.post("/v1/events", json=gift(eventId="away:2"), headers=AUTH)
+        assert accepted.status_code == 202
+    assert await redis.xlen(EVENTS_STREAM) == 1
+
+
 async def _post_until(client: httpx.AsyncClient, status: int, prefix: str) -> tuple[httpx.Response, str]:
     """Post new events until one is answered ``status`` (the backlog poll notices a change)."""
     deadline = time.monotonic() + 10
