@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import time
 
-import orjson
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -24,6 +23,7 @@ from cloud.api.state import services
 from cloud.realtime.progress import FeedbackRefused, MotorTelemetry
 from cloud.realtime.service import Realtime
 from cloud.settings import CloudSettings
+from giftwheel.contracts import strict_json
 
 log = structlog.get_logger(__name__)
 router = APIRouter()
@@ -71,8 +71,10 @@ def _invalid(field: str, reason: str) -> ApiProblem:
 
 def _telemetry(body: bytes) -> MotorTelemetry:
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        document = strict_json.loads(body)
+    except strict_json.DuplicateKeyError as exc:
+        raise _invalid(exc.key, exc.reason) from None
+    except ValueError as exc:
         raise _invalid("", f"malformed JSON: {exc}") from None
     if not isinstance(document, dict):
         raise _invalid("", "body must be a JSON object of telemetry keys")

@@ -19,7 +19,7 @@ from cloud.api.problems import ApiProblem, error_responses, json_response, probl
 from cloud.api.state import Services, services
 from cloud.ingest.errors import BacklogFull, QueueUnavailable
 from cloud.ingest.queue import Appended
-from giftwheel.contracts import GiftEvent, GiftEventIn, GiftRejected, Problem
+from giftwheel.contracts import GiftEvent, GiftEventIn, GiftRejected, Problem, strict_json
 
 _EVENT_SCHEMA = GiftEventIn.model_json_schema(by_alias=True)
 _ERRORS = error_responses(
@@ -108,8 +108,10 @@ _BATCH_RESULT_SCHEMA = {
 
 def _batch_items(body: bytes, max_events: int) -> list[Any]:
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        document = strict_json.loads(body)
+    except strict_json.DuplicateKeyError as exc:
+        raise ApiProblem(422, "invalid", [{"field": exc.key, "reason": exc.reason}]) from None
+    except ValueError as exc:
         raise ApiProblem(422, "invalid", [{"field": "", "reason": f"malformed JSON: {exc}"}]) from None
     if not isinstance(document, dict) or set(document) != {"events"}:
         raise ApiProblem(422, "invalid", [{"field": "", "reason": 'body must be {"events": [...]}'}])
@@ -142,7 +144,7 @@ async def post_batch(request: Request) -> Response:
     valid: list[tuple[int, GiftEvent]] = []
     for index, item in enumerate(items):
         try:
-            valid.append((index, svc.ingest.parse(item)))
+            valid.append((index, svc.ingest.parse_item(item)))
             outcomes.append([])
         except GiftRejected as exc:
             outcomes.append(exc.problems)

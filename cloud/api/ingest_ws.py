@@ -24,7 +24,7 @@ from cloud.api.auth import AuthError
 from cloud.api.problems import problems_detail
 from cloud.api.state import Services, services
 from cloud.ingest.errors import BacklogFull, QueueUnavailable
-from giftwheel.contracts import GiftEvent, GiftRejected
+from giftwheel.contracts import GiftEvent, GiftRejected, strict_json
 
 router = APIRouter()
 log = structlog.get_logger(__name__)
@@ -84,11 +84,13 @@ class _Session:
         self._tasks.discard(task)
         self._slots.release()
 
-    def _items(self, frame: str | bytes) -> tuple[list[Any], bool, str | None]:
+    def _items(self, frame: str | bytes) -> tuple[list[Any], bool, Any]:
         """The events of a frame, whether it was an array, and a frame-wide error if any."""
         try:
-            document = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
+            document = strict_json.loads(frame)
+        except strict_json.DuplicateKeyError as exc:
+            return [None], False, [{"field": exc.key, "reason": exc.reason}]
+        except ValueError as exc:
             return [None], False, f"malformed JSON: {exc}"
         if not isinstance(document, list):
             return [document], False, None
@@ -110,7 +112,7 @@ class _Session:
         else:
             for offset, item in enumerate(items):
                 try:
-                    valid.append((offset, ingest.parse(item)))
+                    valid.append((offset, ingest.parse_item(item)))
                 except GiftRejected as exc:
                     acks[offset].update(error="rejected", detail=problems_detail(exc.problems))
         if len(valid) < len(items):

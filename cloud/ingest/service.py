@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
@@ -14,7 +13,7 @@ from cloud.ingest.grouping import WriteGrouper
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.queue import Appended, GiftQueue
 from cloud.settings import CloudSettings
-from giftwheel.contracts import GiftEvent, GiftRejected, parse_gift
+from giftwheel.contracts import GiftEvent, GiftRejected, parse_gift, parse_gift_item
 
 log = structlog.get_logger(__name__)
 
@@ -46,9 +45,13 @@ class IngestService:
         # redis-py may swallow a cancellation that lands mid-command, so the loop also checks this.
         self._stopping = False
 
-    def parse(self, raw: bytes | str | dict[str, Any]) -> GiftEvent:
-        """Raises GiftRejected with every problem found."""
+    def parse(self, raw: bytes | str) -> GiftEvent:
+        """One event's JSON text. Raises GiftRejected with every problem found."""
         return parse_gift(raw, self._settings.bounds, int(self._clock() * 1000))
+
+    def parse_item(self, item: object) -> GiftEvent:
+        """One decoded item of a batch or frame. Raises GiftRejected with every problem found."""
+        return parse_gift_item(item, self._settings.bounds, int(self._clock() * 1000))
 
     def check_backlog(self) -> None:
         if self.backlog > self._settings.ingest.backlog_max:

@@ -11,6 +11,7 @@ from giftwheel.contracts.gift import (
     derive_event_id,
     normalise,
     parse_gift,
+    parse_gift_item,
     problems_of,
 )
 from giftwheel.contracts.streams import (
@@ -42,6 +43,7 @@ __all__ = [
     "event_streams",
     "normalise",
     "parse_gift",
+    "parse_gift_item",
     "problems_of",
     "shard_of",
 ]

@@ -16,6 +16,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from giftwheel.contracts import strict_json
+
 CONTRACT_VERSION = 1
 
 # Hard ceilings of the wire format itself. The configurable GiftBounds sit below these; the
@@ -175,16 +177,25 @@ def problems_of(error: ValidationError) -> list[Problem]:
     return problems
 
 
-def parse_gift(raw: bytes | str | dict[str, Any], bounds: GiftBounds, now_ms: int) -> GiftEvent:
-    """Validate one incoming event (JSON text or a decoded object) and normalise it.
-
-    Raises GiftRejected naming every field that is wrong and why.
-    """
+def parse_gift(raw: bytes | str, bounds: GiftBounds, now_ms: int) -> GiftEvent:
+    """Validate one incoming event given as JSON text and normalise it (``strict_json``: a key
+    given twice is refused). Raises GiftRejected naming every field that is wrong and why."""
     try:
-        if isinstance(raw, dict):
-            event_in = GiftEventIn.model_validate(raw)
-        else:
-            event_in = GiftEventIn.model_validate_json(raw)
+        document = strict_json.loads(raw)
+    except strict_json.DuplicateKeyError as exc:
+        raise GiftRejected([Problem(exc.key, exc.reason)]) from None
+    except ValueError as exc:
+        raise GiftRejected([Problem("", f"malformed JSON: {exc}")]) from None
+    return parse_gift_item(document, bounds, now_ms)
+
+
+def parse_gift_item(item: object, bounds: GiftBounds, now_ms: int) -> GiftEvent:
+    """Validate one event already decoded (an item of a batch or of a WebSocket frame) and
+    normalise it. Only an object is an event: a string is never decoded a second time."""
+    if not isinstance(item, dict):
+        raise GiftRejected([Problem("", "an event must be a JSON object")])
+    try:
+        event_in = GiftEventIn.model_validate(item)
     except ValidationError as exc:
         raise GiftRejected(problems_of(exc)) from None
     problems = bound_violations(event_in, bounds, now_ms)

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from giftwheel.contracts import GiftBounds, GiftEvent, GiftRejected, derive_event_id, parse_gift
+from giftwheel.contracts import (
+    GiftBounds,
+    GiftEvent,
+    GiftRejected,
+    derive_event_id,
+    parse_gift,
+    parse_gift_item,
+)
 from giftwheel.contracts.gift import GiftEventIn
 
 NOW_MS = 1_800_000_000_000
@@ -90,5 +97,5 @@ def test_bounds_are_settings() -> None:
     raw = {"event": "gift", "platform": "x", "userId": "u", "giftName": "g", "diamond": 6,
            "timestamp": NOW_MS}  # fmt: skip
     with pytest.raises(GiftRejected, match="diamond: must be <= 5"):
-        parse_gift(raw, tight, NOW_MS)
-    assert parse_gift(raw, BOUNDS, NOW_MS).diamond == 6
+        parse_gift_item(raw, tight, NOW_MS)
+    assert parse_gift_item(raw, BOUNDS, NOW_MS).diamond == 6

@@ -56,6 +56,7 @@ async def test_production_without_a_configured_secret_refuses_everything(redis_s
         (b'{"roundsCompleted": -1}', {}, "roundsCompleted", "greater than or equal to 0"),
         (b'{"commandId": "nope"}', {}, "commandId", "pattern"),
         (b'{"state": "dancing"}', {}, "state", "idle"),
+        (b'{"roundsCompleted": 1, "roundsCompleted": 9}', {}, "roundsCompleted", "given twice"),
         (b'{"state": "idle"}', {"device": None}, "x-device-name", "motor device"),
         (b'{"state": "idle"}', {"device": "motor 01/../x"}, "x-device-name", "motor device"),
         (b'{"state": "idle"}', {"ts_ms": -5}, "x-telemetry-ts", "Unix milliseconds"),
