@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import orjson
@@ -14,14 +14,15 @@ import psutil
 import pytest
 import uvicorn
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cloud.settings import CloudSettings
-from devstack.nginx_server import render, template_defaults
+from devstack.nginx_server import NginxServer, render, template_defaults
+from devstack.ports import free_port
 from tests.hardening.conftest import client_errors
 from tests.hardening.test_log_floods import _send_junk as send_junk
 from tests.ingest.conftest import API_KEY
-from tests.proxy.conftest import FrontDoor
+from tests.proxy.conftest import CLIENT_ADDRESS, SHORT_TIMEOUTS, FrontDoor
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -250,3 +251,49 @@ def test_the_proxys_limits_are_the_apis() -> None:
     assert not re.search(r"\$\{[A-Z]", rendered)
     for value in shared.values():
         assert f"client_max_body_size {value};" in rendered
+
+
+async def test_a_request_line_over_8_kib_is_answered_414(client: httpx.AsyncClient) -> None:
+    # nginx's own page: the line was never read, so no error_page can serve it (it would be a 500).
+    answer = await client.get("/v1/" + "a" * 9_000)
+    assert answer.status_code == 414
+
+
+def test_an_api_that_does_not_answer_is_503_with_retry_after() -> None:
+    with NginxServer(f"127.0.0.1:{free_port()}", overrides=SHORT_TIMEOUTS) as nginx:
+        answer = httpx.post(f"{nginx.url}/v1/events", json={}, verify=nginx.ssl_context())
+    assert (answer.status_code, answer.json()["error"]) == (503, "unavailable")
+    assert answer.headers["retry-after"] == "2"
+
+
+@pytest.fixture
+def two_per_address(proxied: FrontDoor) -> Iterator[NginxServer]:
+    """Another nginx before the same API, letting each address have two requests under way."""
+    overrides = {**SHORT_TIMEOUTS, "NGINX_CONNECTIONS_PER_ADDRESS": "2"}
+    with NginxServer(f"127.0.0.1:{proxied.api.port}", overrides=overrides) as nginx:
+        yield nginx
+
+
+async def test_an_address_holding_too_many_connections_gets_429_others_do_not(
+    two_per_address: NginxServer,
+) -> None:
+    context = two_per_address.ssl_context()
+    viewer_url = two_per_address.url.replace("https://", "wss://") + "/v1/realtime"
+    held = [await connect(viewer_url, ssl=context) for _ in range(2)]
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(viewer_url, ssl=context)
+    assert refused.value.response.status_code == 429
+    transport = httpx.AsyncHTTPTransport(local_address=CLIENT_ADDRESS, verify=context)
+    async with httpx.AsyncClient(transport=transport) as elsewhere:
+        assert (await elsewhere.get(f"{two_per_address.url}/healthz")).status_code == 200
+    for viewer in held:
+        await viewer.close()
+
+    async def admitted() -> bool:
+        try:
+            async with connect(viewer_url, ssl=context):
+                return True
+        except InvalidStatus:
+            return False
+
+    await wait_until(admitted, what="a viewer let in once the address's others closed")
