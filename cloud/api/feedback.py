@@ -40,7 +40,8 @@ _ERRORS = error_responses(
         413: "body larger than the configured limit",
         422: "malformed JSON, not an object, no motor telemetry key, bad values or device name, a "
         "device no command was sent to, or a done for a command the ledger did not issue to it",
-        503: "Redis unavailable: nothing recorded, the chain may retry",
+        503: "Redis unavailable: the call may be partly recorded; the chain may retry it (recording "
+        "is idempotent)",
     }
 )
 
@@ -123,9 +124,11 @@ async def thingsboard_feedback(request: Request) -> Response:
         applied = await realtime.progress.apply(
             device, telemetry, ts_ms, now_ms=now_ms, max_ahead_ms=max_ahead_ms
         )
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError):
         retry_after = str(settings.ingest.retry_after_s)
-        raise ApiProblem(503, "unavailable", str(exc), headers={"Retry-After": retry_after}) from None
+        # Redis's error names its host and port: not for the caller.
+        detail = "Redis did not answer: the call may be partly recorded; retry it"
+        raise ApiProblem(503, "unavailable", detail, headers={"Retry-After": retry_after}) from None
     except FeedbackRefused as exc:
         raise _invalid(exc.field, exc.detail) from None
     return json_response(200, {"device": device, "published": applied.event, "ledger": applied.ledger_state})

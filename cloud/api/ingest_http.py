@@ -15,7 +15,13 @@ from fastapi.responses import Response
 
 from cloud.api.auth import AuthError
 from cloud.api.body import read_capped
-from cloud.api.problems import ApiProblem, error_responses, json_response, problems_detail
+from cloud.api.problems import (
+    QUEUE_UNAVAILABLE,
+    ApiProblem,
+    error_responses,
+    json_response,
+    problems_detail,
+)
 from cloud.api.state import Services, services
 from cloud.ingest.errors import BacklogFull, QueueUnavailable
 from cloud.ingest.queue import Appended
@@ -27,7 +33,8 @@ _ERRORS = error_responses(
         401: "not authenticated",
         413: "body or batch larger than the configured limit",
         422: "malformed JSON, wrong types, out-of-range values, unknown fields or event types",
-        503: "queue unavailable or backlog full: nothing stored, retry after Retry-After",
+        503: "backlog full (nothing stored) or queue unavailable (the events may have been stored): "
+        "retry with the same eventId after Retry-After; one stored already is answered as a duplicate",
     }
 )
 _ACK_SCHEMA = {
@@ -58,10 +65,12 @@ async def authenticated_body(request: Request, svc: Services, limit: int, endpoi
 
 
 def unavailable(svc: Services, endpoint: str, exc: Exception, amount: int = 1) -> ApiProblem:
-    reason = "backlog" if isinstance(exc, BacklogFull) else "unavailable"
+    backlog = isinstance(exc, BacklogFull)
+    reason = "backlog" if backlog else "unavailable"
     svc.ingest.count_rejected(endpoint, reason, amount)
     retry_after = str(svc.settings.ingest.retry_after_s)
-    return ApiProblem(503, reason, str(exc), headers={"Retry-After": retry_after})
+    detail = str(exc) if backlog else QUEUE_UNAVAILABLE
+    return ApiProblem(503, reason, detail, headers={"Retry-After": retry_after})
 
 
 async def post_event(request: Request) -> Response:

@@ -10,6 +10,13 @@ from fastapi.responses import Response
 
 from giftwheel.contracts import Problem
 
+# Redis did not answer in time: a write it received may still have been done, so nothing may be
+# promised either way; and its error names its host and port, which are nobody's business outside.
+QUEUE_UNAVAILABLE = (
+    "the queue did not answer in time: the events may have been stored; retry with the same "
+    "eventId (or the same body) after Retry-After: one stored already comes back as a duplicate"
+)
+
 
 class ApiProblem(Exception):
     def __init__(

@@ -16,6 +16,7 @@ from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
 from giftwheel.contracts.motor import RECENT_DONE_LIMIT, command_id_for
 from tests.feedback.conftest import COMMAND_ID, STREAM, Api, Viewer, make_settings, new_command, progress
+from tests.ingest.conftest import read_metrics
 
 
 async def nothing_published(viewer: Viewer, redis: Redis, quiet_s: float = 0.3) -> None:
@@ -199,7 +200,7 @@ async def test_a_heartbeat_closes_commands_whose_done_report_was_lost(
     assert (await api.post_feedback(heartbeat)).status_code == 200
     await asyncio.sleep(0.3)
     assert len(viewer.named("motor.done")) == 3
-    metrics = (await api.client.get("/metrics")).text
+    metrics = await read_metrics(api.client)
     assert "giftwheel_feedback_recovered_dones_total 2.0" in metrics  # the loss is visible to operators
     assert await ledger.device_totals("motor_01") == totals
 
@@ -226,3 +227,4 @@ async def test_redis_down_gets_503_so_the_chain_can_retry(api: Api, redis_server
     response = await api.post_feedback(progress(1))
     assert response.status_code == 503
     assert response.headers["Retry-After"]
+    assert str(redis_server.port) not in response.text  # where Redis is stays private

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 import httpx
+import orjson
+import websockets
 from redis.asyncio import Redis
 
 from cloud.api.app import create_app
@@ -69,3 +73,45 @@ async def test_redis_down_is_503_on_readyz_and_ingest(api: Api, redis_server: Re
     check = Redis.from_url(redis_server.url)
     assert await check.xlen(EVENTS_STREAM) == 1
     await check.aclose()
+
+
+async def test_a_503_during_a_redis_pause_may_have_stored_the_event(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    """A write Redis received but answered too late is a 503 and still stored: the 503 says so,
+    and the retry with the same eventId is a duplicate. The answer never shows where Redis is."""
+    settings = make_settings(redis_server.url, redis={"socket_timeout_s": 0.5})
+    assert redis_server.pid is not None
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        assert (
+            await client.post("/v1/events", json=gift(eventId="pause:0"), headers=AUTH)
+        ).status_code == 202
+        paused = gift(eventId="pause:1")
+        os.kill(redis_server.pid, signal.SIGSTOP)
+        try:
+            response = await client.post("/v1/events", json=paused, headers=AUTH)
+        finally:
+            os.kill(redis_server.pid, signal.SIGCONT)
+        assert response.status_code == 503
+        assert "may have been stored" in response.json()["detail"]
+        assert str(redis_server.port) not in response.text
+        retry = await client.post("/v1/events", json=paused, headers=AUTH)
+        assert (retry.status_code, retry.json()["duplicate"]) == (200, True)
+        spec = (await client.get("/openapi.json")).json()
+        for path in ("/v1/events", "/v1/events/batch"):
+            assert "may have been stored" in spec["paths"][path]["post"]["responses"]["503"]["description"]
+    assert await redis.xlen(EVENTS_STREAM) == 2
+
+
+async def test_503_bodies_do_not_show_where_redis_is(api: Api, redis_server: RedisServer) -> None:
+    redis_server.kill()
+    single = await api.post(gift(eventId="down:where"))
+    batch = await api.client.post("/v1/events/batch", json={"events": [gift()]}, headers=api.auth)
+    async with websockets.connect(api.ws_url, additional_headers=api.auth) as ws:
+        await ws.send(orjson.dumps(gift()).decode())
+        ack = await ws.recv()
+    for status, text in ((single.status_code, single.text), (batch.status_code, batch.text), (503, ack)):
+        assert status == 503
+        assert "unavailable" in text
+        assert str(redis_server.port) not in text
+        assert "127.0.0.1" not in text
