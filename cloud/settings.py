@@ -56,6 +56,14 @@ class FeedbackSettings(StrictSection):
     max_ts_ahead_s: float = Field(default=10.0, ge=0)
 
 
+class MetricsSettings(StrictSection):
+    """Who may read GET /metrics: it tells anyone the traffic, the backlog and the motors' names."""
+
+    # Scrapers send it as Authorization: Bearer <token>. Without one, /metrics answers only in
+    # development mode (in production it refuses every scrape and says what to set).
+    token: SecretStr | None = None
+
+
 class RealtimeSettings(StrictSection):
     """Fan-out of gifts and motor progress to viewers (Socket.IO and plain WebSocket)."""
 
@@ -158,6 +166,7 @@ class CloudSettings(StrictEnvSettings):
     redis: RedisSettings = RedisSettings()
     worker: WorkerSettings = WorkerSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    metrics: MetricsSettings = MetricsSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     http: HttpSettings = HttpSettings()
 
@@ -178,6 +187,8 @@ class CloudSettings(StrictEnvSettings):
         keys = [*self.api_keys, *self.webhook_secrets]
         if self.feedback.secret is not None:
             keys.append(self.feedback.secret)
+        if self.metrics.token is not None:
+            keys.append(self.metrics.token)
         short = [k for k in keys if len(k.get_secret_value()) < 16]
         if self.mode == "production" and short:
             raise ValueError("API keys and webhook secrets must be at least 16 characters")

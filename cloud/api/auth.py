@@ -29,6 +29,12 @@ class Principal:
     kind: str  # "api-key", "signature" or "open" (development mode without keys)
 
 
+def secret_matches(presented: str, configured: SecretStr) -> bool:
+    """Compared as SHA-256 digests, so neither the secret's length nor its content leaks through timing."""
+    expected = hashlib.sha256(configured.get_secret_value().encode()).digest()
+    return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), expected)
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """The signature a webhook sender puts in X-Giftwheel-Signature: HMAC over "<timestamp>.<body>"."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)

@@ -6,8 +6,6 @@ telemetry ts from its metadata as headers, and the shared secret in X-Giftwheel-
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 
 import structlog
@@ -16,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from cloud.api.auth import secret_matches
 from cloud.api.body import read_capped
 from cloud.api.header_ints import unsigned
 from cloud.api.problems import ApiProblem, error_responses, json_response
@@ -55,11 +54,8 @@ def _check_secret(settings: CloudSettings, presented: str | None, request: Reque
         reason = "no feedback secret configured on this server"
     elif presented is None:
         reason = f"missing {SECRET_HEADER} header"
-    else:
-        # Digests first, so neither the secret's length nor its content leaks through timing.
-        expected = hashlib.sha256(configured.get_secret_value().encode()).digest()
-        if not hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), expected):
-            reason = "wrong shared secret"
+    elif not secret_matches(presented, configured):
+        reason = "wrong shared secret"
     if reason is not None:
         client = request.client.host if request.client else None
         log.warning("feedback refused", reason=reason, client=client)

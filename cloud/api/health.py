@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cloud.api.problems import json_response
+from cloud.api.auth import secret_matches
+from cloud.api.problems import ApiProblem, error_responses, json_response
 from cloud.api.state import services
 
 router = APIRouter()
@@ -35,10 +36,24 @@ async def readyz(request: Request) -> Response:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics of this process",
+    summary="Prometheus metrics of this process (Authorization: Bearer <metrics.token>)",
     response_class=PlainTextResponse,
-    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}},
+        **error_responses({401: "missing or wrong metrics token", 403: "no metrics token configured"}),
+    },
 )
 async def metrics(request: Request) -> Response:
-    registry = services(request).ingest.metrics.registry
+    svc = services(request)
+    token = svc.settings.metrics.token
+    if token is None:
+        if svc.settings.mode != "development":
+            raise ApiProblem(
+                403, "forbidden", "no GIFTWHEEL_METRICS__TOKEN configured: metrics are not served"
+            )
+    else:
+        scheme, _, presented = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not secret_matches(presented.strip(), token):
+            raise ApiProblem(401, "unauthorized", "send Authorization: Bearer <metrics token>")
+    registry = svc.ingest.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

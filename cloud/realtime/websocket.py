@@ -56,7 +56,7 @@ class ViewerSocket:
                     await websocket.close()
 
     async def _serve(self, websocket: WebSocket, realtime: Realtime, send_asgi: Send) -> None:
-        if not origin_allowed(websocket.headers, realtime.settings.allowed_origins):
+        if not origin_allowed(websocket.headers, realtime.settings.allowed_origins, websocket.url.scheme):
             await websocket.close(code=_POLICY, reason="origin not allowed")
             return
         query = websocket.query_params

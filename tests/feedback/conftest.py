@@ -24,7 +24,7 @@ from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
 from giftwheel.contracts import event_streams
 from giftwheel.contracts.motor import command_id_for
-from tests.ingest.conftest import API_KEY
+from tests.ingest.conftest import API_KEY, read_metrics
 from tests.ingest.conftest import gift as ingest_gift
 from tests.ingest.conftest import make_settings as ingest_settings
 
@@ -103,7 +103,7 @@ class Api:
 
 async def frames_by_path(api: Api) -> dict[str, float]:
     """giftwheel_realtime_frames_total by path, from the API's /metrics."""
-    text = (await api.client.get("/metrics")).text
+    text = await read_metrics(api.client)
     found = re.findall(r'^giftwheel_realtime_frames_total\{path="(\w+)"\} (\S+)$', text, re.M)
     return {path: float(value) for path, value in found}
 

@@ -11,12 +11,13 @@ from redis.asyncio import Redis
 
 from cloud.realtime.live_state import DEVICES_KEY
 from tests.feedback.conftest import Api, Viewer, progress
+from tests.ingest.conftest import read_metrics
 
 FAR_FUTURE_MS = 9_999_999_999_999_999
 
 
 async def clock_ahead(api: Api) -> float:
-    text = (await api.client.get("/metrics")).text
+    text = await read_metrics(api.client)
     found = re.search(r"^giftwheel_feedback_clock_ahead_total (\S+)$", text, re.M)
     assert found is not None
     return float(found.group(1))

@@ -15,6 +15,7 @@ from typing import Any
 
 from cloud.ledger.store import CommandState, DeviceTotals, Ledger
 from tests.feedback.conftest import STREAM, Api, Viewer, new_command, progress
+from tests.ingest.conftest import read_metrics
 
 COPIES = 6
 
@@ -28,7 +29,7 @@ async def post_concurrently(
 
 
 async def recovered_dones(api: Api) -> float:
-    text = (await api.client.get("/metrics")).text
+    text = await read_metrics(api.client)
     found = re.search(r"^giftwheel_feedback_recovered_dones_total (\S+)$", text, re.M)
     assert found is not None
     return float(found.group(1))

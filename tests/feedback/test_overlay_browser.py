@@ -101,7 +101,8 @@ async def test_overlay_shows_gifts_and_progress_and_recovers_after_an_api_restar
         await api.post_feedback(progress(3, 10), device="motor_02")
         await page.wait_for_selector('.motor[data-device="motor_02"][data-done="3"]', timeout=5_000)
         await page.wait_for_selector('.gift[data-event-id="tiktok:browser-2"]', timeout=5_000)
-        await page.add_style_tag(content="html { background: #1f2430; }")  # the stream, for the picture
+        # The stream, for the picture; set from script, as the page's CSP refuses inline style tags.
+        await page.evaluate("document.documentElement.style.background = '#1f2430'")
         await page.wait_for_timeout(600)  # let the bar and list animations settle
         await page.screenshot(path=tmp_path / "overlay.png")
         if os.environ.get("GIFTWHEEL_UPDATE_SCREENSHOT"):

@@ -16,10 +16,11 @@ from redis.asyncio import Redis
 from cloud.ledger.store import CommandState, Ledger
 from cloud.realtime.live_state import DEVICES_KEY
 from tests.feedback.conftest import STREAM, Api, Viewer, new_command, progress
+from tests.ingest.conftest import read_metrics
 
 
 async def refused(api: Api, reason: str) -> float:
-    text = (await api.client.get("/metrics")).text
+    text = await read_metrics(api.client)
     found = re.search(rf'^giftwheel_feedback_refused_total{{reason="{reason}"}} (\S+)$', text, re.M)
     return 0.0 if found is None else float(found.group(1))
 

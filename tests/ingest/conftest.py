@@ -16,6 +16,8 @@ from devstack.redis_server import RedisServer
 
 API_KEY = "test-key-0123456789abcdef"
 WEBHOOK_SECRET = "webhook-secret-0123456789"
+METRICS_TOKEN = "metrics-token-0123456789"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 def make_settings(redis_url: str, **overrides: Any) -> CloudSettings:
@@ -23,6 +25,7 @@ def make_settings(redis_url: str, **overrides: Any) -> CloudSettings:
         "redis_url": redis_url,
         "api_keys": API_KEY,
         "webhook_secrets": WEBHOOK_SECRET,
+        "metrics": {"token": METRICS_TOKEN},
         **overrides,
     }
     return CloudSettings(**values)
@@ -56,6 +59,13 @@ class Api:
 
 
 ApiFactory = Callable[..., Any]
+
+
+async def read_metrics(client: httpx.AsyncClient) -> str:
+    """The API's /metrics as its scraper reads it (with the metrics token of ``make_settings``)."""
+    response = await client.get("/metrics", headers=METRICS_AUTH)
+    assert response.status_code == 200, response.text
+    return response.text
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from giftwheel.contracts import EVENTS_STREAM, GiftEvent
-from tests.ingest.conftest import Api, gift
+from tests.ingest.conftest import Api, gift, read_metrics
 
 
 async def stream_events(redis: Redis) -> list[GiftEvent]:
@@ -108,7 +108,7 @@ async def test_metrics_count_outcomes(api: Api) -> None:
     await api.post(gift(eventId="m:1"))
     await api.post(gift(eventId="m:1"))
     await api.post(gift(diamond=0))
-    text = (await api.client.get("/metrics")).text
+    text = await read_metrics(api.client)
     assert 'giftwheel_ingest_accepted_total{endpoint="single"} 1.0' in text
     assert 'giftwheel_ingest_duplicates_total{endpoint="single"} 1.0' in text
     assert 'giftwheel_ingest_rejected_total{endpoint="single",reason="invalid"} 1.0' in text

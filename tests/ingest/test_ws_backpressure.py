@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.api_process import ApiProcess
 from devstack.redis_server import RedisServer
-from tests.ingest.conftest import API_KEY
+from tests.ingest.conftest import API_KEY, METRICS_TOKEN, read_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,18 @@ _FRAMES = 1_000
 
 @pytest.fixture
 def api_process(redis_server: RedisServer) -> Iterator[ApiProcess]:
-    with ApiProcess({"GIFTWHEEL_REDIS_URL": redis_server.url, "GIFTWHEEL_API_KEYS": API_KEY}) as api:
+    env = {
+        "GIFTWHEEL_REDIS_URL": redis_server.url,
+        "GIFTWHEEL_API_KEYS": API_KEY,
+        "GIFTWHEEL_METRICS__TOKEN": METRICS_TOKEN,
+    }
+    with ApiProcess(env) as api:
         yield api
 
 
 async def _frames_answered(client: httpx.AsyncClient) -> int:
     """Frames the API has read and answered so far (its count of items rejected on the socket)."""
-    for family in text_string_to_metric_families((await client.get("/metrics")).text):
+    for family in text_string_to_metric_families(await read_metrics(client)):
         for sample in family.samples:
             if sample.name == "giftwheel_ingest_rejected_total" and sample.labels == {
                 "endpoint": "websocket",
