@@ -53,6 +53,19 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off(start_api: StartApi) -> None:
     assert orjson.loads(response.split(b"\r\n\r\n", 1)[1])["error"] == "header_timeout"
 
 
+def test_a_kept_alive_connection_gets_a_head_deadline_for_each_request(start_api: StartApi) -> None:
+    """uvicorn's keep-alive timeout stops at the next request's first byte; the head deadline not."""
+    api = start_api(_SHORT)
+    with connect(api) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n")
+        first = sock.recv(65_536)
+        assert status_of(first) == 200
+        sent = _trickle(sock, b"GET /healthz HTTP/1.1\r\nHost: api\r\nX-Slow: " + b"a" * 400, gap_s=0.05)
+        second = read_until_closed(sock)
+    assert sent < 400
+    assert status_of(second) == 408
+
+
 def test_body_sent_a_byte_at_a_time_is_cut_off_without_a_traceback(start_api: StartApi) -> None:
     api = start_api(_SHORT)
     body = orjson.dumps({"event": "gift", "pad": "x" * 400})
