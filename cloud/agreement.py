@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
 
-from giftwheel.contracts import EVENTS_STREAM, WORKER_GROUP
+from cloud.stream_backlog import stream_backlog
+from giftwheel.contracts import EVENTS_STREAM, WORKER_GROUP, event_stream
+from giftwheel.contracts.streams import MAX_STREAM_SHARDS
 
 AGREED_KEY = "giftwheel:agreed-settings"
 MIGRATION = 'docs/operations.md, "Changing the number of stream shards" (giftwheel worker reshard)'
@@ -74,11 +76,14 @@ class Agreement:
     compares them, raising SettingsDisagree naming this process's value and the recorded one."""
 
     def __init__(self, redis: Redis | RedisCluster, agreed: Agreed, *, role: str) -> None:
+        self._redis = redis
         self._record = redis.register_script(_RECORD)
         self.agreed = agreed
         self._who = f"{role} on {socket.gethostname()} (pid {os.getpid()})"
 
     async def check(self) -> dict[str, str]:
+        if not await self._redis.exists(AGREED_KEY):
+            await self._refuse_stranded_entries()
         mine = self.agreed.fields()
         args: list[str] = []
         for key, value in {**mine, "recorded_by": self._who, "recorded_at": _now()}.items():
@@ -98,6 +103,26 @@ class Agreement:
                 f"value, or change it for all of them: {MIGRATION}."
             )
         return record
+
+    async def _refuse_stranded_entries(self) -> None:
+        """A Redis with no record yet may hold streams a giftwheel from before the record wrote with
+        another shard count: refuse to record a count that would never read their entries."""
+        shards = self.agreed.stream_shards
+        outside = [event_stream(0, 1)] if shards > 1 else []
+        index = shards if shards > 1 else 0
+        while index < MAX_STREAM_SHARDS and await self._redis.exists(event_stream(index, MAX_STREAM_SHARDS)):
+            outside.append(event_stream(index, MAX_STREAM_SHARDS))
+            index += 1
+        stranded = {stream: n for stream in outside if (n := await stream_backlog(self._redis, stream))}
+        if stranded:
+            held = ", ".join(f"{stream} {n}" for stream, n in stranded.items())
+            raise SettingsDisagree(
+                "no agreed settings are recorded in this Redis yet, but streams that "
+                f"GIFTWHEEL_INGEST__STREAM_SHARDS={shards} does not read hold unprocessed entries "
+                f"({held}): a giftwheel from before the record wrote them with another shard count. "
+                "Start the APIs and workers with the count that wrote them, let the workers drain "
+                f"them, then change it: {MIGRATION}."
+            )
 
 
 def _now() -> str:

@@ -11,6 +11,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from cloud.settings_env import StrictEnvSettings, StrictSection
 from cloud.worker.settings import WorkerSettings, split_csv
 from giftwheel.contracts import GiftBounds
+from giftwheel.contracts.streams import MAX_STREAM_SHARDS
 
 
 class IngestSettings(StrictSection):
@@ -35,7 +36,7 @@ class IngestSettings(StrictSection):
     backlog_poll_interval_s: float = Field(default=0.25, gt=0)
     retry_after_s: int = Field(default=2, ge=1)
     signature_window_s: int = Field(default=300, ge=1)
-    stream_shards: int = Field(default=1, ge=1, le=1024)
+    stream_shards: int = Field(default=1, ge=1, le=MAX_STREAM_SHARDS)
 
 
 class RedisSettings(StrictSection):

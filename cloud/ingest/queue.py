@@ -10,14 +10,14 @@ from typing import Any, NamedTuple
 
 import structlog
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from cloud.agreement import Agreement, SettingsDisagree
 from cloud.ingest.errors import QueueUnavailable
 from cloud.pipelined_redis import PipelinedRedis
+from cloud.stream_backlog import stream_backlog
 from giftwheel.contracts import (
     DEDUPE_MARK,
-    WORKER_GROUP,
     GiftEvent,
     dedupe_key,
     event_stream,
@@ -141,29 +141,10 @@ class GiftQueue:
         total = 0
         try:
             for stream in self.streams:
-                total += await self._stream_backlog(stream)
+                total += await stream_backlog(self._redis, stream)
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(str(exc) or type(exc).__name__) from exc
         return total
-
-    async def _stream_backlog(self, stream: str) -> int:
-        try:
-            groups = await self._redis.xinfo_groups(stream)
-        except ResponseError as exc:
-            if "no such key" in str(exc).lower():
-                return 0
-            raise
-        for group in groups:
-            name = group["name"]
-            if (name.decode() if isinstance(name, bytes) else name) != WORKER_GROUP:
-                continue
-            lag = group.get("lag")
-            pending = int(group.get("pending", 0))
-            if lag is None:
-                # Redis cannot compute lag after deletions in the range; fall back to the upper bound.
-                lag = await self._redis.xlen(stream)
-            return int(lag) + pending
-        return int(await self._redis.xlen(stream))
 
     async def ping(self) -> bool:
         try:

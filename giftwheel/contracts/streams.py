@@ -11,6 +11,8 @@ import zlib
 
 EVENTS_STREAM = "giftwheel:events"
 WORKER_GROUP = "workers"
+# Most stream shards a deployment may have (GIFTWHEEL_INGEST__STREAM_SHARDS): no stream is numbered past.
+MAX_STREAM_SHARDS = 1024
 # Field name of the JSON-encoded GiftEvent inside a stream entry.
 EVENT_FIELD = "event"
 # Value prefix the ingest script returns for a replayed eventId (followed by the original entry id).

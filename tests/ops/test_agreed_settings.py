@@ -8,6 +8,7 @@ import itertools
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from devstack.api_process import ApiProcess
 from devstack.asgi_server import serve
 from devstack.processes import ProcessFailed, giftwheel_argv
 from devstack.redis_server import RedisServer
-from giftwheel.contracts import EVENTS_STREAM
+from giftwheel.contracts import EVENTS_STREAM, WORKER_GROUP, event_streams
 from tests.ingest.conftest import API_KEY, gift, make_settings
 from tests.ops.target_root import REPO
 from tests.ops.test_settings_strict import clean_environ
@@ -78,8 +79,31 @@ async def test_the_first_process_records_and_a_concurrent_start_cannot_overwrite
         await Agreement(redis, Agreed(4, worker_group="other"), role="worker").check()
 
 
+@pytest.mark.parametrize(("written_with", "started_with"), [(1, 8), (4, 1), (8, 4)])
+async def test_no_count_is_recorded_that_would_strand_entries_from_before_the_record(
+    redis: Redis, written_with: int, started_with: int
+) -> None:
+    """A Redis a giftwheel used before agreed settings existed: streams, no record."""
+    old_streams = event_streams(written_with)
+    for stream in old_streams:
+        await ensure_group(redis, stream)
+    stranded = old_streams[-1]  # outside the new layout in each case
+    await redis.xadd(stranded, {"event": "{}"})
+    with pytest.raises(
+        SettingsDisagree, match=rf"STREAM_SHARDS={started_with} does not read .*{stranded} 1\)"
+    ):
+        await Agreement(redis, Agreed(started_with), role="api").check()
+    assert not await redis.exists(AGREED_KEY)
+    # Processed entries strand nothing: then the new count is recorded.
+    read: Any = await redis.xreadgroup(WORKER_GROUP, "w1", {stranded: ">"})
+    await redis.xack(stranded, WORKER_GROUP, *(entry_id for _, entries in read for entry_id, _ in entries))
+    assert (await Agreement(redis, Agreed(started_with), role="api").check())["stream_shards"] == str(
+        started_with
+    )
+
+
 async def test_a_running_api_stops_taking_events_when_the_record_changes(
-    redis_server: RedisServer, redis: Redis
+    redis_server: RedisServer, redis: Redis, capfd: pytest.CaptureFixture[str]
 ) -> None:
     settings = make_settings(redis_server.url, ingest={"backlog_poll_interval_s": 0.05})
     async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
@@ -87,14 +111,17 @@ async def test_a_running_api_stops_taking_events_when_the_record_changes(
         await redis.hset(AGREED_KEY, "stream_shards", "8")  # e.g. a reshard this API missed
         refused, refused_id = await _post_until(client, 503, "during")
         assert refused.json()["error"] == "unavailable"
-        assert "disagree with the workers" in refused.json()["detail"]
+        # The sender is told to retry; the operator's log says why, with both values.
+        log = capfd.readouterr().out
+        assert "settings_disagree" in log
+        assert "GIFTWHEEL_INGEST__STREAM_SHARDS is 1 here but 8" in log
         await redis.hset(AGREED_KEY, "stream_shards", "1")
         await _post_until(client, 202, "after")
     assert refused_id not in str(await redis.xrange(EVENTS_STREAM))
 
 
 async def test_an_api_started_while_redis_was_away_checks_before_its_first_write(
-    redis_server: RedisServer, redis: Redis
+    redis_server: RedisServer, redis: Redis, capfd: pytest.CaptureFixture[str]
 ) -> None:
     redis_server.stop()
     # No backlog poll in this test's time: the check before the first write is the only one.
@@ -104,7 +131,10 @@ async def test_an_api_started_while_redis_was_away_checks_before_its_first_write
         await Agreement(redis, Agreed(8), role="worker w1").check()
         refused = await client.post("/v1/events", json=gift(eventId="away:1"), headers=AUTH)
         assert refused.status_code == 503
-        assert "disagree with the workers" in refused.json()["detail"]
+        # The sender is told to retry; the operator's log says why, with both values.
+        log = capfd.readouterr().out
+        assert "settings_disagree" in log
+        assert "GIFTWHEEL_INGEST__STREAM_SHARDS is 1 here but 8" in log
         assert await redis.exists(EVENTS_STREAM) == 0
         await redis.hset(AGREED_KEY, "stream_shards", "1")
         accepted = await client.post("/v1/events", json=gift(eventId="away:2"), headers=AUTH)
