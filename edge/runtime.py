@@ -16,7 +16,8 @@ from edge.motor.clock import Clock, MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
 from edge.motor.driver import DRIVER_SPECS, StepperDriver, Wiring
 from edge.motor.gpio_drivers import HalfStepDriver, StepDirDriver
-from edge.motor.pins import PinFactory, load_pin_factory
+from edge.motor.pins import PinBackend, PinFactory, load_pin_factory
+from edge.motor.pulse_train import PulseTrainStepDirDriver
 from edge.motor.simulated import SimulatedDriver
 from edge.settings import EdgeSettings, MotorSettings
 
@@ -36,7 +37,9 @@ def build_driver(
         return HalfStepDriver(factory, coil_pins=pins.coils, invert_direction=motor.invert_direction)
     assert pins.step is not None
     assert pins.dir is not None
-    return StepDirDriver(
+    # lgpio plays STEP pulses back from its own thread; the others are timed by the Python loop.
+    chip = PulseTrainStepDirDriver if settings.gpio_backend is PinBackend.LGPIO else StepDirDriver
+    return chip(
         factory,
         step_pin=pins.step,
         dir_pin=pins.dir,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -13,6 +15,7 @@ from edge.errors import BufferUnavailable
 from edge.motor.checkpoint import Checkpointer, CheckpointPolicy
 from edge.motor.clock import Clock
 from edge.motor.driver import StepperDriver
+from edge.motor.pulse_train import TRAIN_AHEAD_S, TRAIN_COUNT_MARGIN_S, TRAIN_SEGMENT_S, PulseTrain
 from edge.motor.ramp import TrapezoidRamp
 from giftwheel.contracts.motor import MotorState
 
@@ -140,6 +143,81 @@ class MotorController:
                     lambda: self._ledger.report(self.name, MotorState.FAULT), should_stop=lambda: True
                 )
 
+    def _must_stop(self, cid: str, done: int, halted: Callable[[], bool]) -> bool:
+        return halted() or done - self._checkpoints.written(cid) >= self._max_unwritten
+
+    def _checkpoint(self, cid: str, before: int, done: int, total: int) -> None:
+        every = self._checkpoint_every
+        if done // every != before // every or done == total:
+            self._checkpoints.post(cid, done)
+
+    def _turn(self, ramp: TrapezoidRamp, cid: str, done: int, total: int, halted: Callable[[], bool]) -> int:
+        """The Python loop times each pulse; returns the pulses done when the ramp ends."""
+        # Each interval counts from the real previous pulse, never from a planned one: a late pulse
+        # is not made up by firing the next ones sooner (a burst loses steps).
+        last_pulse = self._clock.now()
+        while not ramp.done:
+            if self._must_stop(cid, done, halted):
+                ramp.stop()
+                if ramp.remaining == 0:
+                    break
+            interval = ramp.next_interval()
+            due = last_pulse + interval
+            self._clock.sleep_until(due)
+            self.driver.step()
+            now = self._clock.now()
+            if now - due > interval * self.profile.late_replan_intervals:
+                ramp.took(now - last_pulse)
+            last_pulse = now
+            self._checkpoint(cid, done, done + 1, total)
+            done += 1
+            self.last_beat = time.monotonic()
+        return done
+
+    def _turn_train(
+        self,
+        train: PulseTrain,
+        ramp: TrapezoidRamp,
+        cid: str,
+        done: int,
+        total: int,
+        halted: Callable[[], bool],
+    ) -> int:
+        """The ramp planned in segments that the backend's timer plays back; pulses count as turned
+        once their segment has played. Returns the pulses done when the ramp ends."""
+        clock = self._clock
+        queued: deque[tuple[float, int]] = deque()  # (planned end, pulses) of each queued segment
+        queued_until = clock.now()
+        last_interval = 0.0  # 0 until the first segment is queued
+        while not ramp.done or queued:
+            now = clock.now()
+            while queued and queued[0][0] + TRAIN_COUNT_MARGIN_S <= now:
+                turned = queued.popleft()[1]
+                self._checkpoint(cid, done, done + turned, total)
+                done += turned
+            self.last_beat = time.monotonic()
+            if not ramp.done and self._must_stop(cid, done, halted):
+                ramp.stop()
+            if not ramp.done and queued_until - now < TRAIN_AHEAD_S and train.room() > 0:
+                # The train ran dry (the loop came late): the next pulse is late by the gap, and
+                # the ramp re-plans after it as the Python loop does after a late pulse.
+                gap = now - queued_until if last_interval > 0 else 0.0
+                segment: list[float] = []
+                while not ramp.done and sum(segment) < TRAIN_SEGMENT_S:
+                    segment.append(ramp.next_interval())
+                    if len(segment) == 1 and gap > segment[0] * self.profile.late_replan_intervals:
+                        ramp.took(gap + segment[0])
+                if segment:
+                    queued_until = max(queued_until, now) + train.send(segment)
+                    queued.append((queued_until, len(segment)))
+                    last_interval = segment[-1]
+                continue
+            wake = queued[0][0] + TRAIN_COUNT_MARGIN_S if queued else now
+            if not ramp.done:
+                wake = min(wake, queued_until - TRAIN_AHEAD_S)
+            clock.sleep_until(max(wake, now + TRAIN_SEGMENT_S / 10))
+        return done
+
     def _execute(self, command: ActiveCommand, generation: int) -> None:
         spr = self.profile.steps_per_round
         rate = self.profile.rate_for(command.speed_rpm)
@@ -148,35 +226,26 @@ class MotorController:
         cid = command.command_id
         checkpoints = self._checkpoints
         checkpoints.begin(cid, done)
-        log.info("command started", motor=self.name, command_id=cid, pulses=total - done)
 
         def halted() -> bool:
             return self._parking.is_set() or generation != self._generation
 
         self.driver.set_forward(True)
         self.driver.energise()
+        train = self.driver if isinstance(self.driver, PulseTrain) else None
+        log.info(
+            "command started",
+            motor=self.name,
+            command_id=cid,
+            pulses=total - done,
+            timing="lgpio pulse train" if train else "python loop",
+        )
         while done < total and not halted():
             ramp = TrapezoidRamp(total - done, rate, self.profile.accel_sps2)
-            # Each interval counts from the real previous pulse, never from a planned one: a late
-            # pulse is not made up by firing the next ones sooner (a burst loses steps).
-            last_pulse = self._clock.now()
-            while not ramp.done:
-                if halted() or done - checkpoints.written(cid) >= self._max_unwritten:
-                    ramp.stop()
-                    if ramp.remaining == 0:
-                        break
-                interval = ramp.next_interval()
-                due = last_pulse + interval
-                self._clock.sleep_until(due)
-                self.driver.step()
-                now = self._clock.now()
-                if now - due > interval * self.profile.late_replan_intervals:
-                    ramp.took(now - last_pulse)
-                last_pulse = now
-                done += 1
-                if done % self._checkpoint_every == 0 or done == total:
-                    checkpoints.post(cid, done)
-                self.last_beat = time.monotonic()
+            if train is not None:
+                done = self._turn_train(train, ramp, cid, done, total, halted)
+            else:
+                done = self._turn(ramp, cid, done, total, halted)
             if done < total and not halted():
                 # Stopped because the checkpoints fell behind (the buffer is down or stalled): at
                 # rest, wait for them, then accelerate again from rest.

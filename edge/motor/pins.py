@@ -32,6 +32,7 @@ class PinFactory(Protocol):
 class PinBackend(StrEnum):
     RPI_GPIO = "rpi_gpio"  # Pi 4 and older, with the rpi-gpio extra (compiled on the Pi)
     GPIOZERO = "gpiozero"  # gpiozero over lgpio: the only one that works on a Pi 5
+    LGPIO = "lgpio"  # lgpio itself, STEP pulses timed by its C thread (tx_wave): any Pi, the Pi 5 too
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class BackendSpec:
 BACKENDS: dict[PinBackend, BackendSpec] = {
     PinBackend.RPI_GPIO: BackendSpec("edge.motor.backends.rpi_gpio", 5_000),
     PinBackend.GPIOZERO: BackendSpec("edge.motor.backends.gpiozero_pins", 5_000),
+    # Pulses timed by lgpio's thread, not Python: the interpreter only plans ramp segments ahead.
+    # Its waves are timed in whole microseconds, and 20,000 steps/s keeps each 50 us interval
+    # well above that and above the STEP high times of the chips we support.
+    PinBackend.LGPIO: BackendSpec("edge.motor.backends.lgpio_wave", 20_000),
 }
 
 

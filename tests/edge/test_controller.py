@@ -14,10 +14,10 @@ from edge.buffer.ledger import CommandLedger
 from edge.motor.checkpoint import CheckpointPolicy
 from edge.motor.clock import MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
-from edge.motor.ramp import shortest_interval_after
 from edge.motor.simulated import SimulatedDriver
 from edge.rpc import RpcService
 from giftwheel.contracts.motor import MotorState
+from tests.edge.motion import JumpyClock, assert_no_burst
 
 FAST = MotionProfile(steps_per_round=200, max_rate_sps=2000.0, accel_sps2=20_000.0)
 
@@ -127,36 +127,6 @@ def test_real_clock_ramp_shape_without_bursts(ledger: CommandLedger) -> None:
     assert times[-1] - times[-1 - ramp_steps] == pytest.approx(0.25, rel=0.15)
     # Never faster than the ramp allows in total.
     assert times[-1] - times[0] >= 2400 / 1000.0 + 1000.0 / 4000.0 - 2 * 0.0224
-
-
-class JumpyClock:
-    """Virtual time: a sleep returns at once at its deadline, except that some return late by a
-    chosen amount (a thread descheduled, a blocked write). Step records carry this time exactly."""
-
-    def __init__(self, late_s: dict[int, float]) -> None:
-        self._now = 1000.0
-        self._sleeps = 0
-        self._late_s = late_s
-
-    def now(self) -> float:
-        return self._now
-
-    def sleep_until(self, deadline: float) -> None:
-        self._sleeps += 1
-        self._now = max(self._now, deadline) + self._late_s.get(self._sleeps, 0.0)
-
-
-def assert_no_burst(times: list[float], profile: MotionProfile) -> None:
-    """Every interval is one the ramp allows after the real one before it (a burst is not); one late
-    by less than the re-plan threshold counts as the interval planned."""
-    intervals = [b - a for a, b in itertools.pairwise(times)]
-    assert min(intervals) >= 1 / profile.max_rate_sps * (1 - 1e-9)
-    for i, (before, after) in enumerate(itertools.pairwise(intervals)):
-        planned = before / (1 + profile.late_replan_intervals)
-        shortest = shortest_interval_after(planned, profile.max_rate_sps, profile.accel_sps2)
-        assert after >= shortest * (1 - 1e-9), (
-            f"interval {i + 1}: {after * 1e6:.1f} us after {before * 1e6:.1f}"
-        )
 
 
 def test_late_steps_are_never_made_up_by_a_burst(ledger: CommandLedger) -> None:

@@ -1,0 +1,148 @@
+"""The lgpio backend's hardware-timed pulse trains, with lgpio replaced at its module boundary."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_mock import MockerFixture
+
+from edge.buffer.ledger import CommandLedger
+from edge.errors import PinBackendError
+from edge.motor.backends.gpiozero_pins import GpiozeroFactory
+from edge.motor.controller import MotionProfile, MotorController
+from edge.motor.pins import PinBackend, load_pin_factory
+from edge.motor.pulse_train import PulseTrain, PulseTrainStepDirDriver
+from edge.runtime import build_driver
+from edge.settings import parse_settings
+from tests.edge.harness import simulated_config
+from tests.edge.motion import JumpyClock, assert_no_burst
+from tests.edge.test_controller import wait_for
+
+STEP, DIR, EN = 17, 27, 22
+
+
+class FakeLgpio:
+    """The part of the lgpio module the backend calls (names and signatures of lgpio 0.2.2). Waves
+    play back as lgpio's thread plays them: each after the one before, or at once if the queue
+    ran dry; every level change is recorded with its time on the controller's clock."""
+
+    TX_WAVE = 1
+
+    class pulse:  # noqa: N801 - lgpio's own name
+        def __init__(self, group_bits: int, group_mask: int, pulse_delay: int) -> None:
+            self.group_bits = group_bits
+            self.group_mask = group_mask
+            self.pulse_delay = pulse_delay
+
+    def __init__(self, clock: JumpyClock) -> None:
+        self.clock = clock
+        self.levels: dict[int, int] = {}
+        self.events: list[tuple[float, int, int]] = []  # (time, gpio, level)
+        self.played_until = 0.0
+
+    def gpiochip_open(self, chip: int) -> int:
+        return 3
+
+    def gpiochip_close(self, handle: int) -> None:
+        pass
+
+    def group_claim_output(self, handle: int, gpio: list[int], levels: list[int]) -> int:
+        self.levels[gpio[0]] = levels[0]
+        return 0
+
+    def group_free(self, handle: int, gpio: int) -> int:
+        return 0
+
+    def group_write(self, handle: int, gpio: int, group_bits: int, group_mask: int) -> int:
+        self.levels[gpio] = group_bits & 1
+        self.events.append((self.clock.now(), gpio, group_bits & 1))
+        return 0
+
+    def tx_room(self, handle: int, gpio: int, kind: int) -> int:
+        assert kind == self.TX_WAVE
+        return 8
+
+    def tx_wave(self, handle: int, gpio: int, pulses: list[Any]) -> int:
+        t = max(self.clock.now(), self.played_until)
+        for p in pulses:
+            assert p.group_mask == 1
+            self.events.append((t, gpio, p.group_bits & 1))
+            t += p.pulse_delay / 1e6
+        self.played_until = t
+        return 7
+
+
+@pytest.fixture
+def lgpio(mocker: MockerFixture) -> FakeLgpio:
+    rng = random.Random(19)
+    # 1 in 30 of the loop's sleeps overruns by up to 120 ms: longer than the train is queued ahead.
+    clock = JumpyClock({n: rng.uniform(1e-4, 0.12) for n in range(1, 20_000) if rng.random() < 1 / 30})
+    fake = FakeLgpio(clock)
+    mocker.patch("edge.motor.backends.lgpio_wave.import_lgpio", return_value=fake)
+    return fake
+
+
+def rising_edges(fake: FakeLgpio, gpio: int) -> list[float]:
+    edges = []
+    level = 0
+    for t, pin, new in fake.events:
+        if pin == gpio:
+            if new and not level:
+                edges.append(t)
+            level = new
+    return edges
+
+
+def test_lgpio_train_turns_exactly_and_never_bursts_when_the_loop_is_late(
+    lgpio: FakeLgpio, ledger: CommandLedger
+) -> None:
+    factory = load_pin_factory(PinBackend.LGPIO)
+    driver = PulseTrainStepDirDriver(factory, step_pin=STEP, dir_pin=DIR, enable_pin=EN, step_high_s=1.9e-6)
+    profile = MotionProfile(
+        steps_per_round=3200, max_rate_sps=20_000.0, accel_sps2=200_000.0, microstepping=16
+    )
+    ledger.submit("m1", "c-0000e001", 4, None)
+    motor = MotorController("m1", driver, ledger, profile, lgpio.clock, idle_poll_s=0.05)
+    motor.start()
+    wait_for(lambda: ledger.status("m1").commands_done == 1)
+    motor.close()
+    edges = rising_edges(lgpio, STEP)
+    assert len(edges) == 4 * 3200
+    assert_no_burst(edges, profile)
+    # Full speed reached: 50 us intervals, as lgpio times them (whole microseconds, never shorter).
+    assert min(b - a for a, b in itertools.pairwise(edges)) == pytest.approx(50e-6)
+    # STEP held high 2 us (the DRV8825's 1.9 rounded up), DIR and EN set before the first pulse,
+    # EN released (high: active low) after the last.
+    step = [(t, v) for t, pin, v in lgpio.events if pin == STEP]
+    highs = [b[0] - a[0] for a, b in itertools.pairwise(step) if a[1] == 1 and b[1] == 0]
+    assert min(highs) == pytest.approx(2e-6)
+    first, last = edges[0], edges[-1]
+    assert [v for t, pin, v in lgpio.events if pin == DIR and t <= first][-1] == 1
+    assert [v for t, pin, v in lgpio.events if pin == EN and t <= first][-1] == 0
+    assert {v for t, pin, v in lgpio.events if pin == EN and t > last} == {1}
+    assert ledger.status("m1").rounds_completed == 4
+
+
+def test_pulse_train_driver_refuses_a_backend_without_one(mocker: MockerFixture) -> None:
+    from gpiozero.pins.mock import MockFactory
+
+    with pytest.raises(PinBackendError, match="GPIO17: this GPIO backend cannot time pulse trains"):
+        PulseTrainStepDirDriver(
+            GpiozeroFactory(MockFactory()), step_pin=STEP, dir_pin=DIR, enable_pin=EN, step_high_s=1e-6
+        )
+
+
+def test_the_lgpio_backend_gives_step_dir_chips_a_pulse_train(lgpio: FakeLgpio, tmp_path: Path) -> None:
+    config = simulated_config(
+        tmp_path, "redis://127.0.0.1:1/0", 1883, gpio_backend="lgpio", simulation={"enabled": False}
+    )
+    settings = parse_settings(config)
+    factory = load_pin_factory(settings.gpio_backend)
+    step_dir = build_driver(settings.motors[0], settings, factory, lgpio.clock)
+    assert isinstance(step_dir, PulseTrain)
+    four_wire = build_driver(settings.motors[1], settings, factory, lgpio.clock)
+    assert not isinstance(four_wire, PulseTrain)  # coils are stepped by the Python loop
