@@ -4,7 +4,9 @@ orjson, pydantic and the standard library all keep the last of two values for on
 ``{"diamond": 1, "diamond": 99999}`` would be read as 99999, while a proxy or a log reader that
 keeps the first sees 1. orjson decides what is JSON (no NaN, no lone surrogates, 64-bit integers);
 the standard library's decoder, which hands each object over as its list of pairs, then finds keys
-given twice. Measured on one core: +6 us for a 200-byte event, +3 ms for a batch of 1,000.
+given twice. Its cost (timeit, this repository's 2-core box, docs/benchmarks.md): a 200-byte event
+is parsed and validated in 9.8 us instead of 2.2 us, a batch of 1,000 decoded in 1.9 ms instead
+of 0.4 ms.
 """
 
 from __future__ import annotations
