@@ -8,13 +8,15 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.api_process import ApiProcess
 from devstack.nginx_server import NginxServer
 from devstack.redis_server import RedisServer
 from tests.feedback.conftest import FEEDBACK_SECRET
-from tests.ingest.conftest import API_KEY
+from tests.ingest.conftest import API_KEY, METRICS_AUTH, METRICS_TOKEN
 
 # The timeouts shortened so that a test waits seconds, not the shipped ones.
 SHORT_TIMEOUTS = {
@@ -43,6 +45,16 @@ class FrontDoor:
     def ssl_context(self) -> ssl.SSLContext:
         return self.nginx.ssl_context()
 
+    def client_errors(self, kind: str) -> float:
+        """giftwheel_api_client_errors_total{kind}, from the API itself as its scraper reads it."""
+        answer = httpx.get(f"{self.api.url}/metrics", headers=METRICS_AUTH, timeout=5)
+        assert answer.status_code == 200, answer.text
+        for family in text_string_to_metric_families(answer.text):
+            for sample in family.samples:
+                if sample.name == "giftwheel_api_client_errors_total" and sample.labels == {"kind": kind}:
+                    return sample.value
+        return 0.0
+
     def raw_tls(self, source: str = "127.0.0.1") -> ssl.SSLSocket:
         """A TLS connection to nginx, for what no HTTP client sends (a header that never ends)."""
         sock = socket.create_connection((self.nginx.host, self.nginx.port), source_address=(source, 0))
@@ -54,6 +66,7 @@ def api_env(redis_url: str, **extra: str) -> dict[str, str]:
         "GIFTWHEEL_REDIS_URL": redis_url,
         "GIFTWHEEL_API_KEYS": API_KEY,
         "GIFTWHEEL_FEEDBACK__SECRET": FEEDBACK_SECRET,
+        "GIFTWHEEL_METRICS__TOKEN": METRICS_TOKEN,
         **extra,
     }
 

@@ -19,7 +19,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from cloud.settings import CloudSettings
 from devstack.nginx_server import NginxServer, render, template_defaults
 from devstack.ports import free_port
-from tests.hardening.conftest import client_errors
 from tests.hardening.test_log_floods import _send_junk as send_junk
 from tests.ingest.conftest import API_KEY
 from tests.proxy.conftest import CLIENT_ADDRESS, SHORT_TIMEOUTS, FrontDoor
@@ -115,7 +114,7 @@ def test_slow_and_idle_clients_are_closed_without_reaching_the_api(
 
 def _absorbed_by_nginx(door: FrontDoor) -> bool:
     """The API counted none of the client mistakes nginx is there to take."""
-    return all(client_errors(door.api, kind) == 0 for kind in _NGINX_TAKES)
+    return all(door.client_errors(kind) == 0 for kind in _NGINX_TAKES)
 
 
 def test_a_request_torn_mid_body_never_reaches_the_api(proxied: FrontDoor) -> None:
@@ -166,14 +165,14 @@ async def test_nginx_lets_its_idle_api_connections_go_before_the_api_does(
 
 
 async def test_socketio_junk_through_the_proxy_closes_the_session(proxied: FrontDoor) -> None:
-    closed_before = client_errors(proxied.api, "socketio_closed")
+    closed_before = proxied.client_errors("socketio_closed")
     url = f"{proxied.ws_url}/socket.io/?EIO=4&transport=websocket"
     async with connect(url, ssl=proxied.ssl_context()) as ws:
         await ws.recv()  # the engine.io open packet
         with pytest.raises(ConnectionClosed):
             await send_junk(ws)
     await wait_until(
-        lambda: client_errors(proxied.api, "socketio_closed") == closed_before + 1, what="session closed"
+        lambda: proxied.client_errors("socketio_closed") == closed_before + 1, what="session closed"
     )
 
 

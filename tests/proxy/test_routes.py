@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from cloud.ledger.store import Ledger
 from giftwheel.contracts import event_streams
 from tests.feedback.conftest import Api, Viewer, new_command, progress
-from tests.ingest.conftest import API_KEY, gift
+from tests.ingest.conftest import API_KEY, gift, read_metrics
 from tests.proxy.conftest import FrontDoor
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,8 @@ async def test_events_are_posted_over_tls(api: Api, proxied: FrontDoor) -> None:
     assert (await api.post_gift(eventId="tiktok:proxy-post")).json()["duplicate"] is True
     # Prometheus scrapes the API itself; the front door does not publish its metrics.
     assert (await api.client.get("/metrics")).status_code == 404
-    assert (await httpx.AsyncClient().get(f"{proxied.api.url}/metrics")).status_code == 200
+    async with httpx.AsyncClient(base_url=proxied.api.url) as scraper:
+        assert "giftwheel_ingest" in await read_metrics(scraper)
 
 
 async def test_plain_http_is_redirected_except_lets_encrypts_challenge(proxied: FrontDoor) -> None:
