@@ -74,7 +74,11 @@ class EdgeRuntime:
         checkpoints = CheckpointPolicy(settings.checkpoint_fraction_of_round, settings.max_unwritten_rounds)
         for motor in settings.motors:
             profile = MotionProfile(
-                motor.pulses_per_round, motor.max_step_rate_sps, motor.acceleration_sps2, motor.microstepping
+                motor.pulses_per_round,
+                motor.max_step_rate_sps,
+                motor.acceleration_sps2,
+                motor.microstepping,
+                settings.late_replan_full_steps,
             )
             driver = build_driver(motor, settings, self._factory, self.clock)
             self.controllers[motor.name] = MotorController(

@@ -21,6 +21,7 @@ from redis.connection import parse_url
 from edge.buffer.ledger import DEFAULT_RECENT_DONE
 from edge.errors import ConfigError
 from edge.motor.checkpoint import DEFAULT_CHECKPOINT_FRACTION, DEFAULT_MAX_UNWRITTEN_ROUNDS
+from edge.motor.controller import DEFAULT_LATE_REPLAN_FULL_STEPS
 from edge.motor.driver import DRIVER_SPECS, DriverType, Wiring
 from edge.motor.pins import BACKENDS, PinBackend
 from giftwheel.contracts.motor import MOTOR_PROFILE, RECENT_DONE_LIMIT, DeviceName
@@ -210,6 +211,9 @@ class EdgeSettings(_Strict):
     # A motor this many rounds ahead of its last written checkpoint (the local Redis is down or
     # stalled) decelerates to a stop and waits, so what a crash can repeat stays bounded.
     max_unwritten_rounds: float = Field(default=DEFAULT_MAX_UNWRITTEN_ROUNDS, gt=0, le=100)
+    # A STEP pulse later than this many full steps' time makes the ramp re-plan from the motor's real
+    # speed; less is a phase error the rotor rides through. Either way nothing late is made up.
+    late_replan_full_steps: float = Field(default=DEFAULT_LATE_REPLAN_FULL_STEPS, gt=0, le=4)
     # Per motor, how many last finished commandIds each heartbeat repeats (recentDone): a done
     # report lost upstream is repaired by the next heartbeat, while fewer commands than this
     # finished since.
