@@ -38,8 +38,9 @@ class PinBackend(StrEnum):
 @dataclass(frozen=True)
 class BackendSpec:
     module: str  # its own module, so a hardware library is only imported when it is configured
-    # The fastest step rate per motor this backend produces honestly. Both backends time steps in
-    # Python (one write per edge, a sleep to the next absolute deadline): docs/benchmarks.md measures
+    # The fastest step rate per motor this backend produces honestly. rpi_gpio and gpiozero time
+    # steps in Python (one write per edge, a sleep and a short spin to each deadline, counted from
+    # the real previous pulse): docs/benchmarks.md measures
     # ~10 % of an x86 core at 3,200 steps/s, a Pi 4 core is 3-4x slower for this code, so 5,000
     # steps/s is about half a Pi 4 core per motor, and the kernel's sleep jitter (~0.1-1 ms) is
     # already several step intervals there. A config asking for more is refused, not half served.

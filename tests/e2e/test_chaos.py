@@ -135,12 +135,11 @@ async def test_every_accepted_gift_turns_its_motor_exactly_once_under_faults(tmp
         assert not skipped, f"events skipped: {skipped[:20]}"
         counted = await edge_rounds_completed(stack)
         assert counted == dict(expected), f"edge ledger rounds {counted} != expected {dict(expected)}"
-        # The step record is the physical truth: a kill -9 in the middle of a round repeats the
-        # part of that round already turned (progress is persisted per round), so each edge
+        # The step record is the physical truth: a kill -9 repeats what turned since the motor's
+        # last written checkpoint (edge.motor.checkpoint, a fraction of a round), so each edge
         # crash may add less than one round; nothing more, and never a whole command.
         final = turned()
-        # In pulses, so float rounding cannot fail an exact one-pulse shortfall: a crash between
-        # recording a round and its last pulse leaves that pulse unturned.
+        # In pulses, so float rounding cannot hide a one-pulse difference.
         pulses = {m.name: m.pulses_per_round for m in stack.options.motors}
         off = {m: round((final[m] - expected[m]) * pulses[m]) for m in expected}
         assert all(-1 <= d < EDGE_CRASHES * pulses[m] for m, d in off.items()), (
