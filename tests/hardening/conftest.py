@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.api_process import ApiProcess
 from devstack.redis_server import RedisServer
-from tests.ingest.conftest import API_KEY
+from tests.ingest.conftest import API_KEY, METRICS_AUTH, METRICS_TOKEN
 
 StartApi = Callable[..., ApiProcess]
 
@@ -23,7 +23,12 @@ def start_api(redis_server: RedisServer) -> Iterator[StartApi]:
     with ExitStack() as stack:
 
         def start(settings: dict[str, str] | None = None, *, max_open_files: int | None = None) -> ApiProcess:
-            env = {"GIFTWHEEL_REDIS_URL": redis_server.url, "GIFTWHEEL_API_KEYS": API_KEY, **(settings or {})}
+            env = {
+                "GIFTWHEEL_REDIS_URL": redis_server.url,
+                "GIFTWHEEL_API_KEYS": API_KEY,
+                "GIFTWHEEL_METRICS__TOKEN": METRICS_TOKEN,
+                **(settings or {}),
+            }
             return stack.enter_context(ApiProcess(env, max_open_files=max_open_files))
 
         yield start
@@ -49,8 +54,9 @@ def status_of(response: bytes) -> int:
 
 def client_errors(api: ApiProcess, kind: str) -> float:
     """giftwheel_api_client_errors_total{kind} as the API's /metrics reports it."""
-    text = httpx.get(f"{api.url}/metrics", timeout=5).text
-    for family in text_string_to_metric_families(text):
+    response = httpx.get(f"{api.url}/metrics", headers=METRICS_AUTH, timeout=5)
+    assert response.status_code == 200, response.text
+    for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
             if sample.name == "giftwheel_api_client_errors_total" and sample.labels == {"kind": kind}:
                 return sample.value
