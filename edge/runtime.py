@@ -37,9 +37,7 @@ def build_driver(
         return HalfStepDriver(factory, coil_pins=pins.coils, invert_direction=motor.invert_direction)
     assert pins.step is not None
     assert pins.dir is not None
-    # lgpio plays STEP pulses back from its own thread; the others are timed by the Python loop.
-    chip = PulseTrainStepDirDriver if settings.gpio_backend is PinBackend.LGPIO else StepDirDriver
-    return chip(
+    chip = StepDirDriver(
         factory,
         step_pin=pins.step,
         dir_pin=pins.dir,
@@ -48,6 +46,8 @@ def build_driver(
         invert_direction=motor.invert_direction,
         enable_active_low=motor.enable_active_low,
     )
+    # lgpio plays STEP pulses back from its own thread; the others are timed by the Python loop.
+    return PulseTrainStepDirDriver(chip) if settings.gpio_backend is PinBackend.LGPIO else chip
 
 
 class EdgeRuntime:

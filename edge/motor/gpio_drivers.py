@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from edge.motor.pins import PinFactory
+from edge.motor.pins import OutputPin, PinFactory
 
 # Half-step sequence A, AB, B, BC, C, CD, D, DA over coils IN1..IN4 (28BYJ-48 on a ULN2003).
 HALF_STEP_SEQUENCE: tuple[tuple[int, int, int, int], ...] = (
@@ -41,6 +41,14 @@ class StepDirDriver:
         self._invert = invert_direction
         self._enable_active_low = enable_active_low
         self.release()
+
+    @property
+    def step_output(self) -> OutputPin:
+        return self._step
+
+    @property
+    def step_high_s(self) -> float:
+        return self._step_high_ns / 1e9
 
     def energise(self) -> None:
         self._set_enable(True)

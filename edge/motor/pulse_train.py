@@ -9,7 +9,6 @@ from typing import Protocol, runtime_checkable
 
 from edge.errors import PinBackendError
 from edge.motor.gpio_drivers import StepDirDriver
-from edge.motor.pins import PinFactory
 
 # How far ahead the Python loop keeps the train queued: a stop or park starts decelerating at most
 # this late, and the interpreter may be descheduled this long before the train runs dry.
@@ -58,34 +57,32 @@ def wave_for(intervals_s: Sequence[float], high_us: int) -> list[tuple[int, int]
     return out
 
 
-class PulseTrainStepDirDriver(StepDirDriver):
-    """A step/dir chip whose STEP line is played back by the backend's timer (PulseTrain)."""
+class PulseTrainStepDirDriver:
+    """A step/dir chip whose STEP line the backend's timer plays back (PulseTrain); DIR and EN as
+    the chip's own driver sets them."""
 
-    def __init__(
-        self,
-        factory: PinFactory,
-        *,
-        step_pin: int,
-        dir_pin: int,
-        enable_pin: int | None,
-        step_high_s: float,
-        invert_direction: bool = False,
-        enable_active_low: bool = True,
-    ) -> None:
-        super().__init__(
-            factory,
-            step_pin=step_pin,
-            dir_pin=dir_pin,
-            enable_pin=enable_pin,
-            step_high_s=step_high_s,
-            invert_direction=invert_direction,
-            enable_active_low=enable_active_low,
-        )
-        if not isinstance(self._step, WavePin):
-            raise PinBackendError(f"GPIO{step_pin}: this GPIO backend cannot time pulse trains")
-        self._wave: WavePin = self._step
+    def __init__(self, chip: StepDirDriver) -> None:
+        if not isinstance(chip.step_output, WavePin):
+            raise PinBackendError("the STEP pin's GPIO backend cannot time pulse trains")
+        self._chip = chip
+        self._wave: WavePin = chip.step_output
         # lgpio times waves to the microsecond: at least 1 us, and never below the chip's minimum.
-        self._high_us = max(1, math.ceil(step_high_s * 1e6 - 1e-9))
+        self._high_us = max(1, math.ceil(chip.step_high_s * 1e6 - 1e-9))
+
+    def energise(self) -> None:
+        self._chip.energise()
+
+    def release(self) -> None:
+        self._chip.release()
+
+    def set_forward(self, forward: bool) -> None:
+        self._chip.set_forward(forward)
+
+    def step(self) -> None:
+        self._chip.step()
+
+    def close(self) -> None:
+        self._chip.close()
 
     def send(self, intervals_s: Sequence[float]) -> float:
         wave = wave_for(intervals_s, self._high_us)

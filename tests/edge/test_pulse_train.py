@@ -14,6 +14,7 @@ from edge.buffer.ledger import CommandLedger
 from edge.errors import PinBackendError
 from edge.motor.backends.gpiozero_pins import GpiozeroFactory
 from edge.motor.controller import MotionProfile, MotorController
+from edge.motor.gpio_drivers import StepDirDriver
 from edge.motor.pins import PinBackend, load_pin_factory
 from edge.motor.pulse_train import PulseTrain, PulseTrainStepDirDriver
 from edge.runtime import build_driver
@@ -101,7 +102,9 @@ def test_lgpio_train_turns_exactly_and_never_bursts_when_the_loop_is_late(
     lgpio: FakeLgpio, ledger: CommandLedger
 ) -> None:
     factory = load_pin_factory(PinBackend.LGPIO)
-    driver = PulseTrainStepDirDriver(factory, step_pin=STEP, dir_pin=DIR, enable_pin=EN, step_high_s=1.9e-6)
+    driver = PulseTrainStepDirDriver(
+        StepDirDriver(factory, step_pin=STEP, dir_pin=DIR, enable_pin=EN, step_high_s=1.9e-6)
+    )
     profile = MotionProfile(
         steps_per_round=3200, max_rate_sps=20_000.0, accel_sps2=200_000.0, microstepping=16
     )
@@ -130,10 +133,11 @@ def test_lgpio_train_turns_exactly_and_never_bursts_when_the_loop_is_late(
 def test_pulse_train_driver_refuses_a_backend_without_one(mocker: MockerFixture) -> None:
     from gpiozero.pins.mock import MockFactory
 
-    with pytest.raises(PinBackendError, match="GPIO17: this GPIO backend cannot time pulse trains"):
-        PulseTrainStepDirDriver(
-            GpiozeroFactory(MockFactory()), step_pin=STEP, dir_pin=DIR, enable_pin=EN, step_high_s=1e-6
-        )
+    chip = StepDirDriver(
+        GpiozeroFactory(MockFactory()), step_pin=STEP, dir_pin=DIR, enable_pin=EN, step_high_s=1e-6
+    )
+    with pytest.raises(PinBackendError, match="the STEP pin's GPIO backend cannot time pulse trains"):
+        PulseTrainStepDirDriver(chip)
 
 
 def test_the_lgpio_backend_gives_step_dir_chips_a_pulse_train(lgpio: FakeLgpio, tmp_path: Path) -> None:
