@@ -108,8 +108,9 @@ class RealtimeSettings(StrictSection):
     # Largest engine.io long-polling POST body (engine.io's max_http_buffer_size, announced to clients
     # as maxPayload): a POST declaring more is answered 413, one declaring no length 411.
     max_polling_body_bytes: int = Field(default=1_000_000, ge=1_024)
-    # Socket.IO packets a viewer may send that are not a CONNECT or DISCONNECT (viewers only
-    # listen): past this many the session is closed. Each one is counted, none is logged whole.
+    # Messages a viewer may send on /v1/realtime, and Socket.IO packets other than CONNECT or
+    # DISCONNECT (viewers only listen): at this many the connection or session is closed. Each one
+    # is counted, none is logged whole.
     max_bad_packets: int = Field(default=10, ge=1)
 
 

@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 class Realtime:
     def __init__(self, settings: CloudSettings, redis: Redis | RedisCluster, errors: ClientErrors) -> None:
         self.settings = settings.realtime
+        self.errors = errors
         self._feedback_problem = settings.feedback_auth_problem()
         self.hub = Hub(settings.realtime)
         self.live = LiveState(redis, settings.realtime)

@@ -29,10 +29,20 @@ _POLICY = 1008
 _TRY_LATER = 1013
 
 
-async def _until_closed(websocket: WebSocket) -> None:
-    """Read (and ignore) what the viewer sends, so a closed connection is noticed at once."""
+async def _until_closed(websocket: WebSocket, realtime: Realtime) -> str | None:
+    """Read what the viewer sends, so a closed connection is noticed at once.
+
+    Viewers only listen: each message is counted and dropped, and ``max_bad_packets`` of them end
+    the connection (the reason is returned).
+    """
+    received = 0
     while (await websocket.receive())["type"] != "websocket.disconnect":
-        pass
+        received += 1
+        realtime.errors.note("viewer_message", "a message from a viewer, which only listens")
+        if received == realtime.settings.max_bad_packets:
+            realtime.errors.note("viewer_closed", f"{received} messages from a viewer: closed")
+            return "viewers only listen: too many messages"
+    return None
 
 
 class ViewerSocket:
@@ -78,13 +88,15 @@ class ViewerSocket:
         try:
             await websocket.accept()
             sender = asyncio.create_task(feed(viewer, realtime.live, send, frame_writer(websocket.scope)))
-            listener = asyncio.create_task(_until_closed(websocket))
+            listener = asyncio.create_task(_until_closed(websocket, realtime))
             done, pending = await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
             realtime.hub.leave(viewer)  # stops the sender even if a Redis call swallows its cancellation
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            if sender in done:
+            if listener in done and (reason := listener.result()) is not None:
+                await websocket.close(code=_POLICY, reason=reason)
+            elif sender in done:
                 if (error := sender.exception()) is not None:
                     log.warning("viewer feed failed", error=repr(error))
                     await websocket.close(code=_TRY_LATER, reason="server error, reconnect")

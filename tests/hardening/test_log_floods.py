@@ -74,3 +74,15 @@ async def test_signed_request_torn_mid_body_is_counted_not_a_traceback(start_api
     )
     new_lines = log_lines(api)[lines_before:]
     assert not [line for line in new_lines if "Traceback" in line or "ERROR" in line]
+
+
+async def test_a_plain_websocket_viewer_that_keeps_talking_is_closed(start_api: StartApi) -> None:
+    api = start_api({"GIFTWHEEL_REALTIME__MAX_BAD_PACKETS": str(_MAX_BAD)})
+    async with websockets.connect(api.url.replace("http://", "ws://") + "/v1/realtime") as ws:
+        await ws.recv()  # the join state
+        with pytest.raises(ConnectionClosed) as closed:
+            await _send_junk(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
+    assert client_errors(api, "viewer_message") >= _MAX_BAD
+    assert client_errors(api, "viewer_closed") == 1
