@@ -285,8 +285,16 @@ class Ledger:
             total = total + DeviceTotals(**{_s(k): int(v) for k, v in raw.items()})
         return total
 
+    async def add_devices(self, devices: Iterable[str]) -> None:
+        """Make devices known before their first command: the ones the worker's rules name, so a
+        motor's heartbeats are shown from the moment it is configured, not from its first gift."""
+        names = sorted(devices)
+        if names:
+            await self._redis.sadd(devices_key(self.streams[0]), *names)
+
     async def knows_device(self, device: str) -> bool:
-        """Whether any command was ever assigned to this device (one pipelined read of the shards)."""
+        """Whether the rules named this device or any command was ever assigned to it (one
+        pipelined read of the shards)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for stream in self.streams:
                 pipe.sismember(devices_key(stream), device)

@@ -170,7 +170,12 @@ class ProgressService:
         if device in self._known_devices:
             return
         if not await self._ledger.knows_device(device):
-            self._refuse("unknown_device", "x-device-name", "no command was ever sent to this device", device)
+            self._refuse(
+                "unknown_device",
+                "x-device-name",
+                "not a device of the rules, and no command was ever sent to it",
+                device,
+            )
         self._known_devices.add(device)
 
     async def _finished_command(self, device: str, telemetry: MotorTelemetry) -> Command | None:

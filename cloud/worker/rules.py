@@ -120,6 +120,10 @@ class Rules:
         factor = self.spec.multiplier if multiplier is None else multiplier
         return min(ROUNDS_CEILING, max(1, int(event.diamond * event.quantity * factor)))
 
+    def devices(self) -> frozenset[str]:
+        """Every device these rules can send a command to, or set limits for."""
+        return frozenset({self.spec.default_device, *(r.device for r in self.spec.rules), *self.spec.devices})
+
     def command_cap(self, device: str) -> int:
         limits = self.spec.devices.get(device)
         device_cap = limits.command_rounds_max if limits and limits.command_rounds_max else ROUNDS_CEILING

@@ -72,6 +72,8 @@ class Worker:
     ) -> None:
         self._settings = settings.worker
         self._redis = redis
+        self._rules = rules
+        self._named_devices: frozenset[str] = frozenset()
         self.worker_id = worker_id or new_worker_id()
         self.metrics = metrics or WorkerMetrics()
         self.streams = event_streams(settings.ingest.stream_shards)
@@ -164,6 +166,7 @@ class Worker:
                     await asyncio.sleep(interval_s)
                     continue
                 self._registered = True
+                await self._name_rule_devices()
                 before = set(self.leases.owned)
                 gained, dropped = await self.leases.tick()
                 for stream in gained:
@@ -181,6 +184,14 @@ class Worker:
             except (RedisError, OSError) as exc:
                 log.warning("lease_tick_failed", error=str(exc))
             await asyncio.sleep(interval_s)
+
+    async def _name_rule_devices(self) -> None:
+        """The rules' devices are known to the feedback webhook before their first command (it
+        refuses telemetry of devices giftwheel does not drive); again after a reload adds one."""
+        devices = self._rules().devices()
+        if not devices <= self._named_devices:
+            await self.ledger.add_devices(devices)
+            self._named_devices = devices
 
     async def _sweep_loop(self) -> None:
         while True:

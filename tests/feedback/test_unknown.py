@@ -86,3 +86,15 @@ async def test_a_device_never_sent_a_command_is_refused_and_not_kept(
     known = await api.post_feedback(progress(1), device="motor_01")
     assert known.json()["published"] == "motor.progress"
     assert orjson.loads(await redis.hget(DEVICES_KEY, "motor_01") or b"{}")["commandRoundsDone"] == 1
+
+
+async def test_a_device_the_rules_name_is_shown_before_its_first_command(
+    api: Api, viewer: Viewer, ledger: Ledger, redis: Redis
+) -> None:
+    response = await api.post_feedback(progress(0), device="motor_42")
+    assert response.status_code == 422  # not named yet: as a device giftwheel does not drive
+    await ledger.add_devices(["motor_42"])  # what a worker whose rules name it does at its start
+    response = await api.post_feedback(progress(0), device="motor_42")
+    assert response.status_code == 200, response.text
+    assert response.json()["published"] == "motor.progress"
+    assert await redis.hexists(DEVICES_KEY, "motor_42")
