@@ -8,15 +8,14 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.api_process import ApiProcess
 from devstack.nginx_server import NginxServer
 from devstack.redis_server import RedisServer
 from tests.feedback.conftest import FEEDBACK_SECRET
-from tests.ingest.conftest import API_KEY, METRICS_AUTH, METRICS_TOKEN
+from tests.hardening.conftest import client_errors
+from tests.ingest.conftest import API_KEY, METRICS_TOKEN
 
 # The timeouts shortened so that a test waits seconds, not the shipped ones.
 SHORT_TIMEOUTS = {
@@ -47,13 +46,7 @@ class FrontDoor:
 
     def client_errors(self, kind: str) -> float:
         """giftwheel_api_client_errors_total{kind}, from the API itself as its scraper reads it."""
-        answer = httpx.get(f"{self.api.url}/metrics", headers=METRICS_AUTH, timeout=5)
-        assert answer.status_code == 200, answer.text
-        for family in text_string_to_metric_families(answer.text):
-            for sample in family.samples:
-                if sample.name == "giftwheel_api_client_errors_total" and sample.labels == {"kind": kind}:
-                    return sample.value
-        return 0.0
+        return client_errors(self.api, kind)
 
     def raw_tls(self, source: str = "127.0.0.1") -> ssl.SSLSocket:
         """A TLS connection to nginx, for what no HTTP client sends (a header that never ends)."""
