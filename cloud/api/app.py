@@ -75,6 +75,9 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
             log.warning(
                 "agreed settings unchecked: redis unavailable; checked before any write", error=str(exc)
             )
+        if settings.metrics.token is None and settings.mode != "development":
+            # Said once at the start, not first noticed as a scraper's 403 when an alert is missing.
+            log.warning("no GIFTWHEEL_METRICS__TOKEN: GET /metrics answers 403 to every scraper")
         registry = CollectorRegistry()
         client_errors = ClientErrors(registry, per_minute=settings.http.client_error_logs_per_min)
         realtime = Realtime(settings, redis, client_errors)

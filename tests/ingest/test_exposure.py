@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -28,9 +29,12 @@ async def test_without_a_token_metrics_are_served_only_in_development(
     redis_server: RedisServer, mode: str, status: int
 ) -> None:
     settings = CloudSettings(redis_url=redis_server.url, api_keys=API_KEY, mode=mode)
-    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
-        response = await client.get("/metrics")
+    with capture_logs() as logs:
+        async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+            response = await client.get("/metrics")
     assert response.status_code == status
+    said_at_start = any("GIFTWHEEL_METRICS__TOKEN" in entry["event"] for entry in logs)
+    assert said_at_start == (status == 403)
     if status == 403:
         assert "GIFTWHEEL_METRICS__TOKEN" in response.json()["detail"]
 
