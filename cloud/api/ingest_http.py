@@ -16,11 +16,11 @@ from fastapi.responses import Response
 from cloud.api.auth import AuthError
 from cloud.api.body import read_capped
 from cloud.api.problems import (
-    QUEUE_UNAVAILABLE,
     ApiProblem,
     error_responses,
     json_response,
     problems_detail,
+    queue_refusal,
 )
 from cloud.api.state import Services, services
 from cloud.ingest.errors import BacklogFull, QueueUnavailable
@@ -64,12 +64,12 @@ async def authenticated_body(request: Request, svc: Services, limit: int, endpoi
     return body
 
 
-def unavailable(svc: Services, endpoint: str, exc: Exception, amount: int = 1) -> ApiProblem:
-    backlog = isinstance(exc, BacklogFull)
-    reason = "backlog" if backlog else "unavailable"
+def unavailable(
+    svc: Services, endpoint: str, exc: BacklogFull | QueueUnavailable, amount: int = 1
+) -> ApiProblem:
+    reason, detail = queue_refusal(exc)
     svc.ingest.count_rejected(endpoint, reason, amount)
     retry_after = str(svc.settings.ingest.retry_after_s)
-    detail = str(exc) if backlog else QUEUE_UNAVAILABLE
     return ApiProblem(503, reason, detail, headers={"Retry-After": retry_after})
 
 

@@ -21,7 +21,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from cloud.api.auth import AuthError
-from cloud.api.problems import QUEUE_UNAVAILABLE, problems_detail
+from cloud.api.problems import problems_detail, queue_refusal
 from cloud.api.state import Services, services
 from cloud.ingest.errors import BacklogFull, QueueUnavailable
 from giftwheel.contracts import GiftEvent, GiftRejected, strict_json
@@ -131,11 +131,9 @@ class _Session:
         try:
             appended = await ingest.submit_all([event for _, event in valid])
         except (BacklogFull, QueueUnavailable) as exc:
-            backlog = isinstance(exc, BacklogFull)
-            reason = "backlog" if backlog else "unavailable"
+            reason, detail = queue_refusal(exc)
             ingest.count_rejected("websocket", reason, len(valid))
             retry_after = self._svc.settings.ingest.retry_after_s
-            detail = str(exc) if backlog else QUEUE_UNAVAILABLE
             for offset, _ in valid:
                 acks[offset].update(error=reason, detail=detail, retryAfter=retry_after)
             return

@@ -8,6 +8,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
+from cloud.ingest.errors import BacklogFull, QueueMisconfigured, QueueUnavailable
 from giftwheel.contracts import Problem
 
 # Redis did not answer in time: a write it received may still have been done, so nothing may be
@@ -16,6 +17,15 @@ QUEUE_UNAVAILABLE = (
     "the queue did not answer in time: the events may have been stored; retry with the same "
     "eventId (or the same body) after Retry-After: one stored already comes back as a duplicate"
 )
+
+
+def queue_refusal(exc: BacklogFull | QueueUnavailable) -> tuple[str, str]:
+    """The reason and the detail a sender is told when the queue took none of its events."""
+    if isinstance(exc, BacklogFull):
+        return "backlog", str(exc)
+    if isinstance(exc, QueueMisconfigured):
+        return "unavailable", str(exc)  # refused before any write: nothing may have been stored
+    return "unavailable", QUEUE_UNAVAILABLE
 
 
 class ApiProblem(Exception):

@@ -6,7 +6,12 @@ class IngestError(Exception):
 
 
 class QueueUnavailable(IngestError):
-    """Redis could not be reached or did not answer: nothing was stored, the sender should retry."""
+    """Redis could not be reached or did not answer in time: a write it received may still have
+    been done, so the sender retries with the same eventId (a stored one comes back a duplicate)."""
+
+
+class QueueMisconfigured(QueueUnavailable):
+    """This API's settings disagree with the workers': nothing was written; retry later."""
 
 
 class BacklogFull(IngestError):

@@ -13,7 +13,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from cloud.agreement import Agreement, SettingsDisagree
-from cloud.ingest.errors import QueueUnavailable
+from cloud.ingest.errors import QueueMisconfigured, QueueUnavailable
 from cloud.pipelined_redis import PipelinedRedis
 from cloud.stream_backlog import stream_backlog
 from giftwheel.contracts import (
@@ -97,8 +97,9 @@ class GiftQueue:
             await self.agree()
         except SettingsDisagree:
             # The whole story is in the log; the sender learns only that it must retry later.
-            raise QueueUnavailable(
-                "this API's settings disagree with the workers' (stream shards): see the API's log"
+            raise QueueMisconfigured(
+                "nothing stored: this API's settings disagree with the workers' (stream shards); "
+                "retry after Retry-After (the API's log says what an operator must fix)"
             ) from None
 
     async def append(self, events: list[GiftEvent]) -> list[Appended]:

@@ -111,6 +111,8 @@ async def test_a_running_api_stops_taking_events_when_the_record_changes(
         await redis.hset(AGREED_KEY, "stream_shards", "8")  # e.g. a reshard this API missed
         refused, refused_id = await _post_until(client, 503, "during")
         assert refused.json()["error"] == "unavailable"
+        # Refused before any write: the sender is told nothing was stored, not "may have been".
+        assert refused.json()["detail"].startswith("nothing stored: this API's settings disagree")
         # The sender is told to retry; the operator's log says why, with both values.
         log = capfd.readouterr().out
         assert "settings_disagree" in log
