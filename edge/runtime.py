@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any
@@ -22,6 +23,9 @@ from edge.motor.simulated import SimulatedDriver
 from edge.settings import EdgeSettings, MotorSettings
 
 log = structlog.get_logger(__name__)
+
+# How long another thread may keep the GIL from a motor thread that wants it (sys.setswitchinterval).
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def build_driver(
@@ -88,6 +92,9 @@ class EdgeRuntime:
         self._closed = threading.Event()
 
     def start(self) -> None:
+        # A motor thread woken for its next pulse waits for the GIL until the thread holding it
+        # (the gateway's, the connector's) is made to drop it: 5 ms by default, many step intervals.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         for controller in self.controllers.values():
             controller.start()
         log.info("motors running", motors=list(self.controllers), simulation=self.settings.simulation.enabled)
