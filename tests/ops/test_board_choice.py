@@ -24,7 +24,7 @@ BOARDS: dict[str, str | None] = {
     "zero2": "Raspberry Pi Zero 2 W Rev 1.0",
 }
 # Every supported board gets lgpio, which installs as a wheel (aarch64, armv7l): nothing to compile.
-LGPIO = {"backend": "gpiozero", "packages": ["lgpio"]}
+LGPIO = {"backend": "lgpio", "packages": ["lgpio"]}
 
 
 def choose(tmp_path: Path, hosts: dict[str, str | None], **extra: object) -> tuple[int, str]:
