@@ -78,13 +78,15 @@ async def assert_every_round_reached_once(
 ) -> None:
     """Across the sinks of every ThingsBoard life: wait for all rounds, then each event turned once."""
     expected = sum(e.diamond for e in events)
-    await wait_until(
-        lambda: sum({a.command_id: a.rounds for s in sinks for a in s.arrivals}.values()) >= expected,
-        timeout_s=30,
-        what="every round at a device",
-    )
+
+    def distinct_rounds() -> int:
+        return sum({a.command_id: a.rounds for s in sinks for a in s.arrivals}.values())
+
+    await wait_until(lambda: distinct_rounds() >= expected, timeout_s=60, what="every round at a device")
+    await asyncio.sleep(0.5)  # anything still in flight would show up as an extra (wrong) turn
     arrivals = [a for s in sinks for a in s.arrivals]
     await assert_each_event_turned_exactly_once(redis, streams, events, arrivals)
+    assert distinct_rounds() == expected
 
 
 def mixed_gifts(n: int) -> list[GiftEvent]:
@@ -146,15 +148,7 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_turns_nothing_twic
     emulator.hub.faults.puback_delay_ms = 0
     emulator.hub.faults.gateway_reply_delay_ms = 0
 
-    expected = sum(e.diamond for e in events)
-    await wait_until(
-        lambda: sum(sink.rounds_by_device().values()) >= expected,
-        timeout_s=60,
-        what="every round at a device",
-    )
-    await asyncio.sleep(0.5)  # anything still in flight would show up as an extra (wrong) turn
-    await assert_each_event_turned_exactly_once(redis, streams, events, sink.arrivals)
-    assert sum(sink.rounds_by_device().values()) == expected
+    await assert_every_round_reached_once(redis, streams, events, [sink])
     command_ids = [a.command_id for a in sink.arrivals]
     assert len(command_ids) > len(set(command_ids)), "no command of the killed worker was sent again"
     log = survivor.log_path.read_text()
@@ -221,15 +215,7 @@ async def test_a_hung_worker_is_restarted_by_its_watchdog_and_its_pending_entrie
         await wait_until(lambda: len(watched.seen("ready")) == 2, timeout_s=30, what="restarted, READY=1")
         assert [h.detail for h in watched.seen("killed", first_pid)] == ["SIGABRT"]  # woken, it died
         assert await _alive(env) == 0
-        expected = sum(e.diamond for e in events)
-        await wait_until(
-            lambda: sum(sink.rounds_by_device().values()) >= expected,
-            timeout_s=60,
-            what="every round at a device",
-        )
-        await asyncio.sleep(0.5)  # anything still in flight would show up as an extra (wrong) turn
-        await assert_each_event_turned_exactly_once(redis, streams, events, sink.arrivals)
-        assert sum(sink.rounds_by_device().values()) == expected
+        await assert_every_round_reached_once(redis, streams, events, [sink])
         # The hung worker's entries went to the other worker, by XAUTOCLAIM after its lease lapsed.
         assert "entries_reclaimed" in survivor.log_path.read_text()
         assert await redis.xpending_range(streams[0], WORKER_GROUP, "-", "+", 10_000, victim_id) == []
