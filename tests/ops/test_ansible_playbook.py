@@ -107,7 +107,7 @@ def test_config_is_rendered_per_host_and_loads_in_the_daemon(target: Target) -> 
     config_path = target.root / "etc/giftwheel/edge.yaml"
     config = yaml.safe_load(config_path.read_text())
     assert config["motors"] == MOTORS
-    assert config["gpio_backend"] == "gpiozero"  # chosen from the board: a Pi 5 needs lgpio
+    assert config["gpio_backend"] == "lgpio"  # chosen from the board: lgpio times the STEP pulses
     assert config["thingsboard"] == {
         "host": "tb.test.invalid",
         "port": 1883,
