@@ -2,7 +2,7 @@
 
 For anything that can print gifts as JSON (a webhook relay, a script, a recorded evening):
 ``giftwheel source jsonl events.jsonl`` or ``... | giftwheel source jsonl -``. Each line is the
-shape of design.md s.3, eventId optional (derived from the payload when absent, so a replayed
+shape of giftwheel.contracts.gift, eventId optional (derived from the payload when absent, so a replayed
 file dedupes); it goes through the same durable ingest client as the live sources.
 """
 

@@ -1,4 +1,5 @@
-"""The normalised gift event (design.md s.3) and the bounds every input is checked against."""
+"""The normalised gift event every source is mapped to, and the bounds every input is checked
+against."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Motor commands, RPC methods, replies and telemetry keys: the wire between worker, ThingsBoard and edge.
 
-Path (design.md s.3): the worker, as the ThingsBoard ``dispatcher`` device, sends a client-side RPC
+Path: the worker, as the ThingsBoard ``dispatcher`` device, sends a client-side RPC
 ``{"method": "rotate", "params": DispatchParams}``; the rule chain turns it into a server-side RPC
 ``{"method": "rotate", "params": RotateParams}`` to the motor device, which the Pi's gateway gets
 on ``v1/gateway/rpc``. The edge answers with a RotateReply or an ErrorReply.
@@ -101,7 +101,7 @@ class ErrorReply(_Wire):
 
 
 class Telemetry(StrEnum):
-    """Telemetry keys a motor device reports (design.md s.3)."""
+    """Telemetry keys a motor device reports."""
 
     ROUNDS_COMPLETED = "roundsCompleted"
     COMMAND_ID = "commandId"

@@ -1,8 +1,8 @@
 """Every Redis key and stream name the cloud shares between ingest and worker, in one place.
 
-Keys that one Lua script touches together share a Redis Cluster hash tag (design.md s.4b): the
-dedupe key of an event is ``{<stream>}:seen:<eventId>``, whose tag is the stream's whole name, so
-it hashes to the same slot as the stream itself.
+Keys that one Lua script touches together share a Redis Cluster hash tag (a cluster runs a script
+only on keys of one slot): the dedupe key of an event is ``{<stream>}:seen:<eventId>``, whose
+tag is the stream's whole name, so it hashes to the same slot as the stream itself.
 """
 
 from __future__ import annotations
