@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from devstack.tb_emulator import codec
+from cloud.mqtt import codec
 from devstack.tb_emulator.harness import EmulatorProcess
 
 PUBACK = 0x40

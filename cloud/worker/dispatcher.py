@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 import structlog
 
+from cloud.mqtt.client import ClosedByBroker, ConnectionLost, MqttClient, MqttError
 from cloud.worker.metrics import WorkerMetrics
-from cloud.worker.mqtt import ClosedByBroker, ConnectionLost, MqttClient, MqttError
 from cloud.worker.rpc_timeline import TRANSPORT_TIMEOUT_REPLY
 from cloud.worker.settings import MqttSettings
 from cloud.worker.takeover import TakeoverWatch

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from devstack.tb_emulator.codec import MQTT_5
+from cloud.mqtt.codec import MQTT_5
 from devstack.tb_emulator.convert import DEFAULT_JSON, JsonSettings, dumps
 from devstack.tb_emulator.devices import Device, DeviceRegistry, DevicesFile, DevicesFileError
 from devstack.tb_emulator.faults import Faults

@@ -11,7 +11,7 @@ import contextlib
 from types import TracebackType
 from typing import Self
 
-from devstack.tb_emulator import codec
+from cloud.mqtt import codec
 
 
 class RawMqttClient:

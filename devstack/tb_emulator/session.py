@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
-from devstack.tb_emulator import codec
-from devstack.tb_emulator.codec import MQTT_5
+from cloud.mqtt import codec
+from cloud.mqtt.codec import MQTT_5
 from devstack.tb_emulator.convert import AdaptorError, UncaughtRuntimeError, dumps
 from devstack.tb_emulator.device_api import NO_ACK, handle_publish
 from devstack.tb_emulator.gateway_api import GatewayConversionError, GatewayError

@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from devstack.tb_emulator import codec, gson
+from cloud.mqtt import codec
+from devstack.tb_emulator import gson
 from devstack.tb_emulator.gson import (
     IllegalStateException,
     NumberFormatException,

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import pytest
 
-from devstack.tb_emulator import codec
+from cloud.mqtt import codec
 from devstack.tb_emulator.harness import InProcessEmulator
 from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.raw_client import RawMqttClient

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.tb_emulator import codec, convert, gson
+from cloud.mqtt import codec
+from devstack.tb_emulator import convert, gson
 from devstack.tb_emulator.convert import JsonSettings
 from devstack.tb_emulator.gson import (
     IllegalStateException,

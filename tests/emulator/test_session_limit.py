@@ -18,7 +18,7 @@ import orjson
 import pytest
 from tb_device_mqtt import TBDeviceMqttClient
 
-from devstack.tb_emulator import codec
+from cloud.mqtt import codec
 from devstack.tb_emulator.harness import EmulatorProcess, InProcessEmulator, wait_until
 from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.raw_client import RawMqttClient

@@ -10,7 +10,7 @@ import asyncio
 import orjson
 import pytest
 
-from devstack.tb_emulator import codec
+from cloud.mqtt import codec
 from devstack.tb_emulator.harness import InProcessEmulator
 from devstack.tb_emulator.raw_client import RawMqttClient
 from tests.emulator.conftest import DISPATCHER_TOKEN, GATEWAY_TOKEN

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import yaml
 
+from cloud.mqtt.codec import MQTT_3_1_1
 from cloud.tbadmin.fleet import FleetError, load_fleet
-from devstack.tb_emulator.codec import MQTT_3_1_1
 from devstack.tb_emulator.harness import EmulatorProcess
 from devstack.tb_emulator.raw_client import RawMqttClient
 from devstack.tb_emulator.rest_admin import TENANT_PASSWORD, TENANT_USER

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devstack.tb_emulator import codec
+from cloud.mqtt import codec
 
 VERSIONS = [codec.MQTT_3_1_1, codec.MQTT_5]
 topics = st.text(

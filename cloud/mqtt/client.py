@@ -4,21 +4,20 @@
 tie an acknowledgement in Redis to the broker's. Many publishes may be in flight on one
 connection; each awaits its own PUBACK. Incoming PUBLISH packets go to a plain callback.
 No session state survives a connection: the caller reconnects and decides what to resend.
+Packets are built and parsed by ``cloud.mqtt.codec``, the codec the ThingsBoard emulator serves with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 from collections.abc import Callable
 from typing import Self
 
-# Packet types (MQTT 3.1.1 s.2.2.1).
-_CONNECT, _CONNACK, _PUBLISH, _PUBACK, _SUBSCRIBE, _SUBACK, _PINGREQ, _PINGRESP, _DISCONNECT = (
-    1, 2, 3, 4, 8, 9, 12, 13, 14
-)  # fmt: skip
-_MAX_REMAINING = 268_435_455
+from cloud.mqtt import codec
+
+_VERSION = codec.MQTT_3_1_1
+_READ_CHUNK = 65_536
 
 CONNACK_REASONS = {
     1: "unacceptable protocol version",
@@ -49,26 +48,6 @@ class ClosedByBroker(ConnectionLost):
     """The broker ended the connection (EOF or reset), as opposed to a timeout or our own close."""
 
 
-def _encode_length(length: int) -> bytes:
-    if not 0 <= length <= _MAX_REMAINING:
-        raise MqttError(f"packet of {length} bytes exceeds MQTT's limit")
-    out = bytearray()
-    while True:
-        digit, length = length % 128, length // 128
-        out.append(digit | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
-
-
-def _string(text: str) -> bytes:
-    data = text.encode()
-    return struct.pack("!H", len(data)) + data
-
-
-def _packet(first_byte: int, body: bytes) -> bytes:
-    return bytes([first_byte]) + _encode_length(len(body)) + body
-
-
 class MqttClient:
     """One MQTT connection. Use ``await MqttClient.connect(...)``, then publish/subscribe, close()."""
 
@@ -84,8 +63,9 @@ class MqttClient:
         self._writer = writer
         self._keepalive_s = keepalive_s
         self._on_message = on_message
+        self._frames = codec.FrameReader(codec.MAX_REMAINING_LENGTH)
         self._next_id = 0
-        self._pending: dict[int, asyncio.Future[bytes]] = {}
+        self._pending: dict[int, asyncio.Future[codec.PubAck | codec.SubAck]] = {}
         self._closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -122,74 +102,63 @@ class MqttClient:
         return client
 
     async def _handshake(self, client_id: str, username: str | None, password: str | None) -> None:
-        flags = 0x02  # clean session: ThingsBoard keeps no session state anyway
-        payload = _string(client_id)
-        if username is not None:
-            flags |= 0x80
-            payload += _string(username)
-        if password is not None:
-            flags |= 0x40
-            payload += _string(password)
-        header = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", self._keepalive_s)
-        self._writer.write(_packet(_CONNECT << 4, header + payload))
+        # clean session: ThingsBoard keeps no session state anyway
+        connect = codec.Connect(
+            _VERSION,
+            client_id,
+            keepalive_s=self._keepalive_s,
+            username=username,
+            password=None if password is None else password.encode(),
+        )
+        self._writer.write(codec.encode_connect(connect))
         await self._writer.drain()
-        kind, body = await self._read_packet()
-        if kind != _CONNACK or len(body) != 2:
-            raise ConnectionLost(f"expected CONNACK, got packet type {kind}")
-        if body[1] != 0:
-            raise ConnectionRefused(body[1])
+        packets = await self._read_packets()
+        while not packets:
+            packets = await self._read_packets()
+        connack, rest = packets[0], packets[1:]
+        if not isinstance(connack, codec.ConnAck):
+            raise ConnectionLost(f"expected CONNACK, got {type(connack).__name__}")
+        if connack.reason_code != 0:
+            raise ConnectionRefused(connack.reason_code)
+        for packet in rest:
+            self._dispatch(packet)
 
-    async def _read_packet(self) -> tuple[int, bytes]:
+    async def _read_packets(self) -> list[codec.Packet]:
+        """The packets complete after one read; an empty list while a packet is still partial."""
         try:
-            first = await self._reader.readexactly(1)
-            length, shift = 0, 0
-            while True:
-                digit = (await self._reader.readexactly(1))[0]
-                length |= (digit & 0x7F) << shift
-                if not digit & 0x80:
-                    break
-                shift += 7
-                if shift > 21:
-                    raise ConnectionLost("malformed remaining length from broker")
-            body = await self._reader.readexactly(length) if length else b""
-        except (asyncio.IncompleteReadError, OSError) as exc:
+            data = await self._reader.read(_READ_CHUNK)
+        except OSError as exc:
             raise ClosedByBroker("connection closed by broker") from exc
-        # Keep the flags in the low nibble for PUBLISH (qos, retain); other types ignore them.
-        return (first[0] >> 4) | ((first[0] & 0x0F) << 8), body
+        if not data:
+            raise ClosedByBroker("connection closed by broker")
+        try:
+            return [codec.decode(first, body, _VERSION) for first, body in self._frames.feed(data)]
+        except codec.MalformedPacket as exc:
+            raise ConnectionLost(f"malformed packet from broker: {exc}") from exc
 
     async def _read_loop(self) -> None:
         error: BaseException | None = None
         try:
             while True:
-                kind_flags, body = await self._read_packet()
-                kind, flags = kind_flags & 0xFF, kind_flags >> 8
-                if kind == _PUBLISH:
-                    self._on_publish(flags, body)
-                elif kind in (_PUBACK, _SUBACK):
-                    (packet_id,) = struct.unpack_from("!H", body)
-                    future = self._pending.pop(packet_id, None)
-                    if future is not None and not future.done():
-                        future.set_result(body[2:])
-                elif kind == _PINGRESP:
-                    pass
-                else:
-                    raise ConnectionLost(f"unexpected packet type {kind} from broker")
-        except (ConnectionLost, struct.error) as exc:
-            error = exc if isinstance(exc, ConnectionLost) else ConnectionLost(f"malformed packet: {exc}")
+                for packet in await self._read_packets():
+                    self._dispatch(packet)
+        except ConnectionLost as exc:
+            error = exc
         finally:
             self._shutdown(error or ConnectionLost("connection closed"))
 
-    def _on_publish(self, flags: int, body: bytes) -> None:
-        qos = (flags >> 1) & 0x03
-        (topic_len,) = struct.unpack_from("!H", body)
-        topic = body[2 : 2 + topic_len].decode()
-        offset = 2 + topic_len
-        if qos:
-            (packet_id,) = struct.unpack_from("!H", body, offset)
-            offset += 2
-            self._writer.write(_packet(_PUBACK << 4, struct.pack("!H", packet_id)))
-        if self._on_message is not None:
-            self._on_message(topic, body[offset:])
+    def _dispatch(self, packet: codec.Packet) -> None:
+        if isinstance(packet, codec.Publish):
+            if packet.packet_id is not None:
+                self._writer.write(codec.encode_puback(packet.packet_id, 0, _VERSION))
+            if self._on_message is not None:
+                self._on_message(packet.topic, packet.payload)
+        elif isinstance(packet, codec.PubAck | codec.SubAck):
+            future = self._pending.pop(packet.packet_id, None)
+            if future is not None and not future.done():
+                future.set_result(packet)
+        elif not isinstance(packet, codec.PingResp):
+            raise ConnectionLost(f"unexpected {type(packet).__name__} from broker")
 
     async def _ping_loop(self) -> None:
         # Half the keepalive: a broker may drop a client silent for 1.5x keepalive (s.3.1.2.10).
@@ -197,7 +166,7 @@ class MqttClient:
             await asyncio.sleep(self._keepalive_s / 2)
             if self._writer.is_closing():
                 return
-            self._writer.write(_packet(_PINGREQ << 4, b""))
+            self._writer.write(codec.encode_pingreq())
 
     def _packet_id(self) -> int:
         for _ in range(65_535):
@@ -206,11 +175,11 @@ class MqttClient:
                 return self._next_id
         raise MqttError("65535 packets in flight: no packet id free")
 
-    async def _request(self, packet_id: int, data: bytes, timeout_s: float) -> bytes:
+    async def _request(self, packet_id: int, data: bytes, timeout_s: float) -> codec.PubAck | codec.SubAck:
         if self._closed.done():
             raise ConnectionLost("connection is closed")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
+        future: asyncio.Future[codec.PubAck | codec.SubAck] = loop.create_future()
         self._pending[packet_id] = future
         # A timer, not wait_for: one handle per packet instead of a task (this is the hot path).
         timer = loop.call_later(timeout_s, self._ack_overdue, future, timeout_s)
@@ -225,7 +194,7 @@ class MqttClient:
             timer.cancel()
             self._pending.pop(packet_id, None)
 
-    def _ack_overdue(self, future: asyncio.Future[bytes], timeout_s: float) -> None:
+    def _ack_overdue(self, future: asyncio.Future[codec.PubAck | codec.SubAck], timeout_s: float) -> None:
         if not future.done():
             # A broker that stops acknowledging is as good as gone: drop it and let the caller reconnect.
             self._shutdown(ConnectionLost(f"no acknowledgement within {timeout_s} s"))
@@ -233,14 +202,17 @@ class MqttClient:
     async def publish(self, topic: str, payload: bytes, *, timeout_s: float = 5.0) -> None:
         """Publish with QoS 1 and return once the broker acknowledged it (PUBACK)."""
         packet_id = self._packet_id()
-        body = _string(topic) + struct.pack("!H", packet_id) + payload
-        await self._request(packet_id, _packet((_PUBLISH << 4) | 0x02, body), timeout_s)
+        await self._request(
+            packet_id, codec.encode_publish(topic, payload, 1, packet_id, _VERSION), timeout_s
+        )
 
     async def subscribe(self, topic: str, *, qos: int = 1, timeout_s: float = 5.0) -> int:
         """Subscribe and return the granted QoS; a refused filter (0x80) raises MqttError."""
         packet_id = self._packet_id()
-        body = struct.pack("!H", packet_id) + _string(topic) + bytes([qos])
-        granted = await self._request(packet_id, _packet((_SUBSCRIBE << 4) | 0x02, body), timeout_s)
+        ack = await self._request(
+            packet_id, codec.encode_subscribe(packet_id, [(topic, qos)], _VERSION), timeout_s
+        )
+        granted = ack.reason_codes if isinstance(ack, codec.SubAck) else []
         if not granted or granted[0] == 0x80:
             raise MqttError(f"broker refused the subscription to {topic!r}")
         return granted[0]
@@ -269,7 +241,7 @@ class MqttClient:
         """Send DISCONNECT (a clean goodbye) and close the socket."""
         if not self._closed.done():
             with contextlib.suppress(OSError):
-                self._writer.write(_packet(_DISCONNECT << 4, b""))
+                self._writer.write(codec.encode_disconnect(0, _VERSION))
                 await self._writer.drain()
         self._shutdown(ConnectionLost("closed by client"))
         for task in self._tasks:

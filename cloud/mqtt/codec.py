@@ -1,7 +1,9 @@
 """MQTT 3.1.1 and 5 packets: bytes in, small dataclasses out, and back. No I/O, no ThingsBoard logic.
 
-Both directions are here (server and client side) because the benchmark and the bad-input tests
-drive the emulator with a raw client built on the same codec. QoS 2 is decoded but never granted.
+Both directions are here, client and server side: the worker's client (``cloud.mqtt.client``), the
+ThingsBoard emulator's broker side and the test and benchmark clients all speak through this one
+module. Decoding refuses what the MQTT specification forbids (``MalformedPacket``), as a broker
+must. QoS 2 is decoded but never granted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 MQTT_3_1 = 3
 MQTT_3_1_1 = 4
 MQTT_5 = 5
+MAX_REMAINING_LENGTH = 268_435_455  # the largest variable byte integer (s.1.5.5)
 
 
 class PacketType(IntEnum):
@@ -168,7 +171,7 @@ Packet = (
 
 
 def encode_varint(value: int) -> bytes:
-    if not 0 <= value <= 268_435_455:
+    if not 0 <= value <= MAX_REMAINING_LENGTH:
         raise ValueError(f"varint out of range: {value}")
     out = bytearray()
     while True:
