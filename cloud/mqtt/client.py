@@ -5,6 +5,13 @@ tie an acknowledgement in Redis to the broker's. Many publishes may be in flight
 connection; each awaits its own PUBACK. Incoming PUBLISH packets go to a plain callback.
 No session state survives a connection: the caller reconnects and decides what to resend.
 Packets are built and parsed by ``cloud.mqtt.codec``, the codec the ThingsBoard emulator serves with.
+
+Why not a maintained client: paho-mqtt (and aiomqtt 2.x, which wraps it) cannot be installed next to
+thingsboard-gateway's tb-paho-mqtt-client (the same top-level ``paho`` package); aiomqtt 3 is an
+alpha on an MQTT 5-only codec without wheels; gmqtt's ``publish`` cannot be awaited for its PUBACK
+and it resends on its own. Measured (``python -m bench.mqtt_client``, docs/architecture.md), 64
+publishes in flight to Mosquitto: this client 68,000 PUBACKs/s (p99 2.4 ms), aiomqtt 2.5.1
+11,000/s (p99 8.3 ms).
 """
 
 from __future__ import annotations
