@@ -1,18 +1,59 @@
-// giftwheel overlay: listens on the plain WebSocket endpoint (/v1/realtime), reconnects by itself.
-// The page's own query string (?channel=...&device=...) chooses what it shows.
-"use strict";
+// giftwheel overlay: listens on the plain WebSocket endpoint (/v1/realtime) and reconnects by
+// itself; its URL is all its configuration (config.js, docs/overlay.md). Everything a viewer
+// typed (names, gift names) is set as text, never as HTML.
 
-const MAX_GIFTS = 8;
-const motors = new Map(); // device -> latest state (kept only if newer by ts)
-const giftList = document.getElementById("gifts");
-const motorBox = document.getElementById("motors");
-const statusBox = document.getElementById("status");
-const statusText = document.getElementById("status-text");
+import { AlertQueue } from "./alerts.js";
+import { readConfig } from "./config.js";
+import { loadStrings } from "./i18n.js";
+import { SessionTotals } from "./session.js";
+import { advanceShown, angleOf, commandIdFor, secondsPerRound } from "./wheel.js";
 
-function setStatus(state, text) {
-  statusBox.dataset.state = state;
-  statusText.textContent = text;
+const PENDING_LIMIT = 50; // gifts kept to find who a command turns for, and shown as the queue
+const QUEUE_SHOWN = 5;
+const RUN_LIMIT = 8; // the most gifts of one coalesced command looked for
+const SEGMENTS = 8;
+// A motor reporting idle clears the queue of gifts this much older than its report: a gift
+// accepted just before may not have reached the worker yet.
+const IDLE_CLEARS_OLDER_MS = 2000;
+
+const config = readConfig(location.search, navigator.languages ?? [navigator.language]);
+const root = document.documentElement;
+root.dataset.theme = config.theme;
+const portrait = matchMedia("(orientation: portrait)");
+function setLayout() {
+  root.dataset.layout = config.layout === "auto" ? (portrait.matches ? "portrait" : "landscape") : config.layout;
 }
+portrait.addEventListener("change", setLayout);
+setLayout();
+root.style.setProperty("--scale", String(config.scale));
+const reducedMotion = matchMedia("(prefers-reduced-motion: reduce)");
+
+const $ = (id) => document.getElementById(id);
+const parts = {
+  wheels: $("wheels"),
+  queue: $("queue"),
+  alerts: $("alerts"),
+  goal: $("goal"),
+  leaderboard: $("leaderboard"),
+};
+parts.wheels.hidden = !config.wheel;
+parts.queue.hidden = true;
+parts.goal.hidden = !config.goal;
+parts.leaderboard.hidden = true;
+
+const strings = await loadStrings(config.languages);
+const { t } = strings;
+root.lang = strings.lang;
+$("queue-title").textContent = t("queue.title");
+$("leaderboard-title").textContent = t("leaderboard.title");
+
+const sessionKey = `giftwheel-overlay:${config.rooms}:${config.session}`;
+const session = new SessionTotals(globalThis.localStorage, sessionKey, Date.now());
+addEventListener("pagehide", () => session.save());
+const alerts = new AlertQueue();
+const wheels = new Map(); // device -> wheel
+let pending = []; // recent gifts not yet matched to a command, oldest first
+const turned = new Set(); // eventIds matched to a command: a reconnect's state does not queue them again
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -21,76 +62,311 @@ function el(tag, cls, text) {
   return node;
 }
 
-function showGift(gift, animate) {
-  if (giftList.querySelector(`[data-event-id="${CSS.escape(gift.eventId)}"]`)) return;
-  const item = el("li", "gift");
-  item.dataset.eventId = gift.eventId;
-  if (!animate) item.style.animation = "none";
-  item.append(el("span", "who", gift.user), document.createTextNode(" "));
-  const what = gift.quantity > 1 ? `${gift.giftName} \u00d7${gift.quantity}` : gift.giftName;
-  item.append(el("span", "what", what));
-  giftList.prepend(item);
-  while (giftList.children.length > MAX_GIFTS) giftList.lastElementChild.remove();
+function giftText(gift) {
+  return gift.quantity > 1 ? `${gift.giftName} \u00d7${gift.quantity}` : gift.giftName;
+}
+
+// ---- status
+
+function setStatus(state) {
+  const status = $("status");
+  status.dataset.state = state;
+  $("status-text").textContent = t(`status.${state === "open" ? "live" : state === "closed" ? "reconnecting" : "connecting"}`);
+}
+
+// ---- wheels
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attributes) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+function drawRotor() {
+  const rotor = svg("g", { class: "rotor" });
+  for (let i = 0; i < SEGMENTS; i++) {
+    const a = (2 * Math.PI * i) / SEGMENTS;
+    const b = (2 * Math.PI * (i + 1)) / SEGMENTS;
+    const d = `M0 0 L${(100 * Math.sin(a)).toFixed(2)} ${(-100 * Math.cos(a)).toFixed(2)} A100 100 0 0 1 ${(100 * Math.sin(b)).toFixed(2)} ${(-100 * Math.cos(b)).toFixed(2)} Z`;
+    rotor.append(svg("path", { d, class: `segment s${i % 4}` }));
+  }
+  rotor.append(svg("circle", { r: "100", class: "rim" }), svg("circle", { r: "16", class: "hub" }));
+  return rotor;
+}
+
+function wheelFor(device) {
+  let wheel = wheels.get(device);
+  if (wheel) return wheel;
+  const card = el("div", "wheel");
+  card.dataset.device = device;
+  const picture = svg("svg", { viewBox: "-110 -120 220 230", class: "picture", role: "img" });
+  picture.setAttribute("aria-label", t("wheel.label", { device }));
+  const rotor = drawRotor();
+  picture.append(rotor, svg("path", { d: "M-12 -118 L12 -118 L0 -92 Z", class: "pointer" }));
+  const info = el("div", "info");
+  info.append(el("div", "device", device), el("div", "rounds"), el("div", "for"), el("div", "queued"));
+  card.append(picture, info);
+  parts.wheels.append(card);
+  wheel = { device, card, rotor, state: null, reported: 0, shown: 0, spr: 0, gifter: null };
+  wheels.set(device, wheel);
+  return wheel;
 }
 
 function formatEta(seconds) {
-  if (seconds === undefined || seconds === null) return "";
-  if (seconds < 60) return ` \u00b7 about ${Math.max(1, Math.round(seconds))} s left`;
-  return ` \u00b7 about ${Math.round(seconds / 60)} min left`;
+  if (!(seconds > 0)) return "";
+  const time =
+    seconds < 60
+      ? t("time.seconds", { n: Math.max(1, Math.round(seconds)) })
+      : t("time.minutes", { n: Math.round(seconds / 60) });
+  return t("wheel.eta", { time });
 }
 
-function renderMotor(m) {
-  let card = motorBox.querySelector(`[data-device="${CSS.escape(m.device)}"]`);
-  if (!card) {
-    card = el("div", "motor");
-    card.dataset.device = m.device;
-    const name = el("div", "name");
-    name.append(el("span", "label", m.device), el("span", "state"));
-    const bar = el("div", "bar");
-    bar.append(el("div", "bar-fill"));
-    card.append(name, bar, el("div", "numbers"));
-    motorBox.append(card);
-  }
-  const total = m.commandRounds || 0;
-  const done = Math.min(m.commandRoundsDone || 0, total);
-  const queued = m.queuedRounds || 0;
+function writeWheel(wheel) {
+  const m = wheel.state;
+  const total = m.commandRounds ?? 0;
   const finished = Boolean(m.commandDone);
-  const fill = card.querySelector(".bar-fill");
-  fill.style.width = total ? `${(100 * done) / total}%` : "0%";
-  card.dataset.done = String(done);
-  card.dataset.total = String(total);
-  card.dataset.queued = String(queued);
+  const queued = m.queuedRounds ?? 0;
+  const card = wheel.card;
   card.classList.toggle("done", finished);
-  card.querySelector(".state").textContent = m.state || "";
-  const rounds = total ? `${done} / ${total} rounds` : "no rounds yet";
-  card.querySelector(".numbers").textContent =
-    `${rounds} \u00b7 ${queued} queued${queued ? formatEta(m.etaS) : ""}`;
+  card.classList.toggle("turning", !finished && total > 0);
+  card.dataset.commandId = m.commandId ?? "";
+  card.dataset.total = String(total);
+  card.dataset.done = String(wheel.reported);
+  card.dataset.queued = String(queued);
+  card.querySelector(".rounds").textContent = total
+    ? `${t("wheel.rounds", { done: wheel.reported, total })}${finished ? ` \u00b7 ${t("wheel.done")}` : ""}`
+    : t("wheel.idle");
+  const gifter = wheel.gifter;
+  card.querySelector(".for").textContent = gifter
+    ? `${t("wheel.for", { user: gifter.user })} \u00b7 ${giftText(gifter)}${gifter.more ? ` +${gifter.more}` : ""}`
+    : "";
+  const eta = queued ? formatEta(m.etaS) : "";
+  card.querySelector(".queued").textContent = queued ? [t("wheel.queued", { queued }), eta].filter(Boolean).join(" \u00b7 ") : "";
+  drawWheel(wheel);
 }
 
-function applyMotor(m, force) {
-  const known = motors.get(m.device);
-  if (!force && known && (known.ts || 0) > (m.ts || 0)) return; // an older update arrived late
-  motors.set(m.device, m);
-  renderMotor(m);
+function drawWheel(wheel) {
+  wheel.rotor.style.transform = `rotate(${angleOf(wheel.shown).toFixed(2)}deg)`;
+  wheel.card.dataset.shownRounds = String(wheel.shown);
+  wheel.card.dataset.reportedRounds = String(wheel.reported);
 }
+
+// how: "join" (from the state a joining viewer gets), "progress" or "done".
+function applyMotor(m, how) {
+  const wheel = wheelFor(m.device);
+  const previous = wheel.state;
+  if (how === "done") {
+    // A recovered done (its report was lost; a heartbeat named it) only finishes the wheel still
+    // showing that command, never one the motor has moved on to since.
+    if (m.recovered && previous && previous.commandId !== m.commandId) return;
+  } else if (previous && (previous.ts ?? 0) > (m.ts ?? 0)) {
+    return; // an older update arrived late
+  }
+  const state = how === "done" ? { ...previous, ...m } : m;
+  wheel.spr = secondsPerRound(wheel.spr, state, previous);
+  const total = state.commandRounds ?? 0;
+  const reported = how === "done" ? total : Math.min(state.commandRoundsDone ?? 0, total);
+  const newCommand = state.commandId !== previous?.commandId;
+  if (newCommand) {
+    wheel.gifter = null;
+    if (state.commandId) findGifter(wheel, state.commandId);
+  }
+  // Joining, the wheel resumes where the motor is; a done puts it exactly on the commanded rounds;
+  // a new command starts from its first round; otherwise the frames chase the report.
+  if (how !== "progress" || reducedMotion.matches) wheel.shown = reported;
+  else if (newCommand) wheel.shown = 0;
+  wheel.reported = reported;
+  wheel.state = state;
+  if (state.state === "idle" && !(state.queuedRounds > 0)) clearQueueBefore(Date.now() - IDLE_CLEARS_OLDER_MS);
+  writeWheel(wheel);
+  requestFrame();
+}
+
+let frameRequested = false;
+let lastFrameMs = null;
+
+function requestFrame() {
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(frame);
+}
+
+function frame(nowMs) {
+  frameRequested = false;
+  const dt = lastFrameMs === null ? 0 : (nowMs - lastFrameMs) / 1000;
+  lastFrameMs = nowMs;
+  let moving = false;
+  for (const wheel of wheels.values()) {
+    if (wheel.shown === wheel.reported) continue;
+    wheel.shown = reducedMotion.matches ? wheel.reported : advanceShown(wheel.shown, wheel.reported, wheel.spr, dt);
+    drawWheel(wheel);
+    moving ||= wheel.shown < wheel.reported;
+  }
+  if (moving) requestFrame();
+  else lastFrameMs = null;
+}
+
+// ---- who a command turns for, and the queue
+
+// A command's id is the hash of its gifts' eventIds: look for one gift, or a run of consecutive
+// ones (the worker coalesces a device's waiting gifts), among the gifts not yet matched.
+async function findGifter(wheel, commandId) {
+  for (let length = 1; length <= RUN_LIMIT; length++) {
+    for (let start = 0; start + length <= pending.length; start++) {
+      const run = pending.slice(start, start + length);
+      const id = await commandIdFor(run.map((g) => g.eventId));
+      if (id === null) return; // no WebCrypto here (plain http to another host)
+      if (id !== commandId) continue;
+      if (wheel.state?.commandId !== commandId) return; // the motor moved on meanwhile
+      wheel.gifter = { ...run[0], more: length - 1 };
+      for (const gift of run) remember(turned, gift.eventId, PENDING_LIMIT);
+      pending = pending.filter((g) => !run.includes(g) && g.receivedMs > run[0].receivedMs);
+      writeWheel(wheel);
+      renderQueue();
+      return;
+    }
+  }
+}
+
+function remember(set, value, limit) {
+  set.add(value);
+  if (set.size > limit) set.delete(set.values().next().value);
+}
+
+function addPending(gift) {
+  if (turned.has(gift.eventId) || pending.some((g) => g.eventId === gift.eventId)) return;
+  pending.push({ ...gift, receivedMs: Date.now() });
+  if (pending.length > PENDING_LIMIT) pending.shift();
+  renderQueue();
+}
+
+function clearQueueBefore(ms) {
+  const before = pending.length;
+  pending = pending.filter((g) => g.receivedMs > ms);
+  if (pending.length !== before) renderQueue();
+}
+
+function renderQueue() {
+  const list = $("queue-list");
+  const shown = config.queue ? pending.slice(0, QUEUE_SHOWN) : [];
+  list.replaceChildren(
+    ...shown.map((gift) => {
+      const item = el("li", "queued-gift");
+      item.dataset.eventId = gift.eventId;
+      item.append(el("span", "who", gift.user), el("span", "what", giftText(gift)));
+      return item;
+    }),
+  );
+  parts.queue.hidden = shown.length === 0;
+}
+
+// ---- alerts
+
+let alertShowing = false;
+
+function showNextAlert() {
+  const next = alerts.next();
+  const box = parts.alerts;
+  box.dataset.waiting = String(alerts.size);
+  if (next === null) {
+    alertShowing = false;
+    box.replaceChildren();
+    return;
+  }
+  alertShowing = true;
+  const card = el("div", "alert");
+  if (next.gift) {
+    const gift = next.gift;
+    card.dataset.eventId = gift.eventId;
+    card.append(
+      el("div", "who", gift.user),
+      el("div", "verb", t("alert.sent")),
+      el("div", "what", giftText(gift)),
+    );
+  } else {
+    card.classList.add("summary");
+    card.dataset.gifts = String(next.summary.gifts);
+    card.append(
+      el("div", "who", t("alert.summary", { gifts: next.summary.gifts })),
+      el("div", "what", t("alert.summaryDiamonds", { diamonds: next.summary.diamonds })),
+    );
+  }
+  box.replaceChildren(card);
+  setTimeout(showNextAlert, config.alertSeconds * 1000);
+}
+
+function queueAlert(gift) {
+  if (!config.alerts) return;
+  alerts.push(gift);
+  parts.alerts.dataset.waiting = String(alerts.size);
+  if (!alertShowing) showNextAlert();
+}
+
+// ---- goal and leaderboard
+
+let totalsRequested = false;
+
+function renderTotalsSoon() {
+  if (totalsRequested) return;
+  totalsRequested = true;
+  requestAnimationFrame(renderTotals);
+}
+
+function renderTotals() {
+  totalsRequested = false;
+  if (config.goal) {
+    const value = config.goalUnit === "rounds" ? session.rounds : session.diamonds;
+    const goal = parts.goal;
+    goal.dataset.value = String(value);
+    goal.classList.toggle("reached", value >= config.goal);
+    $("goal-text").textContent = t(`goal.${config.goalUnit}`, { value, goal: config.goal });
+    $("goal-fill").style.width = `${Math.min(100, (100 * value) / config.goal)}%`;
+  }
+  if (config.leaderboard) {
+    const top = session.top(config.top);
+    $("leaderboard-list").replaceChildren(
+      ...top.map(([user, diamonds], i) => {
+        const item = el("li", "leader");
+        item.dataset.rank = String(i + 1);
+        item.dataset.diamonds = String(diamonds);
+        item.append(el("span", "rank", String(i + 1)), el("span", "who", user), el("span", "diamonds", strings.number(diamonds)));
+        return item;
+      }),
+    );
+    parts.leaderboard.hidden = top.length === 0;
+  }
+}
+
+// ---- events
 
 function handle(message) {
   switch (message.event) {
     case "state":
-      for (const m of message.data.devices) applyMotor(m, false);
-      for (const g of message.data.gifts.slice().reverse()) showGift(g, false);
+      // Gifts first: the wheels look among them for whom they turn.
+      for (const gift of message.data.gifts.slice().reverse()) {
+        session.addGift(gift, false);
+        addPending(gift);
+      }
+      for (const m of message.data.devices) applyMotor(m, "join");
+      for (const done of message.data.done ?? []) session.addDone(done, false);
+      renderTotalsSoon();
       break;
     case "gift.accepted":
-      showGift(message.data, true);
+      if (session.addGift(message.data, true)) {
+        queueAlert(message.data);
+        addPending(message.data);
+        renderTotalsSoon();
+      }
       break;
     case "motor.progress":
-      applyMotor(message.data, false);
+      applyMotor(message.data, "progress");
       break;
     case "motor.done":
-      // A recovered done (its report was lost; a heartbeat named it) only finishes the bar still
-      // showing that command, never one the motor has moved on to since.
-      if (message.data.recovered && motors.get(message.data.device)?.commandId !== message.data.commandId) break;
-      applyMotor(message.data, true);
+      applyMotor(message.data, "done");
+      session.addDone(message.data, true);
+      renderTotalsSoon();
       break;
   }
 }
@@ -99,18 +375,19 @@ let retryMs = 500;
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const socket = new WebSocket(`${scheme}//${location.host}/v1/realtime${location.search}`);
-  setStatus("connecting", "connecting");
+  const query = config.rooms.toString();
+  const socket = new WebSocket(`${scheme}//${location.host}/v1/realtime${query ? `?${query}` : ""}`);
+  setStatus("connecting");
   socket.onopen = () => {
     retryMs = 500;
-    setStatus("open", "live");
+    setStatus("open");
   };
   socket.onmessage = (frame) => {
     const parsed = JSON.parse(frame.data);
     for (const message of Array.isArray(parsed) ? parsed : [parsed]) handle(message);
   };
   socket.onclose = () => {
-    setStatus("closed", "reconnecting");
+    setStatus("closed");
     const wait = retryMs + Math.random() * retryMs * 0.3;
     retryMs = Math.min(retryMs * 2, 5000);
     setTimeout(connect, wait);
