@@ -71,6 +71,15 @@ class UncaughtRuntimeError(RuntimeError):
     exceptionCaught, which closes the channel (MQTT 5: DISCONNECT 0x8B, SERVER_SHUTTING_DOWN)."""
 
 
+class GatewayError(RuntimeError):
+    """A RuntimeException out of a gateway handler: handleGatewayPublishMsg acks 0x83 and closes."""
+
+
+class GatewayConversionError(RuntimeError):
+    """A device's telemetry or attributes do not convert: AbstractGatewaySessionHandler.ackOrClose,
+    MQTT 5: PUBACK 0x99 and the session stays; 3.1.1: the channel is closed, no PUBACK."""
+
+
 class OutOfMemoryError(JavaRuntimeException):
     """The emulator's stand-in for the JVM running out of memory on a gigantic plain string."""
 

@@ -1,6 +1,7 @@
 """What a device's PUBLISH means (MqttTransportHandler.processDevicePublish), by exact topic or prefix.
 
 Each handler returns the PUBACK reason code; ``NO_ACK`` means ThingsBoard sends no PUBACK at all.
+The emulator's server hands ``handle_publish`` (bound to its hub) to every session it accepts.
 Bad payloads raise AdaptorError (the session applies ThingsBoard's v3/v5 reaction), or
 UncaughtRuntimeError where ThingsBoard's adaptor lets the exception escape (the channel closes).
 """
@@ -8,23 +9,19 @@ UncaughtRuntimeError where ThingsBoard's adaptor lets the exception escape (the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from devstack.tb_emulator import convert, gson, topics
-from devstack.tb_emulator.gateway_api import NO_ACK as NO_ACK
 from devstack.tb_emulator.gateway_api import handle_gateway_publish
-
-if TYPE_CHECKING:
-    from devstack.tb_emulator.session import MqttSession
+from devstack.tb_emulator.hub import Hub
+from devstack.tb_emulator.session import NO_ACK, MqttSession
 
 ACCEPTED = 0x00
 TOPIC_NAME_INVALID = 0x90
 
-Handler = Callable[["MqttSession", str, bytes], int]
+Handler = Callable[[Hub, MqttSession, str, bytes], int]
 
 
-def _telemetry(session: MqttSession, topic: str, payload: bytes) -> int:
-    hub = session.hub
+def _telemetry(hub: Hub, session: MqttSession, topic: str, payload: bytes) -> int:
     assert session.device is not None
     with convert.adaptor_errors():
         groups = convert.telemetry_groups(convert.parse_json(payload), hub.now_ms(), hub.settings.json)
@@ -37,8 +34,7 @@ def _telemetry(session: MqttSession, topic: str, payload: bytes) -> int:
     return ACCEPTED
 
 
-def _attributes(session: MqttSession, topic: str, payload: bytes) -> int:
-    hub = session.hub
+def _attributes(hub: Hub, session: MqttSession, topic: str, payload: bytes) -> int:
     assert session.device is not None
     with convert.adaptor_errors():
         values = convert.attributes(convert.parse_json(payload), hub.settings.json)
@@ -46,14 +42,14 @@ def _attributes(session: MqttSession, topic: str, payload: bytes) -> int:
     return ACCEPTED
 
 
-def _claim(session: MqttSession, topic: str, payload: bytes) -> int:
+def _claim(hub: Hub, session: MqttSession, topic: str, payload: bytes) -> int:
     # Claiming needs ThingsBoard's customer model; accept and ignore, as a device sees no answer anyway.
     if payload:
         convert.parse_json(payload)
     return ACCEPTED
 
 
-def _attribute_request(session: MqttSession, topic: str, payload: bytes) -> int:
+def _attribute_request(hub: Hub, session: MqttSession, topic: str, payload: bytes) -> int:
     # JsonMqttAdaptor.processGetAttributeRequestMsg catches every RuntimeException: an empty payload
     # (Gson's JsonNull) or one that is not an object is an AdaptorError like a bad key list
     request_id = convert.request_id(topic, topics.DEVICE_ATTRIBUTES_REQUEST_PREFIX)
@@ -62,11 +58,11 @@ def _attribute_request(session: MqttSession, topic: str, payload: bytes) -> int:
         raise convert.AdaptorError("attribute request is not a JSON object")
     client_keys = convert.key_set(body, "clientKeys")
     shared_keys = convert.key_set(body, "sharedKeys")
-    session.defer(lambda: session.hub.answer_attribute_request(session, request_id, client_keys, shared_keys))
+    session.defer(lambda: hub.answer_attribute_request(session, request_id, client_keys, shared_keys))
     return ACCEPTED
 
 
-def _rpc_response(session: MqttSession, topic: str, payload: bytes) -> int:
+def _rpc_response(hub: Hub, session: MqttSession, topic: str, payload: bytes) -> int:
     assert session.device is not None
     request_id = convert.request_id(topic, topics.DEVICE_RPC_RESPONSE_PREFIX)
     # processToDeviceRpcResponseMsg keeps the payload as text, whatever it is (empty included);
@@ -75,7 +71,7 @@ def _rpc_response(session: MqttSession, topic: str, payload: bytes) -> int:
     return ACCEPTED
 
 
-def _client_rpc(session: MqttSession, topic: str, payload: bytes) -> int:
+def _client_rpc(hub: Hub, session: MqttSession, topic: str, payload: bytes) -> int:
     # JsonMqttAdaptor.processToServerRpcRequestMsg catches only IllegalStateException and
     # JsonSyntaxException: a request id that is not a number (Integer.parseInt) or a body without
     # "method" (NullPointerException) escapes and closes the channel; params absent -> null
@@ -89,7 +85,7 @@ def _client_rpc(session: MqttSession, topic: str, payload: bytes) -> int:
             raise gson.NullPointerException('"method" is absent')
         method = gson.get_as_string(body["method"])
     params = body.get("params")
-    session.defer(lambda: session.hub.client_rpc(session, request_id, method, params))
+    session.defer(lambda: hub.client_rpc(session, request_id, method, params))
     return ACCEPTED
 
 
@@ -105,19 +101,19 @@ PREFIXES: tuple[tuple[str, Handler], ...] = (
 )
 
 
-def handle_publish(session: MqttSession, topic: str, payload: bytes) -> int:
+def handle_publish(hub: Hub, session: MqttSession, topic: str, payload: bytes) -> int:
     handler = EXACT.get(topic)
     if handler is not None:
-        return handler(session, topic, payload)
+        return handler(hub, session, topic, payload)
     if topic.startswith(topics.GATEWAY_PREFIX):
         assert session.device is not None
         if not session.device.is_gateway:
             # MqttTransportHandler: gateway topics from a non-gateway device are only logged
-            session.hub.stats["gateway_topic_from_device"] += 1
+            hub.stats["gateway_topic_from_device"] += 1
             return NO_ACK
-        return handle_gateway_publish(session, topic, payload)
+        return handle_gateway_publish(hub, session, topic, payload)
     for prefix, prefixed in PREFIXES:
         if topic.startswith(prefix):
-            return prefixed(session, topic, payload)
-    session.hub.stats["unknown_topics"] += 1
+            return prefixed(hub, session, topic, payload)
+    hub.stats["unknown_topics"] += 1
     return TOPIC_NAME_INVALID

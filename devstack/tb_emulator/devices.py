@@ -29,17 +29,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from devstack.tb_emulator.convert import is_blank, java_length
-
-if TYPE_CHECKING:
-    from devstack.tb_emulator.rpc import DeviceRpc
+from devstack.tb_emulator.rpc import DeviceRpc
 
 # Device ids are derived from names so a restarted emulator gives the same ids.
 _ID_NAMESPACE = uuid.UUID("6d1c5a1e-7f6b-4a0e-9a55-1c0ffee00001")
@@ -204,7 +203,10 @@ class DeviceRegistry:
     """All devices by name, token and id, and their profiles; ``rpc_factory`` gives each its RPC actor."""
 
     def __init__(
-        self, rpc_factory: Any, history_per_device: int = 10_000, profiles: list[ProfileSpec] | None = None
+        self,
+        rpc_factory: Callable[[str], DeviceRpc],
+        history_per_device: int = 10_000,
+        profiles: list[ProfileSpec] | None = None,
     ) -> None:
         self._rpc_factory = rpc_factory
         self._history = history_per_device
@@ -246,9 +248,9 @@ class DeviceRegistry:
 
     def _new(self, name: str, type_: str, token: str | None, gateway: bool) -> Device:
         device_id = device_id_for(name)
-        device = Device(name=name, type=type_, token=token, is_gateway=gateway, id=device_id, rpc=None)  # type: ignore[arg-type]
+        rpc = self._rpc_factory(name)
+        device = Device(name=name, type=type_, token=token, is_gateway=gateway, id=device_id, rpc=rpc)
         device.history = deque(maxlen=self._history)
-        device.rpc = self._rpc_factory(device)
         self.by_name[name] = device
         self.by_id[device_id] = device
         if token:

@@ -20,7 +20,7 @@ from devstack.tb_emulator.convert import DEFAULT_JSON, JsonSettings, dumps
 from devstack.tb_emulator.devices import Device, DeviceRegistry, DevicesFile, DevicesFileError
 from devstack.tb_emulator.faults import Faults
 from devstack.tb_emulator.queues import DEFAULT_QUEUES, QueueConfig, RuleEngineQueues
-from devstack.tb_emulator.rpc import RpcRequest, RpcResult, RpcService
+from devstack.tb_emulator.rpc import DeviceRpc, RpcRequest, RpcResult, RpcService
 from devstack.tb_emulator.rule_engine import ChainError, MsgType, QueueMsg, RuleEngine, TbMsg, process
 from devstack.tb_emulator.session import RC_SESSION_TAKEN_OVER, RC_SESSION_TIMEOUT, MqttSession
 from devstack.tb_emulator.topics import Sub
@@ -72,16 +72,16 @@ class SubDeviceSession:
         self.device = device
         self.last_activity = gateway.last_activity
 
-    def send_rpc(self, device: Device, request: RpcRequest) -> None:
+    def send_rpc(self, actor: DeviceRpc, request: RpcRequest) -> None:
         payload = {
-            "device": device.name,
+            "device": actor.device_name,
             "data": {"id": request.request_id, "method": request.method, "params": request.params},
         }
         self.gateway.publish(
             "v1/gateway/rpc", dumps(payload).encode(), self.gateway.sub_qos("v1/gateway/rpc")
         )
         # ThingsBoard marks a gateway RPC SENT on write and never DELIVERED (PUBACK not tracked).
-        device.rpc.on_written(request, 1)
+        actor.on_written(request, 1)
 
     def send_attributes(self, values: dict[str, Any]) -> None:
         payload = dumps({"device": self.device.name, "data": values}).encode()
@@ -488,7 +488,7 @@ class Hub:
         waiter = self.rest_rpc_waiters.get(request.uuid)
         if waiter is not None:
             request.callbacks.append(lambda result: None if waiter.done() else waiter.set_result(result))
-        self.rpc.submit(device, request)
+        self.rpc.submit(device.rpc, request)
 
     def reply_to_client_rpc(self, session_id: str, request_id: int, payload: str) -> bool:
         session = self.sessions.get(session_id)
@@ -539,9 +539,10 @@ class Hub:
 
     # ------------------------------------------------------------ persistent RPC status messages
 
-    def _rpc_status_msg(self, device: Device, request: RpcRequest) -> None:
+    def _rpc_status_msg(self, request: RpcRequest) -> None:
         if not self.chains:
             return
+        device = self.registry.by_name[request.device]
         data = {
             "id": request.uuid,
             "deviceId": device.id,

@@ -29,14 +29,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from devstack.tb_emulator.convert import dumps
-
-if TYPE_CHECKING:
-    from devstack.tb_emulator.devices import Device
 
 log = structlog.get_logger("tb_emulator.rpc")
 
@@ -118,7 +115,7 @@ class RpcRequest:
 class RpcSink(Protocol):
     """A session subscribed to RPC for a device: a direct MQTT session or a gateway sub-device session."""
 
-    def send_rpc(self, device: Device, request: RpcRequest) -> None: ...
+    def send_rpc(self, actor: DeviceRpc, request: RpcRequest) -> None: ...
 
 
 def now_ms() -> int:
@@ -133,7 +130,7 @@ class RpcService:
         *,
         delivery_timeout_s: float,
         max_retries: int,
-        on_status: Callable[[Device, RpcRequest], None] | None = None,
+        on_status: Callable[[RpcRequest], None] | None = None,
         keep_records: int = 100_000,
     ) -> None:
         self.delivery_timeout_s = delivery_timeout_s
@@ -144,15 +141,15 @@ class RpcService:
         # request uuid -> the consumers waiting for its first answer, and their TIMEOUT timer
         self._waiting: dict[str, tuple[list[Callable[[RpcResult], None]], asyncio.TimerHandle]] = {}
 
-    def actor(self, device: Device) -> DeviceRpc:
-        return DeviceRpc(self, device)
+    def actor(self, device_name: str) -> DeviceRpc:
+        return DeviceRpc(self, device_name)
 
     def record(self, request: RpcRequest) -> None:
         self.records[request.uuid] = request
         while len(self.records) > self._keep:
             self.records.popitem(last=False)
 
-    def submit(self, device: Device, request: RpcRequest) -> None:
+    def submit(self, actor: DeviceRpc, request: RpcRequest) -> None:
         """DefaultTbRuleEngineRpcService.forwardRpcRequestToDeviceActor: the request's callbacks
         wait for the first answer, TIMEOUT if none by expiration + RULE_ENGINE_RPC_GRACE_S."""
         callbacks, request.callbacks = request.callbacks, []
@@ -161,7 +158,7 @@ class RpcService:
             delay_s, self.answer, request.uuid, RpcResult(error=RpcError.TIMEOUT)
         )
         self._waiting[request.uuid] = (callbacks, timer)
-        device.rpc.submit(request)
+        actor.submit(request)
 
     def answer(self, request_uuid: str, result: RpcResult) -> None:
         """processRpcResponseFromDevice: the first answer goes to the consumers, later ones are stale."""
@@ -176,9 +173,9 @@ class RpcService:
 
 
 class DeviceRpc:
-    def __init__(self, service: RpcService, device: Device) -> None:
+    def __init__(self, service: RpcService, device_name: str) -> None:
         self.service = service
-        self.device = device
+        self.device_name = device_name
         self._seq = 0
         self.pending: dict[int, RpcRequest] = {}
         self.sinks: list[RpcSink] = []
@@ -190,7 +187,7 @@ class DeviceRpc:
     # ------------------------------------------------------------ requests in
 
     def submit(self, request: RpcRequest) -> None:
-        request.device = self.device.name
+        request.device = self.device_name
         request.created_ms = now_ms()
         self.service.record(request)
         timeout_ms = request.expiration_ms - request.created_ms
@@ -206,7 +203,7 @@ class DeviceRpc:
         # BURST: sent to every subscription now, whatever else is pending; ``sent`` stays as it is now
         request.sent = bool(self.sinks)
         for sink in list(self.sinks):
-            sink.send_rpc(self.device, request)
+            sink.send_rpc(self, request)
         if request.persistent:
             # The caller gets the rpc id at once; the device's answer only updates the record.
             self._finish(request, RpcResult(response=dumps({"rpcId": request.uuid})), keep_open=True)
@@ -248,7 +245,7 @@ class DeviceRpc:
         count = 0
         for request in list(self.pending.values()):
             for sink in targets:
-                sink.send_rpc(self.device, request)
+                sink.send_rpc(self, request)
             count += 1
             if request.oneway and targets and not request.persistent:
                 self.pending.pop(request.request_id, None)
@@ -300,7 +297,7 @@ class DeviceRpc:
         """The device answered; an unknown id is stale and ignored (but still acknowledged)."""
         request = self.pending.pop(request_id, None)
         if request is None:
-            log.debug("stale rpc response", device=self.device.name, request_id=request_id)
+            log.debug("stale rpc response", device=self.device_name, request_id=request_id)
             return False
         request.response = payload
         self._set_status(request, RpcStatus.SUCCESSFUL)
@@ -313,7 +310,7 @@ class DeviceRpc:
         request.status = status
         request.history.append((status.value, now_ms()))
         if request.persistent and self.service.on_status is not None:
-            self.service.on_status(self.device, request)
+            self.service.on_status(request)
 
     def _finish(self, request: RpcRequest, result: RpcResult, *, keep_open: bool = False) -> None:
         """The device actor's answer (processRpcResponseFromDeviceActor) to the waiting consumers."""

@@ -7,12 +7,14 @@ import contextlib
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from devstack.tb_emulator import nodes
+from devstack.tb_emulator.device_api import handle_publish
 from devstack.tb_emulator.devices import DevicesFile
 from devstack.tb_emulator.http_api import HttpServer
 from devstack.tb_emulator.hub import Hub, HubSettings
@@ -83,7 +85,7 @@ class Emulator:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._mqtt = await loop.create_server(
-            lambda: MqttSession(self.hub),
+            lambda: MqttSession(self.hub, partial(handle_publish, self.hub)),
             self.settings.host,
             self.settings.mqtt_port,
             reuse_address=True,

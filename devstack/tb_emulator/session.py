@@ -11,22 +11,25 @@ import asyncio
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import structlog
 
 from cloud.mqtt import codec
 from cloud.mqtt.codec import MQTT_5
-from devstack.tb_emulator.convert import AdaptorError, UncaughtRuntimeError, dumps
-from devstack.tb_emulator.device_api import NO_ACK, handle_publish
-from devstack.tb_emulator.gateway_api import GatewayConversionError, GatewayError
+from devstack.tb_emulator.convert import (
+    AdaptorError,
+    GatewayConversionError,
+    GatewayError,
+    UncaughtRuntimeError,
+    dumps,
+)
+from devstack.tb_emulator.devices import Device, DeviceRegistry
+from devstack.tb_emulator.faults import Faults
+from devstack.tb_emulator.rpc import DeviceRpc, RpcRequest
 from devstack.tb_emulator.topics import SUBSCRIBABLE, Sub
-
-if TYPE_CHECKING:
-    from devstack.tb_emulator.devices import Device
-    from devstack.tb_emulator.hub import Hub
-    from devstack.tb_emulator.rpc import RpcRequest
 
 log = structlog.get_logger("tb_emulator.session")
 
@@ -52,6 +55,37 @@ V3_NOT_AUTHORIZED = 0x05
 V3_SUBACK_FAILURE = 0x80
 
 MAX_SUPPORTED_QOS = 1
+NO_ACK = -1  # a publish handler's answer where ThingsBoard sends no PUBACK at all
+
+# What a PUBLISH means (device_api.handle_publish): the PUBACK reason code, or NO_ACK
+PublishHandler = Callable[["MqttSession", str, bytes], int]
+
+
+class SessionLimits(Protocol):
+    @property
+    def max_packet_bytes(self) -> int: ...
+    @property
+    def delivery_timeout_s(self) -> float: ...
+
+
+class SessionHub(Protocol):
+    """What a session needs of the emulator's core (hub.Hub), as MqttTransportHandler needs
+    ThingsBoard's TransportService: settings, counters, and the session events it reports."""
+
+    faults: Faults
+    registry: DeviceRegistry
+    stats: Counter[str]
+
+    @property
+    def settings(self) -> SessionLimits: ...
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    def loop_time(self) -> float: ...
+    def on_session_open(self, session: MqttSession) -> None: ...
+    def on_session_closed(self, session: MqttSession) -> None: ...
+    def on_activity(self, session: MqttSession) -> None: ...
+    def on_subscribe(self, session: MqttSession, kind: Sub) -> None: ...
+    def on_unsubscribe(self, session: MqttSession, kind: Sub) -> None: ...
 
 
 def refusal_code(connect: codec.Connect) -> int:
@@ -71,8 +105,9 @@ def refusal_code(connect: codec.Connect) -> int:
 
 
 class MqttSession(asyncio.Protocol):
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: SessionHub, handle_publish: PublishHandler) -> None:
         self.hub = hub
+        self._handle_publish = handle_publish
         self.id = str(uuid.uuid4())
         self.version = codec.MQTT_3_1_1
         self.device: Device | None = None
@@ -87,8 +122,8 @@ class MqttSession(asyncio.Protocol):
         self._out: list[bytes] = []
         self._in_batch = False
         self._flush_scheduled = False
-        # packet id -> (device, request) of RPCs waiting for the device's PUBACK
-        self._rpc_acks: dict[int, tuple[Device, RpcRequest, asyncio.TimerHandle]] = {}
+        # packet id -> (device RPC actor, request) of RPCs waiting for the device's PUBACK
+        self._rpc_acks: dict[int, tuple[DeviceRpc, RpcRequest, asyncio.TimerHandle]] = {}
         self.client_rpc_timers: dict[int, asyncio.TimerHandle] = {}
         self._deferred: list[Callable[[], None]] = []
         self._publish_packet_id: int | None = None  # of the PUBLISH being handled
@@ -195,7 +230,7 @@ class MqttSession(asyncio.Protocol):
         self._deferred.clear()
         self._publish_packet_id = packet.packet_id
         try:
-            reason = handle_publish(self, packet.topic, packet.payload)
+            reason = self._handle_publish(self, packet.topic, packet.payload)
         except GatewayConversionError as exc:
             # AbstractGatewaySessionHandler.ackOrClose: MQTT 5 acks 0x99 (nothing at QoS 0) and keeps
             # the session; 3.1.1 closes the channel without a word
@@ -272,9 +307,9 @@ class MqttSession(asyncio.Protocol):
     def _on_puback(self, packet_id: int) -> None:
         entry = self._rpc_acks.pop(packet_id, None)
         if entry is not None:
-            device, request, timer = entry
+            actor, request, timer = entry
             timer.cancel()
-            device.rpc.on_delivered(request)
+            actor.on_delivered(request)
 
     def _on_subscribe(self, packet: codec.Subscribe) -> None:
         device = self.device
@@ -335,7 +370,7 @@ class MqttSession(asyncio.Protocol):
         """MqttDeviceAwareSessionContext.getQoSForTopic: the subscription's QoS, default 1."""
         return self.subs.get(topic, 1)
 
-    def send_rpc(self, device: Device, request: RpcRequest) -> None:
+    def send_rpc(self, actor: DeviceRpc, request: RpcRequest) -> None:
         """RpcSink for a directly connected device: v1/devices/me/rpc/request/{id}."""
         topic = f"v1/devices/me/rpc/request/{request.request_id}"
         payload = dumps({"method": request.method, "params": request.params}).encode()
@@ -346,14 +381,14 @@ class MqttSession(asyncio.Protocol):
                 self.hub.settings.delivery_timeout_s, max(0.0, request.expiration_ms / 1000 - time.time())
             )
             timer = self.hub.loop.call_later(timeout_s, self._rpc_ack_timeout, packet_id)
-            self._rpc_acks[packet_id] = (device, request, timer)
-        device.rpc.on_written(request, qos)
+            self._rpc_acks[packet_id] = (actor, request, timer)
+        actor.on_written(request, qos)
 
     def _rpc_ack_timeout(self, packet_id: int) -> None:
         entry = self._rpc_acks.pop(packet_id, None)
         if entry is not None:
-            device, request, _ = entry
-            device.rpc.on_delivery_timeout(request)
+            actor, request, _ = entry
+            actor.on_delivery_timeout(request)
 
     def close(self, reason_code: int | None) -> None:
         """Close the connection; on MQTT 5 say why first (ThingsBoard's closeCtx)."""
