@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import statistics
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from cloud.mqtt import codec
 from devstack.tb_emulator.harness import EmulatorProcess
 
 PUBACK = 0x40
+TELEMETRY = "v1/devices/me/telemetry"
 P = TypeVar("P", bound=asyncio.Protocol)
 
 
@@ -57,9 +57,6 @@ class TelemetryPublisher(asyncio.Protocol):
         self.connected = asyncio.get_running_loop().create_future()
         self.running = True
         self._next_id = 0
-        topic = b"v1/devices/me/telemetry"
-        self._head = bytes((0x32,)) + codec.encode_varint(2 + len(topic) + 2 + len(payload))
-        self._head += struct.pack("!H", len(topic)) + topic
         self._payload = payload
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,7 +69,7 @@ class TelemetryPublisher(asyncio.Protocol):
         out = []
         for _ in range(count):
             self._next_id = self._next_id % 65535 + 1
-            out.append(self._head + struct.pack("!H", self._next_id) + self._payload)
+            out.append(codec.encode_publish(TELEMETRY, self._payload, 1, self._next_id, codec.MQTT_3_1_1))
         self.counters.sent += count
         return b"".join(out)
 
