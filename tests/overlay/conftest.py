@@ -91,8 +91,12 @@ async def open_overlay(browser: Browser, api_process: ApiProcess) -> AsyncIterat
     refused WebSocket connection: the page reconnects by itself while the API restarts."""
     errors: list[str] = []
 
-    async def open_page(query: str = "", viewport: ViewportSize | None = None, **context: Any) -> Page:
+    async def open_page(
+        query: str = "", viewport: ViewportSize | None = None, *, init_script: str = "", **context: Any
+    ) -> Page:
         made = await browser.new_context(viewport=viewport or LANDSCAPE, **context)
+        if init_script:  # runs before the page's own scripts, on every load (CDP: not under the CSP)
+            await made.add_init_script(init_script)
         page = await made.new_page()
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
