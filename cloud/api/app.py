@@ -10,26 +10,29 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, HTTPConnection
+from starlette.types import Receive, Scope, Send
 
 from cloud.agreement import Agreed, Agreement
-from cloud.api import feedback, health, ingest_http, ingest_ws, overlay
+from cloud.api import feedback, health, ingest_http, ingest_ws, overlay, realtime_ws
 from cloud.api.auth import Authenticator
 from cloud.api.guarded_http import GUARD_STATE_KEY, EdgeGuard, fit_open_files
 from cloud.api.problems import ApiProblem, handle_problem
-from cloud.api.state import Services
+from cloud.api.state import Services, services
 from cloud.client_errors import ClientErrors
+from cloud.feedback.metrics import FeedbackMetrics
+from cloud.feedback.service import FeedbackService
 from cloud.ingest.errors import QueueUnavailable
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.queue import GiftQueue
 from cloud.ingest.service import IngestService
-from cloud.realtime import websocket as realtime_ws
+from cloud.ledger.store import Ledger
 from cloud.realtime.metrics import RealtimeMetrics
-from cloud.realtime.mount import socketio_endpoint
 from cloud.realtime.service import SOCKETIO_PATH, Realtime
 from cloud.redis_client import connect, connect_pipelined
 from cloud.settings import CloudSettings
 from giftwheel import __version__, gc_tuning, logs
+from giftwheel.contracts import event_streams
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +55,11 @@ async def _client_left(request: Request, exc: Exception) -> Response:
     """The client went away mid-body (or its body timed out): a client's doing, not a server error."""
     request.app.state.client_errors.note("client_disconnect", "client left before its body was read")
     return Response(status_code=400)  # nobody reads it; uvicorn drops it for a gone client
+
+
+async def _socketio(scope: Scope, receive: Receive, send: Send) -> None:
+    """The Socket.IO server as a route of the app; the server itself is built in the lifespan."""
+    await services(HTTPConnection(scope)).realtime.asgi(scope, receive, send)
 
 
 def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
@@ -82,6 +90,13 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
         client_errors = ClientErrors(registry, per_minute=settings.http.client_error_logs_per_min)
         realtime = Realtime(settings, redis, client_errors)
         RealtimeMetrics(realtime, registry)
+        ledger = Ledger(
+            redis, streams=event_streams(settings.ingest.stream_shards), ttl_s=settings.worker.ledger_ttl_s
+        )
+        feedback_service = FeedbackService(ledger, realtime.motors)
+        FeedbackMetrics(feedback_service, registry)
+        if (feedback_problem := settings.feedback_auth_problem()) is not None:
+            log.warning("feedback webhook closed", problem=feedback_problem)
         ingest = IngestService(
             settings,
             queue,
@@ -95,8 +110,9 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
             signature_window_s=settings.ingest.signature_window_s,
             clock=clock,
         )
-        app.state.services = Services(settings=settings, auth=auth, ingest=ingest)
-        app.state.realtime = realtime
+        app.state.services = Services(
+            settings=settings, auth=auth, ingest=ingest, realtime=realtime, feedback=feedback_service
+        )
         app.state.client_errors = client_errors
         max_connections = fit_open_files(settings.http, settings.redis.max_connections * 2)
         guard = EdgeGuard(settings.http, client_errors, max_connections)
@@ -120,7 +136,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
     app.include_router(feedback.router)
     app.include_router(realtime_ws.router)
     app.include_router(overlay.router)
-    app.mount(f"/{SOCKETIO_PATH}", socketio_endpoint)
+    app.mount(f"/{SOCKETIO_PATH}", _socketio)
     return app
 
 

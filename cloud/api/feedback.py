@@ -19,8 +19,8 @@ from cloud.api.body import read_capped
 from cloud.api.header_ints import unsigned
 from cloud.api.problems import ApiProblem, error_responses, json_response
 from cloud.api.state import services
-from cloud.realtime.progress import FeedbackRefused, MotorTelemetry
-from cloud.realtime.service import Realtime
+from cloud.feedback.service import FeedbackRefused
+from cloud.feedback.telemetry import MotorTelemetry
 from cloud.settings import CloudSettings
 from giftwheel.contracts import strict_json
 
@@ -105,21 +105,19 @@ def _ts_ms(header: str | None, now_ms: int) -> int:
     responses={200: {"description": "recorded"}, **_ERRORS},
 )
 async def thingsboard_feedback(request: Request) -> Response:
-    settings = services(request).settings
+    svc = services(request)
+    settings = svc.settings
     _check_secret(settings, request.headers.get(SECRET_HEADER), request)
-    realtime: Realtime = request.app.state.realtime
     body = await read_capped(request, settings.feedback.max_body_bytes)
     device = request.headers.get(DEVICE_HEADER, "")
-    if not realtime.hub.is_device_name(device):
+    if not svc.realtime.hub.is_device_name(device):
         raise _invalid(DEVICE_HEADER, "must name the motor device (1-64 letters, digits, '_', '.', '-')")
     now_ms = int(time.time() * 1000)
     ts_ms = _ts_ms(request.headers.get(TS_HEADER), now_ms)
     telemetry = _telemetry(body)
     max_ahead_ms = int(settings.feedback.max_ts_ahead_s * 1000)
     try:
-        applied = await realtime.progress.apply(
-            device, telemetry, ts_ms, now_ms=now_ms, max_ahead_ms=max_ahead_ms
-        )
+        applied = await svc.feedback.apply(device, telemetry, ts_ms, now_ms=now_ms, max_ahead_ms=max_ahead_ms)
     except (RedisError, OSError):
         retry_after = str(settings.ingest.retry_after_s)
         # Redis's error names its host and port: not for the caller.

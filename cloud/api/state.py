@@ -8,7 +8,9 @@ from fastapi import Request
 from starlette.requests import HTTPConnection
 
 from cloud.api.auth import Authenticator
+from cloud.feedback.service import FeedbackService
 from cloud.ingest.service import IngestService
+from cloud.realtime.service import Realtime
 from cloud.settings import CloudSettings
 
 
@@ -17,6 +19,8 @@ class Services:
     settings: CloudSettings
     auth: Authenticator
     ingest: IngestService
+    realtime: Realtime
+    feedback: FeedbackService
 
 
 def services(connection: HTTPConnection | Request) -> Services:

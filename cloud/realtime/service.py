@@ -6,33 +6,28 @@ import asyncio
 from typing import Any
 
 import socketio
-import structlog
 from redis.asyncio import Redis, RedisCluster
 
 from cloud.client_errors import ClientErrors
-from cloud.ledger.store import Ledger
 from cloud.realtime.announcer import GiftAnnouncer
 from cloud.realtime.bus import FanoutManager
 from cloud.realtime.events import BATCH
 from cloud.realtime.hub import Hub
 from cloud.realtime.live_state import LiveState
+from cloud.realtime.motor_events import MotorEvents
 from cloud.realtime.origins import socketio_cors
-from cloud.realtime.progress import ProgressService
 from cloud.realtime.progress_pacer import ProgressPacer
 from cloud.realtime.socketio_guard import ListenerServer, SocketIoGate
 from cloud.realtime.socketio_viewers import SocketIoViewers
 from cloud.settings import CloudSettings
-from giftwheel.contracts import event_streams
 
 SOCKETIO_PATH = "socket.io"
-log = structlog.get_logger(__name__)
 
 
 class Realtime:
     def __init__(self, settings: CloudSettings, redis: Redis | RedisCluster, errors: ClientErrors) -> None:
         self.settings = settings.realtime
         self.errors = errors
-        self._feedback_problem = settings.feedback_auth_problem()
         self.hub = Hub(settings.realtime)
         self.live = LiveState(redis, settings.realtime)
         self.manager = FanoutManager(
@@ -57,13 +52,8 @@ class Realtime:
             full=lambda: self.hub.full(self.socketio_viewers.waiting()),
             retry_after_s=settings.http.busy_retry_after_s,
         )
-        ledger = Ledger(
-            redis,
-            streams=event_streams(settings.ingest.stream_shards),
-            ttl_s=settings.worker.ledger_ttl_s,
-        )
         self.pacer = ProgressPacer(self.publish_batch, settings.realtime.progress_publish_interval_s)
-        self.progress = ProgressService(ledger, self.live, self.publish, self.pacer)
+        self.motors = MotorEvents(self.live, self.publish, self.pacer)
         self.announcer = GiftAnnouncer(
             self.live,
             self.publish_batch,
@@ -88,8 +78,6 @@ class Realtime:
         self.sio.manager_initialized = True
         self.manager.initialize()
         self.announcer.start()
-        if self._feedback_problem is not None:
-            log.warning("feedback webhook closed", problem=self._feedback_problem)
 
     async def stop(self) -> None:
         await self.announcer.stop()

@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from cloud.api.app import create_app
 from cloud.api.cli import websocket_options
+from cloud.api.state import Services
 from cloud.ledger.store import Command, Ledger
 from cloud.settings import CloudSettings
 from devstack.asgi_server import serve
@@ -96,6 +97,12 @@ class Api:
         headers["X-Telemetry-Ts"] = ts if isinstance(ts, bytes) else str(ts)  # bytes: sent as they are
         content = raw if raw is not None else orjson.dumps(body)
         return await self.client.post("/v1/feedback/thingsboard", content=content, headers=headers)
+
+    def services(self) -> Services:
+        """What the routes share, for a test that looks inside an API served in this process."""
+        assert self.app is not None
+        found: Services = self.app.state.services
+        return found
 
     def viewer_url(self, query: str = "") -> str:
         return self.url.replace("http://", "ws://") + "/v1/realtime" + query

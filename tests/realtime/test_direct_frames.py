@@ -54,8 +54,7 @@ async def test_viewers_vanishing_mid_fanout_never_cost_the_others_an_event(api: 
     for viewer in staying:
         await viewer.wait_for("motor.done")
         assert [e["data"]["commandRoundsDone"] for e in viewer.events[1:]] == [1, 2, 3]
-    assert api.app is not None
-    hub = api.app.state.realtime.hub
+    hub = api.services().realtime.hub
     await wait_until(lambda: hub.viewers == 10, 5, "the server let the reset viewers go")
     for viewer in viewers:
         await viewer.close()

@@ -34,12 +34,6 @@ async def small_queues(redis_server: RedisServer) -> AsyncIterator[Api]:
         yield Api(url, client, app)
 
 
-def realtime_of(api: Api) -> Realtime:
-    assert api.app is not None
-    found: Realtime = api.app.state.realtime
-    return found
-
-
 async def flood(realtime: Realtime, count: int, done_every: int) -> None:
     """Progress for motor_01 (seq 1..count), a done event every `done_every`; straight into the hub."""
     rooms = device_rooms("motor_01")
@@ -55,7 +49,7 @@ def seqs(frames: list[Any], event: str) -> list[int]:
 
 
 async def test_a_stalled_viewer_does_not_block_others_and_keeps_every_done(small_queues: Api) -> None:
-    realtime = realtime_of(small_queues)
+    realtime = small_queues.services().realtime
     fast = await Viewer.open(small_queues.viewer_url())
     await fast.wait_for("state")
     # max_queue=1: the client stops reading its socket as soon as one frame waits unread.
@@ -90,7 +84,7 @@ async def test_a_stalled_viewer_does_not_block_others_and_keeps_every_done(small
 async def test_a_viewer_too_far_behind_on_done_events_is_disconnected_not_silently_skipped(
     small_queues: Api,
 ) -> None:
-    realtime = realtime_of(small_queues)
+    realtime = small_queues.services().realtime
     fast = await Viewer.open(small_queues.viewer_url())
     await fast.wait_for("state")
     stalled = await connect(small_queues.viewer_url(), max_queue=1)
@@ -107,7 +101,7 @@ async def test_a_viewer_too_far_behind_on_done_events_is_disconnected_not_silent
 
 
 async def test_a_stalled_socketio_viewer_is_bounded_the_same_way(small_queues: Api) -> None:
-    realtime = realtime_of(small_queues)
+    realtime = small_queues.services().realtime
     fast = await Viewer.open(small_queues.viewer_url())
     await fast.wait_for("state")
     url = small_queues.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"

@@ -15,6 +15,7 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from cloud.api.state import services
 from cloud.realtime.direct_frames import frame_writer
 from cloud.realtime.feed import feed
 from cloud.realtime.hub import BadRooms, HubFull
@@ -57,7 +58,7 @@ class ViewerSocket:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
-        realtime: Realtime = scope["app"].state.realtime
+        realtime = services(websocket).realtime
         try:
             await self._serve(websocket, realtime, send)
         finally:

@@ -11,8 +11,8 @@ import pytest
 from devstack.api_process import ApiProcess
 from devstack.redis_server import RedisServer
 from tests.feedback.conftest import FEEDBACK_SECRET, Api, Viewer, progress
-from tests.feedback.test_viewers import SocketIoClient
 from tests.ingest.conftest import API_KEY
+from tests.realtime.test_viewers import SocketIoClient
 
 pytestmark = pytest.mark.slow
 
