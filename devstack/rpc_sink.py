@@ -1,21 +1,21 @@
 """A gateway connection on the emulator that stands in for a Pi: it records every RPC its motors get.
 
-It connects with the gateway's access token, announces its motors (``v1/gateway/connect``),
-subscribes to ``v1/gateway/rpc`` and answers each ``rotate`` as the edge does (a RotateReply,
-``duplicate`` set for a commandId it has seen). Every arrival is kept with its wall-clock time,
-so tests assert what reached a device and the benchmark measures latency up to that point.
+It connects with the gateway's access token (on the worker's own client, ``cloud.mqtt.client``),
+announces its motors (``v1/gateway/connect``), subscribes to ``v1/gateway/rpc`` and answers each
+``rotate`` as the edge does (a RotateReply, ``duplicate`` set for a commandId it has seen). Every
+arrival is kept with its wall-clock time, so tests assert what reached a device and the benchmark
+measures latency up to that point.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from devstack.tb_emulator.raw_client import RawMqttClient
+from cloud.mqtt.client import MqttClient
 
 RPC_TOPIC = "v1/gateway/rpc"
 
@@ -46,55 +46,51 @@ class RpcSink:
         self.reply = reply
         self.arrivals: list[Arrival] = []
         self._seen: set[str] = set()
-        self._client: RawMqttClient | None = None
-        self._pump: asyncio.Task[None] | None = None
+        self._client: MqttClient | None = None
         self._replies: set[asyncio.Task[Any]] = set()
         self.changed = asyncio.Event()
 
     async def start(self) -> None:
-        client = RawMqttClient(self._host, self._port)
-        connack = await client.connect(self._token, client_id=f"sink-{self._token}")
-        if connack.reason_code != 0:
-            raise ConnectionError(f"gateway refused by the emulator: CONNACK {connack.reason_code}")
+        """Connect as the gateway (a refused token raises ConnectionRefused) and announce the motors."""
+        client = await MqttClient.connect(
+            self._host,
+            self._port,
+            client_id=f"sink-{self._token}",
+            username=self._token,
+            on_message=self._on_message,
+        )
+        self._client = client
         await client.subscribe(RPC_TOPIC)
         for device in self.devices:
             await client.publish(
                 "v1/gateway/connect", json.dumps({"device": device, "type": "motor"}).encode()
             )
-        self._client = client
-        self._pump = asyncio.create_task(self._read())
 
-    async def _read(self) -> None:
-        assert self._client is not None
-        client = self._client
-        while True:
-            message = await client.messages.get()
-            at = time.time()
-            if message.qos and message.packet_id is not None:
-                client.puback(message.packet_id)
-            if message.topic != RPC_TOPIC:
-                continue
-            body = json.loads(message.payload)
-            data = body["data"]
-            arrival = Arrival(body["device"], int(data["id"]), data["method"], data.get("params") or {}, at)
-            self.arrivals.append(arrival)
-            self.changed.set()
-            if self.reply:
-                duplicate = arrival.command_id in self._seen
-                self._seen.add(arrival.command_id)
-                answer = {
-                    "device": arrival.device,
-                    "id": arrival.request_id,
-                    "data": {
-                        "accepted": True,
-                        "commandId": arrival.command_id,
-                        "queuedRounds": arrival.rounds,
-                        "duplicate": duplicate,
-                    },
-                }
-                task = asyncio.create_task(client.publish(RPC_TOPIC, json.dumps(answer).encode()))
-                self._replies.add(task)
-                task.add_done_callback(self._replies.discard)
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        at = time.time()
+        if topic != RPC_TOPIC or self._client is None:
+            return
+        body = json.loads(payload)
+        data = body["data"]
+        arrival = Arrival(body["device"], int(data["id"]), data["method"], data.get("params") or {}, at)
+        self.arrivals.append(arrival)
+        self.changed.set()
+        if self.reply:
+            duplicate = arrival.command_id in self._seen
+            self._seen.add(arrival.command_id)
+            answer = {
+                "device": arrival.device,
+                "id": arrival.request_id,
+                "data": {
+                    "accepted": True,
+                    "commandId": arrival.command_id,
+                    "queuedRounds": arrival.rounds,
+                    "duplicate": duplicate,
+                },
+            }
+            task = asyncio.create_task(self._client.publish(RPC_TOPIC, json.dumps(answer).encode()))
+            self._replies.add(task)
+            task.add_done_callback(self._replies.discard)
 
     def rounds_by_device(self, *, distinct: bool = True) -> dict[str, int]:
         """Rounds each device was asked for; ``distinct`` counts a repeated commandId once (as the edge)."""
@@ -108,10 +104,6 @@ class RpcSink:
         return totals
 
     async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
         for task in list(self._replies):
             task.cancel()
         if self._client is not None:
