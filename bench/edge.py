@@ -25,29 +25,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devstack.edge_process import GATEWAY_TOKEN, EdgeDaemon, SimMotor, simulated_config
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess
-from tests.edge.harness import GATEWAY_TOKEN, EdgeDaemon
 
-PULSES_PER_ROUND = 3200  # NEMA 17, 200 steps x 1/16 microstepping on an A4988
 MAX_RATE_SPS = 3200.0  # one round per second
 ACCEL_SPS2 = 6400.0
 
 
-def edge_config(workdir: Path, redis_url: str, tb_port: int) -> dict[str, Any]:
-    return {
-        "thingsboard": {"host": "127.0.0.1", "port": tb_port, "access_token": GATEWAY_TOKEN},
-        "redis_url": redis_url,
-        "state_dir": str(workdir / "state"),
-        "simulation": {"enabled": True, "record_dir": str(workdir / "steps")},
-        "offline_ready_after_s": 30,
-        "log_level": "WARNING",
-        "motors": [
-            {"name": "motor_01", "driver": "a4988", "pins": {"step": 17, "dir": 27, "enable": 22},
-             "steps_per_round": 200, "microstepping": 16, "max_step_rate_sps": MAX_RATE_SPS,
-             "acceleration_sps2": ACCEL_SPS2},
-        ],
-    }  # fmt: skip
+# A NEMA 17, 200 steps x 1/16 microstepping on an A4988 (the simulated defaults are smaller wheels).
+MOTOR = SimMotor(
+    "motor_01", "a4988", {"step": 17, "dir": 27, "enable": 22}, 200, 16, MAX_RATE_SPS, ACCEL_SPS2
+)
 
 
 class StepLog:
@@ -104,7 +93,7 @@ def measure_latency(tb: EmulatorProcess, steps: StepLog, rpcs: int) -> dict[str,
             raise RuntimeError(f"rotate refused: {status} {reply}")
         moved: list[float] = []
         deadline = time.monotonic() + 10
-        while len(moved) < PULSES_PER_ROUND:
+        while len(moved) < MOTOR.pulses_per_round:
             if time.monotonic() > deadline:
                 raise TimeoutError("one round")
             moved.extend(steps.read_new())
@@ -168,7 +157,18 @@ def main() -> None:
     with (
         RedisServer(appendonly=True, extra_args=redis_args) as redis,
         EmulatorProcess([gateway]) as tb,
-        EdgeDaemon(edge_config(workdir, redis.url, tb.mqtt_port), workdir) as daemon,
+        EdgeDaemon(
+            simulated_config(
+                workdir,
+                redis.url,
+                tb.mqtt_port,
+                motors=(MOTOR,),
+                offline_ready_after_s=30,
+                heartbeat_interval_s=60,
+                log_level="WARNING",
+            ),
+            workdir,
+        ) as daemon,
     ):
 
         def announced() -> bool:
@@ -182,11 +182,12 @@ def main() -> None:
         latency = measure_latency(tb, steps, args.rpcs)
         assert daemon.pid is not None
         cpu = measure_cpu(tb, steps, daemon.pid, args.cpu_seconds)
-        code = daemon.terminate()
+        code = daemon.stop()
     first_interval_ms = math.sqrt(2 / ACCEL_SPS2) * 1000
     print(f"edge bench: {args.rpcs} sequential rotate RPCs (1 round each), {os.cpu_count()} cores,")
     print(f"local Redis appendfsync {args.appendfsync}")
-    print(f"config: {PULSES_PER_ROUND} pulses/round, {MAX_RATE_SPS:g} steps/s max, {ACCEL_SPS2:g} steps/s^2")
+    print(f"config: {MOTOR.pulses_per_round} pulses/round, {MAX_RATE_SPS:g} steps/s max, ", end="")
+    print(f"{ACCEL_SPS2:g} steps/s^2")
     print(f"ramp's first step interval sqrt(2/a) = {first_interval_ms:.1f} ms (included below)\n")
     print("| measure | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|")

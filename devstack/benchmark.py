@@ -33,9 +33,10 @@ import psutil
 from redis.asyncio import Redis
 
 from cloud.ledger import SKIP_MARK, Ledger
+from devstack.edge_process import SimMotor
 from devstack.gift_plan import plan_gifts
 from devstack.load import LoadResult, send_paced
-from devstack.stack import LocalStack, SimMotor, StackOptions
+from devstack.stack import LocalStack, StackOptions
 from devstack.viewer import Viewer
 from giftwheel.contracts import EVENTS_STREAM
 from giftwheel.contracts.motor import Telemetry

@@ -52,6 +52,3 @@ class MosquittoServer(ManagedProcess):
     def close(self) -> None:
         self.stop()
         self._tmp.cleanup()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

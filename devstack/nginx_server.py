@@ -142,6 +142,3 @@ class NginxServer(ManagedProcess):
     def close(self) -> None:
         self.stop()
         self._tmp.cleanup()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -24,10 +24,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from devstack.processes import ManagedProcess
+from devstack.processes import Harness, ManagedProcess
 
 _CREDENTIALS = struct.Struct("iII")  # struct ucred: pid, uid, gid
 
@@ -39,7 +38,7 @@ class Happening:
     detail: str = ""
 
 
-class NotifySupervisor:
+class NotifySupervisor(Harness):
     def __init__(
         self,
         name: str,
@@ -96,7 +95,8 @@ class NotifySupervisor:
     def close(self) -> None:
         """Stop supervising, then stop the service as systemd does (SIGTERM), reading what it says."""
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.is_alive():  # not when it failed to start
+            self._thread.join(10)
         if self._process is not None and (pid := self._process.pid) is not None:
             self._process.stop()
             while (message := self._receive()) is not None:
@@ -172,14 +172,3 @@ class NotifySupervisor:
         how = "SIGABRT" if not process.running else "SIGKILL after TimeoutAbortSec"
         process.kill()
         self._note("killed", pid, how)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

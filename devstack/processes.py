@@ -12,9 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 
@@ -27,7 +27,28 @@ class ProcessFailed(RuntimeError):
     pass
 
 
-class ManagedProcess:
+class Harness(ABC):
+    """Started on entering a ``with`` block, closed on leaving it, and closed when it fails to start
+    (a half-started harness must not leave a child process or a temporary directory behind)."""
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ManagedProcess(Harness):
     def __init__(
         self,
         name: str,
@@ -57,6 +78,8 @@ class ManagedProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout_s: float = 30.0) -> Self:
+        if self.running:
+            return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
@@ -118,19 +141,12 @@ class ManagedProcess:
         except FileNotFoundError:
             return ""
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop it; subclasses also release what they hold (a temporary directory)."""
         self.stop()
 
 
-class ProcessHarness:
+class ProcessHarness(Harness):
     """Base of the harnesses that drive one ManagedProcess: its pid and whether it is running."""
 
     _process: ManagedProcess

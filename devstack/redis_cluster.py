@@ -11,10 +11,10 @@ import shutil
 import socket
 import subprocess
 import time
-from types import TracebackType
 from typing import Self
 
 from devstack.ports import free_port
+from devstack.processes import Harness
 from devstack.redis_server import RedisServer, RedisServerError
 
 # Each node also listens on its port + 10000 (the cluster bus), so its port must stay below this.
@@ -39,7 +39,7 @@ def _cluster_port() -> int:
     raise RedisServerError("no free port pair (port, port + 10000) for a cluster node")
 
 
-class RedisCluster:
+class RedisCluster(Harness):
     def __init__(self, masters: int = 3) -> None:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
@@ -62,23 +62,19 @@ class RedisCluster:
             raise RedisServerError(
                 "redis-cli not found; run ./scripts/setup (it installs Debian's redis-tools)"
             )
-        try:
-            for node in self.nodes:
-                node.start()
-            addresses = [f"{n.host}:{n.port}" for n in self.nodes]
-            created = subprocess.run(
-                [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,
-            )
-            if created.returncode != 0:
-                raise RedisServerError(f"redis-cli --cluster create failed: {created.stdout}{created.stderr}")
-            self._wait_ok(cli, timeout_s)
-        except BaseException:
-            self.close()
-            raise
+        for node in self.nodes:
+            node.start()
+        addresses = [f"{n.host}:{n.port}" for n in self.nodes]
+        created = subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise RedisServerError(f"redis-cli --cluster create failed: {created.stdout}{created.stderr}")
+        self._wait_ok(cli, timeout_s)
         return self
 
     def _wait_ok(self, cli: str, timeout_s: float) -> None:
@@ -104,14 +100,3 @@ class RedisCluster:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -78,6 +78,3 @@ class RedisServer(ManagedProcess):
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

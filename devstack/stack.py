@@ -11,13 +11,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
-
-import yaml
+from typing import Self
 
 from devstack.api_process import ApiProcess
-from devstack.processes import ManagedProcess, giftwheel_argv
+from devstack.edge_process import DEFAULT_MOTORS, EdgeDaemon, SimMotor, recorded_steps, simulated_config
+from devstack.processes import Harness, ManagedProcess, giftwheel_argv
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.chains import STOCK_ROOT_CHAIN
 from devstack.tb_emulator.devices import load_devices_file
@@ -43,38 +41,6 @@ def shipped_token(device_type: str) -> str:
     return shipped_tokens(device_type)[0]
 
 
-@dataclass(frozen=True)
-class SimMotor:
-    name: str
-    driver: str
-    pins: dict[str, Any]
-    steps_per_round: int
-    microstepping: int
-    max_step_rate_sps: float
-
-    @property
-    def pulses_per_round(self) -> int:
-        return self.steps_per_round * self.microstepping
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "driver": self.driver,
-            "pins": self.pins,
-            "steps_per_round": self.steps_per_round,
-            "microstepping": self.microstepping,
-            "max_step_rate_sps": self.max_step_rate_sps,
-            "acceleration_sps2": self.max_step_rate_sps * 10,
-        }
-
-
-# Small, fast wheels: 10 rounds/s each at real time, before the simulation's time scale.
-DEFAULT_MOTORS = (
-    SimMotor("motor_01", "a4988", {"step": 17, "dir": 27, "enable": 22}, 200, 1, 2000),
-    SimMotor("motor_02", "uln2003", {"coils": [5, 6, 13, 19]}, 100, 2, 2000),
-)
-
-
 @dataclass
 class StackOptions:
     workers: int = 2
@@ -96,7 +62,7 @@ class StackOptions:
     )
 
 
-class LocalStack:
+class LocalStack(Harness):
     def __init__(self, workdir: Path, options: StackOptions | None = None) -> None:
         self.workdir = workdir
         self.options = options or StackOptions()
@@ -127,15 +93,16 @@ class LocalStack:
             )
             for n, token in enumerate(dispatchers[: self.options.workers], start=1)
         ]
-        self.edge_config = workdir / "edge.yaml"
-        self.steps_dir = workdir / "steps"
-        self.edge = ManagedProcess(
-            "edge",
-            giftwheel_argv("edge", "--config", str(self.edge_config)),
-            log_dir=self.logs,
-            cwd=self._dir("edge-state"),
-            ready=self._motors_announced,
+        edge_config = simulated_config(
+            workdir,
+            self.edge_redis.url,
+            self.tb.mqtt_port,
+            shipped_token("gateway"),
+            motors=self.options.motors,
+            time_scale=self.options.time_scale,
+            log_level="WARNING",
         )
+        self.edge = EdgeDaemon(edge_config, workdir, log_dir=self.logs, ready=self._motors_announced)
 
     def _dir(self, name: str) -> Path:
         path = self.workdir / name
@@ -158,26 +125,6 @@ class LocalStack:
             **self.options.worker_env,
         }
 
-    def _write_edge_config(self) -> None:
-        config = {
-            "thingsboard": {
-                "host": "127.0.0.1",
-                "port": self.tb.mqtt_port,
-                "access_token": shipped_token("gateway"),
-            },
-            "redis_url": self.edge_redis.url,
-            "state_dir": str(self._dir("edge-state")),
-            "simulation": {
-                "enabled": True,
-                "time_scale": self.options.time_scale,
-                "record_dir": str(self.steps_dir),
-            },
-            "heartbeat_interval_s": 5,
-            "log_level": "WARNING",
-            "motors": [motor.config() for motor in self.options.motors],
-        }
-        self.edge_config.write_text(yaml.safe_dump(config, sort_keys=False))
-
     def _motors_announced(self) -> bool:
         """Ready once ThingsBoard can deliver an RPC to every motor (through the gateway)."""
         try:
@@ -192,11 +139,10 @@ class LocalStack:
         self.tb.start()
         for worker in self.workers:
             worker.start()
-        self._write_edge_config()
         self.edge.start(timeout_s=60)
         return self
 
-    def stop(self) -> None:
+    def close(self) -> None:
         for process in [self.edge, *self.workers]:
             process.stop()
         self.tb.stop()
@@ -206,24 +152,4 @@ class LocalStack:
 
     def rounds_turned(self, motor: SimMotor) -> float:
         """Rounds from the edge's own durable step record (one line per pulse)."""
-        record = self.steps_dir / f"{motor.name}.steps"
-        if not record.exists():
-            return 0.0
-        with record.open("rb") as steps:
-            pulses = sum(chunk.count(b"\n") for chunk in iter(lambda: steps.read(1 << 20), b""))
-        return pulses / motor.pulses_per_round
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return recorded_steps(self.workdir, motor.name) / motor.pulses_per_round

@@ -324,14 +324,6 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
         self.kill()
         self._tmp.cleanup()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
 
 class InProcessEmulator:
     """The emulator in the test's own event loop, on free ports; ``hub`` exposes its state."""

@@ -16,7 +16,8 @@ import yaml
 from redis.asyncio import Redis
 
 from cloud.ledger import CommandState, Ledger
-from devstack.stack import LocalStack, SimMotor, StackOptions
+from devstack.edge_process import SimMotor
+from devstack.stack import LocalStack, StackOptions
 from devstack.tb_emulator.devices import load_devices_file
 from devstack.tb_emulator.harness import SHIPPED_DEVICES
 from giftwheel.contracts import EVENTS_STREAM

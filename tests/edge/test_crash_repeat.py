@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
+from devstack.edge_process import EdgeDaemon, recorded_steps, simulated_config
 from devstack.ports import free_port
 from devstack.redis_server import RedisServer
 from edge.buffer.ledger import CommandLedger
 from edge.motor.checkpoint import CheckpointPolicy
-from tests.edge.harness import EdgeDaemon, recorded_steps, simulated_config
 
 pytestmark = pytest.mark.slow
 

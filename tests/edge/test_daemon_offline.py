@@ -12,10 +12,11 @@ import pytest
 import redis as redis_lib
 import yaml
 
+from devstack.edge_process import EdgeDaemon, recorded_steps, simulated_config
 from devstack.ports import free_port
 from devstack.redis_server import RedisServer
 from edge.buffer.ledger import CommandLedger
-from tests.edge.harness import EdgeDaemon, recorded_steps, simulated_config, until
+from tests.notify_socket import until
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ def test_offline_daemon_runs_the_local_queue_reports_ready_and_stops_on_sigterm(
             assert recorded_steps(tmp_path, "motor_01") == 3 * 200
             ledger.submit("motor_02", "c-0000f002", 400, None)
             wait_for(lambda: ledger.status("motor_02").rounds_completed >= 1)
-            assert daemon.terminate() == 0
+            assert daemon.stop() == 0
         messages = []
         notify.settimeout(0.5)
         try:

@@ -6,17 +6,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as redis_lib
 
+from devstack.edge_process import DEFAULT_MOTORS, GATEWAY_TOKEN, EdgeDaemon, recorded_steps, simulated_config
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess
 from edge.buffer.ledger import CommandLedger
 from edge.motor.checkpoint import CheckpointPolicy
-from tests.edge.harness import GATEWAY_TOKEN, EdgeDaemon, recorded_steps, simulated_config
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +136,7 @@ def test_rotate_duplicate_stop_status_and_errors_through_the_gateway(
         # SIGTERM while connected and turning: the motor parks, the rest stays queued, exit 0.
         rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00005", "rounds": 1000})
         wait_for(lambda: ledger_of.status("motor_01").current_command_id == "c-e2e00005", what="running")
-        assert daemon.terminate() == 0
+        assert daemon.stop() == 0
     status = ledger_of.status("motor_01")
     assert status.current_command_id == "c-e2e00005"
     assert status.queued_rounds == 1000 - (status.rounds_completed - 3)
@@ -231,8 +232,7 @@ def test_long_rotation_reports_far_fewer_progress_messages_than_rounds_with_exac
 ) -> None:
     rounds = 600
     interval_s = 0.2  # the settings' default, which the harness leaves in place
-    motors = simulated_config(tmp_path, aof_redis.url, emulator.mqtt_port)["motors"]
-    motors[0] = {**motors[0], "steps_per_round": 10}  # 200 rounds/s at 2,000 steps/s
+    motors = (replace(DEFAULT_MOTORS[0], steps_per_round=10), *DEFAULT_MOTORS[1:])  # 200 rounds/s
     with start_daemon(tmp_path, aof_redis.url, emulator, motors=motors):
         rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00050", "rounds": rounds})
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.edge_process import GATEWAY_TOKEN, simulated_config
 from edge.gateway_host import scrub_environment, write_gateway_files
 from edge.settings import parse_settings
-from tests.edge.harness import GATEWAY_TOKEN, simulated_config
 
 
 def test_gateway_files_turn_off_remote_control_and_keep_the_token_private(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 from pytest_mock import MockerFixture
 
+from devstack.edge_process import simulated_config
 from edge.errors import PinBackendError
 from edge.motor.backends import gpiozero_pins, rpi_gpio
 from edge.motor.driver import DRIVER_SPECS, DriverType, Wiring
@@ -18,7 +19,6 @@ from edge.motor.gpio_drivers import HALF_STEP_SEQUENCE, HalfStepDriver, StepDirD
 from edge.motor.pins import PinBackend, load_pin_factory
 from edge.runtime import EdgeRuntime
 from edge.settings import parse_settings
-from tests.edge.harness import simulated_config
 
 COILS = (5, 6, 13, 19)
 A4988_HIGH_S = DRIVER_SPECS[DriverType.A4988].min_step_high_s

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
+from devstack.edge_process import simulated_config
 from edge.buffer.ledger import CommandLedger
 from edge.errors import PinBackendError
 from edge.motor.backends.gpiozero_pins import GpiozeroFactory
@@ -19,7 +20,6 @@ from edge.motor.pins import PinBackend, load_pin_factory
 from edge.motor.pulse_train import PulseTrain, PulseTrainStepDirDriver
 from edge.runtime import build_driver
 from edge.settings import parse_settings
-from tests.edge.harness import simulated_config
 from tests.edge.motion import JumpyClock, assert_no_burst
 from tests.edge.test_controller import wait_for
 

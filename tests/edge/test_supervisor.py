@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
+from devstack.edge_process import simulated_config
 from devstack.ports import free_port
 from devstack.redis_server import RedisServer
 from edge.daemon import Supervisor
 from edge.motor.simulated import SimulatedDriver
 from edge.runtime import EdgeRuntime
 from edge.settings import parse_settings
-from tests.edge.harness import collect, simulated_config, until
+from tests.notify_socket import collect, until
 
 OFFLINE = b"STATUS=ThingsBoard unreachable; running the local queue offline"
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.edge_process import GATEWAY_TOKEN, EdgeDaemon, simulated_config
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.harness import EmulatorProcess
-from tests.edge.harness import GATEWAY_TOKEN, EdgeDaemon, simulated_config, until
+from tests.notify_socket import until
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,7 @@ def test_connected_daemon_reports_ready_and_feeds_the_watchdog(
             assert {message for _, message in pings} == {b"WATCHDOG=1"}
             gaps = [b[0] - a[0] for a, b in itertools.pairwise(pings)]
             assert max(gaps) < WATCHDOG_S, gaps  # what systemd enforces
-            assert daemon.terminate() == 0
+            assert daemon.stop() == 0
         notify.settimeout(2)
         tail = []
         try:
