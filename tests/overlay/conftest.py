@@ -3,6 +3,7 @@ and a real Redis: gifts and telemetry go in through the API's own routes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -123,3 +124,11 @@ async def report(
         progress(done, rounds, command_id=command_id), device=device, ts_ms=ts_ms
     )
     assert response.status_code == 200, response.text
+
+
+async def until(page: Page, expression: str, timeout_s: float = 10.0) -> None:
+    """Poll a JavaScript expression until it is truthy (page.wait_for_function evaluates a string,
+    which the overlay's CSP refuses)."""
+    async with asyncio.timeout(timeout_s):
+        while not await page.evaluate(expression):  # noqa: ASYNC110 (the page is polled, nothing to wait on)
+            await asyncio.sleep(0.05)

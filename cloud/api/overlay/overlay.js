@@ -270,6 +270,7 @@ function showNextAlert() {
   const next = alerts.next();
   const box = parts.alerts;
   box.dataset.waiting = String(alerts.size);
+  box.dataset.summarised = String(alerts.summary.gifts);
   if (next === null) {
     alertShowing = false;
     box.replaceChildren();
@@ -301,6 +302,7 @@ function queueAlert(gift) {
   if (!config.alerts) return;
   alerts.push(gift);
   parts.alerts.dataset.waiting = String(alerts.size);
+  parts.alerts.dataset.summarised = String(alerts.summary.gifts);
   if (!alertShowing) showNextAlert();
 }
 
