@@ -3,9 +3,8 @@ off by the URL; a burst of 1,000 gifts shown in turn and summarised, the page's 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
+from playwright.async_api import Page
 
 from cloud.ledger.store import Ledger
 from tests.feedback.conftest import Api, gift
@@ -48,10 +47,11 @@ async def post_scene(api: Api) -> None:
         assert response.status_code == 202
 
 
-async def leaders(page: Any) -> list[list[str]]:
-    return await page.eval_on_selector_all(
+async def leaders(page: Page) -> list[list[str]]:
+    found: list[list[str]] = await page.eval_on_selector_all(
         ".leader", "items => items.map(i => [i.querySelector('.who').textContent, i.dataset.diamonds])"
     )
+    return found
 
 
 async def test_real_gifts_drive_alerts_goal_and_top_gifters_and_survive_a_reload(
