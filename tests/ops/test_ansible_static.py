@@ -40,6 +40,14 @@ def test_ansible_lint_production_profile() -> None:
     assert "Profile 'production' was required, and it passed" in output
 
 
+def test_the_role_installs_the_edge_unit_of_systemd() -> None:
+    """One unit to maintain: the role's file is a link to systemd/'s, which ansible's copy follows
+    (the playbook test checks the installed unit equals it)."""
+    role_unit = ANSIBLE_DIR / "roles/edge/files/giftwheel-edge.service"
+    assert role_unit.is_symlink()
+    assert role_unit.resolve() == (REPO / "systemd/giftwheel-edge.service").resolve()
+
+
 @pytest.mark.parametrize("inventory", INVENTORIES)
 def test_syntax_check(inventory: str) -> None:
     result = subprocess.run(
