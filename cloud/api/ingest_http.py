@@ -25,7 +25,8 @@ from cloud.api.problems import (
 from cloud.api.state import Services, services
 from cloud.ingest.errors import BacklogFull, QueueUnavailable
 from cloud.ingest.queue import Appended
-from giftwheel.contracts import GiftEvent, GiftEventIn, GiftRejected, Problem, strict_json
+from cloud.ingest.service import Outcome
+from giftwheel.contracts import GiftEventIn, GiftRejected, strict_json
 
 _EVENT_SCHEMA = GiftEventIn.model_json_schema(by_alias=True)
 _ERRORS = error_responses(
@@ -64,11 +65,8 @@ async def authenticated_body(request: Request, svc: Services, limit: int, endpoi
     return body
 
 
-def unavailable(
-    svc: Services, endpoint: str, exc: BacklogFull | QueueUnavailable, amount: int = 1
-) -> ApiProblem:
+def unavailable(svc: Services, exc: BacklogFull | QueueUnavailable) -> ApiProblem:
     reason, detail = queue_refusal(exc)
-    svc.ingest.count_rejected(endpoint, reason, amount)
     retry_after = str(svc.settings.ingest.retry_after_s)
     return ApiProblem(503, reason, detail, headers={"Retry-After": retry_after})
 
@@ -78,15 +76,11 @@ async def post_event(request: Request) -> Response:
     svc = services(request)
     body = await authenticated_body(request, svc, svc.settings.ingest.max_body_bytes, "single")
     try:
-        event = svc.ingest.parse(body)
+        appended = await svc.ingest.ingest_one("single", body)
     except GiftRejected as exc:
-        svc.ingest.count_rejected("single", "invalid")
         raise ApiProblem(422, "invalid", problems_detail(exc.problems)) from None
-    try:
-        appended = await svc.ingest.submit(event)
     except (BacklogFull, QueueUnavailable) as exc:
-        raise unavailable(svc, "single", exc) from None
-    svc.ingest.count("single", [appended])
+        raise unavailable(svc, exc) from None
     svc.ingest.metrics.latency["single"].observe(time.perf_counter() - started)
     if appended.duplicate:
         return Response(_ack(appended.event_id, b"true"), status_code=200, media_type="application/json")
@@ -132,11 +126,12 @@ def _batch_items(body: bytes, max_events: int) -> list[Any]:
     return items
 
 
-def _item_result(index: int, outcome: Appended | list[Problem]) -> dict[str, Any]:
+def _item_result(index: int, outcome: Outcome) -> dict[str, Any]:
     if isinstance(outcome, Appended):
         status = "duplicate" if outcome.duplicate else "accepted"
         return {"index": index, "status": status, "eventId": outcome.event_id}
-    return {"index": index, "status": "rejected", "detail": problems_detail(outcome)}
+    assert isinstance(outcome, GiftRejected)  # a queue refusal answers the whole batch
+    return {"index": index, "status": "rejected", "detail": problems_detail(outcome.problems)}
 
 
 async def post_batch(request: Request) -> Response:
@@ -149,34 +144,17 @@ async def post_batch(request: Request) -> Response:
     except ApiProblem as exc:
         svc.ingest.count_rejected("batch", "too_large" if exc.status == 413 else "invalid")
         raise
-    outcomes: list[Appended | list[Problem]] = []
-    valid: list[tuple[int, GiftEvent]] = []
-    for index, item in enumerate(items):
-        try:
-            valid.append((index, svc.ingest.parse_item(item)))
-            outcomes.append([])
-        except GiftRejected as exc:
-            outcomes.append(exc.problems)
-    rejected = len(items) - len(valid)
-    if rejected:
-        svc.ingest.count_rejected("batch", "invalid", rejected)
-    if valid:
-        try:
-            appended = await svc.ingest.submit_all([event for _, event in valid])
-        except (BacklogFull, QueueUnavailable) as exc:
-            raise unavailable(svc, "batch", exc, len(valid)) from None
-        for (index, _), result in zip(valid, appended, strict=True):
-            outcomes[index] = result
-        svc.ingest.count("batch", appended)
-    results = [_item_result(index, outcome) for index, outcome in enumerate(outcomes)]
-    duplicates = sum(1 for r in results if r["status"] == "duplicate")
+    ingested = await svc.ingest.ingest_items("batch", items)
+    if ingested.refused is not None:
+        raise unavailable(svc, ingested.refused)
+    results = [_item_result(index, outcome) for index, outcome in enumerate(ingested.outcomes)]
     svc.ingest.metrics.latency["batch"].observe(time.perf_counter() - started)
     return json_response(
         200,
         {
-            "accepted": len(valid) - duplicates,
-            "duplicates": duplicates,
-            "rejected": rejected,
+            "accepted": ingested.accepted,
+            "duplicates": ingested.duplicates,
+            "rejected": ingested.rejected,
             "results": results,
         },
     )

@@ -23,8 +23,9 @@ from starlette.websockets import WebSocketState
 from cloud.api.auth import AuthError
 from cloud.api.problems import problems_detail, queue_refusal
 from cloud.api.state import Services, services
-from cloud.ingest.errors import BacklogFull, QueueUnavailable
-from giftwheel.contracts import GiftEvent, GiftRejected, strict_json
+from cloud.ingest.queue import Appended
+from cloud.ingest.service import Outcome
+from giftwheel.contracts import GiftRejected, strict_json
 
 router = APIRouter()
 log = structlog.get_logger(__name__)
@@ -104,21 +105,17 @@ class _Session:
         items, is_array, frame_error = self._items(frame)
         first_seq = self._seq
         self._seq += len(items)
-        acks: list[dict[str, Any]] = [{"seq": first_seq + offset} for offset in range(len(items))]
-        valid: list[tuple[int, GiftEvent]] = []
         if frame_error is not None:
-            for ack in acks:
-                ack.update(error="rejected", detail=frame_error)
+            ingest.count_rejected("websocket", "invalid", len(items))
+            acks = [
+                {"seq": first_seq + offset, "error": "rejected", "detail": frame_error}
+                for offset in range(len(items))
+            ]
         else:
-            for offset, item in enumerate(items):
-                try:
-                    valid.append((offset, ingest.parse_item(item)))
-                except GiftRejected as exc:
-                    acks[offset].update(error="rejected", detail=problems_detail(exc.problems))
-        if len(valid) < len(items):
-            ingest.count_rejected("websocket", "invalid", len(items) - len(valid))
-        if valid:
-            await self._append(valid, acks)
+            ingested = await ingest.ingest_items("websocket", items)
+            acks = [
+                self._ack(first_seq + offset, outcome) for offset, outcome in enumerate(ingested.outcomes)
+            ]
         answer = orjson.dumps(acks if is_array else acks[0])
         self._pending_ack_bytes += len(answer)
         if self._pending_ack_bytes >= self._max_pending_ack_bytes:
@@ -126,20 +123,18 @@ class _Session:
         self._outbox.put_nowait(answer)
         ingest.metrics.latency["websocket"].observe(time.perf_counter() - started)
 
-    async def _append(self, valid: list[tuple[int, GiftEvent]], acks: list[dict[str, Any]]) -> None:
-        ingest = self._svc.ingest
-        try:
-            appended = await ingest.submit_all([event for _, event in valid])
-        except (BacklogFull, QueueUnavailable) as exc:
-            reason, detail = queue_refusal(exc)
-            ingest.count_rejected("websocket", reason, len(valid))
-            retry_after = self._svc.settings.ingest.retry_after_s
-            for offset, _ in valid:
-                acks[offset].update(error=reason, detail=detail, retryAfter=retry_after)
-            return
-        ingest.count("websocket", appended)
-        for (offset, _), result in zip(valid, appended, strict=True):
-            acks[offset].update(eventId=result.event_id, duplicate=result.duplicate)
+    def _ack(self, seq: int, outcome: Outcome) -> dict[str, Any]:
+        if isinstance(outcome, Appended):
+            return {"seq": seq, "eventId": outcome.event_id, "duplicate": outcome.duplicate}
+        if isinstance(outcome, GiftRejected):
+            return {"seq": seq, "error": "rejected", "detail": problems_detail(outcome.problems)}
+        reason, detail = queue_refusal(outcome)
+        return {
+            "seq": seq,
+            "error": reason,
+            "detail": detail,
+            "retryAfter": self._svc.settings.ingest.retry_after_s,
+        }
 
     async def _write(self) -> None:
         while (ack := await self._outbox.get()) is not None:

@@ -21,11 +21,9 @@ QUEUE_UNAVAILABLE = (
 
 def queue_refusal(exc: BacklogFull | QueueUnavailable) -> tuple[str, str]:
     """The reason and the detail a sender is told when the queue took none of its events."""
-    if isinstance(exc, BacklogFull):
-        return "backlog", str(exc)
-    if isinstance(exc, QueueMisconfigured):
-        return "unavailable", str(exc)  # refused before any write: nothing may have been stored
-    return "unavailable", QUEUE_UNAVAILABLE
+    if isinstance(exc, BacklogFull | QueueMisconfigured):
+        return exc.reason, str(exc)  # refused before any write: nothing may have been stored
+    return exc.reason, QUEUE_UNAVAILABLE
 
 
 class ApiProblem(Exception):

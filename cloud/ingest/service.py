@@ -1,10 +1,15 @@
-"""IngestService: parse, check the backlog, append through the write grouper, count. No framework."""
+"""IngestService: parse, check the backlog, append through the write grouper, count. No framework.
+
+Both transports (HTTP posts, the WebSocket) make one call per request or frame and only shape the
+answer: what was stored, refused and counted is decided here, once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import structlog
 
@@ -15,7 +20,19 @@ from cloud.ingest.queue import Appended, GiftQueue
 from cloud.settings import CloudSettings
 from giftwheel.contracts import GiftEvent, GiftRejected, parse_gift, parse_gift_item
 
+# What became of one item: stored (or found a duplicate), refused with its problems, or not taken
+# by the queue (which refused all the valid items of its request or frame together).
+Outcome = Appended | GiftRejected | BacklogFull | QueueUnavailable
+
 log = structlog.get_logger(__name__)
+
+
+class Ingested(NamedTuple):
+    outcomes: list[Outcome]  # one per item, in order
+    accepted: int  # newly stored
+    duplicates: int  # stored before (a sender's retry)
+    rejected: int  # refused as invalid
+    refused: BacklogFull | QueueUnavailable | None  # the queue took none of the valid items
 
 
 class IngestService:
@@ -45,38 +62,66 @@ class IngestService:
         # redis-py may swallow a cancellation that lands mid-command, so the loop also checks this.
         self._stopping = False
 
-    def parse(self, raw: bytes | str) -> GiftEvent:
-        """One event's JSON text. Raises GiftRejected with every problem found."""
-        return parse_gift(raw, self._settings.bounds, int(self._clock() * 1000))
+    async def ingest_one(self, endpoint: str, raw: bytes | str) -> Appended:
+        """One event's JSON text parsed, appended and counted. Raises GiftRejected (with every
+        problem found), BacklogFull or QueueUnavailable, each counted as a rejection first."""
+        try:
+            event = parse_gift(raw, self._settings.bounds, int(self._clock() * 1000))
+        except GiftRejected:
+            self.count_rejected(endpoint, "invalid")
+            raise
+        try:
+            self._check_backlog()
+            appended = await self._grouper.append(event)
+        except (BacklogFull, QueueUnavailable) as exc:
+            self.count_rejected(endpoint, exc.reason)
+            raise
+        self._announce([event], [appended])
+        self._count(endpoint, [appended])
+        return appended
 
-    def parse_item(self, item: object) -> GiftEvent:
-        """One decoded item of a batch or frame. Raises GiftRejected with every problem found."""
-        return parse_gift_item(item, self._settings.bounds, int(self._clock() * 1000))
+    async def ingest_items(self, endpoint: str, items: Sequence[object]) -> Ingested:
+        """The decoded items of a batch or frame: each parsed, the valid ones appended together,
+        every outcome counted. A bad item does not sink the others; a queue that refuses the
+        valid ones refuses them all (``Ingested.refused``)."""
+        now_ms = int(self._clock() * 1000)
+        parsed: list[GiftEvent | GiftRejected] = []
+        for item in items:
+            try:
+                parsed.append(parse_gift_item(item, self._settings.bounds, now_ms))
+            except GiftRejected as exc:
+                parsed.append(exc)
+        events = [event for event in parsed if not isinstance(event, GiftRejected)]
+        rejected = len(parsed) - len(events)
+        if rejected:
+            self.count_rejected(endpoint, "invalid", rejected)
+        if not events:
+            return Ingested([p for p in parsed if isinstance(p, GiftRejected)], 0, 0, rejected, None)
+        try:
+            self._check_backlog()
+            appended = await self._grouper.append_all(events)
+        except (BacklogFull, QueueUnavailable) as exc:
+            self.count_rejected(endpoint, exc.reason, len(events))
+            return Ingested([p if isinstance(p, GiftRejected) else exc for p in parsed], 0, 0, rejected, exc)
+        self._announce(events, appended)
+        self._count(endpoint, appended)
+        stored = iter(appended)
+        outcomes: list[Outcome] = [p if isinstance(p, GiftRejected) else next(stored) for p in parsed]
+        duplicates = sum(1 for result in appended if result.duplicate)
+        return Ingested(outcomes, len(appended) - duplicates, duplicates, rejected, None)
 
-    def check_backlog(self) -> None:
+    def _check_backlog(self) -> None:
         if self.backlog > self._settings.ingest.backlog_max:
             raise BacklogFull(
                 f"{self.backlog} unprocessed events exceed the bound of "
                 f"{self._settings.ingest.backlog_max}; retry later"
             )
 
-    async def submit(self, event: GiftEvent) -> Appended:
-        self.check_backlog()
-        appended = await self._grouper.append(event)
-        self._announce([event], [appended])
-        return appended
-
-    async def submit_all(self, events: list[GiftEvent]) -> list[Appended]:
-        self.check_backlog()
-        appended = await self._grouper.append_all(events)
-        self._announce(events, appended)
-        return appended
-
     def _announce(self, events: list[GiftEvent], results: list[Appended]) -> None:
         if self._on_accepted is not None:
             self._on_accepted([e for e, r in zip(events, results, strict=True) if not r.duplicate])
 
-    def count(self, endpoint: str, results: list[Appended]) -> None:
+    def _count(self, endpoint: str, results: list[Appended]) -> None:
         duplicates = sum(1 for r in results if r.duplicate)
         if duplicates:
             self.metrics.duplicates[endpoint].inc(duplicates)

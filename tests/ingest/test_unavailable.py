@@ -15,7 +15,7 @@ from cloud.api.app import create_app
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
 from giftwheel.contracts import EVENTS_STREAM, WORKER_GROUP
-from tests.ingest.conftest import API_KEY, Api, gift, make_settings
+from tests.ingest.conftest import API_KEY, Api, gift, make_settings, read_metrics
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -115,3 +115,31 @@ async def test_503_bodies_do_not_show_where_redis_is(api: Api, redis_server: Red
         assert "unavailable" in text
         assert str(redis_server.port) not in text
         assert "127.0.0.1" not in text
+
+
+async def test_a_refused_write_answers_each_item_and_counts_each_reason_on_both_transports(
+    api: Api, redis_server: RedisServer
+) -> None:
+    """One valid and one invalid item while Redis is down: the invalid one is refused for itself,
+    the valid one by the queue, and each is counted once under its reason, batch or frame."""
+    redis_server.kill()
+    items = [gift(eventId="mixed:1"), {"eventId": 3}]
+    batch = await api.client.post("/v1/events/batch", json={"events": items}, headers=api.auth)
+    assert (batch.status_code, batch.json()["error"], batch.headers["retry-after"]) == (
+        503,
+        "unavailable",
+        "2",
+    )
+    async with websockets.connect(api.ws_url, additional_headers=api.auth) as ws:
+        await ws.send(orjson.dumps(items).decode())
+        acks = orjson.loads(await ws.recv())
+    assert [(ack["seq"], ack["error"], ack.get("retryAfter")) for ack in acks] == [
+        (0, "unavailable", 2),
+        (1, "rejected", None),
+    ]
+    assert acks[1]["detail"][0]["field"] == "eventId"
+    text = await read_metrics(api.client)
+    for endpoint in ("batch", "websocket"):
+        for reason in ("invalid", "unavailable"):
+            counted = f'giftwheel_ingest_rejected_total{{endpoint="{endpoint}",reason="{reason}"}} 1.0'
+            assert counted in text, (endpoint, reason)
