@@ -323,7 +323,8 @@ function renderTotals() {
     const goal = parts.goal;
     goal.dataset.value = String(value);
     goal.classList.toggle("reached", value >= config.goal);
-    $("goal-text").textContent = t(`goal.${config.goalUnit}`, { value, goal: config.goal });
+    const progress = t(`goal.${config.goalUnit}`, { value, goal: config.goal });
+    $("goal-text").textContent = value >= config.goal ? `${t("goal.reached")} ${progress}` : progress;
     $("goal-fill").style.width = `${Math.min(100, (100 * value) / config.goal)}%`;
   }
   if (config.leaderboard) {
