@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge.compat import tb_gateway
 from edge.settings import EdgeSettings
 
 CONNECTOR_TYPE = "giftwheel"  # lower case and not a built-in type, or the gateway ignores our class
@@ -92,36 +93,10 @@ def write_gateway_files(settings: EdgeSettings) -> Path:
     return main
 
 
-class NoUpdateCheck:
-    """Stands in for TBUpdater, which POSTs to updates.thingsboard.io at start and hourly."""
-
-    def __init__(self) -> None:
-        from thingsboard_gateway.version import VERSION
-
-        self._version = {"current_version": VERSION, "latest_version": VERSION}
-
-    def get_version(self) -> dict[str, str]:
-        return self._version
-
-    def get_platform(self) -> str:
-        return ""
-
-    def get_release(self) -> str:
-        return ""
-
-    def update(self) -> str:
-        return "updates are managed by the fleet's own deployment, not over ThingsBoard"
-
-    def stop(self) -> None:
-        """Nothing runs."""
-
-
 def harden(gateway: Any) -> None:
     """Drop the gateway RPCs that pip-install a new version, restart or reboot the Pi from the cloud."""
-    methods: dict[str, Any] = gateway._TBGatewayService__gateway_rpc_methods
-    methods.pop("update", None)
-    scheduled: dict[str, Any] = gateway._TBGatewayService__rpc_scheduled_methods_functions
-    scheduled.clear()
+    tb_gateway.gateway_rpc_methods(gateway).pop("update", None)
+    tb_gateway.scheduled_rpc_methods(gateway).clear()
 
 
 def deliver_rpcs_directly(gateway: Any, devices: set[str], handler: Callable[[dict[str, Any]], None]) -> None:
@@ -129,27 +104,24 @@ def deliver_rpcs_directly(gateway: Any, devices: set[str], handler: Callable[[di
 
     That queue's thread polls every 100 ms when idle (``__rpc_to_devices_processing``), which was
     most of our RPC latency (p50 ~90 ms measured), and for a device it does not know yet it
-    re-queues in a busy loop for 5 s. The gateway installs ``self._rpc_request_handler`` on its MQTT
-    client after connecting, so an instance attribute set before that point takes its place; RPCs
-    for devices that are not ours still go the gateway's way. ``handler`` must not block.
+    re-queues in a busy loop for 5 s. RPCs for devices that are not ours still go the gateway's
+    way. ``handler`` must not block.
     """
-    original = gateway._rpc_request_handler
 
-    def direct(request_id: Any, content: Any) -> None:
-        if isinstance(content, dict) and content.get("device") in devices:
-            data = content.get("data") or {}
-            handler({**content, "id": data.get("id")})
-            return
-        original(request_id, content)
+    def around(original: tb_gateway.RpcRequestHandler) -> tb_gateway.RpcRequestHandler:
+        def direct(request_id: Any, content: Any) -> None:
+            if isinstance(content, dict) and content.get("device") in devices:
+                data = content.get("data") or {}
+                handler({**content, "id": data.get("id")})
+                return
+            original(request_id, content)
 
-    gateway._rpc_request_handler = direct
+        return direct
+
+    tb_gateway.replace_rpc_request_handler(gateway, around)
 
 
 def run_gateway(config_path: Path, connector_class: type) -> None:
-    """Runs TBGatewayService on this (main) thread until SIGINT; blocks until its first connect."""
-    from thingsboard_gateway.gateway import tb_gateway_service
-    from thingsboard_gateway.tb_utility.tb_loader import TBModuleLoader
-
-    TBModuleLoader.LOADED_CONNECTORS[CONNECTOR_TYPE + CONNECTOR_CLASS] = connector_class
-    tb_gateway_service.TBUpdater = NoUpdateCheck
-    tb_gateway_service.TBGatewayService(str(config_path))
+    """Runs TBGatewayService on this (main) thread until SIGINT; blocks until its first connect.
+    ``connector_class`` serves the connector that :func:`gateway_config` configures."""
+    tb_gateway.run_service(config_path, CONNECTOR_TYPE + CONNECTOR_CLASS, connector_class)

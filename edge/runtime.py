@@ -12,6 +12,7 @@ import structlog
 
 from edge.buffer.ledger import CommandLedger
 from edge.buffer.outbox import Outbox
+from edge.compat import tb_gateway
 from edge.motor.checkpoint import CheckpointPolicy
 from edge.motor.clock import Clock, MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
@@ -103,8 +104,7 @@ class EdgeRuntime:
         self._gateway = gateway
 
     def thingsboard_connected(self) -> bool:
-        client = getattr(self._gateway, "tb_client", None)
-        return bool(client is not None and client.is_connected())
+        return tb_gateway.mqtt_client(self._gateway) is not None
 
     def buffer_available(self) -> bool:
         """The local Redis answers: without it no command is accepted, run or reported."""

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import structlog
 from thingsboard_gateway.connectors.connector import Connector
 
+from edge.compat import tb_gateway
 from edge.forwarder import TelemetryForwarder
 from edge.gateway_host import deliver_rpcs_directly, harden
 from edge.rpc import RpcService
@@ -33,11 +34,11 @@ class GatewayPublisher:
         """Connected AND able to take RPCs: the gateway installs its RPC handler a moment after the
         MQTT connect, and silently drops sub-device RPCs that arrive before. Until then we announce
         nothing, so ThingsBoard holds RPCs for the motors instead of sending them into that gap."""
-        client = getattr(self._gateway, "tb_client", None)
-        if client is None or not client.is_connected():
+        client = tb_gateway.mqtt_client(self._gateway)
+        if client is None:
             return False
-        self._no_delay(client.client._client.socket())
-        return client.client.devices_server_side_rpc_request_handler is not None
+        self._no_delay(tb_gateway.mqtt_socket(client))
+        return tb_gateway.listens_for_device_rpcs(client)
 
     def _no_delay(self, sock: socket.socket | None) -> None:
         """paho leaves Nagle on: an RPC reply right after the PUBACK of its request then waits for

@@ -1,8 +1,9 @@
 """Runs the real thingsboard-gateway service with a minimal connector, as a child process of a test.
 
-``python -m tests.emulator.gateway_runner HOST PORT TOKEN WORKDIR [SENSOR_BROKER_PORT]``. The
-connector announces ``motor_01`` (type motor) with heartbeat telemetry and answers every RPC at once
-with ``{"accepted": true, "commandId", "queuedRounds"}``. With a broker port, the gateway's own
+``python -m tests.emulator.gateway_runner HOST PORT TOKEN WORKDIR [SENSOR_BROKER_PORT]``. The gateway
+runs as the edge daemon runs it (:mod:`edge.gateway_host`: its config files, its start), with a
+connector that announces ``motor_01`` (type motor) with heartbeat telemetry and answers every RPC at
+once with ``{"accepted": true, "commandId", "queuedRounds"}``. With a broker port, the gateway's own
 MQTT connector runs too (:func:`sensor_connector_config`). SIGINT stops the gateway cleanly (its
 own handler); the test sends SIGINT, then SIGKILL if it has to.
 """
@@ -16,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from thingsboard_gateway.connectors.connector import Connector
-from thingsboard_gateway.gateway import tb_gateway_service
-from thingsboard_gateway.tb_utility.tb_loader import TBModuleLoader
 
-CONNECTOR_TYPE = "emulatortest"  # not a built-in type, or the gateway ignores "class"
-CONNECTOR_CLASS = "EchoMotorConnector"
+from edge.gateway_host import run_gateway, write_gateway_files
+from edge.settings import parse_settings
 
 
 class EchoMotorConnector(Connector):  # type: ignore[misc]
@@ -85,25 +84,6 @@ class EchoMotorConnector(Connector):  # type: ignore[misc]
         return self._stop.is_set()
 
 
-class NoUpdateCheck:
-    """Stands in for TBUpdater, which would POST to updates.thingsboard.io (no internet in tests)."""
-
-    def __init__(self) -> None:
-        self._version = {"current_version": "test", "latest_version": "test"}
-
-    def get_version(self) -> dict[str, str]:
-        return self._version
-
-    def get_platform(self) -> str:
-        return ""
-
-    def get_release(self) -> str:
-        return ""
-
-    def stop(self) -> None:
-        pass
-
-
 SENSOR_TOPIC = "sensors/{device}/data"  # a sensor publishes its telemetry here
 SENSOR_RPC_REQUEST = "sensors/{device}/rpc/{method}/{request_id}"
 SENSOR_RPC_RESPONSE = "sensors/{device}/rpc-response/{method}/{request_id}"
@@ -161,54 +141,37 @@ def sensor_connector_config(broker_port: int) -> dict[str, Any]:
 def write_config(
     host: str, port: int, token: str, workdir: Path, sensor_broker_port: int | None = None
 ) -> Path:
-    config: dict[str, Any] = {
-        "thingsboard": {
-            "host": host,
-            "port": port,
-            "security": {"type": "accessToken", "accessToken": token},
-            "qos": 1,
-            "remoteConfiguration": False,
-            "remoteShell": False,
-            "statistics": {"enable": False},
-            "deviceFiltering": {"enable": False},
-            "checkingDeviceActivity": {"checkDeviceInactivity": False},
-            "handleDeviceRenaming": False,
-        },
-        "storage": {"type": "memory", "read_records_count": 100, "max_records_count": 10000},
-        "grpc": {"enabled": False},
-        "connectors": [
-            {
-                "type": CONNECTOR_TYPE,
-                "name": "Echo Motors",
-                "configuration": "echo.json",
-                "class": CONNECTOR_CLASS,
-            }
-        ],
-    }
+    """The edge daemon's gateway files for one motor, plus the sensor connector if asked for."""
+    settings = parse_settings(
+        {
+            "thingsboard": {"host": host, "port": port, "access_token": token},
+            "state_dir": str(workdir),
+            "gateway_log_level": "INFO",
+            "motors": [
+                {
+                    "name": "motor_01",
+                    "driver": "a4988",
+                    "pins": {"step": 17, "dir": 27},
+                    "steps_per_round": 200,
+                    "max_step_rate_sps": 1000.0,
+                    "acceleration_sps2": 10000.0,
+                }
+            ],
+        }
+    )
+    main = write_gateway_files(settings)
     if sensor_broker_port is not None:
-        (workdir / "sensors.json").write_text(json.dumps(sensor_connector_config(sensor_broker_port)))
+        (main.parent / "sensors.json").write_text(json.dumps(sensor_connector_config(sensor_broker_port)))
+        config = json.loads(main.read_text())
         config["connectors"].append({"type": "mqtt", "name": "Sensors", "configuration": "sensors.json"})
-    logs = {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "gateway %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "level": "INFO"}},
-        "root": {"handlers": ["stderr"], "level": "INFO"},
-    }
-    (workdir / "echo.json").write_text(json.dumps({"name": "Echo Motors"}))
-    (workdir / "logs.json").write_text(json.dumps(logs))
-    main = workdir / "tb_gateway.json"
-    main.write_text(json.dumps(config))
+        main.write_text(json.dumps(config))
     return main
 
 
 def main() -> None:
     host, port, token, workdir = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
     sensor_broker_port = int(sys.argv[5]) if len(sys.argv) > 5 else None
-    config = write_config(host, port, token, workdir, sensor_broker_port)
-    TBModuleLoader.LOADED_CONNECTORS[CONNECTOR_TYPE + CONNECTOR_CLASS] = EchoMotorConnector
-    tb_gateway_service.TBUpdater = NoUpdateCheck
-    tb_gateway_service.TBGatewayService(str(config))
+    run_gateway(write_config(host, port, token, workdir, sensor_broker_port), EchoMotorConnector)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,114 @@
+"""thingsboard-gateway's internals that hosting it needs, and nothing else of ours touches.
+
+Checked against thingsboard-gateway 3.8.5, the tb-mqtt-client 1.13.13 it pins and tb-paho-mqtt-client
+2.1.2 (:data:`CHECKED`; pyproject allows exactly these ranges, and tests/compat/test_tb_gateway.py
+fails when either moves without the other). What each use relies on:
+
+- ``TBGatewayService.__gateway_rpc_methods`` and ``__rpc_scheduled_methods_functions``: the
+  ``gateway_*`` RPCs it serves from the cloud (``update`` pip-installs a release, ``restart`` and
+  ``reboot`` are scheduled). Renamed, our hardening would fail at start (AttributeError), not pass
+  silently; moved elsewhere, the cloud could update or reboot the Pi again.
+- ``TBGatewayService._rpc_request_handler``: read from the instance when the service subscribes to
+  RPCs after each connect (``subscribe_to_required_topics``), so an instance attribute set before
+  takes its place. Read earlier or from the class, RPCs would take the gateway's slow queue again.
+- ``tb_gateway_service.TBUpdater``: looked up when the service starts; it POSTs to
+  updates.thingsboard.io at start and hourly. :class:`_NoUpdateCheck` answers every method the
+  service calls on it.
+- ``TBModuleLoader.LOADED_CONNECTORS``: the loader's cache, keyed by type + class name, consulted
+  before it searches its extension directories for a connector class.
+- ``tb_client.client`` (tb-mqtt-client's TBGatewayMqttClient) and its ``_client`` (paho's Client):
+  the gateway's own MQTT session, whose socket we tune and whose RPC handler tells us it listens.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# Distribution: the versions this module's assumptions were checked against.
+CHECKED = {
+    "thingsboard-gateway": "==3.8.5",
+    "tb-mqtt-client": "==1.13.13",
+    "tb-paho-mqtt-client": ">=2.1.2,<2.2",
+}
+
+RpcRequestHandler = Callable[[Any, Any], None]
+
+
+def gateway_rpc_methods(gateway: Any) -> dict[str, Any]:
+    """The service's ``gateway_*`` RPCs by name (without the prefix); changes to it take effect."""
+    methods: dict[str, Any] = gateway._TBGatewayService__gateway_rpc_methods
+    return methods
+
+
+def scheduled_rpc_methods(gateway: Any) -> dict[str, Any]:
+    """The RPCs the service runs later (``restart``, ``reboot``); changes to it take effect."""
+    methods: dict[str, Any] = gateway._TBGatewayService__rpc_scheduled_methods_functions
+    return methods
+
+
+def replace_rpc_request_handler(
+    gateway: Any, replace: Callable[[RpcRequestHandler], RpcRequestHandler]
+) -> None:
+    """Install ``replace(the service's handler)`` as the handler of every RPC from ThingsBoard.
+
+    Must run before the first connect (a connector's constructor does): the service hands its
+    handler to the MQTT client when it subscribes after connecting.
+    """
+    gateway._rpc_request_handler = replace(gateway._rpc_request_handler)
+
+
+def mqtt_client(gateway: Any) -> Any | None:
+    """The gateway's MQTT client while it is connected to ThingsBoard, else None."""
+    tb_client = getattr(gateway, "tb_client", None)  # absent until the service has built it
+    if tb_client is None or not tb_client.is_connected():
+        return None
+    return tb_client.client
+
+
+def mqtt_socket(client: Any) -> socket.socket | None:
+    """The TCP socket under the gateway's MQTT client (None between connections)."""
+    sock: socket.socket | None = client._client.socket()
+    return sock
+
+
+def listens_for_device_rpcs(client: Any) -> bool:
+    """The service has installed its sub-device RPC handler (a moment after the MQTT connect)."""
+    return client.devices_server_side_rpc_request_handler is not None
+
+
+class _NoUpdateCheck:
+    """Stands in for TBUpdater: updates are the fleet's own deployment, never over ThingsBoard."""
+
+    def __init__(self) -> None:
+        from thingsboard_gateway.version import VERSION
+
+        self._version = {"current_version": VERSION, "latest_version": VERSION}
+
+    def get_version(self) -> dict[str, str]:
+        return self._version
+
+    def get_platform(self) -> str:
+        return ""
+
+    def get_release(self) -> str:
+        return ""
+
+    def update(self) -> str:
+        return "updates are managed by the fleet's own deployment, not over ThingsBoard"
+
+    def stop(self) -> None:
+        """Nothing runs."""
+
+
+def run_service(config_path: Path, connector_key: str, connector_class: type) -> None:
+    """Run TBGatewayService on this thread until SIGINT, without its update check, with
+    ``connector_class`` for the connectors whose type + class name is ``connector_key``."""
+    from thingsboard_gateway.gateway import tb_gateway_service
+    from thingsboard_gateway.tb_utility.tb_loader import TBModuleLoader
+
+    TBModuleLoader.LOADED_CONNECTORS[connector_key] = connector_class
+    tb_gateway_service.TBUpdater = _NoUpdateCheck
+    tb_gateway_service.TBGatewayService(str(config_path))

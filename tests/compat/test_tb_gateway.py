@@ -1,0 +1,121 @@
+"""What edge/compat/tb_gateway.py assumes of thingsboard-gateway, tb-mqtt-client and paho still holds.
+
+The service is built the way its constructor starts (``__init_variables``: the RPC tables, no
+thread, no connection); the MQTT client is a real one connected to a real Mosquitto.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tb_gateway_mqtt import TBGatewayMqttClient
+from thingsboard_gateway.gateway import tb_gateway_service
+from thingsboard_gateway.gateway.tb_gateway_service import TBGatewayService
+from thingsboard_gateway.tb_utility.tb_loader import TBModuleLoader
+
+from devstack.mosquitto_server import MosquittoServer
+from edge.compat import tb_gateway
+from edge.gateway_host import CONNECTOR_CLASS, CONNECTOR_TYPE, deliver_rpcs_directly, harden
+from tests.compat.versions import assert_checked_range
+
+COMPAT = "edge/compat/tb_gateway.py"
+
+
+@pytest.mark.parametrize("distribution", sorted(tb_gateway.CHECKED))
+def test_installed_and_allowed_versions_are_the_checked_ones(distribution: str) -> None:
+    assert_checked_range(distribution, tb_gateway.CHECKED[distribution], COMPAT)
+
+
+@pytest.fixture
+def service() -> TBGatewayService:
+    gateway = object.__new__(TBGatewayService)
+    gateway._TBGatewayService__init_variables()
+    return gateway
+
+
+def test_hardening_removes_the_update_and_the_scheduled_restart_and_reboot(service: Any) -> None:
+    assert "update" in service._TBGatewayService__gateway_rpc_methods, f"{COMPAT}: no 'update' RPC to drop"
+    scheduled = service._TBGatewayService__rpc_scheduled_methods_functions
+    assert {"restart", "reboot"} <= set(scheduled), f"{COMPAT}: scheduled RPCs are now {set(scheduled)}"
+    harden(service)
+    assert "update" not in service._TBGatewayService__gateway_rpc_methods
+    assert "ping" in service._TBGatewayService__gateway_rpc_methods  # the harmless ones stay
+    assert not service._TBGatewayService__rpc_scheduled_methods_functions
+
+
+def test_the_service_dispatches_gateway_rpcs_from_the_tables_hardening_edits() -> None:
+    source = inspect.getsource(TBGatewayService)
+    for use in (
+        "self.__gateway_rpc_methods.get(method_to_call)",
+        "method_to_call in self.__rpc_scheduled_methods_functions",
+    ):
+        assert use in source, f"{COMPAT}: TBGatewayService no longer dispatches with {use!r}"
+
+
+def test_our_rpc_handler_is_the_one_the_service_subscribes_with(service: Any) -> None:
+    delivered: list[dict[str, Any]] = []
+    deliver_rpcs_directly(service, {"motor_01"}, delivered.append)
+    service._rpc_request_handler(7, {"device": "motor_01", "data": {"id": 7, "method": "rotate"}})
+    assert delivered == [{"device": "motor_01", "data": {"id": 7, "method": "rotate"}, "id": 7}]
+    # The service reads the handler from the instance when it subscribes after each connect.
+    subscribe = inspect.getsource(TBGatewayService.subscribe_to_required_topics)
+    assert "gw_set_server_side_rpc_request_handler(self._rpc_request_handler)" in subscribe, (
+        f"{COMPAT}: the service no longer installs self._rpc_request_handler when it subscribes"
+    )
+
+
+def test_the_update_check_stand_in_answers_everything_the_service_asks_of_its_updater() -> None:
+    source = inspect.getsource(tb_gateway_service)
+    assert "self.__updater = TBUpdater()" in source, (
+        f"{COMPAT}: the service no longer builds TBUpdater by name"
+    )
+    asked = set(re.findall(r"self\.__updater\.(\w+)\(", source))
+    answered = {name for name in dir(tb_gateway._NoUpdateCheck) if not name.startswith("_")}
+    assert asked <= answered, (
+        f"{COMPAT}: the service now also calls {sorted(asked - answered)} on its updater"
+    )
+
+
+def test_a_registered_connector_class_is_what_the_loader_returns() -> None:
+    class Marker:
+        pass
+
+    key = CONNECTOR_TYPE + CONNECTOR_CLASS
+    before = TBModuleLoader.LOADED_CONNECTORS.get(key)
+    TBModuleLoader.LOADED_CONNECTORS[key] = Marker
+    try:
+        assert TBModuleLoader.import_module(CONNECTOR_TYPE, CONNECTOR_CLASS) is Marker
+    finally:
+        TBModuleLoader.LOADED_CONNECTORS.pop(key)
+        if before is not None:
+            TBModuleLoader.LOADED_CONNECTORS[key] = before
+
+
+@pytest.fixture
+def mqtt_client() -> Iterator[TBGatewayMqttClient]:
+    with MosquittoServer() as broker:
+        client = TBGatewayMqttClient(broker.host, broker.port, "compat-test")
+        try:
+            yield client
+        finally:
+            client.stop()
+
+
+def test_the_mqtt_socket_and_rpc_handler_are_where_we_read_them(mqtt_client: TBGatewayMqttClient) -> None:
+    assert tb_gateway.mqtt_socket(mqtt_client) is None  # not connected yet
+    assert not tb_gateway.listens_for_device_rpcs(mqtt_client)
+    mqtt_client.connect()
+    deadline = time.monotonic() + 10
+    while not mqtt_client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sock = tb_gateway.mqtt_socket(mqtt_client)
+    assert isinstance(sock, socket.socket), f"{COMPAT}: no socket under the connected MQTT client"
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0  # paho still leaves Nagle on
+    mqtt_client.gw_set_server_side_rpc_request_handler(lambda client, content: None)
+    assert tb_gateway.listens_for_device_rpcs(mqtt_client)
