@@ -1,64 +1,26 @@
-"""The emulator's HTTP side: health, read-only views, server-side RPC, shared attributes, faults.
-
-A small HTTP/1.1 server on asyncio streams (JSON in, JSON out, keep-alive), so the emulator needs no
-web framework and runs in the same event loop as the MQTT side. Routes are a table of
-(method, path pattern) -> handler; see ROUTES and docs/thingsboard.md for the list.
+"""The emulator's HTTP side: health, read-only views, server-side RPC, shared attributes, faults;
+with ThingsBoard's own REST controllers (rest_admin.py, rest_queues.py, rest_plugins.py), served by
+Starlette in the emulator's event loop. See ROUTES and docs/thingsboard.md for the list.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
 
-from devstack.tb_emulator.convert import dumps as _dumps  # values parsed from devices keep their literals
+from devstack.tb_emulator import rest
 from devstack.tb_emulator.faults import FaultsPatch
+from devstack.tb_emulator.rest import HttpError, Request, Result
 from devstack.tb_emulator.rest_admin import ADMIN_ROUTES
-from devstack.tb_emulator.rest_plugins import PlainResponse, plugin_routes
+from devstack.tb_emulator.rest_plugins import PLUGIN_ROUTES
 from devstack.tb_emulator.rest_queues import QUEUE_ROUTES
-from devstack.tb_emulator.rpc import RpcResult
-from devstack.tb_emulator.rule_engine import MsgType, TbMsg
+from devstack.tb_emulator.server_rpc import server_rpc
 
 if TYPE_CHECKING:
-    from devstack.tb_emulator.devices import Device
     from devstack.tb_emulator.hub import Hub
-
-log = structlog.get_logger("tb_emulator.http")
-
-MAX_BODY_BYTES = 1_048_576
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(slots=True)
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: bytes
-    params: dict[str, str]
-    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
-
-    def json(self) -> Any:
-        try:
-            return orjson.loads(self.body or b"{}")
-        except orjson.JSONDecodeError as exc:
-            raise HttpError(400, f"body is not JSON: {exc}") from None
-
-
-Handler = Callable[["Hub", Request], Awaitable[tuple[int, Any]]]
 
 
 class RpcCall(BaseModel):
@@ -82,15 +44,15 @@ def _device(hub: Hub, name_or_id: str) -> Any:
     return device
 
 
-async def health(hub: Hub, req: Request) -> tuple[int, Any]:
+async def health(hub: Hub, req: Request) -> Result:
     return 200, {"status": "ok", "sessions": len(hub.sessions), "devices": len(hub.registry.by_name)}
 
 
-async def devices(hub: Hub, req: Request) -> tuple[int, Any]:
+async def devices(hub: Hub, req: Request) -> Result:
     return 200, [d.view() for d in hub.registry.by_name.values()]
 
 
-async def device(hub: Hub, req: Request) -> tuple[int, Any]:
+async def device(hub: Hub, req: Request) -> Result:
     d = _device(hub, req.params["device"])
     view = d.view()
     view["clientAttributes"] = d.client_attributes
@@ -100,18 +62,18 @@ async def device(hub: Hub, req: Request) -> tuple[int, Any]:
     return 200, view
 
 
-async def latest(hub: Hub, req: Request) -> tuple[int, Any]:
+async def latest(hub: Hub, req: Request) -> Result:
     d = _device(hub, req.params["device"])
     return 200, {k: {"ts": ts, "value": v} for k, (ts, v) in d.latest.items()}
 
 
-async def timeseries(hub: Hub, req: Request) -> tuple[int, Any]:
+async def timeseries(hub: Hub, req: Request) -> Result:
     d = _device(hub, req.params["device"])
     since = int(req.query.get("since", ["0"])[0])
     return 200, [{"ts": ts, "values": values} for ts, values in d.history if ts >= since]
 
 
-async def sessions(hub: Hub, req: Request) -> tuple[int, Any]:
+async def sessions(hub: Hub, req: Request) -> Result:
     out = []
     for s in hub.sessions.values():
         view = s.view()
@@ -120,20 +82,20 @@ async def sessions(hub: Hub, req: Request) -> tuple[int, Any]:
     return 200, out
 
 
-async def rpc_list(hub: Hub, req: Request) -> tuple[int, Any]:
+async def rpc_list(hub: Hub, req: Request) -> Result:
     name = req.query.get("device", [None])[0]
     records = [r.view() for r in hub.rpc.records.values() if name is None or r.device == name]
     return 200, records
 
 
-async def rpc_one(hub: Hub, req: Request) -> tuple[int, Any]:
+async def rpc_one(hub: Hub, req: Request) -> Result:
     record = hub.rpc.records.get(req.params["rpc"])
     if record is None:
         raise HttpError(404, f"rpc {req.params['rpc']!r} not found")
     return 200, record.view()
 
 
-async def rpc_call(hub: Hub, req: Request) -> tuple[int, Any]:
+async def rpc_call(hub: Hub, req: Request) -> Result:
     """Server-side RPC through the rule chain, like ThingsBoard's REST API (RpcV2Controller)."""
     kind = req.params["kind"]
     if kind not in ("oneway", "twoway"):
@@ -166,49 +128,7 @@ async def rpc_call(hub: Hub, req: Request) -> tuple[int, Any]:
         return 200, outcome.response
 
 
-async def server_rpc(
-    hub: Hub,
-    target: Device,
-    *,
-    oneway: bool,
-    method: str,
-    params: Any,
-    expiration_ms: int,
-    persistent: bool,
-    retries: int | None,
-    additional_info: Any,
-    request_uuid: str | None = None,
-) -> RpcResult | None:
-    """A REST RPC as DefaultTbCoreDeviceRpcService sends it: an RPC_CALL_FROM_SERVER_TO_DEVICE message
-    into the target's rule chain, then the answer its "RPC Request to Device" path gives (None if
-    none by a second after expiry)."""
-    request_uuid = request_uuid or _uuid()
-    metadata = {
-        "deviceName": target.name,
-        "deviceType": target.type,
-        "requestUUID": request_uuid,
-        "expirationTime": str(expiration_ms),
-        "oneway": "true" if oneway else "false",
-        "persistent": "true" if persistent else "false",
-        "originServiceId": "tb-emulator",
-    }
-    if retries is not None:
-        metadata["retries"] = str(retries)
-    data = {"method": method, "params": params, "additionalInfo": additional_info}
-    result: asyncio.Future[RpcResult] = hub.loop.create_future()
-    hub.rest_rpc_waiters[request_uuid] = result
-    hub.push_to_rule_engine(
-        TbMsg(MsgType.RPC_CALL_FROM_SERVER_TO_DEVICE, target, _dumps(data), metadata, data)
-    )
-    try:
-        return await asyncio.wait_for(result, timeout=max(0.0, (expiration_ms - hub.now_ms()) / 1000) + 1.0)
-    except TimeoutError:
-        return None
-    finally:
-        hub.rest_rpc_waiters.pop(request_uuid, None)
-
-
-async def shared_attributes(hub: Hub, req: Request) -> tuple[int, Any]:
+async def shared_attributes(hub: Hub, req: Request) -> Result:
     d = _device(hub, req.params["device"])
     values = req.json()
     if not isinstance(values, dict) or not values:
@@ -217,11 +137,11 @@ async def shared_attributes(hub: Hub, req: Request) -> tuple[int, Any]:
     return 200, d.shared_attributes
 
 
-async def faults_get(hub: Hub, req: Request) -> tuple[int, Any]:
+async def faults_get(hub: Hub, req: Request) -> Result:
     return 200, hub.faults.model_dump()
 
 
-async def faults_patch(hub: Hub, req: Request) -> tuple[int, Any]:
+async def faults_patch(hub: Hub, req: Request) -> Result:
     try:
         patch = FaultsPatch.model_validate(req.json())
     except ValidationError as exc:
@@ -231,29 +151,29 @@ async def faults_patch(hub: Hub, req: Request) -> tuple[int, Any]:
     return 200, hub.faults.model_dump()
 
 
-async def faults_reset(hub: Hub, req: Request) -> tuple[int, Any]:
+async def faults_reset(hub: Hub, req: Request) -> Result:
     for key, value in type(hub.faults)().model_dump().items():
         setattr(hub.faults, key, value)
     return 200, hub.faults.model_dump()
 
 
-async def cut_session(hub: Hub, req: Request) -> tuple[int, Any]:
+async def cut_session(hub: Hub, req: Request) -> Result:
     name = req.params["device"]
     _device(hub, name)
     return 200, {"cut": hub.cut_sessions(name)}
 
 
-async def redeliver(hub: Hub, req: Request) -> tuple[int, Any]:
+async def redeliver(hub: Hub, req: Request) -> Result:
     name = req.params["device"]
     _device(hub, name)
     return 200, {"redelivered": hub.redeliver_pending(name)}
 
 
-async def webhook_calls(hub: Hub, req: Request) -> tuple[int, Any]:
+async def webhook_calls(hub: Hub, req: Request) -> Result:
     return 200, list(hub.http_poster.calls)
 
 
-async def stats(hub: Hub, req: Request) -> tuple[int, Any]:
+async def stats(hub: Hub, req: Request) -> Result:
     chains = hub.chains.values()
     return 200, {
         **hub.stats,
@@ -266,7 +186,7 @@ async def stats(hub: Hub, req: Request) -> tuple[int, Any]:
     }
 
 
-ROUTES: list[tuple[str, str, Handler]] = [
+ROUTES: rest.Routes = [
     ("GET", "/health", health),
     ("GET", "/api/stats", stats),
     ("GET", "/api/devices", devices),
@@ -287,110 +207,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     # ThingsBoard's own admin REST API (the part `giftwheel tb provision` uses): rest_admin.py
     *ADMIN_ROUTES,
     *QUEUE_ROUTES,  # the system administrator's rule-engine queues: rest_queues.py
-    # ThingsBoard's documented RPC and telemetry paths: rest_plugins.py
-    *plugin_routes(server_rpc),
+    *PLUGIN_ROUTES,  # ThingsBoard's documented RPC and telemetry paths: rest_plugins.py
 ]
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    return re.compile("^" + re.sub(r"\{(\w+)}", r"(?P<\1>[^/]+)", pattern) + "$")
-
-
-_COMPILED = [(method, _compile(path), handler) for method, path, handler in ROUTES]
-
-
-def _uuid() -> str:
-    return str(uuid.uuid4())
-
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    408: "Request Timeout",
-    409: "Conflict",
-    413: "Payload Too Large",
-    500: "Internal Server Error",
-    504: "Gateway Timeout",
-}
-
-
-class HttpServer:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                request_line = await reader.readline()
-                if not request_line:
-                    return
-                try:
-                    method, target, _ = request_line.decode("latin-1").split(" ", 2)
-                except ValueError:
-                    await self._send(writer, 400, {"error": "bad request line"}, keep_alive=False)
-                    return
-                headers: dict[str, str] = {}
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b"\n", b""):
-                        break
-                    key, _, value = line.decode("latin-1").partition(":")
-                    headers[key.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0") or 0)
-                if length > MAX_BODY_BYTES:
-                    await self._send(writer, 413, {"error": "body too large"}, keep_alive=False)
-                    return
-                body = await reader.readexactly(length) if length else b""
-                keep_alive = headers.get("connection", "").lower() != "close"
-                status, payload = await self._dispatch(method.upper(), target, body, headers)
-                await self._send(writer, status, payload, keep_alive=keep_alive)
-                if not keep_alive:
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            writer.close()
-
-    async def _dispatch(
-        self, method: str, target: str, body: bytes, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any]:
-        split = urlsplit(target)
-        allowed = False
-        for route_method, pattern, handler in _COMPILED:
-            match = pattern.match(split.path)
-            if match is None:
-                continue
-            allowed = True
-            if route_method != method:
-                continue
-            params = {k: unquote(v) for k, v in match.groupdict().items()}
-            request = Request(method, split.path, parse_qs(split.query), body, params, headers or {})
-            try:
-                return await handler(self.hub, request)
-            except HttpError as exc:
-                return exc.status, {"error": str(exc)}
-            except Exception as exc:
-                log.exception("http handler failed", path=split.path)
-                return 500, {"error": f"{type(exc).__name__}: {exc}"}
-        if allowed:
-            return 405, {"error": f"{method} not allowed on {split.path}"}
-        return 404, {"error": f"no route {split.path}"}
-
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, status: int, payload: Any, *, keep_alive: bool) -> None:
-        if isinstance(payload, PlainResponse):  # a controller's String body, or none
-            body, content_type = payload.text.encode(), "text/plain;charset=UTF-8"
-        else:
-            body, content_type = _dumps(payload).encode(), "application/json"
-        head = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
-        )
-        writer.write(head.encode("latin-1") + body)
-        await writer.drain()
+def app(hub: Hub) -> Starlette:
+    return rest.app(hub, ROUTES)

@@ -28,10 +28,10 @@ from weakref import WeakKeyDictionary
 import orjson
 
 from devstack.tb_emulator.devices import Device, DeviceProfile, DeviceSpec, profile_id_for
+from devstack.tb_emulator.rest import Request, Result, Routes
 from devstack.tb_emulator.rule_chain_store import AdminError, RuleChainStore
 
 if TYPE_CHECKING:
-    from devstack.tb_emulator.http_api import Request
     from devstack.tb_emulator.hub import Hub
 
 # The users a fresh ThingsBoard has (thingsboard/thingsboard application/src/main/java/org/thingsboard/
@@ -54,8 +54,6 @@ _NAMESPACE = uuid.UUID("6d1c5a1e-7f6b-4a0e-9a55-1c0ffee00002")
 _AUTHENTICATION, _PERMISSION_DENIED = 10, 20
 PERMISSION_DENIED = "You don't have permission to perform this operation!"
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
-
-Result = tuple[int, Any]
 
 
 @dataclass
@@ -379,7 +377,7 @@ async def save_rule_chain_metadata(hub: Hub, req: Request) -> Result:
         return _error(exc.status, exc.message, exc.code)
 
 
-ADMIN_ROUTES: list[tuple[str, str, Any]] = [
+ADMIN_ROUTES: Routes = [
     ("POST", "/api/auth/login", login),
     ("GET", "/api/tenant/devices", tenant_device),
     ("POST", "/api/device", save_device),

@@ -26,25 +26,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from devstack.tb_emulator import convert, gson, jackson
+from devstack.tb_emulator.rest import Handler, PlainResponse, Request, Result, Routes
 from devstack.tb_emulator.rest_admin import SYS_ADMIN, authority, authorized, error_response
 from devstack.tb_emulator.rpc import RpcError
+from devstack.tb_emulator.server_rpc import server_rpc
 from devstack.tb_emulator.versions import TbVersion
 
 if TYPE_CHECKING:
     from devstack.tb_emulator.devices import Device
-    from devstack.tb_emulator.http_api import Request
     from devstack.tb_emulator.hub import Hub
 
-Result = tuple[int, Any]
-Handler = Callable[["Hub", "Request"], Awaitable[Result]]
-ServerRpc = Callable[..., Awaitable[Any]]  # http_api.server_rpc, given by http_api (no import cycle)
 
 # ThingsboardErrorCode
 _AUTHENTICATION, _BAD_REQUEST_PARAMS, _ITEM_NOT_FOUND, _GENERAL = 10, 31, 32, 2
@@ -68,14 +64,6 @@ ENTITY_TYPES = frozenset(_ENTITY_TYPE_NAMES.split())
 _JAVA_UUID = re.compile(
     r"^([0-9a-fA-F]{1,8})-([0-9a-fA-F]{1,4})-([0-9a-fA-F]{1,4})-([0-9a-fA-F]{1,4})-([0-9a-fA-F]{1,12})$"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PlainResponse:
-    """A body as a controller answers it without JSON: a ``ResponseEntity<String>`` message, or a
-    bare status (an empty body)."""
-
-    text: str = ""
 
 
 class _ControllerError(Exception):
@@ -223,53 +211,50 @@ def _as_boolean(node: Any) -> bool:
     return bool(node) if isinstance(node, (bool, int, float)) else False
 
 
-def rpc_v1(server_rpc: ServerRpc) -> Handler:
-    async def rpc_v1_call(hub: Hub, req: Request) -> Result:
-        """AbstractRpcController.handleDeviceRPCRequest with RpcV1Controller's statuses: TIMEOUT 408
-        (REQUEST_TIMEOUT), NO_ACTIVE_CONNECTION 409 (CONFLICT), any other error 408; a reply 200 with
-        the device's JSON, 406 if it is not JSON, 200 without a body if there is none."""
-        kind = req.params["kind"]
-        if kind not in ("oneway", "twoway"):  # no such mapping
-            return error_response(404, "Not Found", _ITEM_NOT_FOUND)
-        device_uuid = _java_uuid(req.params["deviceId"])
-        body = _jackson_body(req.body)
-        method = _as_text(body["method"])
-        params = body.get("params")
-        timeout = _as_long(body["timeout"]) if "timeout" in body else RPC_DEFAULT_TIMEOUT_MS
-        if "expirationTime" in body:
-            expiration = _as_long(body["expirationTime"])
-        else:
-            expiration = hub.now_ms() + max(RPC_MIN_TIMEOUT_MS, timeout)
-        try:
-            request_uuid = _java_uuid(_as_text(body["requestUUID"])) if "requestUUID" in body else None
-        except _ControllerError:  # an IllegalArgumentException inside handleDeviceRPCRequest's try
-            raise _bad_request("Invalid request body") from None
-        persistent = "persistent" in body and _as_boolean(body["persistent"])
-        retries = _as_long(body["retries"], 32) if "retries" in body else None
-        target = _device(hub, req, "DEVICE", device_uuid)
-        outcome = await server_rpc(
-            hub,
-            target,
-            oneway=kind == "oneway",
-            method=method,
-            params=params,
-            expiration_ms=expiration,
-            persistent=persistent,
-            retries=retries,
-            additional_info=body.get("additionalInfo"),
-            request_uuid=request_uuid,
-        )
-        if outcome is None or outcome.error is not None:  # no answer: the service's own TIMEOUT
-            no_connection = outcome is not None and outcome.error is RpcError.NO_ACTIVE_CONNECTION
-            return (409 if no_connection else 408), PlainResponse()
-        if not outcome.response:
-            return 200, PlainResponse()
-        try:
-            return 200, orjson.loads(outcome.response)
-        except orjson.JSONDecodeError:
-            return 406, PlainResponse()
-
-    return _controller(rpc_v1_call)
+async def rpc_v1_call(hub: Hub, req: Request) -> Result:
+    """AbstractRpcController.handleDeviceRPCRequest with RpcV1Controller's statuses: TIMEOUT 408
+    (REQUEST_TIMEOUT), NO_ACTIVE_CONNECTION 409 (CONFLICT), any other error 408; a reply 200 with
+    the device's JSON, 406 if it is not JSON, 200 without a body if there is none."""
+    kind = req.params["kind"]
+    if kind not in ("oneway", "twoway"):  # no such mapping
+        return error_response(404, "Not Found", _ITEM_NOT_FOUND)
+    device_uuid = _java_uuid(req.params["deviceId"])
+    body = _jackson_body(req.body)
+    method = _as_text(body["method"])
+    params = body.get("params")
+    timeout = _as_long(body["timeout"]) if "timeout" in body else RPC_DEFAULT_TIMEOUT_MS
+    if "expirationTime" in body:
+        expiration = _as_long(body["expirationTime"])
+    else:
+        expiration = hub.now_ms() + max(RPC_MIN_TIMEOUT_MS, timeout)
+    try:
+        request_uuid = _java_uuid(_as_text(body["requestUUID"])) if "requestUUID" in body else None
+    except _ControllerError:  # an IllegalArgumentException inside handleDeviceRPCRequest's try
+        raise _bad_request("Invalid request body") from None
+    persistent = "persistent" in body and _as_boolean(body["persistent"])
+    retries = _as_long(body["retries"], 32) if "retries" in body else None
+    target = _device(hub, req, "DEVICE", device_uuid)
+    outcome = await server_rpc(
+        hub,
+        target,
+        oneway=kind == "oneway",
+        method=method,
+        params=params,
+        expiration_ms=expiration,
+        persistent=persistent,
+        retries=retries,
+        additional_info=body.get("additionalInfo"),
+        request_uuid=request_uuid,
+    )
+    if outcome is None or outcome.error is not None:  # no answer: the service's own TIMEOUT
+        no_connection = outcome is not None and outcome.error is RpcError.NO_ACTIVE_CONNECTION
+        return (409 if no_connection else 408), PlainResponse()
+    if not outcome.response:
+        return 200, PlainResponse()
+    try:
+        return 200, orjson.loads(outcome.response)
+    except orjson.JSONDecodeError:
+        return 406, PlainResponse()
 
 
 # ----------------------------------------------------------------------------- telemetry
@@ -488,36 +473,35 @@ async def save_timeseries(hub: Hub, req: Request) -> Result:
 _TELEMETRY = "/api/plugins/telemetry"
 
 
-def plugin_routes(server_rpc: ServerRpc) -> list[tuple[str, str, Handler]]:
-    """The routes, literal segments before variables (as Spring prefers the more specific pattern)."""
-    return [
-        ("POST", "/api/plugins/rpc/{kind}/{deviceId}", rpc_v1(server_rpc)),
-        ("GET", _TELEMETRY + "/{entityType}/{entityId}/keys/timeseries", _controller(timeseries_keys)),
-        ("GET", _TELEMETRY + "/{entityType}/{entityId}/values/timeseries", _controller(timeseries_values)),
-        (
-            "GET",
-            _TELEMETRY + "/{entityType}/{entityId}/values/timeseries/history",
-            _controller(timeseries_history),
-        ),
-        ("GET", _TELEMETRY + "/{entityType}/{entityId}/keys/attributes", _controller(attribute_keys)),
-        ("GET", _TELEMETRY + "/{entityType}/{entityId}/keys/attributes/{scope}", _controller(attribute_keys)),
-        ("GET", _TELEMETRY + "/{entityType}/{entityId}/values/attributes", _controller(attribute_values)),
-        (
-            "GET",
-            _TELEMETRY + "/{entityType}/{entityId}/values/attributes/{scope}",
-            _controller(attribute_values),
-        ),
-        (
-            "POST",
-            _TELEMETRY + "/{entityType}/{entityId}/timeseries/{telemetryScope}",
-            _controller(save_timeseries),
-        ),
-        (
-            "POST",
-            _TELEMETRY + "/{entityType}/{entityId}/timeseries/{telemetryScope}/{ttl}",
-            _controller(save_timeseries),
-        ),
-        ("POST", _TELEMETRY + "/{entityType}/{entityId}/attributes/{scope}", _controller(save_attributes)),
-        ("POST", _TELEMETRY + "/{entityType}/{entityId}/{scope}", _controller(save_attributes)),
-        ("POST", _TELEMETRY + "/{deviceId}/{scope}", _controller(save_attributes)),
-    ]
+# Literal segments before variables, as Spring prefers the more specific pattern
+PLUGIN_ROUTES: Routes = [
+    ("POST", "/api/plugins/rpc/{kind}/{deviceId}", _controller(rpc_v1_call)),
+    ("GET", _TELEMETRY + "/{entityType}/{entityId}/keys/timeseries", _controller(timeseries_keys)),
+    ("GET", _TELEMETRY + "/{entityType}/{entityId}/values/timeseries", _controller(timeseries_values)),
+    (
+        "GET",
+        _TELEMETRY + "/{entityType}/{entityId}/values/timeseries/history",
+        _controller(timeseries_history),
+    ),
+    ("GET", _TELEMETRY + "/{entityType}/{entityId}/keys/attributes", _controller(attribute_keys)),
+    ("GET", _TELEMETRY + "/{entityType}/{entityId}/keys/attributes/{scope}", _controller(attribute_keys)),
+    ("GET", _TELEMETRY + "/{entityType}/{entityId}/values/attributes", _controller(attribute_values)),
+    (
+        "GET",
+        _TELEMETRY + "/{entityType}/{entityId}/values/attributes/{scope}",
+        _controller(attribute_values),
+    ),
+    (
+        "POST",
+        _TELEMETRY + "/{entityType}/{entityId}/timeseries/{telemetryScope}",
+        _controller(save_timeseries),
+    ),
+    (
+        "POST",
+        _TELEMETRY + "/{entityType}/{entityId}/timeseries/{telemetryScope}/{ttl}",
+        _controller(save_timeseries),
+    ),
+    ("POST", _TELEMETRY + "/{entityType}/{entityId}/attributes/{scope}", _controller(save_attributes)),
+    ("POST", _TELEMETRY + "/{entityType}/{entityId}/{scope}", _controller(save_attributes)),
+    ("POST", _TELEMETRY + "/{deviceId}/{scope}", _controller(save_attributes)),
+]

@@ -38,6 +38,7 @@ import orjson
 from pydantic import ValidationError
 
 from devstack.tb_emulator.queues import ProcessingStrategy, QueueConfig, SubmitStrategy
+from devstack.tb_emulator.rest import PlainResponse, Request, Result, Routes
 from devstack.tb_emulator.rest_admin import (
     SYS_ADMIN,
     SYS_TENANT_ID,
@@ -46,13 +47,10 @@ from devstack.tb_emulator.rest_admin import (
     paged,
     refused,
 )
-from devstack.tb_emulator.rest_plugins import PlainResponse
 
 if TYPE_CHECKING:
-    from devstack.tb_emulator.http_api import Request
     from devstack.tb_emulator.hub import Hub
 
-Result = tuple[int, Any]
 
 _BAD_REQUEST_PARAMS, _ITEM_NOT_FOUND = 31, 32  # ThingsboardErrorCode
 # common/message/.../msg/queue/ServiceType.java: the values ServiceType.of accepts
@@ -287,7 +285,7 @@ async def save_queue(hub: Hub, req: Request) -> Result:
     return 200, _queue_json(config, entity)
 
 
-QUEUE_ROUTES: list[tuple[str, str, Any]] = [
+QUEUE_ROUTES: Routes = [
     ("GET", "/api/queues", queues),
     ("GET", "/api/queues/name/{queueName}", queue_by_name),
     ("POST", "/api/queues", save_queue),

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
-from devstack.tb_emulator import nodes
+from devstack.asgi_server import serve
+from devstack.tb_emulator import http_api, nodes
 from devstack.tb_emulator.device_api import handle_publish
 from devstack.tb_emulator.devices import DevicesFile
-from devstack.tb_emulator.http_api import HttpServer
 from devstack.tb_emulator.hub import Hub, HubSettings
 from devstack.tb_emulator.rule_engine import build_engine, load_chain_file
 from devstack.tb_emulator.session import MqttSession
@@ -71,7 +72,7 @@ class Emulator:
             engines.append(build_engine(chain, nodes.bind(self.hub, settings.hub.thingsboard_version)))
         self.hub.set_chains(engines)
         self._mqtt: asyncio.Server | None = None
-        self._http: asyncio.Server | None = None
+        self._http = contextlib.AsyncExitStack()
         self._sweeper: asyncio.Task[None] | None = None
         self.mqtt_port = settings.mqtt_port
         self.http_port = settings.http_port
@@ -92,10 +93,11 @@ class Emulator:
             backlog=1024,
         )
         self.mqtt_port = self._mqtt.sockets[0].getsockname()[1]
-        self._http = await asyncio.start_server(
-            HttpServer(self.hub).handle, self.settings.host, self.settings.http_port, reuse_address=True
+        app = http_api.app(self.hub)
+        url = await self._http.enter_async_context(
+            serve(app, host=self.settings.host, port=self.settings.http_port, timeout_graceful_shutdown=2)
         )
-        self.http_port = self._http.sockets[0].getsockname()[1]
+        self.http_port = urlsplit(url).port or self.settings.http_port
         self._sweeper = loop.create_task(self._sweep())
         self.hub.queues.start()
         log.info(
@@ -118,12 +120,11 @@ class Emulator:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        for server in (self._mqtt, self._http):
-            if server is not None:
-                server.close()
+        if self._mqtt is not None:
+            self._mqtt.close()
         await self.hub.close()
-        for server in (self._mqtt, self._http):
-            if server is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(server.wait_closed(), timeout=2)
-        self._mqtt = self._http = None
+        await self._http.aclose()
+        if self._mqtt is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._mqtt.wait_closed(), timeout=2)
+        self._mqtt = None
