@@ -1,8 +1,11 @@
 """One keep-alive HTTP/1.1 client connection over asyncio streams: a request, then its whole response.
 
-Shared by the load generator and the emulator's REST API call node. General-purpose clients cost
-more CPU per request than the servers they drive on this 2-core box (httpx: ~1.5-3 ms per call,
-measured with py-spy), so the hot path here is one write and one read of the head per request.
+Shared by the load generator and the emulator's REST API call node, which run beside the servers
+they drive on the same 2 cores, so the client's CPU per call counts. Measured against httpx 0.28.1
+(with sniffio) on one local keep-alive server, POST of 96 B, Python 3.11
+(``flock /tmp/pytest.lock .venv/bin/python -m bench.http_client --calls 3000 --rounds 3``):
+one caller, 0.077 ms of CPU per call here against 0.77 ms for httpx (p99 0.48 ms against 1.6 ms);
+16 concurrent callers, 0.030 ms against 1.28 ms (p99 0.69 ms against 112 ms).
 No pipelining: a connection carries one request at a time; pooling is the caller's business.
 """
 
