@@ -1,8 +1,9 @@
-"""Issue 18's attacks on the API's public edge, each against a fresh `giftwheel api` process.
+"""Attacks on the API's public edge (slow and idle connections, a huge header, junk frames, torn
+bodies, unpolled handshakes, a large polling body), each against a fresh `giftwheel api` process.
 
 Run:  .venv/bin/python -m bench.edge_attacks [--slow 250] [--idle 5000] [--handshakes 25000]
 
-Each attack prints what the issue measured: connections still open, whether /healthz answered,
+Each attack prints what it did to the API: connections still open, whether /healthz answered,
 what a 100 MB header got, log lines written, sessions admitted. Settings are the defaults, so the
 same script measures a checkout from before the limits existed. The API gets an open-file limit
 of ``--open-files`` so that the idle flood can exceed it from this one client process.

@@ -134,7 +134,7 @@ class GiftEvent(_Wire):
 
     @property
     def rounds(self) -> int:
-        """The seed's formula before any rule multiplier: diamond * quantity."""
+        """One round per diamond, before any rule multiplier: diamond * quantity."""
         return self.diamond * self.quantity
 
     def to_json(self) -> bytes:

@@ -131,7 +131,7 @@ def test_real_clock_ramp_shape_without_bursts(ledger: CommandLedger) -> None:
 
 
 def test_late_steps_are_never_made_up_by_a_burst(ledger: CommandLedger) -> None:
-    """1 in 50 sleeps overruns by up to 90 ms (the issue's stalls): the motor re-plans, never bursts."""
+    """1 in 50 sleeps overruns by up to 90 ms (stalls like a busy box's): the motor re-plans, never bursts."""
     rng = random.Random(19)
     late = {n: rng.uniform(1e-6, 0.09) for n in range(1, 5000) if rng.random() < 0.02}
     clock = JumpyClock(late)

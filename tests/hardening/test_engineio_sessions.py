@@ -1,4 +1,4 @@
-"""Issue 18.4: engine.io sessions count against the viewer limit; long polling bodies are bounded.
+"""engine.io sessions count against the viewer limit; long polling bodies are bounded.
 
 Before the fix 20,000 handshakes that never sent their Socket.IO CONNECT were all answered 200
 (+184 MB), and a polling POST over 1 MB was never answered.

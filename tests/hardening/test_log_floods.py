@@ -1,4 +1,4 @@
-"""Issue 18.3: client mistakes are counted and logged at a bounded rate; junk closes the session.
+"""Client mistakes are counted and logged at a bounded rate; junk closes the session.
 
 Before the fix each undecodable Socket.IO packet wrote a 30-line traceback (10,000 packets:
 300,000 lines) and the session stayed open, and a signed request torn mid-body wrote a 65-line

@@ -1,4 +1,4 @@
-"""Issue 18.1: idle and slow connections are closed; the connection cap refuses, /healthz answers.
+"""Idle and slow connections are closed; the connection cap refuses, /healthz answers.
 
 Each test holds what an attacker would hold and asserts what the server does about it. The
 timeouts are short settings, and the tests wait far longer than them: before the fix the server

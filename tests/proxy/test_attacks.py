@@ -1,5 +1,5 @@
-"""Issue 18's attacks on the API, repeated through the front door: nginx answers or closes them
-before they hold anything of the API, and what it refuses it refuses at the API's own limits."""
+"""The attacks of bench/edge_attacks.py on the API, repeated through the front door: nginx answers or
+closes them before they hold anything of the API, and what it refuses it refuses at the API's own limits."""
 
 from __future__ import annotations
 

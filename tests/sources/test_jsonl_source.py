@@ -1,4 +1,4 @@
-"""The generic source: seed-shaped JSON lines -> the real ingest API -> Redis, exact counts."""
+"""The generic source: gift-contract JSON lines -> the real ingest API -> Redis, exact counts."""
 
 from __future__ import annotations
 
