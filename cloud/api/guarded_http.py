@@ -30,11 +30,9 @@ from typing import Any
 import httptools
 import orjson
 import structlog
-from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-from uvicorn.server import ServerState
 
 from cloud.client_errors import ClientErrors
+from cloud.compat.uvicorn import STATUS_LINE, Config, HttpProtocol, ServerState
 from cloud.settings import HttpSettings
 
 log = structlog.get_logger(__name__)
@@ -91,7 +89,7 @@ class _Refusal(Exception):
         self.headers = headers
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+class GuardedHttpToolsProtocol(HttpProtocol):
     def __init__(
         self,
         config: Config,
@@ -136,16 +134,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._lingering is not None:
             return  # refused: what the client still sends is dropped
-        self._unset_keepalive_if_required()
+        self.unset_keepalive()
         if self._reading_head:
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
+            if self.upgrade_to_websocket():
                 self.handle_websocket_upgrade()
             else:
-                self._unsupported_upgrade_warning()
+                self.unsupported_upgrade()
             return
         except httptools.HttpParserError as exc:
             refusal = exc.__context__
@@ -160,9 +158,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_timers()  # the WebSocket protocol takes over the transport, with its own pings
         super().handle_websocket_upgrade()
 
-    def _unsupported_upgrade_warning(self) -> None:
+    def unsupported_upgrade(self) -> None:
         if self._guard is None:
-            super()._unsupported_upgrade_warning()
+            super().unsupported_upgrade()
         else:
             self._guard.errors.note("unsupported_upgrade", "upgrade to a protocol other than websocket")
 
@@ -191,7 +189,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             raise self._busy(guard)
         super().on_headers_complete()
         if self._over_cap:
-            self.cycle.keep_alive = False  # a health check's connection, closed once answered
+            self.close_after_response()  # a health check's connection, closed once answered
         if not self.parser.should_upgrade():
             self._body_timer = self.loop.call_later(guard.settings.body_timeout_s, self._body_timed_out)
 
@@ -249,13 +247,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._guard.errors.note(refusal.kind, refusal.detail, client=self.client[0] if self.client else None)
         if self.transport.is_closing():
             return
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            cycle.disconnected = True
-            cycle.message_event.set()
-            if cycle.response_started:  # too late to answer: the status line is out
-                self.transport.close()
-                return
+        if self.abort_request():  # too late to answer: the status line is out
+            self.transport.close()
+            return
         body = orjson.dumps({"error": refusal.kind, "detail": refusal.detail})
         head = [STATUS_LINE[refusal.status]]
         for name, value in refusal.headers:

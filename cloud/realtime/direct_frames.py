@@ -15,9 +15,8 @@ takes the ASGI path.
 from __future__ import annotations
 
 from starlette.types import Scope
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.http11 import Request
 
+from cloud.compat.uvicorn import Request, WebSocketProtocol
 from cloud.realtime.outbox import WriteFrame
 
 EXTENSION = "giftwheel.direct_frames"
@@ -29,24 +28,18 @@ def frame_writer(scope: Scope) -> WriteFrame | None:
     return None if offered is None else offered["write"]
 
 
-class DirectFramesProtocol(WebSocketsSansIOProtocol):
+class DirectFramesProtocol(WebSocketProtocol):
     """uvicorn's websockets-sansio protocol, plus the direct-frames extension in each scope."""
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         # The handshake's outcome (and the extensions it agreed) is known once super() returns.
-        if self.response.status_code == 101 and not self.conn.extensions:
-            self.scope["extensions"][EXTENSION] = {"write": self.write_frame}
+        if self.accepted_without_extensions():
+            self.offer_extension(EXTENSION, {"write": self.write_frame})
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a frame (Message.ws_frame) now, or return False if the connection cannot take it."""
-        if (
-            not self.handshake_complete
-            or self.close_sent
-            or self.disconnected
-            or not self.writable.is_set()
-            or self.transport.is_closing()
-        ):
+        if not self.can_write_now():
             return False
         try:
             self.transport.write(frame)

@@ -75,8 +75,7 @@ class Realtime:
     def start(self) -> None:
         # Listen on Redis now, not at the first Socket.IO connection as python-socketio would:
         # plain WebSocket viewers need the bus too.
-        self.sio.manager_initialized = True
-        self.manager.initialize()
+        self.sio.start_client_manager()
         self.announcer.start()
 
     async def stop(self) -> None:

@@ -19,11 +19,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-import socketio
 from socketio import packet
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cloud.client_errors import ClientErrors
+from cloud.compat.socketio import AsyncServer
 from cloud.settings import RealtimeSettings
 
 _TRY_AGAIN_LATER = 1013
@@ -43,7 +43,7 @@ def _packet_problem(data: Any) -> str | None:
     return None
 
 
-class ListenerServer(socketio.AsyncServer):  # type: ignore[misc]
+class ListenerServer(AsyncServer):
     """python-socketio's server, for clients that only listen."""
 
     def __init__(self, *, errors: ClientErrors, max_bad_packets: int, **options: Any) -> None:
@@ -52,35 +52,23 @@ class ListenerServer(socketio.AsyncServer):  # type: ignore[misc]
         self._max_bad_packets = max_bad_packets
         self._bad_packets: dict[str, int] = {}
 
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        if eio_sid not in self.eio.sockets:
+    async def engineio_message(self, eio_sid: str, data: Any) -> None:
+        if not self.has_session(eio_sid):
             return  # a session closed here: what it had in flight is dropped
         problem = _packet_problem(data)
         if problem is None:
-            await super()._handle_eio_message(eio_sid, data)
+            await super().engineio_message(eio_sid, data)
             return
         self._errors.note("socketio_bad_packet", problem)
         strikes = self._bad_packets.get(eio_sid, 0) + 1
         self._bad_packets[eio_sid] = strikes
         if strikes == self._max_bad_packets:
             self._errors.note("socketio_closed", f"{strikes} bad packets: session closed")
-            await self._close_session(eio_sid)
+            await self.end_session_now(eio_sid)
 
-    async def _close_session(self, eio_sid: str) -> None:
-        """End the session and its transport now.
-
-        engine.io's own disconnect waits until the client has taken the CLOSE packet (forever for a
-        polling client that stops polling) and leaves a WebSocket open until the ping timeout; the
-        None tells the session's writer to close the WebSocket once CLOSE is out.
-        """
-        socket = self.eio.sockets.pop(eio_sid, None)
-        if socket is not None:
-            await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
-            socket.queue.put_nowait(None)
-
-    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+    async def engineio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self._bad_packets.pop(eio_sid, None)
-        await super()._handle_eio_disconnect(eio_sid, reason)
+        await super().engineio_disconnect(eio_sid, reason)
 
 
 class SocketIoGate:

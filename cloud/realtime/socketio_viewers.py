@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 import socketio
 import structlog
 
+from cloud.compat.socketio import AsyncServer
 from cloud.realtime.feed import feed
 from cloud.realtime.hub import BadRooms, Hub, HubFull, Viewer
 from cloud.realtime.live_state import LiveState
@@ -31,7 +32,7 @@ def _names(auth: Any, key: str, query: dict[str, list[str]], param: str) -> list
 
 
 class SocketIoViewers:
-    def __init__(self, sio: socketio.AsyncServer, hub: Hub, live: LiveState) -> None:
+    def __init__(self, sio: AsyncServer, hub: Hub, live: LiveState) -> None:
         self._sio = sio
         self._hub = hub
         self._live = live
@@ -53,7 +54,7 @@ class SocketIoViewers:
 
     def waiting(self) -> int:
         """engine.io sessions open that are not (yet) viewers: a handshake without its CONNECT."""
-        return len(self._sio.eio.sockets) - len(self._sessions)
+        return self._sio.session_count() - len(self._sessions)
 
     async def disconnect(self, sid: str, reason: str = "") -> None:
         session = self._sessions.pop(sid, None)
@@ -71,7 +72,7 @@ class SocketIoViewers:
             await self.disconnect(sid)
 
     async def _send(self, sid: str, viewer: Viewer) -> None:
-        eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        eio_sid = self._sio.engineio_sid(sid, NAMESPACE)
         if eio_sid is None:  # gone before its sender started; disconnect() leaves the hub
             return
 
@@ -79,8 +80,10 @@ class SocketIoViewers:
             for message in batch:
                 # Straight to engine.io with the packet encoded once per event: sio.emit(to=sid)
                 # would encode it again for every viewer and start a task per packet.
-                await self._sio.eio.send(eio_sid, message.socketio_packet)
-            await self._written(eio_sid)
+                await self._sio.send_encoded(eio_sid, message.socketio_packet)
+            # engine.io queues without bound; waiting until its writer has taken the batch keeps a
+            # slow reader's backlog in our bounded outbox (where old progress can be dropped).
+            await self._sio.written(eio_sid)
 
         try:
             reason = await feed(viewer, self._live, send)
@@ -90,13 +93,3 @@ class SocketIoViewers:
         if not viewer.left:
             log.info("socket.io viewer disconnected", reason=reason)
             await self._sio.disconnect(sid, ignore_queue=True)
-
-    async def _written(self, eio_sid: str) -> None:
-        """Wait until the session's engine.io writer has taken what we queued.
-
-        engine.io queues without bound; waiting here keeps a slow reader's backlog in our bounded
-        outbox (where old progress can be dropped) instead of in engine.io's queue.
-        """
-        socket = self._sio.eio.sockets.get(eio_sid)
-        if socket is not None:
-            await socket.queue.join()
