@@ -8,22 +8,18 @@ listen address, the upstream and a throwaway self-signed certificate replaced; e
 from __future__ import annotations
 
 import re
-import shutil
 import ssl
 import string
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
 
-from devstack.ports import free_port, port_open
-from devstack.processes import ManagedProcess, ProcessFailed
+from devstack.ports import free_port
+from devstack.processes import LocalServer, installed
 
 NGINX_DIR = Path(__file__).resolve().parents[1] / "deploy" / "nginx"
 TEMPLATE = NGINX_DIR / "giftwheel.conf.template"
 DEFAULTS = NGINX_DIR / "giftwheel.env"
-DEBIAN_PATH = Path("/usr/sbin/nginx")  # Debian installs it outside a user's PATH
 TLS_HOST = "localhost"
 
 # The main context a distribution's nginx.conf gives; the shipped file is one http-block include.
@@ -45,13 +41,6 @@ http {{
 
 class NginxError(RuntimeError):
     pass
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or (str(DEBIAN_PATH) if DEBIAN_PATH.exists() else None)
-    if found is None:
-        raise NginxError("nginx not found; run ./scripts/setup (it installs Debian's nginx)")
-    return found
 
 
 def template_defaults() -> dict[str, str]:
@@ -87,20 +76,19 @@ def self_signed_certificate(directory: Path, host: str = TLS_HOST) -> tuple[Path
     return cert, key
 
 
-class NginxServer(ManagedProcess):
+class NginxServer(LocalServer):
     """nginx on 127.0.0.1 in front of ``upstream`` (host:port), TLS on ``port``.
 
     ``overrides`` replace values of giftwheel.env (a test shortens the client timeouts with them).
     """
 
+    error = NginxError
+
     def __init__(self, upstream: str, *, overrides: Mapping[str, str] | None = None) -> None:
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self._tmp = tempfile.TemporaryDirectory(prefix="giftwheel-nginx-")
-        self.prefix = Path(self._tmp.name)
+        super().__init__("nginx")
         # nginx run as root drops its workers to nobody, which must reach the temp paths.
-        self.prefix.chmod(0o755)
-        self.cert, key = self_signed_certificate(self.prefix)
+        self.workdir.chmod(0o755)
+        self.cert, key = self_signed_certificate(self.workdir)
         self.values = {
             **template_defaults(),
             "NGINX_SERVER_NAME": TLS_HOST,
@@ -108,13 +96,10 @@ class NginxServer(ManagedProcess):
             "NGINX_HTTP_LISTEN": f"{self.host}:{free_port()}",
             "NGINX_TLS_CERT": str(self.cert),
             "NGINX_TLS_KEY": str(key),
-            "NGINX_ACME_ROOT": str(self.prefix / "acme"),
+            "NGINX_ACME_ROOT": str(self.workdir / "acme"),
             "NGINX_API_UPSTREAM": upstream,
             **(overrides or {}),
         }
-        super().__init__(
-            f"nginx-{self.port}", [], log_dir=self.prefix, ready=lambda: port_open(self.host, self.port)
-        )
 
     @property
     def url(self) -> str:
@@ -122,23 +107,17 @@ class NginxServer(ManagedProcess):
 
     def config_text(self) -> str:
         """The rendered giftwheel.conf nginx runs."""
-        return (self.prefix / "giftwheel.conf").read_text()
+        return (self.workdir / "giftwheel.conf").read_text()
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client context that trusts this server's certificate and nothing else."""
         return ssl.create_default_context(cafile=str(self.cert))
 
-    def start(self, timeout_s: float = 10.0) -> Self:
-        (self.prefix / "giftwheel.conf").write_text(render(self.values))
-        (self.prefix / "acme").mkdir(exist_ok=True)
-        conf = self.prefix / "nginx.conf"
-        conf.write_text(_MAIN.format(prefix=self.prefix))
-        self.argv = [nginx_binary(), "-p", str(self.prefix), "-c", str(conf), "-g", "daemon off;"]
-        try:
-            return super().start(timeout_s)
-        except ProcessFailed as exc:
-            raise NginxError(str(exc)) from None
-
-    def close(self) -> None:
-        self.stop()
-        self._tmp.cleanup()
+    def command(self) -> list[str]:
+        (self.workdir / "giftwheel.conf").write_text(render(self.values))
+        (self.workdir / "acme").mkdir(exist_ok=True)
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(_MAIN.format(prefix=self.workdir))
+        # Debian installs it outside a user's PATH
+        nginx = installed("nginx", NginxError, also=Path("/usr/sbin/nginx"))
+        return [nginx, "-p", str(self.workdir), "-c", str(conf), "-g", "daemon off;"]

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
+
+from devstack.ports import free_port, port_open
 
 
 def giftwheel_argv(*args: str) -> list[str]:
@@ -25,6 +29,15 @@ def giftwheel_argv(*args: str) -> list[str]:
 
 class ProcessFailed(RuntimeError):
     pass
+
+
+def installed(program: str, error: type[Exception], package: str = "", also: Path | None = None) -> str:
+    """The path of a program ./scripts/setup installs from Debian's ``package`` (``also``: where
+    Debian puts it outside a user's PATH); ``error`` names what is missing."""
+    found = shutil.which(program) or (str(also) if also is not None and also.exists() else None)
+    if found is None:
+        raise error(f"{program} not found; run ./scripts/setup (it installs Debian's {package or program})")
+    return found
 
 
 class Harness(ABC):
@@ -144,6 +157,43 @@ class ManagedProcess(Harness):
     def close(self) -> None:
         """Stop it; subclasses also release what they hold (a temporary directory)."""
         self.stop()
+
+
+class LocalServer(ManagedProcess):
+    """A third-party server on a free loopback port, with a directory of its own (a temporary one
+    unless given); ``start()`` runs ``command()`` and raises ``error`` when it does not come up."""
+
+    error: type[RuntimeError] = ProcessFailed
+
+    def __init__(self, kind: str, port: int | None = None, workdir: Path | None = None) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"giftwheel-{kind}-")
+            workdir = Path(self._tmp.name)
+        self.workdir = workdir
+        super().__init__(
+            f"{kind}-{self.port}", [], log_dir=self.workdir, ready=lambda: port_open(self.host, self.port)
+        )
+
+    @abstractmethod
+    def command(self) -> list[str]:
+        """The argv to run, after writing the files it reads: built at start, so a caller may still
+        change what goes into it."""
+
+    def start(self, timeout_s: float = 10.0) -> Self:
+        self.argv = self.command()
+        try:
+            return super().start(timeout_s)
+        except ProcessFailed as exc:
+            raise self.error(str(exc)) from None
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
 
 class ProcessHarness(Harness):

@@ -7,14 +7,13 @@ discovers the others from there.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 from typing import Self
 
 from devstack.ports import free_port
-from devstack.processes import Harness
+from devstack.processes import Harness, installed
 from devstack.redis_server import RedisServer, RedisServerError
 
 # Each node also listens on its port + 10000 (the cluster bus), so its port must stay below this.
@@ -50,18 +49,14 @@ class RedisCluster(Harness):
             for _ in range(masters)
         ]
         for node in self.nodes:
-            node.extra_args = (*node.extra_args, "--cluster-config-file", str(node.data_dir / "nodes.conf"))
+            node.extra_args = (*node.extra_args, "--cluster-config-file", str(node.workdir / "nodes.conf"))
 
     @property
     def url(self) -> str:
         return self.nodes[0].url
 
     def start(self, timeout_s: float = 30.0) -> Self:
-        cli = shutil.which("redis-cli")
-        if cli is None:
-            raise RedisServerError(
-                "redis-cli not found; run ./scripts/setup (it installs Debian's redis-tools)"
-            )
+        cli = installed("redis-cli", RedisServerError, "redis-tools")
         for node in self.nodes:
             node.start()
         addresses = [f"{n.host}:{n.port}" for n in self.nodes]

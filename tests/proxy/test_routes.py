@@ -40,7 +40,7 @@ async def test_events_are_posted_over_tls(api: Api, proxied: FrontDoor) -> None:
 
 async def test_plain_http_is_redirected_except_lets_encrypts_challenge(proxied: FrontDoor) -> None:
     plain = f"http://{proxied.nginx.values['NGINX_HTTP_LISTEN']}"
-    acme = proxied.nginx.prefix / "acme" / ".well-known" / "acme-challenge"
+    acme = proxied.nginx.workdir / "acme" / ".well-known" / "acme-challenge"
     acme.mkdir(parents=True, exist_ok=True)
     (acme / "token-1").write_text("token-1.thumbprint")
     async with httpx.AsyncClient() as client:
