@@ -1,4 +1,4 @@
-"""The generic source: the seed's normalised gift payloads, one JSON object per line.
+"""The generic source: normalised gift payloads (giftwheel/contracts/gift.py), one JSON object per line.
 
 For anything that can print gifts as JSON (a webhook relay, a script, a recorded evening):
 ``giftwheel source jsonl events.jsonl`` or ``... | giftwheel source jsonl -``. Each line is the

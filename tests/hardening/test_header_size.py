@@ -1,4 +1,4 @@
-"""Issue 18.2: a request head past http.max_header_bytes is refused with 431, never read whole.
+"""A request head past http.max_header_bytes is refused with 431, never read whole.
 
 Before the fix a 100 MB header was read to its end and answered 200 (the API's RSS +100 MB).
 """
@@ -28,7 +28,7 @@ def test_endless_header_is_refused_at_the_bound(start_api: StartApi) -> None:
     sent = 0
     with connect(api) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: api\r\nX-Big: ")
-        # The issue's 100 MB header, sent as a client that reads while it writes sends it: until
+        # A 100 MB header, sent as a client that reads while it writes sends it: until
         # the server answers.
         while sent < 100_000_000 and not select.select([sock], [], [], 0)[0]:
             sock.sendall(_CHUNK)
