@@ -22,12 +22,13 @@ import os
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 from devstack.edge_process import GATEWAY_TOKEN, EdgeDaemon, SimMotor, simulated_config
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess
+from devstack.waiting import wait_until
 
 MAX_RATE_SPS = 3200.0  # one round per second
 ACCEL_SPS2 = 6400.0
@@ -60,14 +61,6 @@ class StepLog:
         return times
 
 
-def wait(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.001)
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
@@ -98,7 +91,7 @@ def measure_latency(tb: EmulatorProcess, steps: StepLog, rpcs: int) -> dict[str,
                 raise TimeoutError("one round")
             moved.extend(steps.read_new())
             time.sleep(0.001)
-        wait(lambda c=command_id: finished(tb, c), 10, "done telemetry")
+        wait_until(partial(finished, tb, command_id), 10, 0.001, what="done telemetry")
         received_ms = tb.latest_telemetry("motor_01")["receivedTs"]
         if i < 5:
             continue  # warm-up
@@ -177,7 +170,7 @@ def main() -> None:
             except EmulatorError:
                 return False
 
-        wait(announced, 60, "motor announced")
+        wait_until(announced, 60, what="motor announced")
         steps = StepLog(workdir / "steps" / "motor_01.steps")
         latency = measure_latency(tb, steps, args.rpcs)
         assert daemon.pid is not None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-import time
+
+from devstack.waiting import wait_until
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -24,8 +25,4 @@ def port_open(host: str, port: int) -> bool:
 
 def wait_for_port(host: str, port: int, timeout_s: float) -> None:
     """Block until something accepts TCP connections on host:port, or raise TimeoutError."""
-    deadline = time.monotonic() + timeout_s
-    while not port_open(host, port):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s} s")
-        time.sleep(0.02)
+    wait_until(lambda: port_open(host, port), timeout_s, what=f"something listening on {host}:{port}")

@@ -33,14 +33,13 @@ import asyncio
 import dataclasses
 import json
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import yaml
 
@@ -59,7 +58,6 @@ HOST = "127.0.0.1"
 DeviceList = Path | Sequence[Mapping[str, Any]] | Sequence[DeviceSpec] | None
 ProfileList = Sequence[Mapping[str, Any]]
 ChainFiles = Path | Sequence[Path]
-T = TypeVar("T")
 
 
 class EmulatorError(RuntimeError):
@@ -80,18 +78,6 @@ def _inline_devices(devices: DeviceList, profiles: ProfileList) -> dict[str, Any
 
 def _chain_list(rule_chain: ChainFiles) -> list[Path]:
     return [rule_chain] if isinstance(rule_chain, Path) else list(rule_chain)
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.02) -> T:
-    """Poll ``predicate`` until it returns something truthy; raise TimeoutError otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout_s} s (last value {value!r})")
-        time.sleep(interval_s)
 
 
 class EmulatorHttp:

@@ -10,6 +10,7 @@ import time
 import pytest
 import redis as redis_lib
 
+from devstack.waiting import wait_until
 from edge.buffer.ledger import CommandLedger
 from edge.motor.checkpoint import CheckpointPolicy
 from edge.motor.clock import MonotonicClock, ScaledClock
@@ -20,15 +21,6 @@ from giftwheel.contracts.motor import MotorState
 from tests.edge.motion import JumpyClock, assert_no_burst
 
 FAST = MotionProfile(steps_per_round=200, max_rate_sps=2000.0, accel_sps2=20_000.0)
-
-
-def wait_for(predicate: object, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def controller(ledger: CommandLedger, profile: MotionProfile = FAST, scale: float = 20.0) -> MotorController:
@@ -42,7 +34,7 @@ def test_commands_run_in_order_with_exact_rounds(ledger: CommandLedger) -> None:
     ledger.submit("m1", "c-00000001", 3, None)
     ledger.submit("m1", "c-00000002", 2, 30.0)
     motor = controller(ledger)
-    wait_for(lambda: ledger.status("m1").commands_done == 2)
+    wait_until(lambda: ledger.status("m1").commands_done == 2)
     motor.close()
     driver = motor.driver
     assert isinstance(driver, SimulatedDriver)
@@ -59,13 +51,13 @@ def test_commands_run_in_order_with_exact_rounds(ledger: CommandLedger) -> None:
 def test_parking_resumes_the_remaining_pulses_not_all(ledger: CommandLedger) -> None:
     ledger.submit("m1", "c-00000003", 6, None)
     first = controller(ledger, scale=5.0)
-    wait_for(lambda: ledger.status("m1").rounds_completed >= 2)
+    wait_until(lambda: ledger.status("m1").rounds_completed >= 2)
     first.close()  # parks mid-command: decelerates, writes the exact pulse count, keeps the rest queued
     done_before = ledger.status("m1").rounds_completed
     assert 2 <= done_before < 6
     assert ledger.status("m1").queued_rounds == 6 - done_before
     second = controller(ledger)
-    wait_for(lambda: ledger.status("m1").commands_done == 1)
+    wait_until(lambda: ledger.status("m1").commands_done == 1)
     second.close()
     assert isinstance(first.driver, SimulatedDriver)
     assert isinstance(second.driver, SimulatedDriver)
@@ -77,10 +69,10 @@ def test_stop_clears_the_queue_and_halts_with_a_ramp(ledger: CommandLedger) -> N
     ledger.submit("m1", "c-00000004", 50, None)
     ledger.submit("m1", "c-00000005", 10, None)
     motor = controller(ledger, scale=2.0)
-    wait_for(lambda: ledger.status("m1").rounds_completed >= 1)
+    wait_until(lambda: ledger.status("m1").rounds_completed >= 1)
     cleared = motor.stop_all()
     assert cleared.command_ids == ["c-00000004", "c-00000005"]
-    wait_for(lambda: not motor.driver.energised)  # type: ignore[attr-defined]
+    wait_until(lambda: not motor.driver.energised)  # type: ignore[attr-defined]
     steps_at_halt = motor.driver.total_steps  # type: ignore[attr-defined]
     time.sleep(0.2)
     motor.close()
@@ -109,7 +101,7 @@ def test_real_clock_ramp_shape_without_bursts(ledger: CommandLedger) -> None:
     ledger.submit("m1", "c-00000006", 6, None)
     motor = MotorController("m1", driver, ledger, profile, clock, idle_poll_s=0.05)
     motor.start()
-    wait_for(lambda: ledger.status("m1").commands_done == 1, timeout_s=20)
+    wait_until(lambda: ledger.status("m1").commands_done == 1, timeout_s=20)
     motor.close()
     times = [t for t, _ in driver.steps]
     assert len(times) == 2400
@@ -140,7 +132,7 @@ def test_late_steps_are_never_made_up_by_a_burst(ledger: CommandLedger) -> None:
     ledger.submit("m1", "c-0000b001", 8, None)
     motor = MotorController("m1", driver, ledger, profile, clock, idle_poll_s=0.05)
     motor.start()
-    wait_for(lambda: ledger.status("m1").commands_done == 1)
+    wait_until(lambda: ledger.status("m1").commands_done == 1)
     motor.close()
     times = [t for t, _ in driver.steps]
     assert len(times) == 8 * 200
@@ -163,18 +155,18 @@ def test_a_stalled_buffer_delays_checkpoints_not_pulses(
     driver = SimulatedDriver(clock)
     motor = MotorController("m1", driver, ledger, FAST, clock, checkpoints=policy, idle_poll_s=0.05)
     motor.start()
-    wait_for(lambda: driver.total_steps > 0)  # begin() is written
+    wait_until(lambda: driver.total_steps > 0)  # begin() is written
     sync_redis.execute_command("CLIENT", "PAUSE", 4000, "WRITE")  # type: ignore[no-untyped-call]
     paused_at = driver.total_steps
     written_at_pause = int(sync_redis.hget(ledger.keys.motor("m1"), "pd") or 0)
     next_round = (paused_at // 200 + 1) * 200
-    wait_for(lambda: driver.total_steps > next_round, timeout_s=3.5)
+    wait_until(lambda: driver.total_steps > next_round, timeout_s=3.5)
     # Still paused: no checkpoint was written meanwhile, yet the motor crossed a round boundary.
     assert int(sync_redis.hget(ledger.keys.motor("m1"), "pd") or 0) == written_at_pause
     stop_distance = round(FAST.max_rate_sps**2 / (2 * FAST.accel_sps2))
     time.sleep(0.4)
     assert driver.total_steps <= written_at_pause + 500 + stop_distance + policy.every_pulses(200)
-    wait_for(lambda: ledger.status("m1").commands_done == 1, timeout_s=20)
+    wait_until(lambda: ledger.status("m1").commands_done == 1, timeout_s=20)
     motor.close()
     assert driver.total_steps == 6 * 200
     assert ledger.status("m1").rounds_completed == 6
@@ -196,7 +188,7 @@ def test_driver_failure_is_a_reported_fault_with_coils_released(ledger: CommandL
     motor.start()
     service = RpcService({"m1": motor}, ledger)
     service.handle("m1", "rotate", {"commandId": "c-0000fa01", "rounds": 2})
-    wait_for(lambda: motor.faulted and not motor.alive)
+    wait_until(lambda: motor.faulted and not motor.alive)
     assert not driver.energised
     assert ledger.status("m1").state is MotorState.FAULT
     reply = service.handle("m1", "rotate", {"commandId": "c-0000fa02", "rounds": 1})

@@ -4,8 +4,6 @@ repeats at most a checkpoint's worth of pulses (a fraction of a round), never a 
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import redis as redis_lib
 from devstack.edge_process import EdgeDaemon, recorded_steps, simulated_config
 from devstack.ports import free_port
 from devstack.redis_server import RedisServer
+from devstack.waiting import wait_until
 from edge.buffer.ledger import CommandLedger
 from edge.motor.checkpoint import CheckpointPolicy
 
@@ -23,15 +22,6 @@ SPR = 200  # motor_01 pulses per round in the harness config
 FRACTION = 0.1  # a checkpoint every 20 pulses
 ROUNDS = 5
 SPEED_RPM = 300.0  # 1,000 pulses/s: a 20-pulse checkpoint interval is 20 ms, far above one write
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{what} not met within {timeout_s} s")
 
 
 def ledger_on(redis: RedisServer) -> tuple[redis_lib.Redis, CommandLedger]:
@@ -46,13 +36,15 @@ def trial(tmp_path: Path, redis: RedisServer, config: dict[str, object], n: int,
     ledger.submit("motor_01", f"c-0000d{n:03x}", ROUNDS, SPEED_RPM)
     client.close()
     with EdgeDaemon(config, tmp_path) as daemon:
-        wait_for(lambda: recorded_steps(tmp_path, "motor_01") >= turned_before + kill_after, what="turning")
+        wait_until(
+            lambda: recorded_steps(tmp_path, "motor_01") >= turned_before + kill_after, 30, what="turning"
+        )
         daemon.kill()
         redis.kill()
     redis.start()
     client, ledger = ledger_on(redis)
     with EdgeDaemon(config, tmp_path):
-        wait_for(lambda: ledger.status("motor_01").commands_done == n + 1, what="resumed and finished")
+        wait_until(lambda: ledger.status("motor_01").commands_done == n + 1, 30, what="resumed and finished")
     client.close()
     return recorded_steps(tmp_path, "motor_01") - turned_before - ROUNDS * SPR
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,11 @@ import yaml
 from devstack.edge_process import EdgeDaemon, recorded_steps, simulated_config
 from devstack.ports import free_port
 from devstack.redis_server import RedisServer
+from devstack.waiting import wait_until
 from edge.buffer.ledger import CommandLedger
 from tests.notify_socket import until
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(predicate: object, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_offline_daemon_runs_the_local_queue_reports_ready_and_stops_on_sigterm(
@@ -44,10 +35,10 @@ def test_offline_daemon_runs_the_local_queue_reports_ready_and_stops_on_sigterm(
         with EdgeDaemon(config, tmp_path, env=env) as daemon:
             assert until(notify, b"READY=1")[-1].startswith(b"READY=1\nSTATUS=ThingsBoard unreachable")
             assert notify.recv(1024) == b"WATCHDOG=1"
-            wait_for(lambda: ledger.status("motor_01").commands_done == 1)
+            wait_until(lambda: ledger.status("motor_01").commands_done == 1, 20)
             assert recorded_steps(tmp_path, "motor_01") == 3 * 200
             ledger.submit("motor_02", "c-0000f002", 400, None)
-            wait_for(lambda: ledger.status("motor_02").rounds_completed >= 1)
+            wait_until(lambda: ledger.status("motor_02").rounds_completed >= 1, 20)
             assert daemon.stop() == 0
         messages = []
         notify.settimeout(0.5)

@@ -4,9 +4,10 @@ kill -9 and resume, a ThingsBoard outage, a local Redis restart."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +17,14 @@ import redis as redis_lib
 from devstack.edge_process import DEFAULT_MOTORS, GATEWAY_TOKEN, EdgeDaemon, recorded_steps, simulated_config
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess
+from devstack.waiting import wait_until
 from edge.buffer.ledger import CommandLedger
 from edge.motor.checkpoint import CheckpointPolicy
 
 pytestmark = pytest.mark.slow
 
 SPR = 200  # motor_01 pulses per round in the harness config
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout_s} s")
+wait_for = partial(wait_until, timeout_s=30.0)
 
 
 @pytest.fixture

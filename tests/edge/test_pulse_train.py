@@ -11,6 +11,7 @@ import pytest
 from pytest_mock import MockerFixture
 
 from devstack.edge_process import simulated_config
+from devstack.waiting import wait_until
 from edge.buffer.ledger import CommandLedger
 from edge.errors import PinBackendError
 from edge.motor.backends.gpiozero_pins import GpiozeroFactory
@@ -21,7 +22,6 @@ from edge.motor.pulse_train import PulseTrain, PulseTrainStepDirDriver
 from edge.runtime import build_driver
 from edge.settings import parse_settings
 from tests.edge.motion import JumpyClock, assert_no_burst
-from tests.edge.test_controller import wait_for
 
 STEP, DIR, EN = 17, 27, 22
 
@@ -111,7 +111,7 @@ def test_lgpio_train_turns_exactly_and_never_bursts_when_the_loop_is_late(
     ledger.submit("m1", "c-0000e001", 4, None)
     motor = MotorController("m1", driver, ledger, profile, lgpio.clock, idle_poll_s=0.05)
     motor.start()
-    wait_for(lambda: ledger.status("m1").commands_done == 1)
+    wait_until(lambda: ledger.status("m1").commands_done == 1)
     motor.close()
     edges = rising_edges(lgpio, STEP)
     assert len(edges) == 4 * 3200

@@ -19,8 +19,9 @@ import orjson
 import pytest
 
 from devstack.mosquitto_server import MosquittoServer
-from devstack.tb_emulator.harness import EmulatorProcess, wait_until
+from devstack.tb_emulator.harness import EmulatorProcess
 from devstack.tb_emulator.raw_client import RawMqttClient
+from devstack.waiting import wait_until
 from tests.emulator.conftest import DEVICES
 from tests.emulator.gateway_process import gateway_process
 from tests.emulator.gateway_runner import SENSOR_RPC_REQUEST, SENSOR_RPC_RESPONSE, SENSOR_TOPIC

@@ -5,8 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess, wait_until
+from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess
 from devstack.tb_emulator.raw_client import RawMqttClient
+from devstack.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

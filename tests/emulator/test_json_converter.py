@@ -22,8 +22,9 @@ from devstack.tb_emulator.gson import (
     NumberFormatException,
     UnsupportedOperationException,
 )
-from devstack.tb_emulator.harness import EmulatorProcess, InProcessEmulator, wait_until
+from devstack.tb_emulator.harness import EmulatorProcess, InProcessEmulator
 from devstack.tb_emulator.raw_client import RawMqttClient
+from devstack.waiting import wait_until
 from tests.emulator.conftest import DEVICES, GATEWAY_TOKEN
 
 V3, V5 = codec.MQTT_3_1_1, codec.MQTT_5

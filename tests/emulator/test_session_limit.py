@@ -19,10 +19,11 @@ import pytest
 from tb_device_mqtt import TBDeviceMqttClient
 
 from cloud.mqtt import codec
-from devstack.tb_emulator.harness import EmulatorProcess, InProcessEmulator, wait_until
+from devstack.tb_emulator.harness import EmulatorProcess, InProcessEmulator
 from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.raw_client import RawMqttClient
 from devstack.tb_emulator.session import RC_SESSION_TAKEN_OVER
+from devstack.waiting import wait_until
 from tests.emulator.conftest import DEVICES, DISPATCHER_TOKEN, GATEWAY_TOKEN
 
 V3, V5 = codec.MQTT_3_1_1, codec.MQTT_5

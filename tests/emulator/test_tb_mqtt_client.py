@@ -17,7 +17,8 @@ import pytest
 from tb_device_mqtt import TBDeviceMqttClient
 from tb_gateway_mqtt import TBGatewayMqttClient
 
-from devstack.tb_emulator.harness import EmulatorProcess, wait_until
+from devstack.tb_emulator.harness import EmulatorProcess
+from devstack.waiting import wait_until
 from tests.emulator.conftest import DISPATCHER_TOKEN, GATEWAY_TOKEN
 
 pytestmark = pytest.mark.slow

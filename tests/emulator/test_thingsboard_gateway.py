@@ -18,8 +18,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from devstack.tb_emulator.harness import EmulatorProcess, wait_until
+from devstack.tb_emulator.harness import EmulatorProcess
 from devstack.tb_emulator.raw_client import RawMqttClient
+from devstack.waiting import wait_until
 from tests.emulator.conftest import DEVICES, DISPATCHER_TOKEN
 from tests.emulator.gateway_process import gateway_process
 

@@ -12,14 +12,15 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from devstack import waiting
 from devstack.ports import free_port
 from devstack.tb_emulator.harness import EmulatorProcess
 from tests.ops.booted import BootedRoot, BootError
@@ -207,6 +208,7 @@ def test_a_failing_canary_stops_the_rollout(target: Target, tmp_path: Path) -> N
 
 
 API_KEY = "ops-test-api-key-0123456789"
+wait_until = partial(waiting.wait_until, timeout_s=30.0, interval_s=0.2)  # a booted root answers slowly
 RULES = {"version": 1, "default_device": "motor_07", "multiplier": 1, "command_rounds_max": 100}
 
 
@@ -245,14 +247,6 @@ def wait_active(booted: BootedRoot, unit: str, timeout_s: float = 60) -> None:
     if state != "active":
         status = booted.run("systemctl", "status", "--no-pager", unit).stdout
         raise AssertionError(status + booted.run("journalctl", "--no-pager", "-u", unit).stdout[-4000:])
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s")
-        time.sleep(0.2)
 
 
 def commands_done(emulator: EmulatorProcess, motor: str) -> int:
@@ -303,13 +297,13 @@ def test_booted_under_systemd_a_gift_goes_through_all_three_units(target: Target
             status = booted.run("systemctl", "status", "--no-pager", "giftwheel-edge").stdout
             assert "connected to ThingsBoard" in status  # the daemon's STATUS= from sd_notify
             # The gateway announces its motors after connecting; the worker connects as the dispatcher.
-            wait_until(lambda: emulator.is_connected("motor_07"), "motor_07 announced")
-            wait_until(lambda: emulator.is_connected("dispatcher"), "worker connected as dispatcher")
+            wait_until(lambda: emulator.is_connected("motor_07"), what="motor_07 announced")
+            wait_until(lambda: emulator.is_connected("dispatcher"), what="worker connected as dispatcher")
 
             code, reply = emulator.send_rpc("motor_07", "rotate", {"commandId": "c-0b007001", "rounds": 2},
                                             timeout_ms=10_000)  # fmt: skip
             assert (code, reply.get("accepted")) == (200, True), reply
-            wait_until(lambda: commands_done(emulator, "motor_07") == 1, "the RPC's command done")
+            wait_until(lambda: commands_done(emulator, "motor_07") == 1, what="the RPC's command done")
 
             gift = {
                 "eventId": "ops:booted:1",
@@ -326,7 +320,7 @@ def test_booted_under_systemd_a_gift_goes_through_all_three_units(target: Target
                 f"http://127.0.0.1:{api_port}/v1/events", json=gift, headers=headers, timeout=10
             )
             assert answer.status_code == 202, answer.text
-            wait_until(lambda: commands_done(emulator, "motor_07") == 2, "the gift's command done")
+            wait_until(lambda: commands_done(emulator, "motor_07") == 2, what="the gift's command done")
 
             show = booted.run("systemctl", "show", "giftwheel-edge", "-p", "NRestarts", "-p", "User").stdout
             assert "NRestarts=0" in show
@@ -347,9 +341,9 @@ def check_health_under_systemd(booted: BootedRoot, redis_port: int) -> None:
     # The local Redis goes away: the status says so at once (it said "connected" before).
     booted.run("systemctl", "stop", "redis-server")
     lost = f"local Redis redis://127.0.0.1:{redis_port}/0 unreachable: the motors can take no command"
-    wait_until(lambda: lost in edge_status(booted), "status shows the lost Redis")
+    wait_until(lambda: lost in edge_status(booted), what="status shows the lost Redis")
     booted.run("systemctl", "start", "redis-server")
-    wait_until(lambda: "connected to ThingsBoard" in edge_status(booted), "status back to connected")
+    wait_until(lambda: "connected to ThingsBoard" in edge_status(booted), what="status back to connected")
     # A config error exits 2 with one line, and systemd does not restart it (RestartPreventExitStatus).
     config = booted.root / "etc/giftwheel/edge.yaml"
     good = config.read_text()
@@ -358,7 +352,7 @@ def check_health_under_systemd(booted: BootedRoot, redis_port: int) -> None:
         booted.run("systemctl", "restart", "giftwheel-edge", timeout_s=60)
         wait_until(
             lambda: "ActiveState=failed" in booted.run("systemctl", "show", "giftwheel-edge").stdout,
-            "the edge unit failed on its config",
+            what="the edge unit failed on its config",
         )
         time.sleep(6)  # RestartSec=5: a restart would have begun by now
         show = booted.run("systemctl", "show", "giftwheel-edge").stdout
