@@ -15,13 +15,15 @@ anything else or on a moved internal). What the endpoint relies on:
 - ``manager_initialized`` and ``manager.initialize()``: python-socketio starts its client manager
   (our Redis bus) at the first Socket.IO connection unless the flag says it has been; and the
   manager's ``eio_sid_from_sid``. Changed, viewers on plain WebSockets would get no events until a
-  Socket.IO client connects, or the bus would listen twice.
+  Socket.IO client connects, or the bus would listen twice. At shutdown, the manager's ``thread``
+  (the listening task ``initialize`` starts) and AsyncRedisManager's ``redis`` client.
 - ``AsyncPubSubManager._handle_emit`` delivers an event from the bus with ``super().emit``: the
   class below it in the MRO (``cloud/realtime/bus.py``) receives what every instance publishes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import socketio
@@ -85,3 +87,15 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         """Start the client manager now rather than at the first Socket.IO connection."""
         self.manager_initialized = True
         self.manager.initialize()
+
+    async def stop_client_manager(self, timeout_s: float) -> None:
+        """Stop what :meth:`start_client_manager` started: cancel the manager's listening task and
+        wait for it at most ``timeout_s`` (its loop is python-socketio's, and a cancel swallowed by
+        redis-py must not hang shutdown), then close its Redis client."""
+        listening = getattr(self.manager, "thread", None)  # set by initialize() only
+        if listening is not None:
+            listening.cancel()
+            await asyncio.wait({listening}, timeout=timeout_s)
+        redis = getattr(self.manager, "redis", None)  # AsyncRedisManager's; None until it connects
+        if redis is not None:
+            await redis.aclose()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import socketio
@@ -82,9 +81,4 @@ class Realtime:
         await self.announcer.stop()
         await self.pacer.stop()
         await self.socketio_viewers.close()
-        if self.manager.thread is not None:
-            # Its loop is python-socketio's; a cancel swallowed by redis-py must not hang shutdown.
-            self.manager.thread.cancel()
-            await asyncio.wait({self.manager.thread}, timeout=2.0)
-        if self.manager.redis is not None:
-            await self.manager.redis.aclose()
+        await self.sio.stop_client_manager(timeout_s=2.0)

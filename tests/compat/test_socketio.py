@@ -16,6 +16,7 @@ import socketio
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
 from cloud.compat import socketio as compat
+from devstack.redis_server import RedisServer
 from tests.compat.versions import assert_checked_range
 
 COMPAT = "cloud/compat/socketio.py"
@@ -93,15 +94,28 @@ async def test_a_session_reaches_our_hooks_and_is_read_written_and_ended_where_w
     assert (await client.get(f"{POLLING}&sid={eio_sid}")).status_code == 400  # the session is gone
 
 
-def test_the_client_manager_starts_when_we_say_and_not_again() -> None:
-    sio = compat.AsyncServer(async_mode="asgi")
-    assert sio.manager_initialized is False
+async def test_the_client_manager_starts_when_we_say_and_stops_with_its_redis_client(
+    redis_server: RedisServer,
+) -> None:
+    manager = socketio.AsyncRedisManager(url=redis_server.url, channel="compat-test")
+    sio = compat.AsyncServer(async_mode="asgi", client_manager=manager)
+    initialized = [sio.manager_initialized]
     connect = inspect.getsource(socketio.AsyncServer._handle_eio_connect)
     assert "if not self.manager_initialized:" in connect, (
         f"{COMPAT}: python-socketio no longer starts its manager at the first connection behind this flag"
     )
     sio.start_client_manager()
-    assert sio.manager_initialized is True
+    initialized.append(sio.manager_initialized)
+    assert initialized == [False, True]
+    listening = manager.thread
+    assert isinstance(listening, asyncio.Task), f"{COMPAT}: the manager's listening task is not at .thread"
+    for _ in range(100):
+        if manager.redis is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert manager.redis is not None, f"{COMPAT}: AsyncRedisManager keeps no client at .redis"
+    await sio.stop_client_manager(timeout_s=2.0)
+    assert listening.done()
 
 
 def test_bus_delivery_still_goes_through_super_emit() -> None:
