@@ -132,3 +132,18 @@ async def until(page: Page, expression: str, timeout_s: float = 10.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not await page.evaluate(expression):  # noqa: ASYNC110 (the page is polled, nothing to wait on)
             await asyncio.sleep(0.05)
+
+
+def wheel_sampler(selector: str) -> str:
+    """An init script: every animation frame, [Date.now(), shown rounds, reported rounds] of the
+    wheel ``selector`` picks, kept in window.samples."""
+    return f"""
+window.samples = [];
+const sample = () => {{
+  const wheel = document.querySelector('{selector}');
+  if (wheel) window.samples.push(
+    [Date.now(), Number(wheel.dataset.shownRounds), Number(wheel.dataset.reportedRounds)]);
+  requestAnimationFrame(sample);
+}};
+requestAnimationFrame(sample);
+"""

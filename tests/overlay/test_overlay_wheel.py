@@ -12,21 +12,12 @@ import pytest
 from cloud.ledger.store import Ledger
 from giftwheel.contracts.motor import command_id_for
 from tests.feedback.conftest import Api
-from tests.overlay.conftest import OpenPage, report, start_command
+from tests.overlay.conftest import OpenPage, report, start_command, wheel_sampler
 
 pytestmark = pytest.mark.slow
 
 WHEEL = '.wheel[data-device="motor_01"]'
-# Every animation frame: [Date.now(), the rounds the wheel shows] (kept in window.samples).
-SAMPLER = f"""
-window.samples = [];
-const sample = () => {{
-  const wheel = document.querySelector('{WHEEL}');
-  if (wheel) window.samples.push([Date.now(), Number(wheel.dataset.shownRounds)]);
-  requestAnimationFrame(sample);
-}};
-requestAnimationFrame(sample);
-"""
+SAMPLER = wheel_sampler(WHEEL)
 REPORT_EVERY_MS = 500
 
 
@@ -72,7 +63,7 @@ async def test_the_wheel_math(open_overlay: OpenPage) -> None:
 
 def never_ahead(samples: list[list[float]], sent: list[tuple[float, int]]) -> None:
     """No frame shows more rounds than the telemetry posted before that frame."""
-    for at_ms, shown in samples:
+    for at_ms, shown, _ in samples:
         reported = max((rounds for sent_ms, rounds in sent if sent_ms <= at_ms), default=0)
         assert shown <= reported, (at_ms, shown, sent)
 
@@ -91,10 +82,10 @@ async def test_the_wheel_turns_between_reports_never_ahead_and_lands_on_done(
     await page.wait_for_selector(f'{WHEEL}[data-shown-rounds="5"]')
     samples: list[list[float]] = await page.evaluate("window.samples")
     never_ahead(samples, sent)
-    turning = [shown for _, shown in samples if not float(shown).is_integer()]
+    turning = [shown for _, shown, _ in samples if not float(shown).is_integer()]
     assert len(turning) > 20, "the wheel jumped from report to report instead of turning"
     assert sorted(turning) == [
-        shown for _, shown in samples if not float(shown).is_integer()
+        shown for _, shown, _ in samples if not float(shown).is_integer()
     ]  # forwards only
 
     sent.append((time.time() * 1000, 6))
@@ -122,7 +113,7 @@ async def test_a_reload_mid_command_resumes_where_the_motor_is(
     await page.wait_for_selector('#status[data-state="open"]')
     await page.wait_for_selector(f'{WHEEL}[data-shown-rounds="4"]')
     # From its first frame after the reload the wheel is at round 4, not turning up from 0.
-    assert {shown for _, shown in await page.evaluate("window.samples")} == {4}
+    assert {shown for _, shown, _ in await page.evaluate("window.samples")} == {4}
     assert await page.inner_text(f"{WHEEL} .for") == "for Ada · Lion"
     assert "4 / 10 rounds" in await page.inner_text(f"{WHEEL} .rounds")
 
@@ -139,7 +130,7 @@ async def test_reduced_motion_shows_each_report_without_turning(
     for done in range(1, 4):
         await report(api, command_id, done, 4, ts_ms=start_ms + done * REPORT_EVERY_MS)
         await page.wait_for_selector(f'{WHEEL}[data-shown-rounds="{done}"]')
-    assert all(float(shown).is_integer() for _, shown in await page.evaluate("window.samples"))
+    assert all(float(shown).is_integer() for _, shown, _ in await page.evaluate("window.samples"))
     await api.post_gift(eventId="tiktok:calm-gift", userName="Bo", giftName="Rose")
     alert = await page.wait_for_selector(".alert")
     assert alert is not None
