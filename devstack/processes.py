@@ -165,7 +165,13 @@ class LocalServer(ManagedProcess):
 
     error: type[RuntimeError] = ProcessFailed
 
-    def __init__(self, kind: str, port: int | None = None, workdir: Path | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        port: int | None = None,
+        workdir: Path | None = None,
+        ready: Callable[[], bool] | None = None,  # by default: the port accepts connections
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -174,7 +180,10 @@ class LocalServer(ManagedProcess):
             workdir = Path(self._tmp.name)
         self.workdir = workdir
         super().__init__(
-            f"{kind}-{self.port}", [], log_dir=self.workdir, ready=lambda: port_open(self.host, self.port)
+            f"{kind}-{self.port}",
+            [],
+            log_dir=workdir,
+            ready=ready or (lambda: port_open(self.host, self.port)),
         )
 
     @abstractmethod
@@ -194,17 +203,3 @@ class LocalServer(ManagedProcess):
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-
-class ProcessHarness(Harness):
-    """Base of the harnesses that drive one ManagedProcess: its pid and whether it is running."""
-
-    _process: ManagedProcess
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    @property
-    def running(self) -> bool:
-        return self._process.running

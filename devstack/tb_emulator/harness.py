@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -44,7 +43,7 @@ from typing import Any, Self
 import yaml
 
 from devstack.ports import free_port
-from devstack.processes import ManagedProcess, ProcessFailed, ProcessHarness, giftwheel_argv
+from devstack.processes import LocalServer, giftwheel_argv
 from devstack.tb_emulator.devices import DevicesFile, DeviceSpec, load_devices_file
 from devstack.tb_emulator.hub import Hub, HubSettings
 from devstack.tb_emulator.queues import QueueConfig, load_queue_file, with_queues
@@ -208,8 +207,12 @@ class EmulatorHttp:
         return result
 
 
-class EmulatorProcess(EmulatorHttp, ProcessHarness):
-    """``giftwheel tb-emulator`` as a child process on fixed free ports (kept across restarts)."""
+class EmulatorProcess(EmulatorHttp, LocalServer):
+    """``giftwheel tb-emulator`` as a child process on fixed free ports (kept across restarts);
+    ``stop()`` is SIGTERM (sessions are closed, it exits 0), ``kill()`` drops every connection at once
+    and all in-memory state with them."""
+
+    error = EmulatorError
 
     def __init__(
         self,
@@ -225,14 +228,13 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
         extra_args: Sequence[str] = (),
         log_level: str = "WARNING",
     ) -> None:
-        self.host = HOST
-        self.mqtt_port = mqtt_port or free_port()
+        # Ready once the emulator writes its ready file (in the directory LocalServer makes).
+        LocalServer.__init__(self, "tb", mqtt_port, ready=lambda: self._ready_file.exists())
+        self.mqtt_port = self.port
         self.http_port = http_port or free_port()
         while http_port is None and self.http_port == self.mqtt_port:  # two probes, one free port
             self.http_port = free_port()
-        super().__init__(f"http://{HOST}:{self.http_port}")
-        self._tmp = tempfile.TemporaryDirectory(prefix="giftwheel-tb-")
-        self.workdir = Path(self._tmp.name)
+        EmulatorHttp.__init__(self, f"http://{HOST}:{self.http_port}")
         inline = _inline_devices(devices, profiles)
         if inline is not None:
             self.devices_file = self.workdir / "devices.yaml"
@@ -246,13 +248,6 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
         self.extra_args = tuple(extra_args)
         self.log_level = log_level
         self._ready_file = self.workdir / "ready"
-        self._process = ManagedProcess(
-            "emulator",
-            self.command(),
-            log_dir=self.workdir,
-            ready=self._ready_file.exists,
-        )
-        self.log_file = self._process.log_path
 
     def command(self) -> list[str]:
         args = giftwheel_argv(
@@ -261,7 +256,7 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
             "--mqtt-port", str(self.mqtt_port),
             "--http-port", str(self.http_port),
             "--devices", str(self.devices_file),
-            "--ready-file", str(self.workdir / "ready"),
+            "--ready-file", str(self._ready_file),
             "--log-level", self.log_level,
         )  # fmt: skip
         for chain in self.rule_chains:
@@ -282,33 +277,16 @@ class EmulatorProcess(EmulatorHttp, ProcessHarness):
         return path
 
     def start(self, timeout_s: float = 15.0) -> Self:
-        if self.running:
-            return self
-        self._ready_file.unlink(missing_ok=True)
-        try:
-            self._process.start(timeout_s)
-        except ProcessFailed as exc:
-            raise EmulatorError(str(exc)) from None
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Graceful stop (SIGTERM): sessions are closed, the process exits 0."""
-        self._process.stop(timeout_s)
-
-    def kill(self) -> None:
-        """kill -9: every connection drops at once and all in-memory state is gone."""
-        self._process.kill()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+        if not self.running:
+            self._ready_file.unlink(missing_ok=True)
+        return super().start(timeout_s)
 
     def log_text(self) -> str:
-        return self._process.log_tail(lines=1_000_000)
+        return self.log_tail(lines=1_000_000)
 
     def close(self) -> None:
         self.kill()
-        self._tmp.cleanup()
+        super().close()
 
 
 class InProcessEmulator:
