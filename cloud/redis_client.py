@@ -5,10 +5,10 @@ from __future__ import annotations
 from redis.asyncio import Redis, RedisCluster
 
 from cloud.pipelined_redis import PipelinedRedis
-from cloud.settings import CloudSettings
+from cloud.settings_shared import SharedSettings
 
 
-def connect(settings: CloudSettings) -> Redis | RedisCluster:
+def connect(settings: SharedSettings) -> Redis | RedisCluster:
     redis = settings.redis
     if redis.cluster:
         return RedisCluster.from_url(
@@ -25,7 +25,7 @@ def connect(settings: CloudSettings) -> Redis | RedisCluster:
     )
 
 
-def connect_pipelined(settings: CloudSettings) -> PipelinedRedis | None:
+def connect_pipelined(settings: SharedSettings) -> PipelinedRedis | None:
     """The ingest hot path's single pipelined connection; None on a cluster (redis-py routes it)."""
     if settings.redis.cluster:
         return None

@@ -63,6 +63,13 @@ def refuse_unknown_variables(settings: type[BaseSettings], environ: Mapping[str,
     )
 
 
+def split_csv(value: object) -> object:
+    """A list setting given as one environment string: comma-separated, blanks dropped."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 class StrictSection(BaseModel):
     """A nested settings section: a misspelt key is an error, never a default kept in silence."""
 

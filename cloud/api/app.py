@@ -18,6 +18,7 @@ from cloud.api import feedback, health, ingest_http, ingest_ws, overlay, realtim
 from cloud.api.auth import Authenticator
 from cloud.api.guarded_http import GUARD_STATE_KEY, EdgeGuard, fit_open_files
 from cloud.api.problems import ApiProblem, handle_problem
+from cloud.api.settings import ApiSettings
 from cloud.api.state import Services, services
 from cloud.client_errors import ClientErrors
 from cloud.feedback.metrics import FeedbackMetrics
@@ -30,8 +31,7 @@ from cloud.ledger.store import Ledger
 from cloud.realtime.metrics import RealtimeMetrics
 from cloud.realtime.service import SOCKETIO_PATH, Realtime
 from cloud.redis_client import connect, connect_pipelined
-from cloud.settings import CloudSettings
-from giftwheel import __version__, gc_tuning, logs
+from giftwheel import __version__
 from giftwheel.contracts import event_streams
 
 log = structlog.get_logger(__name__)
@@ -62,7 +62,7 @@ async def _socketio(scope: Scope, receive: Receive, send: Send) -> None:
     await services(HTTPConnection(scope)).realtime.asgi(scope, receive, send)
 
 
-def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
+def create_app(settings: ApiSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
     if (problem := settings.ingest_auth_problem()) is not None:
         raise OpenDoorError(problem)
 
@@ -137,13 +137,4 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], float] = time.tim
     app.include_router(realtime_ws.router)
     app.include_router(overlay.router)
     app.mount(f"/{SOCKETIO_PATH}", _socketio)
-    return app
-
-
-def app_from_env() -> FastAPI:
-    """Factory for uvicorn (``--factory``): settings read from the environment at start, not import."""
-    settings = CloudSettings()
-    logs.configure(settings.log_level)
-    app = create_app(settings)
-    gc_tuning.tune_for_server()
     return app

@@ -7,10 +7,14 @@ import sys
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
+from cloud.api.app import create_app
 from cloud.api.liveness import HealthProbe, probe_url
+from cloud.api.settings import ApiSettings
 from cloud.settings import CloudSettings
+from giftwheel import gc_tuning, logs
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     HealthProbe(probe_url(args.host, args.port)).start()  # systemd's READY=1 and watchdog
     uvicorn.run(
-        "cloud.api.app:app_from_env",
+        "cloud.api.cli:app_from_env",
         factory=True,
         host=args.host,
         port=args.port,
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def websocket_options(settings: CloudSettings) -> dict[str, Any]:
+def websocket_options(settings: ApiSettings) -> dict[str, Any]:
     """uvicorn's WebSocket options, for `giftwheel api` and for tests that serve the app the same way."""
     return {
         # uvicorn's websockets-sansio, plus direct frames for the viewers' fan-out.
@@ -66,3 +70,12 @@ def websocket_options(settings: CloudSettings) -> dict[str, Any]:
         # Frames above this never reach the app; the app's own limit answers below it with 1009.
         "ws_max_size": settings.ingest.max_ws_frame_bytes + 1024,
     }
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn (``--factory``): settings read from the environment at start, not import."""
+    settings = CloudSettings()
+    logs.configure(settings.log_level)
+    app = create_app(settings)
+    gc_tuning.tune_for_server()
+    return app

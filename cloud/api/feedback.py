@@ -18,10 +18,10 @@ from cloud.api.auth import secret_matches
 from cloud.api.body import read_capped
 from cloud.api.header_ints import unsigned
 from cloud.api.problems import ApiProblem, error_responses, json_response
+from cloud.api.settings import ApiSettings
 from cloud.api.state import services
 from cloud.feedback.service import FeedbackRefused
 from cloud.feedback.telemetry import MotorTelemetry
-from cloud.settings import CloudSettings
 from giftwheel.contracts import strict_json
 
 log = structlog.get_logger(__name__)
@@ -45,7 +45,7 @@ _ERRORS = error_responses(
 )
 
 
-def _check_secret(settings: CloudSettings, presented: str | None, request: Request) -> None:
+def _check_secret(settings: ApiSettings, presented: str | None, request: Request) -> None:
     configured = settings.feedback.secret
     if configured is None and settings.mode == "development":
         return

@@ -31,9 +31,9 @@ import httptools
 import orjson
 import structlog
 
+from cloud.api.settings import HttpSettings
 from cloud.client_errors import ClientErrors
 from cloud.compat.uvicorn import STATUS_LINE, Config, HttpProtocol, ServerState
-from cloud.settings import HttpSettings
 
 log = structlog.get_logger(__name__)
 

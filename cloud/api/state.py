@@ -8,15 +8,15 @@ from fastapi import Request
 from starlette.requests import HTTPConnection
 
 from cloud.api.auth import Authenticator
+from cloud.api.settings import ApiSettings
 from cloud.feedback.service import FeedbackService
 from cloud.ingest.service import IngestService
 from cloud.realtime.service import Realtime
-from cloud.settings import CloudSettings
 
 
 @dataclass(frozen=True)
 class Services:
-    settings: CloudSettings
+    settings: ApiSettings
     auth: Authenticator
     ingest: IngestService
     realtime: Realtime

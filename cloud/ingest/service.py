@@ -13,11 +13,11 @@ from typing import NamedTuple
 
 import structlog
 
+from cloud.api.settings import ApiSettings
 from cloud.ingest.errors import BacklogFull, QueueUnavailable
 from cloud.ingest.grouping import WriteGrouper
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.queue import Appended, GiftQueue
-from cloud.settings import CloudSettings
 from giftwheel.contracts import GiftEvent, GiftRejected, parse_gift, parse_gift_item
 
 # What became of one item: stored (or found a duplicate), refused with its problems, or not taken
@@ -38,7 +38,7 @@ class Ingested(NamedTuple):
 class IngestService:
     def __init__(
         self,
-        settings: CloudSettings,
+        settings: ApiSettings,
         queue: GiftQueue,
         metrics: IngestMetrics,
         *,

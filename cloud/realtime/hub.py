@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import structlog
 
+from cloud.api.settings import RealtimeSettings
 from cloud.realtime.events import ALL_ROOM, channel_room, device_room
 from cloud.realtime.outbox import Batch, Message, Outbox, Overflow
-from cloud.settings import RealtimeSettings
 
 log = structlog.get_logger(__name__)
 

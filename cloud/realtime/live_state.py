@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.api.settings import RealtimeSettings
 from cloud.realtime.hub import Viewer
-from cloud.settings import RealtimeSettings
 
 _MERGE = resources.files("cloud.realtime").joinpath("merge.lua").read_text()
 DEVICES_KEY = "giftwheel:rt:devices"

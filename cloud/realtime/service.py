@@ -7,6 +7,7 @@ from typing import Any
 import socketio
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.api.settings import ApiSettings
 from cloud.client_errors import ClientErrors
 from cloud.realtime.announcer import GiftAnnouncer
 from cloud.realtime.bus import FanoutManager
@@ -18,13 +19,12 @@ from cloud.realtime.origins import socketio_cors
 from cloud.realtime.progress_pacer import ProgressPacer
 from cloud.realtime.socketio_guard import ListenerServer, SocketIoGate
 from cloud.realtime.socketio_viewers import SocketIoViewers
-from cloud.settings import CloudSettings
 
 SOCKETIO_PATH = "socket.io"
 
 
 class Realtime:
-    def __init__(self, settings: CloudSettings, redis: Redis | RedisCluster, errors: ClientErrors) -> None:
+    def __init__(self, settings: ApiSettings, redis: Redis | RedisCluster, errors: ClientErrors) -> None:
         self.settings = settings.realtime
         self.errors = errors
         self.hub = Hub(settings.realtime)

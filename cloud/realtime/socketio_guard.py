@@ -22,9 +22,9 @@ import orjson
 from socketio import packet
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cloud.api.settings import RealtimeSettings
 from cloud.client_errors import ClientErrors
 from cloud.compat.socketio import AsyncServer
-from cloud.settings import RealtimeSettings
 
 _TRY_AGAIN_LATER = 1013
 _LISTENER_PACKETS = frozenset({packet.CONNECT, packet.DISCONNECT})

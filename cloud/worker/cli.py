@@ -25,6 +25,7 @@ from cloud.worker.liveness import alive_problem
 from cloud.worker.reshard import ReshardRefused, reshard
 from cloud.worker.rules import RulesError
 from cloud.worker.rules_source import RulesSource
+from cloud.worker.settings import WorkerProcessSettings
 from cloud.worker.token_lease import TokenLost, TokenUnavailable
 from giftwheel import gc_tuning, logs
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(settings: CloudSettings, rules: RulesSource, worker_id: str | None) -> None:
+async def _serve(settings: WorkerProcessSettings, rules: RulesSource, worker_id: str | None) -> None:
     from prometheus_client import start_http_server
 
     from cloud.worker.service import Worker
@@ -129,7 +130,7 @@ async def _serve(settings: CloudSettings, rules: RulesSource, worker_id: str | N
         await redis.aclose()
 
 
-async def _reshard(settings: CloudSettings) -> int:
+async def _reshard(settings: WorkerProcessSettings) -> int:
     redis = connect(settings)
     try:
         print(await reshard(redis, settings))
@@ -141,7 +142,7 @@ async def _reshard(settings: CloudSettings) -> int:
     return 0
 
 
-async def _dlq(settings: CloudSettings, args: argparse.Namespace) -> int:
+async def _dlq(settings: WorkerProcessSettings, args: argparse.Namespace) -> int:
     redis = connect(settings)
     letters = DeadLetters(redis)
     try:

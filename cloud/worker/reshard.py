@@ -14,15 +14,15 @@ from redis.asyncio import Redis, RedisCluster
 
 from cloud.agreement import AGREED_KEY, Agreed, Agreement, record_of
 from cloud.ingest.queue import GiftQueue
-from cloud.settings import CloudSettings
 from cloud.worker.leases import WORKERS_KEY
+from cloud.worker.settings import WorkerProcessSettings
 
 
 class ReshardRefused(RuntimeError):
     """Changing the shard count now would strand entries or leave workers on the old streams."""
 
 
-async def reshard(redis: Redis | RedisCluster, settings: CloudSettings) -> str:
+async def reshard(redis: Redis | RedisCluster, settings: WorkerProcessSettings) -> str:
     """Record ``settings``' shard count as the agreed one; returns what changed, in words."""
     record = record_of(await redis.hgetall(AGREED_KEY))  # type: ignore[arg-type]
     new = settings.ingest.stream_shards

@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 
 from cloud.agreement import Agreed, Agreement
 from cloud.ledger import Ledger
-from cloud.settings import CloudSettings
 from cloud.worker.commands import CommandSender
 from cloud.worker.consumer import ConsumerConfig, ShardConsumer
 from cloud.worker.dispatcher import Dispatcher, Sent
@@ -31,6 +30,7 @@ from cloud.worker.limits import Limits
 from cloud.worker.liveness import Liveness
 from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.rules import Rules
+from cloud.worker.settings import WorkerProcessSettings
 from cloud.worker.token_lease import DispatcherToken
 from giftwheel.contracts import WORKER_GROUP, event_streams
 
@@ -63,7 +63,7 @@ def new_worker_id() -> str:
 class Worker:
     def __init__(
         self,
-        settings: CloudSettings,
+        settings: WorkerProcessSettings,
         redis: Redis | RedisCluster,
         rules: Callable[[], Rules],
         *,

@@ -1,28 +1,19 @@
-"""The worker's settings (``GIFTWHEEL_WORKER__*``): a nested section of CloudSettings."""
+"""The worker process's settings (``GIFTWHEEL_WORKER__*`` and what it shares with the API)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import NoDecode
 
+from cloud.settings_env import StrictSection, split_csv
+from cloud.settings_shared import LedgerSettings, SharedSettings
 from cloud.worker.rpc_timeline import RpcTimeline
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def split_csv(value: object) -> object:
-    """A list setting given as one environment string: comma-separated, blanks dropped."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-class MqttSettings(_Section):
+class MqttSettings(StrictSection):
     """How the worker reaches ThingsBoard's MQTT transport as its own ``dispatcher`` device."""
 
     host: str = "127.0.0.1"
@@ -65,7 +56,7 @@ class MqttSettings(_Section):
         return [own] if own else [t.get_secret_value() for t in self.access_tokens]
 
 
-class LimitSettings(_Section):
+class LimitSettings(StrictSection):
     """Rate limits and cooldowns: 0 switches a limit off. Gifts over a limit are skipped, recorded."""
 
     user_max_gifts: int = Field(default=0, ge=0)
@@ -74,7 +65,7 @@ class LimitSettings(_Section):
     global_max_gifts_per_s: int = Field(default=0, ge=0)
 
 
-class WorkerSettings(_Section):
+class WorkerSettings(LedgerSettings):
     rules_file: Path | None = None
     # How often the rules file's mtime is checked (SIGHUP reloads at once as well).
     rules_poll_interval_s: float = Field(default=1.0, gt=0)
@@ -95,8 +86,6 @@ class WorkerSettings(_Section):
     # A delivered command whose completion feedback never comes is marked failed after this (0 = never).
     command_done_timeout_s: float = Field(default=3_600.0, ge=0)
     sweep_interval_s: float = Field(default=1.0, gt=0)
-    # Ledger records (commands, event assignments) outlive any redelivery or DLQ replay by this much.
-    ledger_ttl_s: int = Field(default=7 * 86_400, ge=3_600)
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # Liveness for a supervisor that cannot take systemd's watchdog pings (a container health check):
     # while the worker's loops turn, this file's mtime is renewed every alive_interval_s, and
@@ -114,3 +103,7 @@ class WorkerSettings(_Section):
                 "alive_max_age_s must exceed twice alive_interval_s (one late renewal is no death)"
             )
         return self
+
+
+class WorkerProcessSettings(SharedSettings):
+    worker: WorkerSettings = WorkerSettings()

@@ -12,7 +12,7 @@ import orjson
 import psutil
 import pytest
 
-from cloud.settings import HttpSettings
+from cloud.api.settings import HttpSettings
 from tests.hardening.conftest import StartApi, client_errors, connect, read_until_closed, status_of
 
 pytestmark = pytest.mark.slow
