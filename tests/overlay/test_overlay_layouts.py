@@ -72,6 +72,9 @@ async def test_each_layout_and_language_fits_its_source(
     assert words[0] in await page.inner_text(".wheel .rounds")
     assert words[1] in await page.inner_text("#goal")
     assert words[2] in (await page.text_content("#leaderboard") or "")
+    # The gift the wheel turns for has left the queue; the two after it wait, in order.
+    queued = await page.eval_on_selector_all(".queued-gift", "items => items.map(i => i.dataset.eventId)")
+    assert queued == ["tiktok:scene-2", "tiktok:scene-3"]
     # A name is text, whatever it holds.
     assert await page.locator(".leader .who", has_text="Minh <b>Tuấn</b>").count() == 1
 

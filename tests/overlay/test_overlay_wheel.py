@@ -135,3 +135,17 @@ async def test_reduced_motion_shows_each_report_without_turning(
     alert = await page.wait_for_selector(".alert")
     assert alert is not None
     assert await alert.evaluate("a => getComputedStyle(a).animationName") == "none"
+
+
+async def test_a_refreshed_page_does_not_queue_gifts_turned_before_it_opened(
+    open_overlay: OpenPage, api: Api, ledger: Ledger
+) -> None:
+    for n in (1, 2):
+        assert (await api.post_gift(eventId=f"tiktok:old-{n}", userName="Ada")).status_code == 202
+    command_id = await start_command(api, ledger, "tiktok:old-1", 2)
+    # Done and idle, reported 3 s after the gifts (the second was coalesced elsewhere, say).
+    await report(api, command_id, 2, 2, ts_ms=int(time.time() * 1000) + 3_000)
+    page = await open_overlay()
+    await page.wait_for_selector(f'{WHEEL}.done[data-shown-rounds="2"]')
+    assert await page.locator(".queued-gift").count() == 0
+    assert not await page.is_visible("#queue")

@@ -12,7 +12,7 @@ const PENDING_LIMIT = 50; // gifts kept to find who a command turns for, and sho
 const QUEUE_SHOWN = 5;
 const RUN_LIMIT = 8; // the most gifts of one coalesced command looked for
 const SEGMENTS = 8;
-// A motor reporting idle clears the queue of gifts this much older than its report: a gift
+// Every motor reporting idle clears the queue of gifts this much older than the report: a gift
 // accepted just before may not have reached the worker yet.
 const IDLE_CLEARS_OLDER_MS = 2000;
 
@@ -179,7 +179,6 @@ function applyMotor(m, how) {
   else if (newCommand) wheel.shown = 0;
   wheel.reported = reported;
   wheel.state = state;
-  if (state.state === "idle" && !(state.queuedRounds > 0)) clearQueueBefore(Date.now() - IDLE_CLEARS_OLDER_MS);
   writeWheel(wheel);
   requestFrame();
 }
@@ -235,16 +234,24 @@ function remember(set, value, limit) {
   if (set.size > limit) set.delete(set.values().next().value);
 }
 
-function addPending(gift) {
+function idle(wheel) {
+  return wheel.state?.state === "idle" && !(wheel.state.queuedRounds > 0);
+}
+
+// receivedMs: when the page got it, or for a gift from a join state its own ts (the best guess).
+function addPending(gift, receivedMs) {
   if (turned.has(gift.eventId) || pending.some((g) => g.eventId === gift.eventId)) return;
-  pending.push({ ...gift, receivedMs: Date.now() });
+  pending.push({ ...gift, receivedMs });
   if (pending.length > PENDING_LIMIT) pending.shift();
   renderQueue();
 }
 
-function clearQueueBefore(ms) {
+// Every motor idle with nothing queued at ``atMs``: the gifts before are turned. A join state's
+// gifts are dated by their own ts, so a refreshed page does not list what turned long ago.
+function clearTurnedIfIdle(atMs) {
+  if (![...wheels.values()].every(idle)) return;
   const before = pending.length;
-  pending = pending.filter((g) => g.receivedMs > ms);
+  pending = pending.filter((g) => g.receivedMs > atMs - IDLE_CLEARS_OLDER_MS);
   if (pending.length !== before) renderQueue();
 }
 
@@ -350,24 +357,27 @@ function handle(message) {
       // Gifts first: the wheels look among them for whom they turn.
       for (const gift of message.data.gifts.slice().reverse()) {
         session.addGift(gift, false);
-        addPending(gift);
+        addPending(gift, gift.ts ?? 0);
       }
       for (const m of message.data.devices) applyMotor(m, "join");
+      clearTurnedIfIdle(Math.max(0, ...message.data.devices.map((m) => m.ts ?? 0)));
       for (const done of message.data.done ?? []) session.addDone(done, false);
       renderTotalsSoon();
       break;
     case "gift.accepted":
       if (session.addGift(message.data, true)) {
         queueAlert(message.data);
-        addPending(message.data);
+        addPending(message.data, Date.now());
         renderTotalsSoon();
       }
       break;
     case "motor.progress":
       applyMotor(message.data, "progress");
+      clearTurnedIfIdle(Date.now());
       break;
     case "motor.done":
       applyMotor(message.data, "done");
+      clearTurnedIfIdle(Date.now());
       session.addDone(message.data, true);
       renderTotalsSoon();
       break;
