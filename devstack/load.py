@@ -4,8 +4,8 @@ Open loop (the schedule does not wait for answers) is what a live room does to t
 until a 202 or 200 is what a well-behaved source does, so "accepted" means every planned event.
 Latency is measured from each event's scheduled time, so a slow answer cannot hide the events
 queued behind it (no coordinated omission). The HTTP client is devstack.http1's keep-alive
-connection: general-purpose clients cost more CPU per request than the API under test, on the same
-2 cores.
+connection: httpx costs 10-40x its CPU per call (bench/http_client.py), on the cores the API under
+test runs on.
 """
 
 from __future__ import annotations
