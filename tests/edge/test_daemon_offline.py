@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from devstack.ports import free_port
 from devstack.redis_server import RedisServer
 from devstack.waiting import wait_until
 from edge.buffer.ledger import CommandLedger
-from tests.notify_socket import until
+from tests.notify_socket import drain, notify_socket, until
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +25,8 @@ def test_offline_daemon_runs_the_local_queue_reports_ready_and_stops_on_sigterm(
 ) -> None:
     ledger = CommandLedger(sync_redis, dedupe_ttl_s=60, max_queued_rounds=1000)
     ledger.submit("motor_01", "c-0000f001", 3, None)  # queued before the daemon starts (a restart)
-    notify_path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        notify.settimeout(20)
+    with notify_socket(tmp_path, timeout_s=20, watchdog_s=2) as (notify, env):
         config = simulated_config(tmp_path, redis_server.url, free_port())
-        env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"}
         with EdgeDaemon(config, tmp_path, env=env) as daemon:
             assert until(notify, b"READY=1")[-1].startswith(b"READY=1\nSTATUS=ThingsBoard unreachable")
             assert notify.recv(1024) == b"WATCHDOG=1"
@@ -40,14 +35,7 @@ def test_offline_daemon_runs_the_local_queue_reports_ready_and_stops_on_sigterm(
             ledger.submit("motor_02", "c-0000f002", 400, None)
             wait_until(lambda: ledger.status("motor_02").rounds_completed >= 1, 20)
             assert daemon.stop() == 0
-        messages = []
-        notify.settimeout(0.5)
-        try:
-            while True:
-                messages.append(notify.recv(1024))
-        except TimeoutError:
-            pass
-        assert b"STOPPING=1" in messages
+        assert b"STOPPING=1" in drain(notify, 0.5)
     status = ledger.status("motor_02")
     assert 1 <= status.rounds_completed < 400
     assert status.queued_rounds == 400 - status.rounds_completed  # parked, the rest waits for restart

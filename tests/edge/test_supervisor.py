@@ -19,7 +19,7 @@ from edge.daemon import Supervisor
 from edge.motor.simulated import SimulatedDriver
 from edge.runtime import EdgeRuntime
 from edge.settings import parse_settings
-from tests.notify_socket import collect, until
+from tests.notify_socket import collect, notify_socket, until
 
 OFFLINE = b"STATUS=ThingsBoard unreachable; running the local queue offline"
 
@@ -44,12 +44,9 @@ def supervised(
 ) -> Iterator[tuple[socket.socket, EdgeRuntime]]:
     """A runtime on simulated motors (ThingsBoard unreachable) and its supervisor, notifying a real
     datagram socket with a 1 s watchdog."""
-    notify_path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        notify.settimeout(5)
-        monkeypatch.setenv("NOTIFY_SOCKET", str(notify_path))
-        monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    with notify_socket(tmp_path, timeout_s=5, watchdog_s=1) as (notify, env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
         config = simulated_config(tmp_path, redis_url, free_port(), offline_ready_after_s=0, **overrides)
         settings = parse_settings(config)
         runtime = EdgeRuntime(settings)

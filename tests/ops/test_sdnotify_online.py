@@ -8,7 +8,6 @@ tests/edge/test_daemon_offline.py; this test covers the connected path it does n
 from __future__ import annotations
 
 import itertools
-import socket
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from devstack.edge_process import GATEWAY_TOKEN, EdgeDaemon, simulated_config
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.harness import EmulatorProcess
-from tests.notify_socket import until
+from tests.notify_socket import drain, notify_socket, until
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +27,12 @@ def test_connected_daemon_reports_ready_and_feeds_the_watchdog(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     gateway = {"name": "pi-01", "token": GATEWAY_TOKEN, "type": "gateway", "gateway": True}
-    notify_path = tmp_path / "notify.sock"
     with (
         EmulatorProcess([gateway]) as emulator,
-        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify,
+        notify_socket(tmp_path, timeout_s=30, watchdog_s=WATCHDOG_S) as (notify, env),
     ):
-        notify.bind(str(notify_path))
-        notify.settimeout(30)
         # Offline readiness far away: READY must come from the connection, not the offline timer.
         config = simulated_config(tmp_path, redis_server.url, emulator.mqtt_port, offline_ready_after_s=120)
-        env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": str(int(WATCHDOG_S * 1_000_000))}
         with EdgeDaemon(config, tmp_path, env=env) as daemon:
             # Before READY, STATUS= says what it waits for (ThingsBoard here).
             *waiting, ready = until(notify, b"READY=1")
@@ -53,11 +48,4 @@ def test_connected_daemon_reports_ready_and_feeds_the_watchdog(
             gaps = [b[0] - a[0] for a, b in itertools.pairwise(pings)]
             assert max(gaps) < WATCHDOG_S, gaps  # what systemd enforces
             assert daemon.stop() == 0
-        notify.settimeout(2)
-        tail = []
-        try:
-            while True:
-                tail.append(notify.recv(1024))
-        except TimeoutError:
-            pass
-        assert b"STOPPING=1" in tail
+        assert b"STOPPING=1" in drain(notify, 2)
