@@ -20,17 +20,12 @@ from redis.asyncio import Redis, RedisCluster
 from cloud.stream_backlog import stream_backlog
 from giftwheel.contracts import EVENTS_STREAM, WORKER_GROUP, event_stream
 from giftwheel.contracts.streams import MAX_STREAM_SHARDS
+from giftwheel.lua import lua_source
 
 AGREED_KEY = "giftwheel:agreed-settings"
 MIGRATION = 'docs/operations.md, "Changing the number of stream shards" (giftwheel worker reshard)'
 
-# Records what is missing, keeps what is there, answers the whole record (one round trip, atomic).
-_RECORD = """
-for i = 1, #ARGV, 2 do
-  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-return redis.call('HGETALL', KEYS[1])
-"""
+_RECORD = lua_source("cloud", "agreement_record.lua")
 
 
 class SettingsDisagree(RuntimeError):

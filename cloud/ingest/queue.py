@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from importlib import resources
 from typing import Any, NamedTuple
 
 import structlog
@@ -18,16 +17,18 @@ from cloud.pipelined_redis import PipelinedRedis
 from cloud.stream_backlog import stream_backlog
 from giftwheel.contracts import (
     DEDUPE_MARK,
+    EVENT_FIELD,
     GiftEvent,
     dedupe_key,
     event_stream,
     event_streams,
     shard_of,
 )
+from giftwheel.lua import lua_source
 
 log = structlog.get_logger(__name__)
 
-_APPEND_LUA = resources.files("cloud.ingest").joinpath("append.lua").read_text()
+_APPEND_LUA = lua_source("cloud.ingest", "append.lua")
 
 RunScript = Callable[[Sequence[Any], Sequence[Any]], Awaitable[Any]]
 
@@ -132,7 +133,13 @@ class GiftQueue:
     async def _append_shard(self, shard: int, events: list[GiftEvent]) -> list[Any]:
         stream = event_stream(shard, self._shards)
         keys = [stream, *(dedupe_key(stream, event.event_id) for event in events)]
-        args: list[Any] = [self._dedupe_ttl_s, *(event.to_json() for event in events)]
+        # The names are the contracts' (the worker reads EVENT_FIELD), given to the script, not copied.
+        args: list[Any] = [
+            self._dedupe_ttl_s,
+            EVENT_FIELD,
+            DEDUPE_MARK,
+            *(event.to_json() for event in events),
+        ]
         replies: list[Any] = await self._run_append(keys, args)
         return replies
 

@@ -16,13 +16,13 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import resources
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis, RedisCluster
 
 from giftwheel.contracts.motor import command_id_for
+from giftwheel.lua import lua_source
 
 
 class CommandState(StrEnum):
@@ -34,9 +34,8 @@ class CommandState(StrEnum):
 
 
 SKIP_MARK = "skip:"
-_LUA = resources.files("cloud.ledger")
-_ASSIGN = _LUA.joinpath("assign.lua").read_text()
-_TRANSITION = _LUA.joinpath("transition.lua").read_text()
+_ASSIGN = lua_source("cloud.ledger", "assign.lua")
+_TRANSITION = lua_source("cloud.ledger", "transition.lua")
 
 
 def _tag(stream: str) -> str:

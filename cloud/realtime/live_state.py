@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -17,8 +16,9 @@ from redis.asyncio import Redis, RedisCluster
 
 from cloud.api.settings import RealtimeSettings
 from cloud.realtime.hub import Viewer
+from giftwheel.lua import lua_source
 
-_MERGE = resources.files("cloud.realtime").joinpath("merge.lua").read_text()
+_MERGE = lua_source("cloud.realtime", "merge.lua")
 DEVICES_KEY = "giftwheel:rt:devices"
 _ALL_GIFTS = "giftwheel:rt:gifts"
 

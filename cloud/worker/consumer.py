@@ -27,6 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 from cloud.worker.dlq import DeadLetters
 from cloud.worker.metrics import WorkerMetrics
 from giftwheel.contracts import WORKER_GROUP
+from giftwheel.lua import lua_source
 
 log = structlog.get_logger(__name__)
 
@@ -63,24 +64,7 @@ class ConsumerConfig:
     retry_pause_s: float = 0.2
 
 
-# Each worker process reads under its own consumer name, so every restart leaves a name behind in
-# the group. This drops names that hold nothing and have been idle a while; being one script, it
-# can never drop a consumer between its reading an entry and our look at its pending count.
-_FORGET_IDLE_CONSUMERS = """
-local removed = 0
-for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local info = {}
-  for i = 1, #fields, 2 do
-    info[fields[i]] = fields[i + 1]
-  end
-  if info['name'] ~= ARGV[2] and tonumber(info['pending']) == 0
-      and tonumber(info['idle']) >= tonumber(ARGV[3]) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
-    removed = removed + 1
-  end
-end
-return removed
-"""
+_FORGET_IDLE_CONSUMERS = lua_source("cloud.worker", "forget_idle_consumers.lua")
 
 
 def _s(value: object) -> str:

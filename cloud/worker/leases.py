@@ -15,21 +15,12 @@ import time
 
 from redis.asyncio import Redis, RedisCluster
 
+from giftwheel.lua import lua_source
+
 WORKERS_KEY = "giftwheel:workers"
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-# Deletes a lease key only while it still holds the caller's id (another may own it by now).
-RELEASE_IF_OWNER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+_RENEW = lua_source("cloud.worker", "lease_renew.lua")
+RELEASE_IF_OWNER = lua_source("cloud.worker", "lease_release.lua")
 
 
 def lease_key(stream: str) -> str:

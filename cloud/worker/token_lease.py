@@ -24,18 +24,11 @@ from redis.exceptions import RedisError
 
 from cloud.worker.leases import RELEASE_IF_OWNER
 from cloud.worker.settings import MqttSettings
+from giftwheel.lua import lua_source
 
 log = structlog.get_logger(__name__)
 
-# Take the lease if it is free or already ours (a restart with the same worker id); renew it too.
-_CLAIM = """
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
+_CLAIM = lua_source("cloud.worker", "token_claim.lua")
 
 
 class TokenUnavailable(Exception):
