@@ -24,13 +24,13 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from cloud.sources.adapters import frame_from_connector, frame_from_tiktoklive
-from cloud.sources.clock import SystemClock
 from cloud.sources.ingest_client import IngestClient
 from cloud.sources.metrics import SourceMetrics
 from cloud.sources.settings import SourceSettings, StreakSettings
 from cloud.sources.streaks import Observation, StreakTracker
 from devstack.api_process import ApiProcess
 from devstack.redis_server import RedisServer
+from giftwheel.clock import SystemClock
 from giftwheel.contracts import GiftEvent
 
 KEY = "bench-key-0123456789abcdef"

@@ -11,7 +11,6 @@ from cloud.ledger.store import (
     DeviceTotals,
     Ledger,
     Moved,
-    now_ms,
 )
 
-__all__ = ["SKIP_MARK", "Assignment", "Command", "CommandState", "DeviceTotals", "Ledger", "Moved", "now_ms"]
+__all__ = ["SKIP_MARK", "Assignment", "Command", "CommandState", "DeviceTotals", "Ledger", "Moved"]

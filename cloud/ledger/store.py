@@ -12,7 +12,6 @@ anything is published, and a later delivery of the event, however it is grouped,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis, RedisCluster
 
+from giftwheel.clock import Clock, SystemClock
 from giftwheel.contracts.motor import command_id_for
 from giftwheel.lua import lua_source
 
@@ -60,10 +60,6 @@ def open_key(stream: str) -> str:
 
 def devices_key(stream: str) -> str:
     return f"{_tag(stream)}:devices"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +139,17 @@ def _s(value: object) -> str:
 
 
 class Ledger:
-    def __init__(self, redis: Redis | RedisCluster, *, streams: Sequence[str], ttl_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        *,
+        streams: Sequence[str],
+        ttl_s: int,
+        clock: Clock | None = None,
+    ) -> None:
         self._redis = redis
+        # The time every record is stamped with, and the worker's deadlines are counted on.
+        self.clock = clock or SystemClock()
         self.streams = list(streams)
         self._ttl_s = ttl_s
         self._assign = redis.register_script(_ASSIGN)
@@ -205,7 +210,7 @@ class Ledger:
                 device,
                 rounds,
                 requested,
-                now_ms(),
+                self.clock.wall_ms(),
                 self._ttl_s,
                 deadline_ms,
                 orjson.dumps(event_ids),
@@ -334,7 +339,7 @@ class Ledger:
             raise ValueError("answering needs one attempt per target")
         args: list[Any] = [
             to.value,
-            now_ms(),
+            self.clock.wall_ms(),
             "" if deadline_ms is None else deadline_ms,
             error,
             "1" if attempt else "0",

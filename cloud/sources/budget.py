@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from cloud.sources.clock import Clock
 from cloud.sources.settings import SignBudgetSettings
+from giftwheel.clock import Clock
 
 
 class SignBudget:

@@ -14,7 +14,6 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from cloud.sources.clock import SystemClock
 from cloud.sources.ingest_client import IngestClient
 from cloud.sources.jsonl import JsonLinesSource
 from cloud.sources.metrics import SourceMetrics
@@ -24,6 +23,7 @@ from cloud.sources.settings import SourceSettings
 from cloud.sources.tikfinity import TikFinitySource
 from cloud.sources.tiktok import SourceUnavailable, TikTokSource, load_library
 from giftwheel import logs
+from giftwheel.clock import SystemClock
 
 
 def register(parser: argparse.ArgumentParser) -> None:

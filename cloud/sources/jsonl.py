@@ -13,9 +13,9 @@ from typing import TextIO
 
 import structlog
 
-from cloud.sources.clock import Clock
 from cloud.sources.ingest_client import IngestBufferFull, IngestClient
 from cloud.sources.metrics import SourceMetrics
+from giftwheel.clock import Clock
 from giftwheel.contracts import GiftBounds, GiftRejected, parse_gift
 
 log = structlog.get_logger(__name__)

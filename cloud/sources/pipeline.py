@@ -13,11 +13,11 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from cloud.sources.clock import Clock
 from cloud.sources.frames import GiftFrame
 from cloud.sources.ingest_client import IngestBufferFull, IngestClient
 from cloud.sources.metrics import SourceMetrics
 from cloud.sources.streaks import Counted, StreakTracker
+from giftwheel.clock import Clock
 from giftwheel.contracts import GiftBounds, GiftRejected, bound_violations, normalise
 
 log = structlog.get_logger(__name__)

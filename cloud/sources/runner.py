@@ -10,12 +10,12 @@ from typing import Any
 import structlog
 from prometheus_client import start_http_server
 
-from cloud.sources.clock import SystemClock
 from cloud.sources.ingest_client import IngestClient
 from cloud.sources.metrics import SourceMetrics
 from cloud.sources.pipeline import GiftPipeline
 from cloud.sources.settings import SourceSettings
 from cloud.sources.streaks import StreakTracker
+from giftwheel.clock import SystemClock
 
 log = structlog.get_logger(__name__)
 

@@ -14,10 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
-from cloud.sources.clock import Clock
 from cloud.sources.frames import GiftFrame
 from cloud.sources.keys import message_event_id, remainder_event_id, streak_event_id
 from cloud.sources.settings import StreakSettings
+from giftwheel.clock import Clock
 from giftwheel.contracts import GiftEventIn
 
 How = Literal["arrival", "end", "timeout", "shutdown"]

@@ -15,10 +15,10 @@ from websockets.exceptions import WebSocketException
 
 from cloud.sources.adapters import frame_from_connector
 from cloud.sources.backoff import Backoff
-from cloud.sources.clock import Clock
 from cloud.sources.metrics import SourceMetrics
 from cloud.sources.pipeline import GiftPipeline
 from cloud.sources.settings import TikFinitySettings
+from giftwheel.clock import Clock
 
 log = structlog.get_logger(__name__)
 

@@ -22,10 +22,10 @@ import structlog
 from cloud.sources.adapters import frame_from_tiktoklive
 from cloud.sources.backoff import Backoff
 from cloud.sources.budget import SignBudget
-from cloud.sources.clock import Clock
 from cloud.sources.metrics import SourceMetrics
 from cloud.sources.pipeline import GiftPipeline
 from cloud.sources.settings import TikTokSettings
+from giftwheel.clock import Clock
 
 log = structlog.get_logger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from cloud.ledger import Command, CommandState, Ledger, now_ms
+from cloud.ledger import Command, CommandState, Ledger
 from cloud.worker.consumer import Retryable
 from cloud.worker.dispatcher import (
     Dispatcher,
@@ -100,7 +100,7 @@ class CommandSender:
 
     def _attempt_deadline(self) -> int:
         """When no server-side RPC of a send made now can still be pending."""
-        return now_ms() + int(self._settings.rpc.attempt_lifetime_s * 1000)
+        return self._ledger.clock.wall_ms() + int(self._settings.rpc.attempt_lifetime_s * 1000)
 
     async def send(self, stream: str, commands: Sequence[Command], *, ack_ids: Sequence[str] = ()) -> None:
         """Publish the queued ones (in order, pipelined on one connection), then, in one atomic
@@ -158,7 +158,11 @@ class CommandSender:
             error=problem,
             rpc_may_be_pending=answer is Answer.RPC_MAY_BE_PENDING,
         )
-        retry_at = None if answer is Answer.RPC_MAY_BE_PENDING else now_ms() + self._retry_pause_ms
+        retry_at = (
+            None
+            if answer is Answer.RPC_MAY_BE_PENDING
+            else self._ledger.clock.wall_ms() + self._retry_pause_ms
+        )
         self._track(self._record_problem(sent, problem, retry_at))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
@@ -183,7 +187,7 @@ class CommandSender:
             by_stream: dict[str, list[Sent]] = defaultdict(list)
             for sent in batch:
                 by_stream[sent.stream].append(sent)
-            deadline = now_ms() + (done_timeout_ms or _NEVER_MS)
+            deadline = self._ledger.clock.wall_ms() + (done_timeout_ms or _NEVER_MS)
             for stream, answered in by_stream.items():
                 try:
                     async with self._recording[stream]:
@@ -233,7 +237,7 @@ class CommandSender:
 
     async def sweep(self, stream: str) -> int:
         """Resend or fail this shard's overdue commands; returns how many were handled."""
-        due = await self._ledger.due(stream, at_ms=now_ms())
+        due = await self._ledger.due(stream, at_ms=self._ledger.clock.wall_ms())
         if not due:
             return 0
         handled = 0

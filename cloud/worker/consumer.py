@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from cloud.worker.dlq import DeadLetters
 from cloud.worker.metrics import WorkerMetrics
+from giftwheel.clock import Clock, SystemClock
 from giftwheel.contracts import WORKER_GROUP
 from giftwheel.lua import lua_source
 
@@ -112,8 +113,11 @@ class ShardConsumer:
         metrics: WorkerMetrics,
         wait_ready: Callable[[], Awaitable[None]],
         is_ready: Callable[[], bool] | None = None,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self._redis = redis
+        self._clock = clock or SystemClock()
         self.stream = stream
         self._consumer = consumer
         self._handler = handler
@@ -140,7 +144,7 @@ class ShardConsumer:
             try:
                 if not await self._ready_or_stopped():
                     return
-                now = asyncio.get_running_loop().time()
+                now = self._clock.monotonic()
                 if now >= self._next_takeover_check:
                     if await self._take_over():
                         continue

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from cloud.ledger import Command, Ledger, now_ms
+from cloud.ledger import Command, Ledger
 from cloud.worker.coalesce import coalesce
 from cloud.worker.commands import CommandSender
 from cloud.worker.consumer import Entry, Outcome
@@ -67,7 +67,7 @@ class GiftHandler:
 
         rules = self._rules()
         groups = coalesce((event, rules.route(event)) for event in events)
-        deadline = now_ms() + self._deadline_ms
+        deadline = self._ledger.clock.wall_ms() + self._deadline_ms
         assignments = await asyncio.gather(
             *(
                 self._ledger.assign(

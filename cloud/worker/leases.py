@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 
 from redis.asyncio import Redis, RedisCluster
 
+from giftwheel.clock import Clock, SystemClock
 from giftwheel.lua import lua_source
 
 WORKERS_KEY = "giftwheel:workers"
@@ -32,8 +32,17 @@ def _preference(worker: str, stream: str) -> bytes:
 
 
 class ShardLeases:
-    def __init__(self, redis: Redis | RedisCluster, worker_id: str, streams: list[str], ttl_ms: int) -> None:
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        worker_id: str,
+        streams: list[str],
+        ttl_ms: int,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self._redis = redis
+        self._clock = clock or SystemClock()
         self.worker_id = worker_id
         self._streams = streams
         self._ttl_ms = ttl_ms
@@ -42,7 +51,7 @@ class ShardLeases:
         self._release = redis.register_script(RELEASE_IF_OWNER)
 
     async def _live_workers(self) -> int:
-        now = time.time_ns() // 1_000_000
+        now = self._clock.wall_ms()
         await self._redis.zadd(WORKERS_KEY, {self.worker_id: now})
         await self._redis.zremrangebyscore(WORKERS_KEY, "-inf", now - self._ttl_ms)
         return max(1, int(await self._redis.zcard(WORKERS_KEY)))

@@ -7,12 +7,12 @@ limit is skipped with a reason that the ledger records, so the skip is visible, 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 
 from redis.asyncio import Redis, RedisCluster
 
 from cloud.worker.settings import LimitSettings
+from giftwheel.clock import Clock, SystemClock
 from giftwheel.contracts import GiftEvent
 
 USER_RATE = "user_rate_limit"
@@ -21,9 +21,13 @@ GLOBAL_RATE = "global_rate_limit"
 
 
 class Limits:
-    def __init__(self, redis: Redis | RedisCluster, settings: LimitSettings) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, settings: LimitSettings, *, clock: Clock | None = None
+    ) -> None:
         self._redis = redis
         self._s = settings
+        # Picks the windows; the cooldown is a key's TTL, so Redis's clock times that one.
+        self._clock = clock or SystemClock()
 
     @property
     def enabled(self) -> bool:
@@ -35,7 +39,7 @@ class Limits:
         if not self.enabled or not events:
             return {}
         s = self._s
-        now = time.time()
+        now = self._clock.wall_ms() / 1000
         user_window = math.floor(now / s.user_window_s)
         second = math.floor(now)
         async with self._redis.pipeline(transaction=False) as pipe:

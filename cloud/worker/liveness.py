@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Callable
 
 import structlog
 
 from cloud.worker.settings import WorkerSettings
 from giftwheel import sdnotify
+from giftwheel.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
 
 
 class Liveness:
-    def __init__(self, settings: WorkerSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self, settings: WorkerSettings, *, clock: Clock | None = None) -> None:
+        self._clock = (clock or SystemClock()).monotonic
         self._watchdog_s = sdnotify.watchdog_interval_s()
         self._file = settings.alive_file
         periods = [settings.alive_interval_s] if self._file is not None else []
@@ -38,7 +37,7 @@ class Liveness:
             silences.append(self._watchdog_s / 2)
         self._period_s = min(periods) if periods else None
         self._max_silence_s = min(silences)
-        self._last_round = clock()
+        self._last_round = self._clock()
 
     def round_done(self) -> None:
         """The lease loop went round (whatever the outcome: Redis away is not a hang)."""
@@ -71,12 +70,12 @@ class Liveness:
             await asyncio.sleep(self._period_s)
 
 
-def alive_problem(settings: WorkerSettings, *, now: Callable[[], float] = time.time) -> str | None:
+def alive_problem(settings: WorkerSettings, *, clock: Clock | None = None) -> str | None:
     """Why the worker's alive file says it is not alive, or None (``giftwheel worker alive``)."""
     if settings.alive_file is None:
         return "GIFTWHEEL_WORKER__ALIVE_FILE is not set: the worker keeps no alive file to check"
     try:
-        age_s = now() - settings.alive_file.stat().st_mtime
+        age_s = (clock or SystemClock()).wall_ms() / 1000 - settings.alive_file.stat().st_mtime
     except FileNotFoundError:
         return f"{settings.alive_file} does not exist: the worker has not started working yet, or stopped"
     if age_s > settings.alive_max_age_s:

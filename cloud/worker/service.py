@@ -32,6 +32,7 @@ from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.rules import Rules
 from cloud.worker.settings import WorkerProcessSettings
 from cloud.worker.token_lease import DispatcherToken
+from giftwheel.clock import Clock, SystemClock
 from giftwheel.contracts import WORKER_GROUP, event_streams
 
 log = structlog.get_logger(__name__)
@@ -69,15 +70,19 @@ class Worker:
         *,
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._settings = settings.worker
+        # One clock for every time the worker reads (its ledger's stamps and deadlines, rate-limit
+        # windows, lease heartbeats, waits); Redis TTLs run on Redis's own clock.
+        self.clock = clock or SystemClock()
         self._redis = redis
         self._rules = rules
         self._named_devices: frozenset[str] = frozenset()
         self.worker_id = worker_id or new_worker_id()
         self.metrics = metrics or WorkerMetrics()
         self.streams = event_streams(settings.ingest.stream_shards)
-        self.ledger = Ledger(redis, streams=self.streams, ttl_s=self._settings.ledger_ttl_s)
+        self.ledger = Ledger(redis, streams=self.streams, ttl_s=self._settings.ledger_ttl_s, clock=self.clock)
         self.dead_letters = DeadLetters(redis)
         self.dispatcher = Dispatcher(
             self._settings.mqtt,
@@ -90,14 +95,16 @@ class Worker:
         self.handler = GiftHandler(
             self.ledger,
             rules,
-            Limits(redis, self._settings.limits),
+            Limits(redis, self._settings.limits, clock=self.clock),
             self.sender,
             self.metrics,
             attempt_lifetime_s=self._settings.rpc.attempt_lifetime_s,
         )
-        self.leases = ShardLeases(redis, self.worker_id, self.streams, self._settings.lease_ttl_ms)
-        self.token = DispatcherToken(redis, self.worker_id, self._settings.mqtt)
-        self.liveness = Liveness(self._settings)
+        self.leases = ShardLeases(
+            redis, self.worker_id, self.streams, self._settings.lease_ttl_ms, clock=self.clock
+        )
+        self.token = DispatcherToken(redis, self.worker_id, self._settings.mqtt, clock=self.clock)
+        self.liveness = Liveness(self._settings, clock=self.clock)
         self.agreement = Agreement(
             redis, Agreed(settings.ingest.stream_shards), role=f"worker {self.worker_id}"
         )
@@ -122,6 +129,7 @@ class Worker:
             self.metrics,
             self.dispatcher.wait_ready,
             lambda: self.dispatcher.is_ready,
+            clock=self.clock,
         )
         task = asyncio.create_task(consumer.run(), name=f"consume:{stream}")
         self._consumers[stream] = (consumer, task)
@@ -154,7 +162,7 @@ class Worker:
         while True:
             self.liveness.round_done()
             try:
-                if self._cut_off(asyncio.get_running_loop().time()):
+                if self._cut_off(self.clock.monotonic()):
                     # Cut off from ThingsBoard (while others may not be): leave the group of live
                     # workers so the shards go to a worker that can dispatch; come back once connected.
                     if self.leases.owned or self._registered:

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from cloud.worker.leases import RELEASE_IF_OWNER
 from cloud.worker.settings import MqttSettings
+from giftwheel.clock import Clock, SystemClock
 from giftwheel.lua import lua_source
 
 log = structlog.get_logger(__name__)
@@ -56,8 +57,16 @@ def _preference(worker_id: str, token: str) -> bytes:
 class DispatcherToken:
     """Claims one of the configured tokens for ``worker_id``, keeps the claim, releases it."""
 
-    def __init__(self, redis: Redis | RedisCluster, worker_id: str, settings: MqttSettings) -> None:
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        worker_id: str,
+        settings: MqttSettings,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self._redis = redis
+        self._clock = clock or SystemClock()
         self._worker_id = worker_id
         self._settings = settings
         self._claim = redis.register_script(_CLAIM)
@@ -77,8 +86,7 @@ class DispatcherToken:
                 "worker's own dispatcher device) or GIFTWHEEL_WORKER__MQTT__ACCESS_TOKENS (a pool)"
             )
         ranked = sorted(tokens, key=lambda t: _preference(self._worker_id, t))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.token_claim_wait_s
+        deadline = self._clock.monotonic() + self._settings.token_claim_wait_s
         retry_s = self._settings.token_lease_ttl_ms / 3000
         while True:
             for token in ranked:
@@ -91,7 +99,7 @@ class DispatcherToken:
                         pool=len(tokens),
                     )
                     return token
-            if loop.time() >= deadline:
+            if self._clock.monotonic() >= deadline:
                 break
             await asyncio.sleep(retry_s)
         holders = [await self._redis.get(token_lease_key(t)) for t in ranked]

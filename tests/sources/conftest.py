@@ -14,7 +14,6 @@ from redis.asyncio import Redis
 
 from cloud.api.app import create_app
 from cloud.settings import CloudSettings
-from cloud.sources.clock import ManualClock
 from cloud.sources.ingest_client import IngestClient
 from cloud.sources.metrics import SourceMetrics
 from cloud.sources.pipeline import GiftPipeline
@@ -22,6 +21,7 @@ from cloud.sources.settings import SourceSettings
 from cloud.sources.streaks import StreakTracker
 from devstack.asgi_server import serve
 from devstack.redis_server import RedisServer
+from giftwheel.clock import ManualClock
 from giftwheel.contracts import EVENTS_STREAM
 from tests.sources.replay import STREAMER
 

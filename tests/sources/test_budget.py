@@ -6,9 +6,9 @@ import httpx
 import pytest
 
 from cloud.sources.budget import SignBudget
-from cloud.sources.clock import ManualClock
 from cloud.sources.settings import SignBudgetSettings
 from cloud.sources.tiktok import retry_after_s
+from giftwheel.clock import ManualClock
 
 
 def test_each_window_limits_the_starts_within_it() -> None:

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.sources.adapters import frame_from_tiktoklive
-from cloud.sources.clock import ManualClock
 from cloud.sources.frames import GiftFrame
 from cloud.sources.settings import StreakSettings
 from cloud.sources.streaks import Counted, StreakTracker
+from giftwheel.clock import ManualClock
 from tests.sources.replay import STREAMER, gift_payloads
 
 ALICE_ROSES = "tiktok:6900000000000000001:5655:g"

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from pytest_mock import MockerFixture
 
-from cloud.sources.clock import ManualClock
+from giftwheel.clock import ManualClock
 
 TikTokLive = pytest.importorskip("TikTokLive")
 from TikTokLive import TikTokLiveClient  # noqa: E402

@@ -7,7 +7,8 @@ import random
 
 from redis.asyncio import Redis
 
-from cloud.ledger import CommandState, DeviceTotals, Ledger, now_ms
+from cloud.ledger import CommandState, DeviceTotals, Ledger
+from giftwheel.clock import ManualClock
 from giftwheel.contracts import EVENTS_STREAM
 from giftwheel.contracts.motor import command_id_for
 
@@ -15,12 +16,14 @@ S = EVENTS_STREAM
 
 
 def ledger(redis: Redis) -> Ledger:
-    return Ledger(redis, streams=[S], ttl_s=3600)
+    return Ledger(redis, streams=[S], ttl_s=3600, clock=ManualClock())
 
 
 async def test_assign_creates_a_queued_command_named_by_its_events(redis: Redis) -> None:
     book = ledger(redis)
-    result = await book.assign(S, "motor_01", {"e1": 2, "e2": 3}, cap=100, deadline_ms=now_ms() + 1000)
+    result = await book.assign(
+        S, "motor_01", {"e1": 2, "e2": 3}, cap=100, deadline_ms=book.clock.wall_ms() + 1000
+    )
     (command,) = result.commands
     assert command.command_id == command_id_for(["e2", "e1"])
     assert (command.device, command.rounds, command.event_ids) == ("motor_01", 5, ("e1", "e2"))
@@ -87,14 +90,17 @@ async def test_skipped_events_stay_skipped(redis: Redis) -> None:
 
 async def test_lifecycle_counters_balance_and_due_finds_overdue_commands(redis: Redis) -> None:
     book = ledger(redis)
-    (a,) = (await book.assign(S, "m", {"a": 4}, cap=100, deadline_ms=now_ms() + 60_000)).commands
-    (b,) = (await book.assign(S, "m", {"b": 6}, cap=100, deadline_ms=now_ms() + 60_000)).commands
-    assert await book.due(S, at_ms=now_ms()) == []
+    (a,) = (await book.assign(S, "m", {"a": 4}, cap=100, deadline_ms=book.clock.wall_ms() + 60_000)).commands
+    (b,) = (await book.assign(S, "m", {"b": 6}, cap=100, deadline_ms=book.clock.wall_ms() + 60_000)).commands
+    assert await book.due(S, at_ms=book.clock.wall_ms()) == []
 
-    assert await book.mark_sent(a, deadline_ms=now_ms() - 1) is CommandState.SENT
-    assert await book.mark_sent(b, deadline_ms=now_ms() + 60_000) is CommandState.SENT
-    assert await book.due(S, at_ms=now_ms()) == [a.command_id]
-    assert await book.mark_delivered(S, a.command_id, deadline_ms=now_ms() + 60_000) is CommandState.DELIVERED
+    assert await book.mark_sent(a, deadline_ms=book.clock.wall_ms() - 1) is CommandState.SENT
+    assert await book.mark_sent(b, deadline_ms=book.clock.wall_ms() + 60_000) is CommandState.SENT
+    assert await book.due(S, at_ms=book.clock.wall_ms()) == [a.command_id]
+    assert (
+        await book.mark_delivered(S, a.command_id, deadline_ms=book.clock.wall_ms() + 60_000)
+        is CommandState.DELIVERED
+    )
     assert await book.mark_done(a.command_id) is CommandState.DONE
     assert await book.mark_failed(S, b.command_id, "unanswered") is CommandState.FAILED
     # A late completion corrects a command given up on.
@@ -110,7 +116,7 @@ async def test_lifecycle_counters_balance_and_due_finds_overdue_commands(redis: 
     assert stored.attempts == 1
     assert stored.error == "unanswered"
     assert {"queued", "sent", "failed", "done"} <= set(stored.timestamps)
-    assert await book.due(S, at_ms=now_ms() + 10**9) == []
+    assert await book.due(S, at_ms=book.clock.wall_ms() + 10**9) == []
 
 
 async def test_done_is_final_and_unknown_commands_are_none(redis: Redis) -> None:
@@ -126,18 +132,18 @@ async def test_done_is_final_and_unknown_commands_are_none(redis: Redis) -> None
 async def test_error_answers_keep_the_command_sent_without_counting_a_send(redis: Redis) -> None:
     book = ledger(redis)
     (a,) = (await book.assign(S, "m", {"a": 1}, cap=100, deadline_ms=0)).commands
-    await book.mark_sent(a, deadline_ms=now_ms() + 60_000)
-    await book.note_error(S, a.command_id, "NO_ACTIVE_CONNECTION", retry_at_ms=now_ms() - 1)
+    await book.mark_sent(a, deadline_ms=book.clock.wall_ms() + 60_000)
+    await book.note_error(S, a.command_id, "NO_ACTIVE_CONNECTION", retry_at_ms=book.clock.wall_ms() - 1)
     stored = await book.get(S, a.command_id)
     assert stored is not None
     assert (stored.state, stored.attempts, stored.error) == (CommandState.SENT, 1, "NO_ACTIVE_CONNECTION")
-    assert await book.due(S, at_ms=now_ms()) == [a.command_id]
+    assert await book.due(S, at_ms=book.clock.wall_ms()) == [a.command_id]
 
 
 async def test_an_answer_for_a_superseded_send_moves_nothing(redis: Redis) -> None:
     book = ledger(redis)
     (a,) = (await book.assign(S, "m", {"a": 2}, cap=100, deadline_ms=0)).commands
-    later = now_ms() + 60_000
+    later = book.clock.wall_ms() + 60_000
     await book.mark_sent(a, deadline_ms=later)
     await book.mark_sent(a, deadline_ms=later)  # sent again: the first send's answers are stale
     assert not await book.note_error(S, a.command_id, "TIMEOUT", retry_at_ms=0, answering=1)
@@ -146,10 +152,10 @@ async def test_an_answer_for_a_superseded_send_moves_nothing(redis: Redis) -> No
     stored = await book.get(S, a.command_id)
     assert stored is not None
     assert (stored.state, stored.attempts, stored.error) == (CommandState.SENT, 2, "")
-    assert await book.due(S, at_ms=now_ms()) == []  # its deadline stands
+    assert await book.due(S, at_ms=book.clock.wall_ms()) == []  # its deadline stands
     # the current send's answer counts; None keeps the deadline
     assert await book.note_error(S, a.command_id, "timeout", retry_at_ms=None, answering=2)
-    assert await book.due(S, at_ms=now_ms()) == []
+    assert await book.due(S, at_ms=book.clock.wall_ms()) == []
     moved = await book.mark_delivered_many(S, [(a.command_id, "m")], deadline_ms=later, answering=[2])
     assert [(m.state, m.moved) for m in moved] == [(CommandState.DELIVERED, True)]
 
@@ -157,7 +163,24 @@ async def test_an_answer_for_a_superseded_send_moves_nothing(redis: Redis) -> No
 async def test_the_same_heartbeat_delivered_concurrently_closes_each_command_once(redis: Redis) -> None:
     book = ledger(redis)
     (a,) = (await book.assign(S, "m", {"a": 3}, cap=100, deadline_ms=0)).commands
-    await book.mark_sent(a, deadline_ms=now_ms() + 60_000)
+    await book.mark_sent(a, deadline_ms=book.clock.wall_ms() + 60_000)
     closed = await asyncio.gather(*(book.close_reported("m", [a.command_id]) for _ in range(8)))
     assert sorted(len(c) for c in closed) == [0] * 7 + [1]
     assert await book.device_totals("m") == DeviceTotals(accepted=3, sent=3, done=3)
+
+
+async def test_records_are_stamped_on_the_ledgers_clock(redis: Redis) -> None:
+    clock = ManualClock(wall_ms=1_800_000_000_000)
+    book = Ledger(redis, streams=[S], ttl_s=3600, clock=clock)
+    (a,) = (await book.assign(S, "m", {"a": 1}, cap=100, deadline_ms=clock.wall_ms() + 1000)).commands
+    clock.advance(2.5)
+    await book.mark_sent(a, deadline_ms=clock.wall_ms() + 1000)
+    clock.advance(0.25)
+    await book.mark_done(a.command_id)
+    stored = await book.find(a.command_id)
+    assert stored is not None
+    assert stored.timestamps == {
+        "queued": 1_800_000_000_000,
+        "sent": 1_800_000_002_500,
+        "done": 1_800_000_002_750,
+    }

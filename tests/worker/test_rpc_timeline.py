@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from cloud.ledger import Command, CommandState, DeviceTotals, Ledger, now_ms
+from cloud.ledger import Command, CommandState, DeviceTotals, Ledger
 from cloud.worker.commands import CommandSender
 from cloud.worker.dispatcher import Dispatcher, Sent
 from cloud.worker.metrics import WorkerMetrics
@@ -245,7 +245,7 @@ async def test_answers_for_a_superseded_send_are_ignored(redis_server: RedisServ
     ledger = Ledger(redis, streams=[EVENTS_STREAM], ttl_s=3600)
     sender = CommandSender(ledger, dispatcher, settings, metrics)
     (command,) = (await ledger.assign(EVENTS_STREAM, "motor_01", {"e": 2}, cap=10, deadline_ms=0)).commands
-    deadline = now_ms() + 60_000
+    deadline = ledger.clock.wall_ms() + 60_000
     await ledger.mark_sent(command, deadline_ms=deadline)
     await ledger.mark_sent(command, deadline_ms=deadline)  # sent again: attempt 2 is pending
     params = {"device": "motor_01", "commandId": command.command_id, "rounds": 2}
@@ -267,4 +267,4 @@ async def test_answers_for_a_superseded_send_are_ignored(redis_server: RedisServ
 
     sender.on_reply(Sent(EVENTS_STREAM, command.command_id, "motor_01", attempt=2), {"error": "TIMEOUT"})
     await sender.drain()
-    assert await ledger.due(EVENTS_STREAM, at_ms=now_ms() + 1_000) == [command.command_id]
+    assert await ledger.due(EVENTS_STREAM, at_ms=ledger.clock.wall_ms() + 1_000) == [command.command_id]
