@@ -21,6 +21,7 @@ import secrets
 import string
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
@@ -75,11 +76,12 @@ def _state(hub: Hub) -> AdminState:
 
 
 def _error(status: int, message: str, code: int) -> Result:
-    return status, {"status": status, "message": message, "errorCode": code, "timestamp": _now_ms()}
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+    return status, {
+        "status": status,
+        "message": message,
+        "errorCode": code,
+        "timestamp": int(time.time() * 1000),
+    }
 
 
 def _entity(kind: str, entity_id: str) -> dict[str, str]:
@@ -152,7 +154,7 @@ def _profile_for_type(hub: Hub, type_name: str) -> dict[str, Any]:
     profile_id = str(uuid.uuid5(_NAMESPACE, f"profile:{type_name}"))
     profile = {
         "id": _entity("DEVICE_PROFILE", profile_id),
-        "createdTime": _now_ms(),
+        "createdTime": hub.now_ms(),
         "tenantId": _entity("TENANT", TENANT_ID),
         "name": type_name,
         "description": None,
@@ -181,7 +183,7 @@ def _device_json(hub: Hub, device: Device) -> dict[str, Any]:
         info["overwriteActivityTime"] = device.overwrite_activity_time
     return {
         "id": _entity("DEVICE", device.id),
-        "createdTime": state.created_ms.setdefault(device.id, _now_ms()),
+        "createdTime": state.created_ms.setdefault(device.id, hub.now_ms()),
         "tenantId": _entity("TENANT", TENANT_ID),
         "customerId": _entity("CUSTOMER", NULL_CUSTOMER_ID),
         "name": device.name,
@@ -263,7 +265,7 @@ async def device_credentials(hub: Hub, req: Request) -> Result:
         return _error(404, "Requested item wasn't found!", 32)
     return 200, {
         "id": {"id": str(uuid.uuid5(_NAMESPACE, f"credentials:{device.id}"))},
-        "createdTime": _state(hub).created_ms.setdefault(device.id, _now_ms()),
+        "createdTime": _state(hub).created_ms.setdefault(device.id, hub.now_ms()),
         "deviceId": _entity("DEVICE", device.id),
         "credentialsType": "ACCESS_TOKEN",
         "credentialsId": device.token,
@@ -300,7 +302,7 @@ async def save_device_profile(hub: Hub, req: Request) -> Result:
         if same_name:
             return _error(400, "Device profile with such name already exists!", 31)
         profile_id = _new_id()
-        created = _now_ms()
+        created = hub.now_ms()
     elif profile_id not in state.profiles:
         return _error(404, "Requested item wasn't found!", 32)
     else:
@@ -334,47 +336,38 @@ async def rule_chains(hub: Hub, req: Request) -> Result:
     return paged([c for c in _state(hub).rule_chains.chains() if c["type"] == kind], req)
 
 
-async def rule_chain(hub: Hub, req: Request) -> Result:
+def _rule_chains(hub: Hub, req: Request, call: Callable[[RuleChainStore], dict[str, Any]]) -> Result:
+    """A rule chain endpoint: TENANT_ADMIN only, the store's refusals as ThingsBoard's errors."""
     if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
         return answer
     try:
-        return 200, _state(hub).rule_chains.chain(req.params["id"])
+        return 200, call(_state(hub).rule_chains)
     except AdminError as exc:
         return _error(exc.status, exc.message, exc.code)
+
+
+def _body(req: Request) -> dict[str, Any]:
+    body = _json(req)
+    if not isinstance(body, dict):
+        raise AdminError(400, "Invalid request body", 31)
+    return body
+
+
+async def rule_chain(hub: Hub, req: Request) -> Result:
+    return _rule_chains(hub, req, lambda store: store.chain(req.params["id"]))
 
 
 async def save_rule_chain(hub: Hub, req: Request) -> Result:
-    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
-        return answer
-    body = _json(req)
-    if not isinstance(body, dict):
-        return _error(400, "Invalid request body", 31)
-    try:
-        return 200, _state(hub).rule_chains.save_chain(body, _now_ms())
-    except AdminError as exc:
-        return _error(exc.status, exc.message, exc.code)
+    return _rule_chains(hub, req, lambda store: store.save_chain(_body(req), hub.now_ms()))
 
 
 async def rule_chain_metadata(hub: Hub, req: Request) -> Result:
-    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
-        return answer
-    try:
-        return 200, _state(hub).rule_chains.metadata(req.params["id"])
-    except AdminError as exc:
-        return _error(exc.status, exc.message, exc.code)
+    return _rule_chains(hub, req, lambda store: store.metadata(req.params["id"]))
 
 
 async def save_rule_chain_metadata(hub: Hub, req: Request) -> Result:
     """Saves a chain's nodes and connections as the rule chain editor's Save does (rule_chain_store.py)."""
-    if (answer := refused(hub, req, TENANT_ADMIN)) is not None:
-        return answer
-    body = _json(req)
-    if not isinstance(body, dict):
-        return _error(400, "Invalid request body", 31)
-    try:
-        return 200, _state(hub).rule_chains.save_metadata(body, _now_ms())
-    except AdminError as exc:
-        return _error(exc.status, exc.message, exc.code)
+    return _rule_chains(hub, req, lambda store: store.save_metadata(_body(req), hub.now_ms()))
 
 
 ADMIN_ROUTES: Routes = [

@@ -28,7 +28,6 @@ topic and additionalInfo, DELETE /api/queues/{id}, GET /api/queues/{id}, sorting
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -99,12 +98,8 @@ def _entities(hub: Hub) -> dict[str, _Entity]:
     known = _ENTITIES.setdefault(hub, {})
     for name in hub.queues.by_name:
         if name not in known:
-            known[name] = _Entity(str(uuid.uuid5(_NAMESPACE, f"queue:{name}")), _now_ms())
+            known[name] = _Entity(str(uuid.uuid5(_NAMESPACE, f"queue:{name}")), hub.now_ms())
     return known
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _queue_json(config: QueueConfig, entity: _Entity) -> dict[str, Any]:
@@ -276,10 +271,10 @@ async def save_queue(hub: Hub, req: Request) -> Result:
     if config is None or (refusal := _refusal(hub, config, existing_id)) is not None:
         return _bad_request(refusal or "")
     if existing_id is None:
-        entity = _Entity(str(uuid.uuid1()), _now_ms())  # JpaAbstractDao.save: a new time-based id
+        entity = _Entity(str(uuid.uuid1()), hub.now_ms())  # JpaAbstractDao.save: a new time-based id
     else:  # the createdTime sent is kept (0: now)
         created = document.get("createdTime")
-        entity = _Entity(existing_id, created if isinstance(created, int) and created else _now_ms())
+        entity = _Entity(existing_id, created if isinstance(created, int) and created else hub.now_ms())
     entities[config.name] = entity
     hub.queues.save(config)  # tbClusterService.onQueuesUpdate: the rule engine takes it at once
     return 200, _queue_json(config, entity)
