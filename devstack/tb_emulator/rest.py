@@ -8,7 +8,7 @@ PlainResponse where ThingsBoard's controller answers text or a bare status. Rout
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -48,7 +48,7 @@ class Request:
     query: dict[str, list[str]]  # parse_qs: blank values left out
     body: bytes
     params: dict[str, str]
-    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
+    headers: dict[str, str]  # names lower-cased
 
     def json(self) -> Any:
         try:
