@@ -21,3 +21,7 @@ class PinBackendError(EdgeError):
 
 class BufferUnavailable(EdgeError):
     """The local Redis buffer cannot be reached; the caller retries or answers UNAVAILABLE."""
+
+
+class EStopEngaged(EdgeError):
+    """A resume while the emergency stop button is pressed: the motor stays stopped."""

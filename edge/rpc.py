@@ -1,4 +1,5 @@
-"""RPC methods as a table over the plain modules: rotate, stop, status. Replies are wire dicts."""
+"""RPC methods as a table over the plain modules: rotate, stop, hold, resume, status. Replies are wire
+dicts."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from edge.buffer.ledger import CommandLedger, SubmitStatus
-from edge.errors import BufferUnavailable
+from edge.errors import BufferUnavailable, EStopEngaged
 from edge.motor.controller import MotorController
-from giftwheel.contracts.motor import ErrorReply, RotateParams, RotateReply, RpcError, RpcMethod, StopReply
+from giftwheel.contracts.motor import (
+    ErrorReply,
+    HoldReply,
+    ResumeReply,
+    RotateParams,
+    RotateReply,
+    RpcError,
+    RpcMethod,
+    StopReply,
+)
 
 Handler = Callable[[MotorController, dict[str, Any]], BaseModel]
 
@@ -31,6 +41,8 @@ class RpcService:
             RpcMethod.ROTATE: self._rotate,
             RpcMethod.STOP: self._stop,
             RpcMethod.STATUS: self._status,
+            RpcMethod.HOLD: self._hold,
+            RpcMethod.RESUME: self._resume,
         }
 
     def handle(self, device: str, method: object, params: object) -> dict[str, Any]:
@@ -52,6 +64,8 @@ class RpcService:
             return _error(RpcError.BAD_PARAMS, _describe(exc))
         except BufferUnavailable as exc:
             return _error(RpcError.UNAVAILABLE, str(exc))
+        except EStopEngaged as exc:
+            return _error(RpcError.ESTOP_ENGAGED, str(exc))
 
     def _rotate(self, motor: MotorController, params: dict[str, Any]) -> BaseModel:
         command = RotateParams.model_validate(params)
@@ -70,11 +84,20 @@ class RpcService:
             command_id=command.command_id,
             queued_rounds=result.queued_rounds,
             duplicate=result.status is SubmitStatus.DUPLICATE,
+            held=motor.hold_reason is not None,
         )
 
     def _stop(self, motor: MotorController, params: dict[str, Any]) -> BaseModel:
         cleared = motor.stop_all()
         return StopReply(cleared_commands=cleared.command_ids, cleared_rounds=cleared.rounds)
+
+    def _hold(self, motor: MotorController, params: dict[str, Any]) -> BaseModel:
+        state, queued = motor.hold()
+        return HoldReply(state=state, queued_rounds=queued)
+
+    def _resume(self, motor: MotorController, params: dict[str, Any]) -> BaseModel:
+        resumed, queued = motor.resume()
+        return ResumeReply(resumed=resumed, queued_rounds=queued)
 
     def _status(self, motor: MotorController, params: dict[str, Any]) -> BaseModel:
         return self._ledger.status(motor.name)

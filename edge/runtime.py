@@ -13,6 +13,7 @@ import structlog
 from edge.buffer.ledger import CommandLedger
 from edge.buffer.outbox import Outbox
 from edge.compat import tb_gateway
+from edge.estop import EmergencyStop, contact_pin_factory, open_contact
 from edge.motor.checkpoint import CheckpointPolicy
 from edge.motor.clock import Clock, MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
@@ -89,6 +90,10 @@ class EdgeRuntime:
             self.controllers[motor.name] = MotorController(
                 motor.name, driver, self.ledger, profile, self.clock, checkpoints=checkpoints
             )
+        self.estop: EmergencyStop | None = None
+        if settings.estop is not None:
+            contact = open_contact(settings.estop, contact_pin_factory(sim.enabled))
+            self.estop = EmergencyStop(contact, list(self.controllers.values()))
         self._gateway: Any = None
         self._closed = threading.Event()
 
@@ -96,6 +101,8 @@ class EdgeRuntime:
         # A motor thread woken for its next pulse waits for the GIL until the thread holding it
         # (the gateway's, the connector's) is made to drop it: 5 ms by default, many step intervals.
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        if self.estop is not None:
+            self.estop.start()
         for controller in self.controllers.values():
             controller.start()
         log.info("motors running", motors=list(self.controllers), simulation=self.settings.simulation.enabled)
@@ -131,6 +138,8 @@ class EdgeRuntime:
             t.start()
         for t in parkers:
             t.join()
+        if self.estop is not None:
+            self.estop.close()
         if self._factory is not None:
             self._factory.close()
         self.redis.close()

@@ -179,6 +179,17 @@ class MotorSettings(_Strict):
         return self.direction == "ccw"
 
 
+class EStopSettings(_Strict):
+    """A normally closed emergency stop button on ``pin`` (edge.estop says what engaging does)."""
+
+    pin: BcmPin
+    # True: the contact goes from the pin to GND, and the Pi's internal pull-up reads it open (high)
+    # when pressed. False: to 3V3, with the internal pull-down reading it open (low).
+    pull_up: bool = True
+    # Edges closer than this to the previous one are contact bounce, ignored (gpiozero's bounce_time).
+    bounce_ms: float = Field(default=20.0, ge=0, le=1000)
+
+
 class SimulationSettings(_Strict):
     enabled: bool = False
     time_scale: float = Field(default=1.0, gt=0, le=1000)
@@ -199,6 +210,7 @@ class EdgeSettings(_Strict):
     gpio_backend: PinBackend = Field(default=PinBackend.GPIOZERO, strict=False)
     simulation: SimulationSettings = SimulationSettings()
     limits: LimitSettings = LimitSettings()
+    estop: EStopSettings | None = None  # no emergency stop button
     # ThingsBoard closes sessions idle for 600 s; sub-devices are not re-announced after a reconnect.
     heartbeat_interval_s: float = Field(default=60.0, ge=1, le=300)
     # Per motor, progress telemetry at most this often (0: every round). Each message is a rule-chain
@@ -247,6 +259,8 @@ class EdgeSettings(_Strict):
                 if pin in owners:
                     raise ValueError(f"{where}: pin {pin} is already used by {owners[pin]}")
                 owners[pin] = where
+        if self.estop is not None and self.estop.pin in owners:
+            raise ValueError(f"estop.pin: pin {self.estop.pin} is already used by {owners[self.estop.pin]}")
         return self
 
 

@@ -14,7 +14,8 @@ class Keys:
         return f"{self.prefix}:motor:{motor}:commands"
 
     def motor(self, motor: str) -> str:
-        """Hash of counters and progress: rc, cd, q, state, ts, cur, done, pd (pulses), started, pts."""
+        """Hash of counters and progress: rc, cd, q, state, ts, cur, done, pd (pulses), started, pts;
+        hold (why it is held, until resumed)."""
         return f"{self.prefix}:motor:{motor}"
 
     def seen(self, motor: str, command_id: str) -> str:

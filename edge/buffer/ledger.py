@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, TypeVar
 
 import redis
@@ -18,7 +18,7 @@ import redis
 from edge.buffer import scripts
 from edge.buffer.keys import Keys
 from edge.errors import BufferUnavailable
-from giftwheel.contracts.motor import MotorState, StatusReply
+from giftwheel.contracts.motor import EStopInput, MotorState, StatusReply
 
 T = TypeVar("T")
 
@@ -33,6 +33,17 @@ class SubmitStatus(IntEnum):
 class SubmitResult:
     status: SubmitStatus
     queued_rounds: int
+
+
+class HoldReason(StrEnum):
+    """Why a motor is held; the stronger one wins (an e-stop over an operator's hold)."""
+
+    OPERATOR = "operator"
+    ESTOP = "estop"
+
+    @property
+    def state(self) -> MotorState:
+        return MotorState.STOPPED_BY_ESTOP if self is HoldReason.ESTOP else MotorState.HELD
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,7 @@ class CommandLedger:
         self._progress = client.register_script(scripts.PROGRESS)
         self._clear = client.register_script(scripts.CLEAR)
         self._snapshot = client.register_script(scripts.SNAPSHOT)
+        self._hold = client.register_script(scripts.HOLD)
 
     def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         with translated_errors():
@@ -164,6 +176,31 @@ class CommandLedger:
             [k.motor(motor), k.outbox, k.recent_done(motor)],
             [motor, self._clock_ms(), "" if state is None else state.value],
         )
+
+    def hold(self, motor: str, reason: HoldReason | None, estop: EStopInput | None = None) -> int:
+        """Hold the motor (its state says why) or, with None, lift the hold (state idle): durable
+        when this returns, reported with the e-stop button's reading if given. Returns the queued
+        rounds; the queue itself is untouched."""
+        k = self.keys
+        state = MotorState.IDLE if reason is None else reason.state
+        queued = self._run(
+            self._hold,
+            [k.motor(motor), k.outbox],
+            [
+                motor,
+                self._clock_ms(),
+                "" if reason is None else reason.value,
+                state.value,
+                "" if estop is None else estop.value,
+            ],
+        )
+        return int(queued)
+
+    def hold_reason(self, motor: str) -> HoldReason | None:
+        """The stored hold: it outlives a restart of the daemon."""
+        with translated_errors():
+            reason: str | None = self._redis.hget(self.keys.motor(motor), "hold")  # type: ignore[assignment]
+        return None if reason is None else HoldReason(reason)
 
     def outbox_length(self) -> int:
         with translated_errors():

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import structlog
 
-from edge.buffer.ledger import ActiveCommand, Cleared, CommandLedger, retry_until_available
-from edge.errors import BufferUnavailable
+from edge.buffer.ledger import ActiveCommand, Cleared, CommandLedger, HoldReason, retry_until_available
+from edge.errors import BufferUnavailable, EStopEngaged
 from edge.motor.checkpoint import Checkpointer, CheckpointPolicy
 from edge.motor.clock import Clock
 from edge.motor.driver import StepperDriver
 from edge.motor.pulse_train import TRAIN_AHEAD_S, TRAIN_COUNT_MARGIN_S, TRAIN_SEGMENT_S, PulseTrain
 from edge.motor.ramp import TrapezoidRamp
-from giftwheel.contracts.motor import MotorState
+from giftwheel.contracts.motor import EStopInput, MotorState
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +51,12 @@ class MotionProfile:
 
 class MotorController:
     """Runs commands from the ledger; progress is checkpointed every fraction of a round, off the
-    step path (edge.motor.checkpoint)."""
+    step path (edge.motor.checkpoint).
+
+    A held motor (the hold RPC, the emergency stop) decelerates to rest and takes no command until
+    resumed; its queue stays in the ledger and keeps taking commands. The hold is stored in the
+    ledger, so a restarted daemon starts held.
+    """
 
     def __init__(
         self,
@@ -81,6 +86,13 @@ class MotorController:
         self._thread = threading.Thread(target=self._run, name=f"motor-{name}", daemon=True)
         self.last_beat = time.monotonic()
         self.faulted = False
+        # Each flag is only ever set outside the lock (an e-stop must not wait for Redis) and only
+        # cleared under it, by resume(): a hold is never lost to a race.
+        self._estop_hold = False
+        self._operator_hold = False
+        self._estop_engaged = False  # the button reads open now: resume is refused
+        self._stored_hold_read = False
+        self._reported_hold: HoldReason | None = None  # the hold last written while at rest
 
     def start(self) -> None:
         self._checkpoints.start()
@@ -94,11 +106,64 @@ class MotorController:
         """A command was queued: do not wait for the idle poll."""
         self._wake.set()
 
+    @property
+    def hold_reason(self) -> HoldReason | None:
+        if self._estop_hold:
+            return HoldReason.ESTOP
+        return HoldReason.OPERATOR if self._operator_hold else None
+
+    def hold(self) -> tuple[MotorState, int]:
+        """The hold RPC: decelerate to rest, keep the queue; durable when this returns. Returns the
+        state it leaves (held, or stopped_by_estop, the stronger) and the queued rounds."""
+        self._operator_hold = True
+        self._wake.set()
+        return self._write_hold(None)
+
+    def set_estop(self, engaged: bool) -> None:
+        """The emergency stop button opened (engaged) or closed again; no Redis on this path, so a
+        missing buffer cannot delay the stop. Releasing the button lifts nothing: resume() does."""
+        if engaged:
+            self._estop_engaged = True
+            self._estop_hold = True
+            self._wake.set()
+        else:
+            self._estop_engaged = False
+
+    def report_estop(self, reading: EStopInput) -> None:
+        """Store the e-stop hold (when it still holds) and report the button's reading with it."""
+        self._write_hold(reading)
+
+    def _write_hold(self, reading: EStopInput | None) -> tuple[MotorState, int]:
+        with self._lock:
+            reason = self.hold_reason
+            if reason is None:  # resumed meanwhile
+                status = self._ledger.status(self.name)
+                return status.state, status.queued_rounds
+            return reason.state, self._ledger.hold(self.name, reason, reading)
+
+    def resume(self) -> tuple[bool, int]:
+        """Lift the hold: (whether there was one, the queued rounds). Refused with EStopEngaged while
+        the e-stop button is pressed."""
+        with self._lock:
+            if self._estop_engaged:
+                raise EStopEngaged(f"{self.name}: the emergency stop button is pressed; release it first")
+            if self.hold_reason is None:
+                return False, self._ledger.status(self.name).queued_rounds
+            queued = self._ledger.hold(self.name, None)
+            self._operator_hold = False
+            self._estop_hold = self._estop_engaged  # pressed again during the write: still held
+            self._reported_hold = None
+        self._wake.set()
+        return True, queued
+
     def stop_all(self) -> Cleared:
-        """Clear the queue and decelerate the move in progress to a halt."""
+        """Clear the queue and decelerate the move in progress to a halt (a hold stays)."""
         with self._lock:
             cleared = self._ledger.clear(self.name)
             self._generation += 1
+            reason = self.hold_reason
+            if reason is not None:  # the clear reported the state 'stopped': the hold says why
+                self._ledger.hold(self.name, reason)
         self._wake.set()
         return cleared
 
@@ -120,9 +185,7 @@ class MotorController:
             while not self._parking.is_set():
                 self.last_beat = time.monotonic()
                 try:
-                    with self._lock:
-                        command = self._ledger.begin(self.name)
-                        generation = self._generation
+                    command, generation = self._take()
                 except BufferUnavailable:
                     # Not retried under the lock: a stop RPC meanwhile must get its UNAVAILABLE reply.
                     self._parking.wait(0.5)
@@ -142,6 +205,24 @@ class MotorController:
                 retry_until_available(
                     lambda: self._ledger.report(self.name, MotorState.FAULT), should_stop=lambda: True
                 )
+
+    def _take(self) -> tuple[ActiveCommand | None, int]:
+        """The next command; None while idle or held (at rest, the hold is stored and reported once)."""
+        with self._lock:
+            if not self._stored_hold_read:
+                stored = self._ledger.hold_reason(self.name)
+                if stored is HoldReason.ESTOP:
+                    self._estop_hold = True
+                elif stored is HoldReason.OPERATOR:
+                    self._operator_hold = True
+                self._stored_hold_read = True
+            reason = self.hold_reason
+            if reason is None:
+                return self._ledger.begin(self.name), self._generation
+            if reason is not self._reported_hold:
+                self._ledger.hold(self.name, reason)
+                self._reported_hold = reason
+            return None, self._generation
 
     def _must_stop(self, cid: str, done: int, halted: Callable[[], bool]) -> bool:
         return halted() or done - self._checkpoints.written(cid) >= self._max_unwritten
@@ -228,7 +309,12 @@ class MotorController:
         checkpoints.begin(cid, done)
 
         def halted() -> bool:
-            return self._parking.is_set() or generation != self._generation
+            return (
+                self._parking.is_set()
+                or generation != self._generation
+                or self._estop_hold
+                or self._operator_hold
+            )
 
         self.driver.set_forward(True)
         self.driver.energise()

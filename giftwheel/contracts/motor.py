@@ -34,6 +34,11 @@ class RpcMethod(StrEnum):
     ROTATE = "rotate"
     STOP = "stop"
     STATUS = "status"
+    # Keep the queue and stop turning: gifts for a held motor are queued on the edge, not turned.
+    HOLD = "hold"
+    # Lift a hold or an emergency stop (once its button is released): the queue turns again, a
+    # command stopped mid-way from the pulses it had done.
+    RESUME = "resume"
 
 
 class MotorState(StrEnum):
@@ -41,6 +46,15 @@ class MotorState(StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"
     FAULT = "fault"
+    HELD = "held"  # by the hold RPC, until resumed
+    STOPPED_BY_ESTOP = "stopped_by_estop"  # by the Pi's emergency stop button, until resumed
+
+
+class EStopInput(StrEnum):
+    """What the Pi's emergency stop button reads (telemetry ``estop``)."""
+
+    ENGAGED = "engaged"
+    RELEASED = "released"
 
 
 class RpcError(StrEnum):
@@ -51,6 +65,7 @@ class RpcError(StrEnum):
     UNKNOWN_DEVICE = "UNKNOWN_DEVICE"
     MOTOR_FAULT = "MOTOR_FAULT"
     UNAVAILABLE = "UNAVAILABLE"
+    ESTOP_ENGAGED = "ESTOP_ENGAGED"  # resume refused: the emergency stop button is still pressed
 
 
 class _Wire(BaseModel):
@@ -79,6 +94,17 @@ class RotateReply(_Wire):
     command_id: CommandId
     queued_rounds: int = Field(ge=0)
     duplicate: bool = False
+    held: bool = False  # queued on a held or e-stopped motor: turns after a resume
+
+
+class HoldReply(_Wire):
+    state: MotorState
+    queued_rounds: int = Field(ge=0)
+
+
+class ResumeReply(_Wire):
+    resumed: bool  # False: it was not held
+    queued_rounds: int = Field(ge=0)
 
 
 class StopReply(_Wire):
@@ -116,6 +142,8 @@ class Telemetry(StrEnum):
     # Heartbeats only: the motor's last finished commandIds, newest first, so a done report lost
     # between ThingsBoard and the backend is repaired by the next heartbeat that gets through.
     RECENT_DONE = "recentDone"
+    # On each change of the Pi's emergency stop button (EStopInput), with the motor's state.
+    ESTOP = "estop"
 
 
 def command_id_for(event_ids: Iterable[str]) -> str:
