@@ -23,9 +23,10 @@ log = structlog.get_logger(__name__)
 
 class Supervisor:
     """What systemd hears. READY=1 once the local Redis answers and ThingsBoard is connected (or
-    offline mode has begun); STATUS= follows both as they change; WATCHDOG=1 only while every motor
-    loop ticks and the local Redis has not been gone for longer than ``buffer_outage_restart_s``,
-    so a hung loop or a buffer that stays away gets the service restarted."""
+    offline mode has begun); STATUS= follows both as they change, and names held motors; WATCHDOG=1
+    only while every motor loop ticks and the local Redis has not been gone for longer than
+    ``buffer_outage_restart_s``, so a hung loop or a buffer that stays away gets the service
+    restarted."""
 
     def __init__(
         self, runtime: EdgeRuntime, offline_ready_after_s: float, buffer_outage_restart_s: float
@@ -71,6 +72,7 @@ class Supervisor:
                 status = "ThingsBoard unreachable; running the local queue offline"
             else:
                 status = "connecting to ThingsBoard"
+            status += self._runtime.holds()
             if not self.ready and buffer_ok and (connected or offline):
                 self.ready = True
                 self._tell(f"READY=1\nSTATUS={status}", status)

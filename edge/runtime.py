@@ -120,6 +120,17 @@ class EdgeRuntime:
         except (redis.RedisError, OSError):
             return False
 
+    def holds(self) -> str:
+        """What systemd's STATUS adds about stopped motors ('' when none is held): an operator
+        at the Pi sees why nothing turns, and that a released button still waits for a resume."""
+        notes = []
+        if self.estop is not None and self.estop.engaged:
+            notes.append("emergency stop pressed")
+        held = [name for name, c in self.controllers.items() if c.hold_reason is not None]
+        if held:
+            notes.append(f"held until resumed: {', '.join(held)}")
+        return "".join(f"; {note}" for note in notes)
+
     def motors_healthy(self, max_silence_s: float) -> bool:
         """Every motor loop is alive and has ticked recently (what the systemd watchdog checks).
 

@@ -19,14 +19,17 @@ from devstack.ports import free_port
 from devstack.redis_server import RedisServer
 from edge.buffer.ledger import CommandLedger, HoldReason
 from edge.buffer.outbox import Outbox
+from edge.daemon import Supervisor
 from edge.errors import ConfigError
 from edge.estop import EmergencyStop, open_contact
 from edge.motor.clock import ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
 from edge.motor.simulated import SimulatedDriver
 from edge.rpc import RpcService
+from edge.runtime import EdgeRuntime
 from edge.settings import EStopSettings, parse_settings
 from giftwheel.contracts.motor import MotorState, RpcError
+from tests.notify_socket import notify_socket, until
 
 PROFILE = MotionProfile(steps_per_round=200, max_rate_sps=2000.0, accel_sps2=20_000.0)
 # From full speed the ramp stops within v^2 / 2a pulses.
@@ -248,3 +251,33 @@ def test_an_estop_stopped_daemon_killed_9_comes_back_stopped(
     with EdgeDaemon(plain, tmp_path):
         wait_for(lambda: ledger.status("motor_01").commands_done == 1, 30, "turned after the hold")
     assert recorded_steps(tmp_path, "motor_01") == 3 * 200
+
+
+def test_systemd_status_names_the_pressed_button_and_the_held_motors(
+    tmp_path: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    offline = b"STATUS=ThingsBoard unreachable; running the local queue offline"
+    with notify_socket(tmp_path, timeout_s=5, watchdog_s=1) as (notify, env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        config = simulated_config(
+            tmp_path, redis_server.url, free_port(), offline_ready_after_s=0, estop={"pin": ESTOP_PIN}
+        )
+        runtime = EdgeRuntime(parse_settings(config))
+        runtime.start()  # nothing wired in simulation: the button reads pressed
+        supervisor = Supervisor(runtime, 0, 60)
+        supervisor.start()
+        try:
+            held = b"; held until resumed: motor_01, motor_02"
+            assert (
+                until(notify, b"READY=1")[-1] == b"READY=1\n" + offline + b"; emergency stop pressed" + held
+            )
+            assert runtime.estop is not None
+            runtime.estop._contact.pin.drive_low()  # the contact closes: released
+            assert until(notify, b"STATUS=")[-1] == offline + held
+            for motor in runtime.controllers.values():
+                motor.resume()
+            assert until(notify, b"STATUS=")[-1] == offline
+        finally:
+            supervisor.close()
+            runtime.close()
