@@ -96,7 +96,7 @@ def test_rotate_duplicate_stop_status_and_errors_through_the_gateway(
     with start_daemon(tmp_path, aof_redis.url, emulator) as daemon:
         code, reply = rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00001", "rounds": 3})
         assert (code, reply) == (200, {"accepted": True, "commandId": "c-e2e00001", "queuedRounds": 3,
-                                       "duplicate": False})  # fmt: skip
+                                       "duplicate": False, "held": False})  # fmt: skip
         code, dup = rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00001", "rounds": 3})
         assert dup["duplicate"] is True
         wait_for(lambda: rpc(emulator, "motor_01", "status", {})[1]["commandsDone"] == 1, what="command done")
