@@ -3,15 +3,16 @@
 // typed (names, gift names) is set as text, never as HTML.
 
 import { AlertQueue } from "./alerts.js";
+import { el, giftText } from "./dom.js";
 import { readConfig } from "./config.js";
 import { loadStrings } from "./i18n.js";
 import { SessionTotals } from "./session.js";
-import { advanceShown, angleOf, commandIdFor, secondsPerRound } from "./wheel.js";
+import { advanceShown, commandIdFor, secondsPerRound } from "./wheel.js";
+import { drawWheelAngle, makeWheelCard, writeWheelCard } from "./wheel-card.js";
 
 const PENDING_LIMIT = 50; // gifts kept to find who a command turns for, and shown as the queue
 const QUEUE_SHOWN = 5;
 const RUN_LIMIT = 8; // the most gifts of one coalesced command looked for
-const SEGMENTS = 8;
 // Every motor reporting idle clears the queue of gifts this much older than the report: a gift
 // accepted just before may not have reached the worker yet.
 const IDLE_CLEARS_OLDER_MS = 2000;
@@ -55,17 +56,6 @@ const wheels = new Map(); // device -> wheel
 let pending = []; // recent gifts not yet matched to a command, oldest first
 const turned = new Set(); // eventIds matched to a command: a reconnect's state does not queue them again
 
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function giftText(gift) {
-  return gift.quantity > 1 ? `${gift.giftName} \u00d7${gift.quantity}` : gift.giftName;
-}
-
 // ---- status
 
 function setStatus(state) {
@@ -76,81 +66,14 @@ function setStatus(state) {
 
 // ---- wheels
 
-const SVG = "http://www.w3.org/2000/svg";
-
-function svg(tag, attributes) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
-}
-
-function drawRotor() {
-  const rotor = svg("g", { class: "rotor" });
-  for (let i = 0; i < SEGMENTS; i++) {
-    const a = (2 * Math.PI * i) / SEGMENTS;
-    const b = (2 * Math.PI * (i + 1)) / SEGMENTS;
-    const d = `M0 0 L${(100 * Math.sin(a)).toFixed(2)} ${(-100 * Math.cos(a)).toFixed(2)} A100 100 0 0 1 ${(100 * Math.sin(b)).toFixed(2)} ${(-100 * Math.cos(b)).toFixed(2)} Z`;
-    rotor.append(svg("path", { d, class: `segment s${i % 4}` }));
-  }
-  rotor.append(svg("circle", { r: "100", class: "rim" }), svg("circle", { r: "16", class: "hub" }));
-  return rotor;
-}
-
 function wheelFor(device) {
   let wheel = wheels.get(device);
   if (wheel) return wheel;
-  const card = el("div", "wheel");
-  card.dataset.device = device;
-  const picture = svg("svg", { viewBox: "-110 -120 220 230", class: "picture", role: "img" });
-  picture.setAttribute("aria-label", t("wheel.label", { device }));
-  const rotor = drawRotor();
-  picture.append(rotor, svg("path", { d: "M-12 -118 L12 -118 L0 -92 Z", class: "pointer" }));
-  const info = el("div", "info");
-  info.append(el("div", "device", device), el("div", "rounds"), el("div", "for"), el("div", "queued"));
-  card.append(picture, info);
+  const { card, rotor } = makeWheelCard(device, t);
   parts.wheels.append(card);
   wheel = { device, card, rotor, state: null, reported: 0, shown: 0, spr: 0, gifter: null };
   wheels.set(device, wheel);
   return wheel;
-}
-
-function formatEta(seconds) {
-  if (!(seconds > 0)) return "";
-  const time =
-    seconds < 60
-      ? t("time.seconds", { n: Math.max(1, Math.round(seconds)) })
-      : t("time.minutes", { n: Math.round(seconds / 60) });
-  return t("wheel.eta", { time });
-}
-
-function writeWheel(wheel) {
-  const m = wheel.state;
-  const total = m.commandRounds ?? 0;
-  const finished = Boolean(m.commandDone);
-  const queued = m.queuedRounds ?? 0;
-  const card = wheel.card;
-  card.classList.toggle("done", finished);
-  card.classList.toggle("turning", !finished && total > 0);
-  card.dataset.commandId = m.commandId ?? "";
-  card.dataset.total = String(total);
-  card.dataset.done = String(wheel.reported);
-  card.dataset.queued = String(queued);
-  card.querySelector(".rounds").textContent = total
-    ? `${t("wheel.rounds", { done: wheel.reported, total })}${finished ? ` \u00b7 ${t("wheel.done")}` : ""}`
-    : t("wheel.idle");
-  const gifter = wheel.gifter;
-  card.querySelector(".for").textContent = gifter
-    ? `${t("wheel.for", { user: gifter.user })} \u00b7 ${giftText(gifter)}${gifter.more ? ` +${gifter.more}` : ""}`
-    : "";
-  const eta = queued ? formatEta(m.etaS) : "";
-  card.querySelector(".queued").textContent = queued ? [t("wheel.queued", { queued }), eta].filter(Boolean).join(" \u00b7 ") : "";
-  drawWheel(wheel);
-}
-
-function drawWheel(wheel) {
-  wheel.rotor.style.transform = `rotate(${angleOf(wheel.shown).toFixed(2)}deg)`;
-  wheel.card.dataset.shownRounds = String(wheel.shown);
-  wheel.card.dataset.reportedRounds = String(wheel.reported);
 }
 
 // how: "join" (from the state a joining viewer gets), "progress" or "done".
@@ -179,7 +102,7 @@ function applyMotor(m, how) {
   else if (newCommand) wheel.shown = 0;
   wheel.reported = reported;
   wheel.state = state;
-  writeWheel(wheel);
+  writeWheelCard(wheel, t);
   requestFrame();
 }
 
@@ -200,7 +123,7 @@ function frame(nowMs) {
   for (const wheel of wheels.values()) {
     if (wheel.shown === wheel.reported) continue;
     wheel.shown = reducedMotion.matches ? wheel.reported : advanceShown(wheel.shown, wheel.reported, wheel.spr, dt);
-    drawWheel(wheel);
+    drawWheelAngle(wheel);
     moving ||= wheel.shown < wheel.reported;
   }
   if (moving) requestFrame();
@@ -222,7 +145,7 @@ async function findGifter(wheel, commandId) {
       wheel.gifter = { ...run[0], more: length - 1 };
       for (const gift of run) remember(turned, gift.eventId, PENDING_LIMIT);
       pending = pending.filter((g) => !run.includes(g) && g.receivedMs > run[0].receivedMs);
-      writeWheel(wheel);
+      writeWheelCard(wheel, t);
       renderQueue();
       return;
     }
