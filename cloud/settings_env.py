@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, model_validator
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _section(annotation: Any) -> type[BaseModel] | None:
@@ -77,7 +77,17 @@ class StrictSection(BaseModel):
 
 
 class StrictEnvSettings(BaseSettings):
-    """Settings read from the environment that refuse every unknown variable of their prefix."""
+    """Settings read from the GIFTWHEEL_* environment that refuse every unknown variable of it.
+
+    Errors never echo the values given, which hold the keys and secrets."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GIFTWHEEL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
 
     @model_validator(mode="before")
     @classmethod

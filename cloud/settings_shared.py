@@ -7,7 +7,6 @@ cloud/settings.py composes them for a process that starts (both read one environ
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from cloud.settings_env import StrictEnvSettings, StrictSection
 from giftwheel.contracts.streams import MAX_STREAM_SHARDS
@@ -35,16 +34,6 @@ class LedgerSettings(StrictSection):
 
 
 class SharedSettings(StrictEnvSettings):
-    # Unknown GIFTWHEEL_* variables are refused (StrictEnvSettings); errors never echo the values
-    # given, which hold the keys and secrets.
-    model_config = SettingsConfigDict(
-        env_prefix="GIFTWHEEL_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        hide_input_in_errors=True,
-    )
-
     redis_url: str = "redis://127.0.0.1:6379/0"
     log_level: str = "INFO"
     redis: RedisSettings = RedisSettings()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from cloud.settings_env import StrictEnvSettings, StrictSection
 from giftwheel.contracts import GiftBounds
@@ -62,13 +61,6 @@ class TikFinitySettings(StrictSection):
 class SourceSettings(StrictEnvSettings):
     # Unknown GIFTWHEEL_* variables are refused (StrictEnvSettings), so a source keeps its own
     # environment, apart from the API's and the workers' (docs/sources.md).
-    model_config = SettingsConfigDict(
-        env_prefix="GIFTWHEEL_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        hide_input_in_errors=True,
-    )
 
     # The ingest API: http(s)://host:port or ws(s)://host:port; the client speaks /v1/ingest.
     api_url: str = "http://127.0.0.1:8000"
