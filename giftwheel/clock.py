@@ -1,7 +1,8 @@
 """Time as an interface, so what depends on it is tested without sleeping.
 
-The one clock seam of the cloud side: the sources (streak timeouts, backoff, budgets), the worker
-(rate-limit windows, lease heartbeats, waits) and its ledger (record stamps, deadlines) take a Clock.
+The one clock seam of the cloud side: the sources (streak timeouts, backoff, budgets), the API
+(event timestamps, signature windows, feedback stamps), the worker (rate-limit windows, lease
+heartbeats, waits) and its ledger (record stamps, deadlines) take a Clock.
 The edge's step timing has its own (edge/motor/clock.py): a clock a motor's steps are paced on.
 """
 

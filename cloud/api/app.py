@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -32,6 +31,7 @@ from cloud.realtime.metrics import RealtimeMetrics
 from cloud.realtime.service import SOCKETIO_PATH, Realtime
 from cloud.redis_client import connect, connect_pipelined
 from giftwheel import __version__
+from giftwheel.clock import Clock, SystemClock
 from giftwheel.contracts import event_streams
 
 log = structlog.get_logger(__name__)
@@ -62,7 +62,9 @@ async def _socketio(scope: Scope, receive: Receive, send: Send) -> None:
     await services(HTTPConnection(scope)).realtime.asgi(scope, receive, send)
 
 
-def create_app(settings: ApiSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
+def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
+    clock = clock or SystemClock()
+
     if (problem := settings.ingest_auth_problem()) is not None:
         raise OpenDoorError(problem)
 
@@ -111,7 +113,12 @@ def create_app(settings: ApiSettings, *, clock: Callable[[], float] = time.time)
             clock=clock,
         )
         app.state.services = Services(
-            settings=settings, auth=auth, ingest=ingest, realtime=realtime, feedback=feedback_service
+            settings=settings,
+            auth=auth,
+            ingest=ingest,
+            realtime=realtime,
+            feedback=feedback_service,
+            clock=clock,
         )
         app.state.client_errors = client_errors
         max_connections = fit_open_files(settings.http, settings.redis.max_connections * 2)

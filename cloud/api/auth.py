@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
 from cloud.api.header_ints import unsigned
+from giftwheel.clock import Clock
 
 SIGNATURE_HEADER = "x-giftwheel-signature"
 TIMESTAMP_HEADER = "x-giftwheel-timestamp"
@@ -48,7 +49,7 @@ class Authenticator:
         webhook_secrets: list[SecretStr],
         *,
         signature_window_s: int,
-        clock: Callable[[], float],
+        clock: Clock,
     ) -> None:
         # Keys are compared as SHA-256 digests, each with compare_digest, so neither the length
         # nor the content of a configured key leaks through timing.
@@ -99,7 +100,7 @@ class Authenticator:
             raise AuthError("signed requests are not enabled on this server")
         if (seconds := unsigned(timestamp, _MAX_TIMESTAMP_DIGITS)) is None:
             raise AuthError(f"{TIMESTAMP_HEADER} must be Unix seconds")
-        skew_s = abs(self._clock() - seconds)
+        skew_s = abs(self._clock.wall_ms() / 1000 - seconds)
         if skew_s > self._window_s:
             raise AuthError(f"signature timestamp outside the {self._window_s} s replay window")
         matched = False

@@ -6,8 +6,6 @@ telemetry ts from its metadata as headers, and the shared secret in X-Giftwheel-
 
 from __future__ import annotations
 
-import time
-
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -112,7 +110,7 @@ async def thingsboard_feedback(request: Request) -> Response:
     device = request.headers.get(DEVICE_HEADER, "")
     if not svc.realtime.hub.is_device_name(device):
         raise _invalid(DEVICE_HEADER, "must name the motor device (1-64 letters, digits, '_', '.', '-')")
-    now_ms = int(time.time() * 1000)
+    now_ms = svc.clock.wall_ms()
     ts_ms = _ts_ms(request.headers.get(TS_HEADER), now_ms)
     telemetry = _telemetry(body)
     max_ahead_ms = int(settings.feedback.max_ts_ahead_s * 1000)

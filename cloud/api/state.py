@@ -12,6 +12,7 @@ from cloud.api.settings import ApiSettings
 from cloud.feedback.service import FeedbackService
 from cloud.ingest.service import IngestService
 from cloud.realtime.service import Realtime
+from giftwheel.clock import Clock
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Services:
     ingest: IngestService
     realtime: Realtime
     feedback: FeedbackService
+    clock: Clock
 
 
 def services(connection: HTTPConnection | Request) -> Services:

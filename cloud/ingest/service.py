@@ -18,6 +18,7 @@ from cloud.ingest.errors import BacklogFull, QueueUnavailable
 from cloud.ingest.grouping import WriteGrouper
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.queue import Appended, GiftQueue
+from giftwheel.clock import Clock
 from giftwheel.contracts import GiftEvent, GiftRejected, parse_gift, parse_gift_item
 
 # What became of one item: stored (or found a duplicate), refused with its problems, or not taken
@@ -42,7 +43,7 @@ class IngestService:
         queue: GiftQueue,
         metrics: IngestMetrics,
         *,
-        clock: Callable[[], float],
+        clock: Clock,
         on_accepted: Callable[[list[GiftEvent]], None] | None = None,
     ) -> None:
         self._settings = settings
@@ -66,7 +67,7 @@ class IngestService:
         """One event's JSON text parsed, appended and counted. Raises GiftRejected (with every
         problem found), BacklogFull or QueueUnavailable, each counted as a rejection first."""
         try:
-            event = parse_gift(raw, self._settings.bounds, int(self._clock() * 1000))
+            event = parse_gift(raw, self._settings.bounds, self._clock.wall_ms())
         except GiftRejected:
             self.count_rejected(endpoint, "invalid")
             raise
@@ -84,7 +85,7 @@ class IngestService:
         """The decoded items of a batch or frame: each parsed, the valid ones appended together,
         every outcome counted. A bad item does not sink the others; a queue that refuses the
         valid ones refuses them all (``Ingested.refused``)."""
-        now_ms = int(self._clock() * 1000)
+        now_ms = self._clock.wall_ms()
         parsed: list[GiftEvent | GiftRejected] = []
         for item in items:
             try:

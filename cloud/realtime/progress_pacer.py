@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
-from collections.abc import Callable
 from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
 
 from cloud.realtime.events import PublishBatch, ViewerEvent
+from giftwheel.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
 
@@ -27,12 +26,10 @@ _PROGRESS = ViewerEvent.MOTOR_PROGRESS.value
 
 
 class ProgressPacer:
-    def __init__(
-        self, publish: PublishBatch, interval_s: float, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, publish: PublishBatch, interval_s: float, *, clock: Clock | None = None) -> None:
         self._publish = publish
         self._interval_s = interval_s
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._waiting: dict[str, tuple[dict[str, Any], list[str]]] = {}
         self._last = -math.inf
         self._flusher: asyncio.Task[None] | None = None
@@ -41,8 +38,8 @@ class ProgressPacer:
         """Publish now if the last publish is an interval old, else hold it for the next one.
 
         A publish made now raises Redis errors to the caller (the webhook answers 503)."""
-        if self._flusher is None and self._clock() - self._last >= self._interval_s:
-            self._last = self._clock()
+        if self._flusher is None and self._clock.monotonic() - self._last >= self._interval_s:
+            self._last = self._clock.monotonic()
             await self._publish([(_PROGRESS, payload, rooms)])
             return
         self._waiting[device] = (payload, rooms)
@@ -56,10 +53,10 @@ class ProgressPacer:
     async def _flush_later(self) -> None:
         waiting: dict[str, tuple[dict[str, Any], list[str]]] = {}
         try:
-            await asyncio.sleep(max(0.0, self._last + self._interval_s - self._clock()))
+            await asyncio.sleep(max(0.0, self._last + self._interval_s - self._clock.monotonic()))
             waiting, self._waiting = self._waiting, {}
             if waiting:  # a done may have outdated all of them: then the next update need not wait
-                self._last = self._clock()
+                self._last = self._clock.monotonic()
                 await self._publish([(_PROGRESS, payload, rooms) for payload, rooms in waiting.values()])
         except (RedisError, OSError) as exc:
             # Superseded by the next update anyway; the live state (what joiners get) has them.

@@ -13,6 +13,7 @@ from cloud.api.app import OpenDoorError, create_app
 from cloud.api.auth import Authenticator, AuthError, sign
 from cloud.settings import CloudSettings
 from giftwheel.cli import main
+from giftwheel.clock import SystemClock
 from giftwheel.contracts import EVENTS_STREAM
 from tests.ingest.conftest import WEBHOOK_SECRET, Api, gift
 
@@ -114,7 +115,9 @@ def test_keys_parse_from_comma_separated_env(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_remembered_verdicts_never_let_a_wrong_key_in() -> None:
-    auth = Authenticator([SecretStr("key-one-0123456789abcdef")], [], signature_window_s=300, clock=time.time)
+    auth = Authenticator(
+        [SecretStr("key-one-0123456789abcdef")], [], signature_window_s=300, clock=SystemClock()
+    )
     for _ in range(2):  # the second time from the remembered verdict
         assert auth.check_bearer("Bearer key-one-0123456789abcdef").kind == "api-key"
     for wrong in ("Bearer key-one-0123456789abcdeF", "Bearer key-one", "Basic key-one-0123456789abcdef", ""):

@@ -76,7 +76,7 @@ class Rig:
 @pytest.fixture
 async def rig(redis_server: RedisServer, redis: Redis) -> AsyncIterator[Rig]:
     api_settings = CloudSettings(redis_url=redis_server.url, api_keys=API_KEY)
-    async with serve(create_app(api_settings, clock=lambda: RECORDED_AT_S)) as url:
+    async with serve(create_app(api_settings, clock=ManualClock(wall_ms=RECORDED_AT_S * 1000))) as url:
         settings = SourceSettings(
             api_url=url,
             api_key=API_KEY,
