@@ -126,8 +126,8 @@ async def test_a_burst_of_a_thousand_gifts_is_shown_in_turn_then_summarised_with
         "/v1/events/batch", json={"events": burst}, headers={"Authorization": f"Bearer {API_KEY}"}
     )
     assert response.status_code == 200, response.text
-    # The API announces at most realtime.announce_max_per_s gifts a second (50 by default), so the
-    # 1,000 take 20 s to reach the page; 60 s leaves room for a loaded box.
+    # The API announces at most realtime.announce_max_per_s gifts a second (500 in these tests, 50
+    # by default); 60 s leaves room for a loaded box.
     await page.wait_for_selector('#goal[data-value="1000"]', timeout=60_000)
     await until(page, "window.alertsShown.some(id => id.startsWith('summary:'))", timeout_s=30)
 
