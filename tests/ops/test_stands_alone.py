@@ -1,9 +1,10 @@
 """The repository stands alone: its tracked text never points at a file or document it does not hold.
 
-Scans every file `git ls-files` lists (binary files skipped) for three kinds of reference:
+Scans every file `git ls-files` lists (binary files skipped) for four kinds of reference:
 relative links in markdown files, repository paths (a tracked top-level directory followed by a file name
-with an extension, or any `*.md` name), and phrases that name documents kept outside the
-repository. A reader must be able to follow every one of them inside this checkout.
+with an extension, or any `*.md` name), paths relative to the file's folder (`../x`), and phrases
+that name documents kept outside the repository. A reader must be able to follow every one of
+them inside this checkout.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ THIS_FILE = PurePosixPath("tests/ops/test_stands_alone.py")
 URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
 MARKDOWN_NAME = re.compile(r"(?<![\w/.-])((?:\.{1,2}/)*(?:[\w.-]+/)*[\w.-]+\.md)\b")
+# A path that climbs from the file's folder: it must land on something tracked, never outside.
+RELATIVE_PATH = re.compile(r"(?<![\w/.)$-])((?:\.\./)+[\w./-]*[\w-])")
 # Documents kept outside the repository (notes, briefs, the issue tracker), named without a path
-# the checks above catch: state the fact or cite the primary source instead.
+# the checks above catch (a missing `*.md` or a path climbing out already is): state the fact or
+# cite the primary source instead.
 OUTSIDE_DOCUMENTS = re.compile(
-    r"design\.md|design notes?\b|research notes?\b|\bresearch/|\.\./shared\b|\bthe (?:team )?brief\b"
-    r"|\bthe seed's\b|\bissues? #?\d+",
+    r"\b(?:design|research) notes?\b|\bresearch(?=/)|\bthe (?:team )?brief\b|\bthe seed's\b|\bissues? #?\d+",
     re.IGNORECASE,
 )
 # Files that exist only once a person or a script has made them from a tracked example or
@@ -85,6 +88,7 @@ def dangling_references(source: PurePosixPath, text: str, known: set[str], top_l
         if source.suffix == ".md":
             names |= set(MARKDOWN_LINK.findall(line))
         names |= {match.rstrip(".") for match in repo_path.findall(line)}
+        names |= set(RELATIVE_PATH.findall(line))
         for name in sorted(names):
             if name in MADE_FROM_TRACKED or name.startswith(("mailto:", "#")):
                 continue
@@ -118,20 +122,19 @@ def test_each_kind_of_outside_reference_is_reported_with_file_and_line() -> None
     text = "\n".join(
         [
             "Fine: [architecture](architecture.md), README.md, cloud/api/app.py, deploy/.env.",
-            "See [the design](../design.md) and docs/missing.md.",
+            "See [the plan](../plan.md) and docs/missing.md.",
             '"""As cloud/api/gone.py and the research notes say."""',
-            "Copied from ../shared/notes; the seed's formula, as issue 18 asked.",
+            "Copied from ../notes/gifts; the seed's formula, as issue 18 asked.",
             "https://github.com/thingsboard/thingsboard/blob/master/README.md is a primary source.",
         ]
     )
     problems = scan(files, {PurePosixPath("docs/architecture.md"): text})
     assert problems == [
-        "docs/architecture.md:2: '../design.md' is not in the repository",
+        "docs/architecture.md:2: '../plan.md' is not in the repository",
         "docs/architecture.md:2: 'docs/missing.md' is not in the repository",
-        "docs/architecture.md:2: 'design.md' names a document outside the repository",
         "docs/architecture.md:3: 'cloud/api/gone.py' is not in the repository",
         "docs/architecture.md:3: 'research notes' names a document outside the repository",
-        "docs/architecture.md:4: '../shared' names a document outside the repository",
+        "docs/architecture.md:4: '../notes/gifts' is not in the repository",
         'docs/architecture.md:4: "the seed\'s" names a document outside the repository',
         "docs/architecture.md:4: 'issue 18' names a document outside the repository",
     ]
