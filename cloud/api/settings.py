@@ -143,6 +143,9 @@ class ApiSettings(SharedSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = ["127.0.0.1", "::1"]
     # A stopping process waits at most this long for writes under way and its clients to close.
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    # How long a control request (stop, hold, resume, cancel) waits for a worker's outcome before the
+    # caller is told it is not confirmed yet (it stays queued and is carried out later).
+    control_confirm_timeout_s: float = Field(default=15.0, gt=0)
     bounds: GiftBounds = GiftBounds()
     ingest: IngestSettings = IngestSettings()
     feedback: FeedbackSettings = FeedbackSettings()
