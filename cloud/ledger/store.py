@@ -31,7 +31,19 @@ class CommandState(StrEnum):
     DELIVERED = "delivered"
     DONE = "done"
     FAILED = "failed"
+    # Recorded for a held motor: not sent until a resume puts it back in the queue.
+    HELD = "held"
+    # Final: held work an operator dropped (cancelledBy, cancelReason), or cleared from the edge's queue.
+    CANCELLED = "cancelled"
 
+
+# Where a command may still be sent from, or be waiting for its edge: the outstanding states.
+OUTSTANDING = (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED)
+
+
+# The edge's report that a command finished is the truth of what turned, whatever the cloud had
+# decided meanwhile: given up on, held (a send before the hold got through) or cancelled.
+_DONE_FROM = (*OUTSTANDING, CommandState.FAILED, CommandState.HELD, CommandState.CANCELLED)
 
 SKIP_MARK = "skip:"
 _ASSIGN = lua_source("cloud.ledger", "assign.lua")
@@ -62,6 +74,16 @@ def devices_key(stream: str) -> str:
     return f"{_tag(stream)}:devices"
 
 
+def held_key(stream: str, device: str) -> str:
+    """The device's held commands of this shard (a set of commandIds)."""
+    return f"{_tag(stream)}:held:{device}"
+
+
+def held_devices_key(stream: str) -> str:
+    """The devices that have held commands in this shard."""
+    return f"{_tag(stream)}:held-devices"
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     command_id: str
@@ -73,8 +95,16 @@ class Command:
     state: CommandState
     attempts: int = 0
     error: str = ""
-    # State name -> epoch ms when the command entered it (queued, sent, delivered, done, failed).
+    # State name -> epoch ms when the command entered it (queued, sent, delivered, done, failed...).
     timestamps: dict[str, int] = field(default_factory=dict)
+    # Its attempts when a resume put it back in the queue: only later sends count against the limit.
+    attempts_at_requeue: int = 0
+    cancelled_by: str = ""
+    cancel_reason: str = ""
+
+    @property
+    def attempts_since_requeue(self) -> int:
+        return self.attempts - self.attempts_at_requeue
 
     @classmethod
     def from_hash(cls, stream: str, command_id: str, raw: dict[Any, Any]) -> Command:
@@ -90,22 +120,30 @@ class Command:
             attempts=int(text.get("attempts", 0)),
             error=text.get("error", ""),
             timestamps={s.value: int(text[f"{s.value}At"]) for s in CommandState if f"{s.value}At" in text},
+            attempts_at_requeue=int(text.get("attemptsAtRequeue", 0)),
+            cancelled_by=text.get("cancelledBy", ""),
+            cancel_reason=text.get("cancelReason", ""),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceTotals:
-    """Rounds per device; balance: accepted = done + failed + outstanding."""
+    """Rounds per device; balance: accepted = done + held + cancelled + failed + outstanding.
+
+    ``capped`` is apart: the rounds the gifts asked for beyond a command's cap, never accepted."""
 
     accepted: int = 0
     sent: int = 0
     done: int = 0
     failed: int = 0
     capped: int = 0
+    held: int = 0
+    cancelled: int = 0
 
     @property
     def outstanding(self) -> int:
-        return self.accepted - self.done - self.failed
+        """Queued, sent or delivered: on its way or turning."""
+        return self.accepted - self.done - self.failed - self.held - self.cancelled
 
     def __add__(self, other: DeviceTotals) -> DeviceTotals:
         return DeviceTotals(
@@ -114,6 +152,8 @@ class DeviceTotals:
             self.done + other.done,
             self.failed + other.failed,
             self.capped + other.capped,
+            self.held + other.held,
+            self.cancelled + other.cancelled,
         )
 
 
@@ -181,12 +221,14 @@ class Ledger:
         *,
         cap: int,
         deadline_ms: int,
+        held: bool = False,
     ) -> Assignment:
         """Put these events (in order) into one new command for the device, unless they have one.
 
         Events that some command already carries stay with it (that command is returned as well,
         whatever its state), so a reclaimed batch grouped differently never makes a second
         command for the same event. The new command's id is derived from exactly its events.
+        ``held``: the device is held, so a new command is recorded held (not open, not sent).
         """
         remaining = dict(rounds_by_event)
         existing: dict[str, str] = {}
@@ -203,6 +245,8 @@ class Ledger:
                 device_key(stream, device),
                 open_key(stream),
                 devices_key(stream),
+                held_key(stream, device),
+                held_devices_key(stream),
                 *(assign_key(stream, e) for e in event_ids),
             ]
             args: list[Any] = [
@@ -214,12 +258,14 @@ class Ledger:
                 self._ttl_s,
                 deadline_ms,
                 orjson.dumps(event_ids),
+                "1" if held else "0",
             ]
             reply = [_s(part) for part in await self._assign(keys=keys, args=args)]
             if reply[0] == "created":
+                state = CommandState(reply[1])
                 fresh = Command(
-                    command_id, stream, device, rounds, requested, tuple(event_ids), CommandState.QUEUED,
-                    timestamps={CommandState.QUEUED.value: int(args[4])},
+                    command_id, stream, device, rounds, requested, tuple(event_ids), state,
+                    timestamps={state.value: int(args[4])},
                 )  # fmt: skip
                 break
             if reply[0] == "exists":
@@ -324,14 +370,16 @@ class Ledger:
         attempt: bool = False,
         ack: tuple[str, Sequence[str]] | None = None,
         answering: Sequence[int] | None = None,
+        fields: dict[str, str] | None = None,
     ) -> list[Moved]:
         """Move (commandId, device) pairs of one ledger shard; XACK ``ack``'s entries in the same step.
 
         ``answering``: per target, the send attempt an answer belongs to; a command that has been
-        sent again since (or never that often) is left as it is."""
-        keys = [open_key(stream), stream]
+        sent again since (or never that often) is left as it is. ``fields``: recorded on each
+        command moved (who cancelled it, and why)."""
+        keys = [open_key(stream), stream, held_devices_key(stream)]
         for command_id, device in targets:
-            keys += [command_key(stream, command_id), device_key(stream, device)]
+            keys += [command_key(stream, command_id), device_key(stream, device), held_key(stream, device)]
         allowed = [s.value for s in allowed_from]
         group, entry_ids = ack if ack else ("", ())
         attempts = list(answering or ())
@@ -344,6 +392,7 @@ class Ledger:
             error,
             "1" if attempt else "0",
             group,
+            orjson.dumps(fields).decode() if fields else "",
             len(allowed),
             *allowed,
             len(attempts),
@@ -493,7 +542,7 @@ class Ledger:
         moved = await self._move(
             (stream, command_id),
             CommandState.DONE,
-            (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED, CommandState.FAILED),
+            _DONE_FROM,
         )
         return moved.state
 
@@ -515,7 +564,7 @@ class Ledger:
                 stream,
                 [(c.command_id, c.device) for c in commands],
                 CommandState.DONE,
-                (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED, CommandState.FAILED),
+                _DONE_FROM,
             )
             # Only what this call moved: a concurrent delivery of the same heartbeat closes none twice.
             closed += [c for c, result in zip(commands, results, strict=True) if result.moved]
@@ -533,3 +582,74 @@ class Ledger:
             answering=answering,
         )
         return moved.state
+
+    # -- holds -----------------------------------------------------------------------------------
+
+    async def held_devices(self, stream: str) -> set[str]:
+        """Devices with held commands in this shard."""
+        return {_s(d) for d in await self._redis.smembers(held_devices_key(stream))}
+
+    async def held_count(self, device: str) -> int:
+        """The device's held commands, all shards."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                pipe.scard(held_key(stream, device))
+            return sum(int(n) for n in await pipe.execute())
+
+    async def _move_held(
+        self,
+        device: str,
+        to: CommandState,
+        *,
+        deadline_ms: int | None = None,
+        fields: dict[str, str] | None = None,
+    ) -> int:
+        moved = 0
+        for stream in self.streams:
+            ids = [_s(i) for i in await self._redis.smembers(held_key(stream, device))]
+            if ids:
+                results = await self._transition_many(
+                    stream,
+                    [(i, device) for i in ids],
+                    to,
+                    (CommandState.HELD,),
+                    deadline_ms=deadline_ms,
+                    fields=fields,
+                )
+                moved += sum(r.moved for r in results)
+        return moved
+
+    async def requeue_held(self, device: str) -> int:
+        """The device's held commands back in the queue, due now (the sweep sends them, same ids)."""
+        return await self._move_held(device, CommandState.QUEUED, deadline_ms=self.clock.wall_ms())
+
+    async def cancel_held(self, device: str, *, by: str, reason: str) -> int:
+        """The device's held commands cancelled (final), with who and why."""
+        return await self._move_held(
+            device, CommandState.CANCELLED, fields={"cancelledBy": by, "cancelReason": reason}
+        )
+
+    async def cancel_commands(self, device: str, command_ids: Sequence[str], *, by: str, reason: str) -> int:
+        """Commands the device's edge cleared from its queue (its stop RPC): cancelled, with who and
+        why. Ids of another device, unknown or already final are left."""
+        by_stream: dict[str, list[str]] = {}
+        for command in (await self.find_many(command_ids)).values():
+            if command.device == device:
+                by_stream.setdefault(command.stream, []).append(command.command_id)
+        moved = 0
+        for stream, ids in by_stream.items():
+            results = await self._transition_many(
+                stream,
+                [(i, device) for i in ids],
+                CommandState.CANCELLED,
+                (*OUTSTANDING, CommandState.HELD),
+                fields={"cancelledBy": by, "cancelReason": reason},
+            )
+            moved += sum(r.moved for r in results)
+        return moved
+
+    async def hold(self, command: Command) -> bool:
+        """A queued or sent command of a held device, due again: held instead of sent (a send that
+        got through is held by the edge, and deduped by its commandId after the resume)."""
+        moved = await self._move(command, CommandState.HELD, (CommandState.QUEUED, CommandState.SENT))
+        return moved.moved
