@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from cloud.control.holds import HeldMotors, Holds
 from cloud.ledger import Command, CommandState, Ledger
 from cloud.worker.consumer import Retryable
 from cloud.worker.dispatcher import (
@@ -85,9 +86,15 @@ def classify(sent: Sent, reply: dict[str, Any]) -> tuple[Answer, str]:
 
 class CommandSender:
     def __init__(
-        self, ledger: Ledger, dispatcher: Dispatcher, settings: WorkerSettings, metrics: WorkerMetrics
+        self,
+        ledger: Ledger,
+        dispatcher: Dispatcher,
+        settings: WorkerSettings,
+        metrics: WorkerMetrics,
+        holds: Holds,
     ) -> None:
         self._ledger = ledger
+        self._holds = holds
         self._dispatcher = dispatcher
         self._settings = settings
         self._metrics = metrics
@@ -236,7 +243,10 @@ class CommandSender:
             self._ignored(sent)
 
     async def sweep(self, stream: str) -> int:
-        """Resend or fail this shard's overdue commands; returns how many were handled."""
+        """Resend, hold or fail this shard's overdue commands, after requeueing the held commands of
+        devices no longer held; returns how many were handled."""
+        held = await self._holds.read()
+        await self._requeue_released(stream, held)
         due = await self._ledger.due(stream, at_ms=self._ledger.clock.wall_ms())
         if not due:
             return 0
@@ -248,21 +258,33 @@ class CommandSender:
                 if command is None:
                     continue
                 try:
-                    handled += await self._handle_due(command)
+                    handled += await self._handle_due(command, held)
                 except DispatchUnavailable:
                     break  # ThingsBoard is away: the rest wait for the next sweep
         return handled
 
-    async def _handle_due(self, command: Command) -> bool:
-        """Fail or send again one command whose deadline passed; False if it had moved on.
+    async def _requeue_released(self, stream: str, held: HeldMotors) -> None:
+        """Held commands of a device that is not held (created held just as a resume lifted its
+        hold, or left by a resume that stopped half-way) go back in the queue, due now."""
+        for device in await self._ledger.held_devices(stream):
+            if not held.covers(device):
+                moved = await self._ledger.requeue_held(device)
+                log.info("held_commands_requeued", device=device, commands=moved)
+
+    async def _handle_due(self, command: Command, held: HeldMotors) -> bool:
+        """Fail, hold or send again one command whose deadline passed; False if it had moved on.
         Raises DispatchUnavailable when it could not be sent."""
         if command.state not in (CommandState.QUEUED, CommandState.SENT, CommandState.DELIVERED):
             return False
+        if command.state is not CommandState.DELIVERED and held.covers(command.device):
+            # Its device was held since: keep it for the resume (a send that got through is held by
+            # the edge, which dedupes the resend by its commandId).
+            return await self._ledger.hold(command)
         if command.state is CommandState.DELIVERED:
             reason = f"no completion feedback within {self._settings.command_done_timeout_s} s"
             await self._fail(command.stream, command.command_id, command.device, reason)
             return True
-        if command.attempts >= self._settings.command_max_attempts:
+        if command.attempts_since_requeue >= self._settings.command_max_attempts:
             last = f": {command.error}" if command.error else ""
             reason = f"unanswered after {command.attempts} sends{last}"
             await self._fail(command.stream, command.command_id, command.device, reason)

@@ -6,6 +6,8 @@ server-side RPC ``rotate`` to the motor device and answers on ``v1/devices/me/rp
 with the edge's reply or ThingsBoard's error. ``send`` returns at the broker's PUBACK; the answer
 arrives later and goes to the ``on_reply`` callback with the command and send attempt it belongs
 to. What each answer means, and when a command may go out again, is cloud/worker/rpc_timeline.py's.
+Control RPCs (hold, resume, stop, status) take the same path, ``{"method", "params": {"device"}}``
+(the chain routes every method by ``params.device``), and ``call`` awaits their answer itself.
 
 While ThingsBoard is away the dispatcher reconnects with exponential backoff, and ``wait_ready``
 blocks: the consumers stop reading, so the backlog stays in Redis (durable) instead of memory.
@@ -57,6 +59,18 @@ class Sent:
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class ControlCall:
+    """A control RPC awaiting its answer: the request it sent, and where the answer goes."""
+
+    request: dict[str, Any]
+    answer: asyncio.Future[dict[str, Any]]
+
+    def settle(self, reply: dict[str, Any]) -> None:
+        if not self.answer.done():
+            self.answer.set_result(reply)
+
+
 ReplyCallback = Callable[[Sent, dict[str, Any]], None]
 
 
@@ -97,7 +111,7 @@ class Dispatcher:
         self._ready = asyncio.Event()
         self._request_seq = 0
         # request id -> what it stands for, and when it was sent (loop time); in send order
-        self._awaiting: dict[int, tuple[Sent, float]] = {}
+        self._awaiting: dict[int, tuple[Sent | ControlCall, float]] = {}
         self._stopping = False
 
     @property
@@ -128,7 +142,7 @@ class Dispatcher:
                 continue
             connected_at = asyncio.get_running_loop().time()
             self._client = client
-            self._awaiting.clear()
+            self._forget_all("CONNECTION_LOST")
             self._ready.set()
             self._metrics.mqtt_connected.set(1)
             log.info("thingsboard_connected", host=self._settings.host, port=self._settings.port)
@@ -139,7 +153,7 @@ class Dispatcher:
                 self._metrics.mqtt_connected.set(0)
                 self._client = None
                 # Answers for requests of a dead session never come: the ledger's deadlines retry them.
-                self._awaiting.clear()
+                self._forget_all("CONNECTION_LOST")
             if not self._stopping:
                 log.warning("thingsboard_connection_lost", reason=str(reason))
                 lived_s = asyncio.get_running_loop().time() - connected_at
@@ -172,18 +186,39 @@ class Dispatcher:
 
         Raises DispatchUnavailable when nothing was written (not connected), DispatchUncertain
         when the connection died after the write, before its PUBACK."""
+        params = DispatchParams(command_id=command_id, rounds=rounds, device=device)
+        request = {
+            "method": RpcMethod.ROTATE.value,
+            "params": params.model_dump(by_alias=True, exclude_none=True),
+        }
+        await self._publish(request, Sent(stream, command_id, device, attempt))
+
+    async def call(self, method: RpcMethod, device: str, *, timeout_s: float) -> dict[str, Any]:
+        """Send one control RPC to a motor and await its answer: the edge's reply, or an ErrorReply
+        (ThingsBoard's TIMEOUT or NO_ACTIVE_CONNECTION, UNKNOWN_DEVICE when ThingsBoard has no such
+        device, NO_ANSWER after ``timeout_s``, CONNECTION_LOST when the session ended first).
+
+        Raises DispatchUnavailable when nothing was written, DispatchUncertain as ``send``."""
+        request = {"method": method.value, "params": {"device": device}}
+        call = ControlCall(request, asyncio.get_running_loop().create_future())
+        request_id = await self._publish(request, call)
+        try:
+            return await asyncio.wait_for(asyncio.shield(call.answer), timeout_s)
+        except TimeoutError:
+            return {"error": "NO_ANSWER", "detail": f"no answer from ThingsBoard within {timeout_s:g} s"}
+        finally:
+            self._awaiting.pop(request_id, None)
+
+    async def _publish(self, request: dict[str, Any], awaiting: Sent | ControlCall) -> int:
         client = self._client
         if client is None or not client.is_connected:
             raise DispatchUnavailable("not connected to ThingsBoard")
-        params = DispatchParams(command_id=command_id, rounds=rounds, device=device)
-        payload = orjson.dumps(
-            {"method": RpcMethod.ROTATE.value, "params": params.model_dump(by_alias=True, exclude_none=True)}
-        )
+        payload = orjson.dumps(request)
         self._request_seq += 1
         request_id = self._request_seq
         started = asyncio.get_running_loop().time()
         self._forget_older_than(started - self._answers_wait_s)
-        self._awaiting[request_id] = (Sent(stream, command_id, device, attempt), started)
+        self._awaiting[request_id] = (awaiting, started)
         try:
             # From the connected check to the socket write nothing awaits: once here, it is written.
             await client.publish(
@@ -193,6 +228,13 @@ class Dispatcher:
             self._awaiting.pop(request_id, None)  # its answer would go to the dead session
             raise DispatchUncertain(str(exc)) from exc
         self._metrics.publish_seconds.observe(asyncio.get_running_loop().time() - started)
+        return request_id
+
+    def _forget_all(self, error: str) -> None:
+        for awaiting, _ in self._awaiting.values():
+            if isinstance(awaiting, ControlCall):
+                awaiting.settle({"error": error, "detail": "the connection to ThingsBoard ended first"})
+        self._awaiting.clear()
 
     def _forget_older_than(self, sent_before: float) -> None:
         """Requests answered only by the transport's timeout whose chain answer never came."""
@@ -200,7 +242,9 @@ class Dispatcher:
             request_id, (_, sent_at) = next(iter(self._awaiting.items()))
             if sent_at >= sent_before:
                 return
-            del self._awaiting[request_id]
+            awaiting, _ = self._awaiting.pop(request_id)
+            if isinstance(awaiting, ControlCall):
+                awaiting.settle({"error": "NO_ANSWER", "detail": "no answer from ThingsBoard in time"})
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if not topic.startswith(RESPONSE_PREFIX):
@@ -221,10 +265,17 @@ class Dispatcher:
             reply = {"error": "MALFORMED_REPLY", "detail": payload[:200].decode(errors="replace")}
         if not isinstance(reply, dict):
             reply = {"error": "MALFORMED_REPLY", "detail": str(reply)[:200]}
+        awaiting = entry[0]
+        if isinstance(awaiting, ControlCall):
+            del self._awaiting[request_id]
+            if reply == awaiting.request:  # the request itself came back: no such device
+                reply = {"error": "UNKNOWN_DEVICE", "detail": "ThingsBoard has no device of that name"}
+            awaiting.settle(reply)
+            return
         if reply != TRANSPORT_TIMEOUT_REPLY:
             # After the transport's timeout the chain's own answer still comes on this session.
             del self._awaiting[request_id]
-        self._on_reply(entry[0], reply)
+        self._on_reply(awaiting, reply)
 
     async def close(self) -> None:
         self._stopping = True

@@ -1,8 +1,9 @@
 """The gift handler: a batch of stream entries in, commands recorded and sent, entries to ack out.
 
 parse -> limits (skips recorded) -> rules -> coalesce per device -> ledger assignment (reusing any
-command an event already belongs to) -> publish -> ack. An entry that is not a GiftEvent is dead
-on arrival (it can never succeed): it goes to the dead-letter stream with the parser's reason.
+command an event already belongs to; recorded held for a held device) -> publish -> ack. An entry
+that is not a GiftEvent is dead on arrival (it can never succeed): it goes to the dead-letter stream
+with the parser's reason.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
+from cloud.control.holds import Holds
 from cloud.ledger import Command, Ledger
 from cloud.worker.coalesce import coalesce
 from cloud.worker.commands import CommandSender
@@ -30,6 +32,7 @@ class GiftHandler:
         limits: Limits,
         sender: CommandSender,
         metrics: WorkerMetrics,
+        holds: Holds,
         *,
         attempt_lifetime_s: float,
     ) -> None:
@@ -38,6 +41,7 @@ class GiftHandler:
         self._limits = limits
         self._sender = sender
         self._metrics = metrics
+        self._holds = holds
         # A new command's deadline, as if sent now: ThingsBoard may have it from the publish on.
         self._deadline_ms = int(attempt_lifetime_s * 1000)
 
@@ -68,10 +72,17 @@ class GiftHandler:
         rules = self._rules()
         groups = coalesce((event, rules.route(event)) for event in events)
         deadline = self._ledger.clock.wall_ms() + self._deadline_ms
+        # A hold lifted after this read leaves a command held with no hold: the sweep requeues it.
+        held = await self._holds.read() if groups else None
         assignments = await asyncio.gather(
             *(
                 self._ledger.assign(
-                    stream, g.device, g.rounds_by_event, cap=rules.command_cap(g.device), deadline_ms=deadline
+                    stream,
+                    g.device,
+                    g.rounds_by_event,
+                    cap=rules.command_cap(g.device),
+                    deadline_ms=deadline,
+                    held=held is not None and held.covers(g.device),
                 )
                 for g in groups
             )

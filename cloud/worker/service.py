@@ -19,9 +19,12 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from cloud.agreement import Agreed, Agreement
+from cloud.control.holds import Holds
 from cloud.ledger import Ledger
 from cloud.worker.commands import CommandSender
 from cloud.worker.consumer import ConsumerConfig, ShardConsumer
+from cloud.worker.control_consumer import ControlConsumer
+from cloud.worker.control_executor import ControlExecutor
 from cloud.worker.dispatcher import Dispatcher, Sent
 from cloud.worker.dlq import DeadLetters
 from cloud.worker.handler import GiftHandler
@@ -91,14 +94,24 @@ class Worker:
             client_id=f"{self._settings.mqtt.client_id}-{self.worker_id}"[:64],
             answers_wait_s=self._settings.rpc.attempt_lifetime_s,
         )
-        self.sender = CommandSender(self.ledger, self.dispatcher, self._settings, self.metrics)
+        self.holds = Holds(redis)
+        self.sender = CommandSender(self.ledger, self.dispatcher, self._settings, self.metrics, self.holds)
         self.handler = GiftHandler(
             self.ledger,
             rules,
             Limits(redis, self._settings.limits, clock=self.clock),
             self.sender,
             self.metrics,
+            self.holds,
             attempt_lifetime_s=self._settings.rpc.attempt_lifetime_s,
+        )
+        self.control = ControlConsumer(
+            redis,
+            ControlExecutor(
+                self.ledger, self.holds, self.dispatcher, rpc_wait_s=self._settings.control.rpc_wait_s
+            ),
+            self._settings.control,
+            consumer=self.worker_id,
         )
         self.leases = ShardLeases(
             redis, self.worker_id, self.streams, self._settings.lease_ttl_ms, clock=self.clock
@@ -236,6 +249,8 @@ class Worker:
             asyncio.create_task(self._lease_loop(), name="leases"),
             asyncio.create_task(self._sweep_loop(), name="sweeper"),
             asyncio.create_task(self.liveness.run(), name="liveness"),
+            # Beside the shard consumers, so a stop never waits behind the gift backlog.
+            asyncio.create_task(self.control.run(), name="control"),
         ]
         self.liveness.ready(f"worker {self.worker_id}: dispatcher token claimed, taking shards")
         keeper = asyncio.create_task(self.token.keep(), name="dispatcher-token")

@@ -65,6 +65,27 @@ class LimitSettings(StrictSection):
     global_max_gifts_per_s: int = Field(default=0, ge=0)
 
 
+class ControlSettings(StrictSection):
+    """How a worker carries out operators' control requests (stop, hold, resume, cancel)."""
+
+    # How long one control RPC (hold, resume, stop) waits for the edge's answer through ThingsBoard:
+    # past the chain's own timeout (RpcTimeline.chain_timeout_s), after which it answers TIMEOUT.
+    rpc_wait_s: float = Field(default=25.0, gt=0)
+    # A request pending this long with a worker is taken over by another (its worker died). A stop
+    # waits for two RPCs in a row, so this stays above twice rpc_wait_s.
+    claim_idle_ms: int = Field(default=60_000, ge=1)
+    read_block_ms: int = Field(default=1_000, ge=1)
+    # The outcome waits this long for the API to take it; a request delivered again within it is
+    # acknowledged without being carried out twice.
+    result_ttl_s: int = Field(default=3_600, ge=60)
+
+    @model_validator(mode="after")
+    def _claim_after_a_stop(self) -> Self:
+        if self.claim_idle_ms <= 2 * self.rpc_wait_s * 1000:
+            raise ValueError("claim_idle_ms must exceed twice rpc_wait_s (a stop waits for two RPCs)")
+        return self
+
+
 class WorkerSettings(LedgerSettings):
     rules_file: Path | None = None
     # How often the rules file's mtime is checked (SIGHUP reloads at once as well).
@@ -95,6 +116,7 @@ class WorkerSettings(LedgerSettings):
     alive_max_age_s: float = Field(default=30.0, gt=0)
     mqtt: MqttSettings = MqttSettings()
     limits: LimitSettings = LimitSettings()
+    control: ControlSettings = ControlSettings()
 
     @model_validator(mode="after")
     def _alive_file_renewed_in_time(self) -> Self:

@@ -17,6 +17,7 @@ import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
+from cloud.control.holds import Holds
 from cloud.ledger import Command, CommandState, DeviceTotals, Ledger
 from cloud.worker.commands import CommandSender
 from cloud.worker.dispatcher import Dispatcher, Sent
@@ -243,7 +244,7 @@ async def test_answers_for_a_superseded_send_are_ignored(redis_server: RedisServ
         settings.mqtt, metrics, lambda sent, reply: None, client_id="t", answers_wait_s=1.0
     )  # never connected: answers are handed to the sender directly
     ledger = Ledger(redis, streams=[EVENTS_STREAM], ttl_s=3600)
-    sender = CommandSender(ledger, dispatcher, settings, metrics)
+    sender = CommandSender(ledger, dispatcher, settings, metrics, Holds(redis))
     (command,) = (await ledger.assign(EVENTS_STREAM, "motor_01", {"e": 2}, cap=10, deadline_ms=0)).commands
     deadline = ledger.clock.wall_ms() + 60_000
     await ledger.mark_sent(command, deadline_ms=deadline)

@@ -1,0 +1,113 @@
+"""Every worker's reader of the control stream, beside its shard consumers: never behind the gift backlog.
+
+A request is acknowledged only after it was carried out and its outcome stored (``done`` marker) and
+handed to the API (its result key). A request delivered again (this worker crashed before its ack)
+whose marker exists is acknowledged without being carried out twice; one that a dead worker left
+pending is claimed (XAUTOCLAIM) once it has been idle ``claim_idle_ms``, and carried out again,
+which its steps allow (cloud/worker/control_executor.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError, ResponseError
+
+from cloud.worker.control_executor import ControlExecutor
+from cloud.worker.settings import ControlSettings
+from giftwheel.contracts.control import (
+    CONTROL_FIELD,
+    CONTROL_GROUP,
+    CONTROL_STREAM,
+    ControlRequest,
+    control_result_key,
+)
+
+log = structlog.get_logger(__name__)
+
+# A pause after Redis failed, before reading again.
+_RETRY_PAUSE_S = 0.5
+
+
+def done_key(request_id: str) -> str:
+    """The outcome of a request carried out, kept result_ttl_s: a redelivery is acked, not redone."""
+    return f"{CONTROL_STREAM}:done:{request_id}"
+
+
+class ControlConsumer:
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        executor: ControlExecutor,
+        settings: ControlSettings,
+        *,
+        consumer: str,
+    ) -> None:
+        self._redis = redis
+        self._executor = executor
+        self._settings = settings
+        self._consumer = consumer
+
+    async def run(self) -> None:
+        await self._ensure_group()
+        while True:
+            try:
+                claimed = await self._claim()
+                if claimed:
+                    await self._process(claimed)
+                    continue
+                rows: Any = await self._redis.xreadgroup(
+                    CONTROL_GROUP,
+                    self._consumer,
+                    {CONTROL_STREAM: ">"},
+                    count=1,
+                    block=self._settings.read_block_ms,
+                )
+                for _stream, entries in rows or []:
+                    await self._process(entries)
+            except (RedisError, OSError) as exc:
+                log.warning("control_redis_unavailable", error=str(exc))
+                await asyncio.sleep(_RETRY_PAUSE_S)
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(CONTROL_STREAM, CONTROL_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _claim(self) -> list[Any]:
+        """Requests another worker took and did not finish within claim_idle_ms (it died)."""
+        reply = await self._redis.xautoclaim(
+            CONTROL_STREAM, CONTROL_GROUP, self._consumer, self._settings.claim_idle_ms, "0-0", count=1
+        )
+        return list(reply[1])
+
+    async def _process(self, entries: list[Any]) -> None:
+        for entry_id, fields in entries:
+            await self._handle(_s(entry_id), {_s(k): _s(v) for k, v in (fields or {}).items()})
+            await self._redis.xack(CONTROL_STREAM, CONTROL_GROUP, entry_id)
+
+    async def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
+        try:
+            request = ControlRequest.model_validate_json(fields.get(CONTROL_FIELD, ""))
+        except ValidationError as exc:  # can never succeed: dropped (acked), said loudly
+            log.error("control_request_invalid", entry_id=entry_id, error=str(exc)[:500])
+            return
+        if await self._redis.exists(done_key(request.request_id)):
+            log.info("control_request_already_done", request_id=request.request_id)
+            return
+        outcome = (await self._executor.execute(request)).to_json()
+        ttl_s = self._settings.result_ttl_s
+        result_key = control_result_key(request.request_id)
+        await self._redis.set(done_key(request.request_id), outcome, ex=ttl_s)
+        await self._redis.lpush(result_key, outcome)
+        await self._redis.expire(result_key, ttl_s)
+
+
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
