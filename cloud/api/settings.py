@@ -144,8 +144,9 @@ class ApiSettings(SharedSettings):
     # A stopping process waits at most this long for writes under way and its clients to close.
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
     # How long a control request (stop, hold, resume, cancel) waits for a worker's outcome before the
-    # caller is told it is not confirmed yet (it stays queued and is carried out later).
-    control_confirm_timeout_s: float = Field(default=15.0, gt=0)
+    # caller is told it is not confirmed yet (it stays queued and is carried out later). A motor whose
+    # Pi is offline answers only when the chain's RPC expires (its timeoutInSeconds, 20 s shipped).
+    control_confirm_timeout_s: float = Field(default=30.0, gt=0)
     bounds: GiftBounds = GiftBounds()
     ingest: IngestSettings = IngestSettings()
     feedback: FeedbackSettings = FeedbackSettings()
