@@ -2,7 +2,9 @@
 
 It connects with the gateway's access token (on the worker's own client, ``cloud.mqtt.client``),
 announces its motors (``v1/gateway/connect``), subscribes to ``v1/gateway/rpc`` and answers each
-``rotate`` as the edge does (a RotateReply, ``duplicate`` set for a commandId it has seen). Every
+``rotate`` as the edge does (a RotateReply, ``duplicate`` set for a commandId it has seen, ``held``
+while its motor is held), and ``hold``, ``resume``, ``stop`` and ``status`` with the edge's reply
+models (it turns nothing: its queue is always empty, a stop clears no command). Every
 arrival is kept with its wall-clock time, so tests assert what reached a device and the benchmark
 measures latency up to that point.
 """
@@ -16,6 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud.mqtt.client import MqttClient
+from giftwheel.contracts.motor import (
+    HoldReply,
+    MotorState,
+    ResumeReply,
+    RotateReply,
+    RpcMethod,
+    StatusReply,
+    StopReply,
+)
 
 RPC_TOPIC = "v1/gateway/rpc"
 
@@ -46,6 +57,7 @@ class RpcSink:
         self.reply = reply
         self.arrivals: list[Arrival] = []
         self._seen: set[str] = set()
+        self.held: set[str] = set()
         self._client: MqttClient | None = None
         self._replies: set[asyncio.Task[Any]] = set()
         self.changed = asyncio.Event()
@@ -76,27 +88,43 @@ class RpcSink:
         self.arrivals.append(arrival)
         self.changed.set()
         if self.reply:
-            duplicate = arrival.command_id in self._seen
-            self._seen.add(arrival.command_id)
-            answer = {
-                "device": arrival.device,
-                "id": arrival.request_id,
-                "data": {
-                    "accepted": True,
-                    "commandId": arrival.command_id,
-                    "queuedRounds": arrival.rounds,
-                    "duplicate": duplicate,
-                },
-            }
+            answer = {"device": arrival.device, "id": arrival.request_id, "data": self._answer(arrival)}
             task = asyncio.create_task(self._client.publish(RPC_TOPIC, json.dumps(answer).encode()))
             self._replies.add(task)
             task.add_done_callback(self._replies.discard)
+
+    def _answer(self, arrival: Arrival) -> dict[str, Any]:
+        device = arrival.device
+        if arrival.method == RpcMethod.HOLD:
+            self.held.add(device)
+            reply: Any = HoldReply(state=MotorState.HELD, queued_rounds=0)
+        elif arrival.method == RpcMethod.RESUME:
+            reply = ResumeReply(resumed=device in self.held, queued_rounds=0)
+            self.held.discard(device)
+        elif arrival.method == RpcMethod.STOP:
+            reply = StopReply(cleared_commands=[], cleared_rounds=0)
+        elif arrival.method == RpcMethod.STATUS:
+            state = MotorState.HELD if device in self.held else MotorState.IDLE
+            reply = StatusReply(state=state, queued_rounds=0, rounds_completed=0, commands_done=0)
+        else:
+            duplicate = arrival.command_id in self._seen
+            self._seen.add(arrival.command_id)
+            reply = RotateReply(
+                command_id=arrival.command_id,
+                queued_rounds=arrival.rounds,
+                duplicate=duplicate,
+                held=device in self.held,
+            )
+        return dict(reply.model_dump(by_alias=True, mode="json"))
+
+    def rotates(self) -> list[Arrival]:
+        return [a for a in self.arrivals if a.method == RpcMethod.ROTATE]
 
     def rounds_by_device(self, *, distinct: bool = True) -> dict[str, int]:
         """Rounds each device was asked for; ``distinct`` counts a repeated commandId once (as the edge)."""
         totals: dict[str, int] = {}
         seen: set[str] = set()
-        for a in self.arrivals:
+        for a in self.rotates():
             if distinct and a.command_id in seen:
                 continue
             seen.add(a.command_id)

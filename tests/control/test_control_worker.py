@@ -1,0 +1,121 @@
+"""A worker's control consumer, in process, against the emulated ThingsBoard and an RPC sink for the
+Pi: control RPCs take the dispatcher's path, a dead worker's request is claimed, a redelivered one
+is not carried out twice, and held work left without a hold is dispatched by the sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from cloud.control.client import ControlClient
+from cloud.ledger import CommandState
+from cloud.worker.control_consumer import done_key
+from cloud.worker.rules import parse_rules
+from devstack.redis_server import RedisServer
+from devstack.rpc_sink import RpcSink
+from devstack.tb_emulator.server import Emulator
+from giftwheel.contracts import EVENTS_STREAM
+from giftwheel.contracts.control import (
+    CONTROL_FIELD,
+    CONTROL_GROUP,
+    CONTROL_STREAM,
+    HOLDS_KEY,
+    ControlAction,
+    ControlRequest,
+    new_request_id,
+)
+from tests.waiting import wait_until
+from tests.worker.conftest import enqueue, gift, worker_running, worker_settings
+
+RULES = parse_rules({"default_device": "motor_01", "command_rounds_max": 100})
+# A request a dead worker left is claimed after 0.5 s; the sink answers at once.
+CONTROL = {"rpc_wait_s": 0.2, "claim_idle_ms": 500, "read_block_ms": 50}
+
+
+def request(action: ControlAction, device: str) -> ControlRequest:
+    return ControlRequest(request_id=new_request_id(), action=action, device=device, by="t", at_ms=1)
+
+
+async def left_by_a_dead_worker(redis: Redis, control: ControlRequest) -> None:
+    """Queued and read by a worker that then died: pending, never acked."""
+    await redis.xgroup_create(CONTROL_STREAM, CONTROL_GROUP, id="0", mkstream=True)
+    await redis.xadd(CONTROL_STREAM, {CONTROL_FIELD: control.to_json()})
+    await redis.xreadgroup(CONTROL_GROUP, "dead", {CONTROL_STREAM: ">"}, count=1)
+
+
+async def all_acked(redis: Redis) -> bool:
+    summary: Any = await redis.xpending(CONTROL_STREAM, CONTROL_GROUP)
+    return int(summary["pending"]) == 0
+
+
+async def test_control_rpcs_take_the_dispatcher_path_and_gate_the_gifts(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, control=CONTROL)
+    client = ControlClient(redis)
+    async with worker_running(settings, RULES) as worker:
+        held = await client.submit(request(ControlAction.HOLD, "motor_01"), timeout_s=10)
+        assert held.ok, held
+        assert [(a.device, a.method, a.params) for a in sink.arrivals] == [
+            ("motor_01", "hold", {"device": "motor_01"})
+        ]
+        await enqueue(redis, EVENTS_STREAM, [gift(diamond=4)])
+
+        async def recorded_held() -> bool:
+            return (await worker.ledger.device_totals("motor_01")).held == 4
+
+        await wait_until(recorded_held, what="the gift recorded held")
+        assert sink.rotates() == []
+
+        resumed = await client.submit(request(ControlAction.RESUME, "motor_01"), timeout_s=10)
+        assert resumed.ok, resumed
+        assert resumed.motors[0].requeued_commands == 1
+        await wait_until(lambda: sink.rounds_by_device() == {"motor_01": 4}, what="the held gift sent")
+
+        ghost = await client.submit(request(ControlAction.HOLD, "ghost"), timeout_s=10)
+        (motor,) = ghost.motors
+        assert not motor.ok
+        assert motor.edge == {"error": "UNKNOWN_DEVICE", "detail": "ThingsBoard has no device of that name"}
+
+
+async def test_a_dead_workers_request_is_claimed_and_carried_out(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    control = request(ControlAction.HOLD, "*")
+    await left_by_a_dead_worker(redis, control)
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, control=CONTROL)
+    async with worker_running(settings, RULES):
+        outcome = await ControlClient(redis).wait(control.request_id, timeout_s=10)
+        assert outcome.ok, outcome
+        assert [m.device for m in outcome.motors] == ["motor_01"]  # the devices the rules name
+        assert await redis.hkeys(HOLDS_KEY) == ["*"]
+        await wait_until(lambda: all_acked(redis), what="acked")
+
+
+async def test_a_request_already_carried_out_is_acked_not_redone(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    control = request(ControlAction.HOLD, "motor_01")
+    await left_by_a_dead_worker(redis, control)
+    await redis.set(done_key(control.request_id), "{}")  # it died after storing the outcome
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, control=CONTROL)
+    async with worker_running(settings, RULES):
+        await wait_until(lambda: all_acked(redis), what="the redelivered request acked")
+    assert sink.arrivals == []
+    assert await redis.hlen(HOLDS_KEY) == 0
+
+
+async def test_held_work_without_a_hold_is_dispatched_by_the_sweep(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, control=CONTROL)
+    async with worker_running(settings, RULES) as worker:
+        # Created held just as a resume lifted the hold: no hold is left to lift.
+        assignment = await worker.ledger.assign(
+            EVENTS_STREAM, "motor_01", {"e-race": 3}, cap=100, deadline_ms=0, held=True
+        )
+        (command,) = assignment.commands
+        assert command.state is CommandState.HELD
+        await wait_until(lambda: sink.rounds_by_device() == {"motor_01": 3}, what="the sweep sent it")
+        assert [a.command_id for a in sink.rotates()] == [command.command_id]
