@@ -7,7 +7,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic.alias_generators import to_camel
 
-from giftwheel.contracts.motor import RECENT_DONE_LIMIT, ROUNDS_CEILING, CommandId, MotorState, Telemetry
+from giftwheel.contracts.motor import (
+    RECENT_DONE_LIMIT,
+    ROUNDS_CEILING,
+    CommandId,
+    EStopInput,
+    MotorState,
+    Telemetry,
+)
 
 # Strict: the edge sends numbers and booleans as such, so "yes", "3", 3.0 or true for a count is a
 # broken sender, not a value to coerce (lax, "yes" was a done and published as one).
@@ -34,6 +41,8 @@ class MotorTelemetry(BaseModel):
     started_ts: _Count | None = None
     finished_ts: _Count | None = None
     recent_done: Annotated[list[CommandId], Field(max_length=RECENT_DONE_LIMIT)] | None = None
+    # The Pi's emergency stop button, on each change: kept in the motor's state for the console.
+    estop: EStopInput | None = None
 
     @model_validator(mode="after")
     def _some_motor_key(self) -> MotorTelemetry:

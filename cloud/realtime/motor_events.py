@@ -23,6 +23,7 @@ _PROGRESS_KEYS = (
     "queuedRounds",
     "roundsCompleted",
     "state",
+    "estop",
     "ts",
 )
 
