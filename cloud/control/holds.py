@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import orjson
 from redis.asyncio import Redis, RedisCluster
 
 from giftwheel.contracts.control import ALL_MOTORS, HOLDS_KEY, HoldRecord
+from giftwheel.lua import lua_source
+
+_LIFT = lua_source("cloud.control", "lift.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,7 @@ class HeldMotors:
 class Holds:
     def __init__(self, redis: Redis | RedisCluster) -> None:
         self._redis = redis
+        self._lift = redis.register_script(_LIFT)
 
     async def read(self) -> HeldMotors:
         raw = await self._redis.hgetall(HOLDS_KEY)
@@ -43,23 +48,9 @@ class Holds:
 
         A device lifted while every motor is held: the hold of all becomes one hold per ``known``
         device but this one (a motor not known yet is then not held)."""
-        current = await self.read()
-        everything = current.records.get(ALL_MOTORS)
-        stays = set(keep)
-        held: dict[str, HoldRecord] = {}
-        if device != ALL_MOTORS:
-            held = {d: r for d, r in current.records.items() if d not in (device, ALL_MOTORS)}
-            if everything is not None:
-                held.update({d: everything for d in known if d != device and d not in held})
-        for name in stays:
-            record = current.record_for(name)
-            if record is not None:
-                held[name] = record
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(HOLDS_KEY)
-            if held:
-                pipe.hset(HOLDS_KEY, mapping={d: r.to_json() for d, r in held.items()})
-            await pipe.execute()
+        await self._lift(
+            keys=[HOLDS_KEY], args=[device, orjson.dumps(sorted(known)), orjson.dumps(sorted(keep))]
+        )
 
 
 def _s(value: object) -> str:

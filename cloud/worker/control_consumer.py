@@ -18,6 +18,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from cloud.worker.control_executor import ControlExecutor
+from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.settings import ControlSettings
 from giftwheel.contracts.control import (
     CONTROL_FIELD,
@@ -44,10 +45,12 @@ class ControlConsumer:
         redis: Redis | RedisCluster,
         executor: ControlExecutor,
         settings: ControlSettings,
+        metrics: WorkerMetrics,
         *,
         consumer: str,
     ) -> None:
         self._redis = redis
+        self._metrics = metrics
         self._executor = executor
         self._settings = settings
         self._consumer = consumer
@@ -71,6 +74,11 @@ class ControlConsumer:
                     await self._process(entries)
             except (RedisError, OSError) as exc:
                 log.warning("control_redis_unavailable", error=str(exc))
+                await asyncio.sleep(_RETRY_PAUSE_S)
+            except Exception:  # a bug must not end this worker's control reader: the request stays
+                # pending, to be claimed again after claim_idle_ms, and the failure is loud each time
+                log.exception("control_request_failed")
+                self._metrics.control_requests.labels("unknown", "error").inc()
                 await asyncio.sleep(_RETRY_PAUSE_S)
 
     async def _ensure_group(self) -> None:
@@ -101,7 +109,10 @@ class ControlConsumer:
         if await self._redis.exists(done_key(request.request_id)):
             log.info("control_request_already_done", request_id=request.request_id)
             return
-        outcome = (await self._executor.execute(request)).to_json()
+        done = await self._executor.execute(request)
+        result = "refused" if done.refused else ("ok" if done.ok else "partial")
+        self._metrics.control_requests.labels(request.action.value, result).inc()
+        outcome = done.to_json()
         ttl_s = self._settings.result_ttl_s
         result_key = control_result_key(request.request_id)
         await self._redis.set(done_key(request.request_id), outcome, ex=ttl_s)

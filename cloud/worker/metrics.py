@@ -70,6 +70,12 @@ class WorkerMetrics:
         self.shards_owned = Gauge(
             "giftwheel_worker_shards_owned", "Stream shards this worker owns", registry=r
         )
+        self.control_requests = Counter(
+            "giftwheel_worker_control_requests_total",
+            "Control requests carried out (stop, hold, resume, cancel), by action and result",
+            ["action", "result"],
+            registry=r,
+        )
         self.rules_reload_failures = Gauge(
             "giftwheel_worker_rules_invalid", "1 while the rules file on disk is rejected", registry=r
         )

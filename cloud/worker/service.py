@@ -111,6 +111,7 @@ class Worker:
                 self.ledger, self.holds, self.dispatcher, rpc_wait_s=self._settings.control.rpc_wait_s
             ),
             self._settings.control,
+            self.metrics,
             consumer=self.worker_id,
         )
         self.leases = ShardLeases(
