@@ -19,10 +19,12 @@ from typing import Any
 
 from cloud.mqtt.client import MqttClient
 from giftwheel.contracts.motor import (
+    ErrorReply,
     HoldReply,
     MotorState,
     ResumeReply,
     RotateReply,
+    RpcError,
     RpcMethod,
     StatusReply,
     StopReply,
@@ -58,6 +60,8 @@ class RpcSink:
         self.arrivals: list[Arrival] = []
         self._seen: set[str] = set()
         self.held: set[str] = set()
+        # Motors whose emergency stop button is pressed: a resume is refused (ESTOP_ENGAGED).
+        self.estop: set[str] = set()
         self._client: MqttClient | None = None
         self._replies: set[asyncio.Task[Any]] = set()
         self.changed = asyncio.Event()
@@ -98,6 +102,8 @@ class RpcSink:
         if arrival.method == RpcMethod.HOLD:
             self.held.add(device)
             reply: Any = HoldReply(state=MotorState.HELD, queued_rounds=0)
+        elif arrival.method == RpcMethod.RESUME and device in self.estop:
+            reply = ErrorReply(error=RpcError.ESTOP_ENGAGED.value, detail="the emergency stop is pressed")
         elif arrival.method == RpcMethod.RESUME:
             reply = ResumeReply(resumed=device in self.held, queued_rounds=0)
             self.held.discard(device)

@@ -119,3 +119,27 @@ async def test_held_work_without_a_hold_is_dispatched_by_the_sweep(
         assert command.state is CommandState.HELD
         await wait_until(lambda: sink.rounds_by_device() == {"motor_01": 3}, what="the sweep sent it")
         assert [a.command_id for a in sink.rotates()] == [command.command_id]
+
+
+async def test_a_resume_the_estop_refuses_leaves_that_motor_held(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    rules = parse_rules({"default_device": "motor_01", "devices": {"motor_02": {}}})
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, control=CONTROL)
+    client = ControlClient(redis)
+    async with worker_running(settings, rules) as worker:
+        assert (await client.submit(request(ControlAction.HOLD, "*"), timeout_s=10)).ok
+        sink.estop.add("motor_01")
+        resumed = await client.submit(request(ControlAction.RESUME, "*"), timeout_s=10)
+        assert not resumed.ok
+        by_device = {m.device: m for m in resumed.motors}
+        assert by_device["motor_02"].ok
+        assert not by_device["motor_01"].ok
+        assert "emergency stop" in by_device["motor_01"].detail
+        assert await redis.hkeys(HOLDS_KEY) == ["motor_01"]
+        await enqueue(redis, EVENTS_STREAM, [gift(diamond=2)])
+
+        async def recorded_held() -> bool:
+            return (await worker.ledger.device_totals("motor_01")).held == 2
+
+        await wait_until(recorded_held, what="motor_01 still held in the cloud")
