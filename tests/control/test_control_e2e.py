@@ -202,19 +202,3 @@ async def test_stop_all_halts_a_turning_motor_and_drops_its_queue(stack: LocalSt
     assert await still(stack, MAIN) == halted + 3
     assert await cloud.hlen(HOLDS_KEY) == 0
     assert balanced(await ledger.device_totals(MAIN))
-
-
-async def test_hold_while_the_pi_is_offline_holds_in_the_cloud(stack: LocalStack, cloud: Redis) -> None:
-    ledger = Ledger(cloud, streams=[EVENTS_STREAM], ttl_s=3600)
-    stack.edge.kill()
-    try:
-        held = await control(cloud, ControlAction.HOLD, SMALL)
-        (small,) = held.motors
-        assert not small.ok
-        assert "edge not reached" in small.detail
-        event_ids = await send_gifts(stack, SMALL, [2])
-        await wait_states(ledger, event_ids, CommandState.HELD, "a gift for the offline, held motor")
-    finally:
-        await asyncio.to_thread(stack.edge.start, timeout_s=60)
-    assert (await control(cloud, ControlAction.RESUME, SMALL)).ok
-    await wait_states(ledger, event_ids, CommandState.DONE, "the held gift turned once the Pi was back")

@@ -4,6 +4,7 @@ is not carried out twice, and held work left without a hold is dispatched by the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -26,7 +27,8 @@ from giftwheel.contracts.control import (
     new_request_id,
 )
 from tests.waiting import wait_until
-from tests.worker.conftest import enqueue, gift, worker_running, worker_settings
+from tests.worker.conftest import GATEWAY_TOKEN, MOTORS, enqueue, gift, worker_running, worker_settings
+from tests.worker.fast_rpc import FAST_RPC_SETTINGS, start_fast_rpc_emulator
 
 RULES = parse_rules({"default_device": "motor_01", "command_rounds_max": 100})
 # A request a dead worker left is claimed after 0.5 s; the sink answers at once.
@@ -143,3 +145,38 @@ async def test_a_resume_the_estop_refuses_leaves_that_motor_held(
             return (await worker.ledger.device_totals("motor_01")).held == 2
 
         await wait_until(recorded_held, what="motor_01 still held in the cloud")
+
+
+async def test_a_hold_while_the_pi_is_offline_holds_in_the_cloud_and_says_so(
+    redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    # ThingsBoard answers NO_ACTIVE_CONNECTION when the chain's RPC expires: 2 s on this timeline.
+    emulator = await start_fast_rpc_emulator(tmp_path)
+    settings = worker_settings(
+        redis_server.url,
+        emulator.mqtt_port,
+        rpc=FAST_RPC_SETTINGS,
+        control={"rpc_wait_s": 5, "claim_idle_ms": 11_000, "read_block_ms": 50},
+    )
+    client = ControlClient(redis)
+    pi = RpcSink("127.0.0.1", emulator.mqtt_port, GATEWAY_TOKEN, MOTORS)
+    try:
+        async with worker_running(settings, RULES) as worker:
+            held = await client.submit(request(ControlAction.HOLD, "motor_01"), timeout_s=10)
+            (motor,) = held.motors
+            assert not motor.ok
+            assert motor.detail.startswith("edge not reached (NO_ACTIVE_CONNECTION")
+            assert await redis.hkeys(HOLDS_KEY) == ["motor_01"]
+            await enqueue(redis, EVENTS_STREAM, [gift(diamond=5)])
+
+            async def recorded_held() -> bool:
+                return (await worker.ledger.device_totals("motor_01")).held == 5
+
+            await wait_until(recorded_held, what="the gift held in the cloud while the Pi is away")
+            await pi.start()  # the Pi is back
+            resumed = await client.submit(request(ControlAction.RESUME, "motor_01"), timeout_s=10)
+            assert resumed.ok, resumed
+            await wait_until(lambda: pi.rounds_by_device() == {"motor_01": 5}, what="the held gift sent once")
+    finally:
+        await pi.close()
+        await emulator.stop()
