@@ -3,14 +3,11 @@ ledger keys in its own slot) are held, requeued and cancelled across the shards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from cloud.control.client import ControlClient
 from cloud.redis_client import connect
 from cloud.settings import CloudSettings
-from cloud.worker.rules import parse_rules
 from devstack.redis_cluster import RedisCluster
 from devstack.rpc_sink import RpcSink
 from devstack.tb_emulator.server import Emulator
@@ -18,17 +15,11 @@ from giftwheel.contracts import EVENT_FIELD, event_stream, shard_of
 from giftwheel.contracts.control import ALL_MOTORS, ControlAction, ControlRequest, new_request_id
 from tests.waiting import wait_until
 from tests.worker.conftest import DISPATCHER_TOKENS, gift, worker_running
+from tests.worker.test_cluster import RULES, cluster
+
+__all__ = ["cluster"]  # the module's 3-master cluster fixture
 
 SHARDS = 4
-RULES = parse_rules({"default_device": "motor_01", "rules": [
-    {"name": "roses", "match": {"gift_name": "Rose"}, "device": "motor_02"},
-]})  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisCluster]:
-    with RedisCluster(3) as started:
-        yield started
 
 
 def request(action: ControlAction, device: str) -> ControlRequest:
