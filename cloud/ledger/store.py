@@ -653,3 +653,24 @@ class Ledger:
         got through is held by the edge, and deduped by its commandId after the resume)."""
         moved = await self._move(command, CommandState.HELD, (CommandState.QUEUED, CommandState.SENT))
         return moved.moved
+
+    async def cancel_outstanding(self, device: str, *, by: str, reason: str) -> int:
+        """The device's queued, sent and delivered commands cancelled, with who and why, before its
+        edge's queue is cleared: a retry after a crash finds them so, whatever the edge answered.
+        One the edge finished meanwhile still becomes done with its report (that is what turned)."""
+        moved = 0
+        for stream in self.streams:
+            ids = [_s(i) for i in await self._redis.zrange(open_key(stream), 0, -1)]
+            mine = [
+                c.command_id for c in await self.get_many(stream, ids) if c is not None and c.device == device
+            ]
+            if mine:
+                results = await self._transition_many(
+                    stream,
+                    [(i, device) for i in mine],
+                    CommandState.CANCELLED,
+                    OUTSTANDING,
+                    fields={"cancelledBy": by, "cancelReason": reason},
+                )
+                moved += sum(r.moved for r in results)
+        return moved

@@ -109,7 +109,10 @@ class ControlExecutor:
         action = request.action
         cancelled = 0
         if action in (ControlAction.CANCEL, ControlAction.STOP):
+            # The cloud's part first, all of it: a worker that dies after the edge's stop leaves
+            # nothing for a retry to learn from the edge (its queue is empty by then).
             cancelled = await self._ledger.cancel_held(device, by=request.by, reason=request.reason)
+            cancelled += await self._ledger.cancel_outstanding(device, by=request.by, reason=request.reason)
         if action is ControlAction.HOLD:
             edge = await self._call(RpcMethod.HOLD, device)
         elif action is ControlAction.RESUME:

@@ -98,3 +98,20 @@ async def test_the_edge_reporting_done_closes_a_held_or_cancelled_command(redis:
     totals = await book.device_totals("m")
     assert totals == DeviceTotals(accepted=3, done=3)
     assert await book.held_devices(S) == set()
+
+
+async def test_cancel_outstanding_takes_the_devices_open_commands_only(redis: Redis) -> None:
+    book = ledger(redis)
+    queued = (await book.assign(S, "m", {"e1": 1}, cap=100, deadline_ms=5)).commands[0]
+    delivered = (await book.assign(S, "m", {"e2": 2}, cap=100, deadline_ms=5)).commands[0]
+    await book.mark_delivered(S, delivered.command_id, deadline_ms=10**15, device="m")
+    other = (await book.assign(S, "n", {"e3": 4}, cap=100, deadline_ms=5)).commands[0]
+    assert await book.cancel_outstanding("m", by="ops", reason="stop") == 2
+    assert await book.cancel_outstanding("m", by="ops", reason="stop") == 0
+    for command_id in (queued.command_id, delivered.command_id):
+        command = await book.get(S, command_id)
+        assert command is not None
+        assert command.state is CommandState.CANCELLED
+    assert await book.due(S, at_ms=10**16) == [other.command_id]
+    assert balances(await book.device_totals("m"))
+    assert (await book.device_totals("m")).cancelled == 3
