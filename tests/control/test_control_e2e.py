@@ -142,17 +142,17 @@ async def test_held_gifts_wait_and_a_resume_turns_each_exactly_once(stack: Local
 async def test_a_command_held_mid_way_turns_its_remainder_once(stack: LocalStack, cloud: Redis) -> None:
     ledger = Ledger(cloud, streams=[EVENTS_STREAM], ttl_s=3600)
     before = await still(stack, MAIN)
-    (event_id,) = await send_gifts(stack, MAIN, [300])  # 3 s of turning at the stack's time scale
+    (event_id,) = await send_gifts(stack, MAIN, [500])  # 5 s of turning at the stack's time scale
     await wait_until(lambda: stack.rounds_turned(motor(stack, MAIN)) > before + 50, 30, "the motor turning")
     held = await control(cloud, ControlAction.HOLD, MAIN)
     assert held.ok, held
     stopped_at = await still(stack, MAIN)
-    assert before < stopped_at < before + 300
+    assert before < stopped_at < before + 500
 
     resumed = await control(cloud, ControlAction.RESUME, MAIN)
     assert resumed.ok, resumed
     await wait_states(ledger, [event_id], CommandState.DONE, "the interrupted command finished")
-    assert await still(stack, MAIN) == before + 300
+    assert await still(stack, MAIN) == before + 500
 
 
 async def test_cancel_records_who_and_why_and_the_ledger_balances(stack: LocalStack, cloud: Redis) -> None:
