@@ -4,9 +4,15 @@ Per offered rate: accepted events/s, latency percentiles from an event's schedul
 edge's RPC reply reaching the worker (the command is persisted on the Pi before that reply), to
 the command's first step, and to a viewer (plain WebSocket on the API) hearing of the command's
 motion (its first motor.progress or motor.done), CPU per component, and errors. Results print as
-a Markdown table; ``--plot`` draws the percentiles against the offered rate. A motor runs its
-commands in order, so "first step" and "viewer" include the wait behind earlier gifts once the
-offered rounds outrun the motors.
+a Markdown table with each column's worst; ``--plot`` draws the percentiles against the offered
+rate. A motor runs its commands in order, so "first step" and "viewer" include the wait behind
+earlier gifts once the offered rounds outrun the motors.
+
+Every accepted gift is accounted for: after the load the viewer keeps watching (up to
+``--settle`` seconds) until it has seen the done of every command the gifts became, and a gift
+whose command it never saw done is counted lost. Locally the edge's own stamps also split each
+command's time on the Pi into waiting in the motor's queue (received -> started) and turning
+(started -> finished), the two places a first step can be late.
 
 Locally (default) it starts devstack.stack.LocalStack with motors fast enough that the
 simulation is not what limits. Against your own deployment, pass ``--api-url``, ``--api-key``
@@ -51,6 +57,7 @@ BENCH_MOTORS = (
 )
 TARGET_EVENTS_PER_S = 500  # the target load's upper end, 30k events/min, to be met at 50-150 ms
 PERCENTILES = (50, 95, 99)
+EDGE_STAMPS = (Telemetry.RECEIVED_TS, Telemetry.STARTED_TS, Telemetry.FINISHED_TS)
 
 
 @dataclass
@@ -60,6 +67,12 @@ class RateResult:
     errors: dict[str, int]
     latencies_ms: dict[str, list[float]]
     cpu_percent: dict[str, float] = field(default_factory=dict)
+    # Accepted gifts, the commands they became, and the gifts whose command no viewer saw done.
+    gifts: int = 0
+    commands: int = 0
+    lost: int = 0
+    # Per command, on the Pi: waiting in the motor's queue, and turning.
+    edge_ms: dict[str, list[float]] = field(default_factory=dict)
 
 
 def percentile(samples: list[float], q: int) -> float:
@@ -89,7 +102,7 @@ class EdgeMarks:
                 self._since[motor] = max(self._since[motor], int(group["ts"]))
                 values = group["values"]
                 if command := values.get(Telemetry.COMMAND_ID):
-                    for key in (Telemetry.STARTED_TS,):
+                    for key in EDGE_STAMPS:
                         if values.get(key):
                             self.marks[command].setdefault(key, float(values[key]))
 
@@ -147,6 +160,26 @@ async def ledger_marks(redis_url: str, event_ids: list[str]) -> tuple[dict[str, 
         await redis.aclose()
 
 
+async def watch_until_done(viewer: Viewer, commands: set[str], settle_s: float) -> None:
+    """Let the viewer watch until it has seen every command done, or ``settle_s`` passed."""
+    for _ in range(max(1, round(settle_s / 0.1))):
+        if commands <= viewer.done:
+            return
+        await asyncio.sleep(0.1)
+
+
+def edge_times(marks: dict[str, dict[str, float]]) -> dict[str, list[float]]:
+    """Per command, from the edge's stamps: waiting in the motor's queue, and turning."""
+    waiting, turning = [], []
+    for stamps in marks.values():
+        received, started, finished = (stamps.get(k) for k in EDGE_STAMPS)
+        if received and started:
+            waiting.append(started - received)
+        if started and finished:
+            turning.append(finished - started)
+    return {"motor queue": waiting, "turning": turning}
+
+
 def measure_rate(
     rate: float,
     duration_s: float,
@@ -155,6 +188,7 @@ def measure_rate(
     redis_url: str,
     stack: LocalStack | None,
     seed: int,
+    settle_s: float = 30.0,
 ) -> RateResult:
     events = [
         g.payload for g in plan_gifts(int(rate * duration_s), seed=seed, replay_ratio=0, invalid_ratio=0)
@@ -164,22 +198,28 @@ def measure_rate(
     marks = EdgeMarks(stack) if stack else None
     viewer = Viewer(api_url)
 
-    async def drive() -> LoadResult:
+    async def drive() -> tuple[LoadResult, float, dict[str, str], dict[str, int]]:
         watching = asyncio.create_task(viewer.run())
         try:
             load = await send_paced(api_url, api_key, events, rate, retry_for_s=30)
             await asyncio.sleep(2.0)  # let the last commands reach the edge and the viewer
-            return load
+            # CPU is taken over the load and these 2 s, not over the settling below.
+            load_elapsed = time.monotonic() - started
+            cpu_after = {name: cpu_seconds(found) for name, found in pids.items()}
+            cpu.update({n: 100 * (cpu_after[n] - cpu_before[n]) / load_elapsed for n in pids})
+            ids = [d.event_id for d in load.with_status(202)]
+            decisions, delivered = await ledger_marks(redis_url, ids)
+            commands = {c for c in decisions.values() if not c.startswith(SKIP_MARK)}
+            await watch_until_done(viewer, commands, settle_s)
+            return load, load_elapsed, decisions, delivered
         finally:
             watching.cancel()
 
+    cpu: dict[str, float] = {}
     started = time.monotonic()
     with marks.running() if marks else contextlib.nullcontext():
-        load = asyncio.run(drive())
-    elapsed = time.monotonic() - started
-    cpu = {name: 100 * (cpu_seconds(found) - cpu_before[name]) / elapsed for name, found in pids.items()}
+        load, _elapsed, decisions, delivered = asyncio.run(drive())
     accepted = load.with_status(202)
-    decisions, delivered = asyncio.run(ledger_marks(redis_url, [d.event_id for d in accepted]))
     latencies: dict[str, list[float]] = {"edge reply": [], "first step": [], "viewer": []}
     edge_marks = marks.marks if marks else {}
     for delivery in accepted:
@@ -195,19 +235,45 @@ def measure_rate(
     errors = dict(load.errors)
     if others := len(load.deliveries) - len(accepted):
         errors["not accepted"] = others
-    return RateResult(rate, len(accepted) / load.duration_s, errors, latencies, cpu)
+    commands = {decisions[d.event_id] for d in accepted if d.event_id in decisions}
+    # Skipped gifts (over a rate limit) are decided, never turned: none in this bench's rules.
+    lost = sum(1 for d in accepted if decisions.get(d.event_id) not in viewer.done)
+    return RateResult(
+        rate,
+        len(accepted) / load.duration_s,
+        errors,
+        latencies,
+        cpu,
+        gifts=len(accepted),
+        commands=len(commands),
+        lost=lost,
+        edge_ms=edge_times(edge_marks),
+    )
+
+
+def _ms(samples: list[float]) -> str:
+    if not samples:
+        return "-"
+    return " / ".join(f"{percentile(samples, q):,.1f}" for q in PERCENTILES) + f" / {max(samples):,.1f}"
 
 
 def table(results: list[RateResult]) -> str:
     kinds = list(results[0].latencies_ms) if results else []
-    head = ["offered/s", "accepted/s"] + [f"POST->{k} p{q} ms" for k in kinds for q in PERCENTILES]
-    lines = ["| " + " | ".join(head) + " | errors |", "|" + "---|" * (len(head) + 1)]
+    quantiles = " / ".join(f"p{q}" for q in PERCENTILES) + " / worst"
+    head = ["offered/s", "accepted/s"] + [f"POST->{k} {quantiles} ms" for k in kinds]
+    head += ["gifts / commands / lost", "errors"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [f"{r.offered_per_s:,.0f}", f"{r.accepted_per_s:,.0f}"]
-        for kind in kinds:
-            samples = r.latencies_ms[kind]
-            cells += [f"{percentile(samples, q):,.1f}" if samples else "-" for q in PERCENTILES]
-        lines.append("| " + " | ".join(cells) + f" | {r.errors or 0} |")
+        cells += [_ms(r.latencies_ms[kind]) for kind in kinds]
+        cells += [f"{r.gifts:,} / {r.commands:,} / {r.lost:,}", str(r.errors or 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if results and any(r.edge_ms for r in results):
+        lines += ["", f"Per command on the Pi (edge stamps), {quantiles} ms:", ""]
+        names = list(results[0].edge_ms)
+        lines += ["| offered/s | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        for r in results:
+            lines.append(f"| {r.offered_per_s:,.0f} | " + " | ".join(_ms(r.edge_ms[n]) for n in names) + " |")
     if results and results[0].cpu_percent:
         lines += ["", "CPU, % of one core, per offered rate:", ""]
         names = list(results[0].cpu_percent)
@@ -249,6 +315,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key")
     parser.add_argument("--redis-url", help="your cloud Redis, for the command ledger's timestamps")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument(
+        "--settle", type=float, default=30.0, help="seconds after the load to wait for every command's done"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -259,7 +328,16 @@ def run(args: argparse.Namespace) -> int:
             return 2
         for rate in args.rates:
             results.append(
-                measure_rate(rate, args.duration, args.api_url, args.api_key, args.redis_url, None, args.seed)
+                measure_rate(
+                    rate,
+                    args.duration,
+                    args.api_url,
+                    args.api_key,
+                    args.redis_url,
+                    None,
+                    args.seed,
+                    args.settle,
+                )
             )
             print(table(results[-1:]), flush=True)
     else:
@@ -275,6 +353,7 @@ def run(args: argparse.Namespace) -> int:
                     stack.cloud_redis.url,
                     stack,
                     args.seed + index,
+                    args.settle,
                 )
                 results.append(result)
                 print(table([result]), flush=True)
