@@ -217,6 +217,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with LocalStack(workdir, options) as stack:
             console.print(f"overlay: {stack.api.url}/overlay   API key: {options.api_key}")
+            console.print(
+                f"control room: {stack.api.url}/console   operator: {options.console_user}"
+                f"   password: {options.console_password}"
+            )
             console.print(f"ThingsBoard emulator: http://127.0.0.1:{stack.tb.http_port}/api/devices")
             plan = plan_gifts(args.gifts, seed=args.seed)
             tally = Tally()

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+import orjson
+
+from cloud.console.passwords import hash_password
 from devstack.api_process import ApiProcess
 from devstack.edge_process import DEFAULT_MOTORS, EdgeDaemon, SimMotor, recorded_steps, simulated_config
 from devstack.processes import Harness, ManagedProcess, giftwheel_argv
@@ -49,6 +52,9 @@ class StackOptions:
     rules: Path = DEMO_RULES
     api_key: str = field(default_factory=lambda: "demo-" + secrets.token_hex(16))
     feedback_secret: str = field(default_factory=lambda: "feedback-" + secrets.token_hex(16))
+    # The control room's operator of a local run (the demo prints both); production has none by default.
+    console_user: str = "operator"
+    console_password: str = field(default_factory=lambda: "dev-" + secrets.token_hex(6))
     # Rule-engine queues beside ThingsBoard's stock three: by default the shipped ones, whose feedback
     # queue posts a webhook refused while the API restarts again instead of leaving its command open
     queues: tuple[Path | QueueConfig, ...] = SHIPPED_QUEUES
@@ -116,6 +122,9 @@ class LocalStack(Harness):
             "GIFTWHEEL_API_KEYS": self.options.api_key,
             "GIFTWHEEL_FEEDBACK__SECRET": self.options.feedback_secret,
             "GIFTWHEEL_LOG_LEVEL": "INFO",
+            "GIFTWHEEL_CONSOLE__OPERATORS": orjson.dumps(
+                {self.options.console_user: hash_password(self.options.console_password)}
+            ).decode(),
         }
 
     def _worker_env(self, dispatcher_token: str) -> dict[str, str]:

@@ -30,6 +30,11 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("source", "cloud.sources.cli", "run a gift source (tiktok @uniqueId | tikfinity) into ingest"),
     Subcommand("tb-emulator", "devstack.tb_emulator.cli", "run the ThingsBoard emulator (MQTT + HTTP side)"),
     Subcommand("edge", "edge.cli", "run the Raspberry Pi edge daemon (thingsboard-gateway + motors)"),
+    Subcommand(
+        "ctl",
+        "cloud.console.ctl",
+        "the control room from a shell: status, stop/hold/resume/cancel, test-gift, dlq",
+    ),
     Subcommand("tb", "cloud.tbadmin.cli", "ThingsBoard: rule-engine queues, then devices and the rule chain"),
 )
 

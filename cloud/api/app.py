@@ -13,8 +13,10 @@ from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from cloud.agreement import Agreed, Agreement
-from cloud.api import feedback, health, ingest_http, ingest_ws, overlay, realtime_ws
+from cloud.api import console as console_page
+from cloud.api import console_api, feedback, health, ingest_http, ingest_ws, overlay, realtime_ws
 from cloud.api.auth import Authenticator
+from cloud.api.console_api import build_console
 from cloud.api.guarded_http import GUARD_STATE_KEY, EdgeGuard, fit_open_files
 from cloud.api.problems import ApiProblem, handle_problem
 from cloud.api.settings import ApiSettings
@@ -121,6 +123,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
             clock=clock,
         )
         app.state.client_errors = client_errors
+        app.state.console = build_console(settings, redis, queue, clock)
         max_connections = fit_open_files(settings.http, settings.redis.max_connections * 2)
         guard = EdgeGuard(settings.http, client_errors, max_connections)
         await ingest.start()
@@ -143,5 +146,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(feedback.router)
     app.include_router(realtime_ws.router)
     app.include_router(overlay.router)
+    app.include_router(console_api.router)
+    app.include_router(console_page.router)
     app.mount(f"/{SOCKETIO_PATH}", _socketio)
     return app

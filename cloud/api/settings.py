@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from cloud.console.passwords import BadPasswordHash, parse_hash
 from cloud.settings_env import StrictSection, split_csv
 from cloud.settings_shared import QueueSettings, SharedSettings
 from giftwheel.contracts import GiftBounds
@@ -130,6 +131,38 @@ class HttpSettings(StrictSection):
     client_error_logs_per_min: int = Field(default=60, ge=1)
 
 
+class ConsoleSettings(StrictSection):
+    """The control room (/console and ``giftwheel ctl``): its operators and what guards their sessions."""
+
+    # Operator name -> password hash (``giftwheel ctl hash-password`` prints one); never a password.
+    # Empty by default: the console refuses every login until an operator is configured.
+    operators: dict[str, SecretStr] = {}
+    # A session ends this long after its login, whatever it does meanwhile.
+    session_ttl_s: int = Field(default=8 * 3600, ge=1)
+    # Failed logins per client address within login_window_s; past it logins get 429 until the
+    # window ends (a correct password too, so guessing gains nothing).
+    login_failures_max: int = Field(default=5, ge=1)
+    login_window_s: int = Field(default=300, ge=1)
+    # Entries the audit stream keeps (XADD MAXLEN ~): the newest actions, months of them.
+    audit_max_entries: int = Field(default=100_000, ge=100)
+    # Entries GET /v1/console/audit and GET /v1/console/dlq return at most per call.
+    list_max: int = Field(default=200, ge=1, le=10_000)
+    # Largest rules YAML an operator may upload.
+    rules_max_bytes: int = Field(default=262_144, ge=1_024)
+
+    @field_validator("operators")
+    @classmethod
+    def _hashes_only(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, stored in value.items():
+            if not 1 <= len(name) <= 64 or not name.isprintable():
+                raise ValueError(f"console operator name {name!r}: 1 to 64 printable characters")
+            try:
+                parse_hash(stored.get_secret_value())
+            except BadPasswordHash as exc:
+                raise ValueError(f"console operator {name!r}: {exc}") from None
+        return value
+
+
 class ApiSettings(SharedSettings):
     """The API process's settings: ingest, the feedback webhook, the viewers' fan-out, its HTTP edge."""
 
@@ -153,6 +186,7 @@ class ApiSettings(SharedSettings):
     metrics: MetricsSettings = MetricsSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     http: HttpSettings = HttpSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     _split_lists = field_validator("api_keys", "webhook_secrets", "trusted_proxies", mode="before")(split_csv)
 

@@ -25,6 +25,7 @@ from cloud.worker.liveness import alive_problem
 from cloud.worker.reshard import ReshardRefused, reshard
 from cloud.worker.rules import RulesError
 from cloud.worker.rules_source import RulesSource
+from cloud.worker.rules_store import RulesStore
 from cloud.worker.settings import WorkerProcessSettings
 from cloud.worker.token_lease import TokenLost, TokenUnavailable
 from giftwheel import gc_tuning, logs
@@ -122,7 +123,9 @@ async def _serve(settings: WorkerProcessSettings, rules: RulesSource, worker_id:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(rules.watch(settings.worker.rules_poll_interval_s, worker.metrics))
+    watcher = asyncio.create_task(
+        rules.watch(settings.worker.rules_poll_interval_s, worker.metrics, RulesStore(redis))
+    )
     try:
         await worker.run(stop)
     finally:

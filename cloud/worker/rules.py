@@ -148,8 +148,12 @@ def load_rules(path: Path) -> Rules:
         text = path.read_text()
     except OSError as exc:
         raise RulesError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_rules_yaml(text, str(path))
+
+
+def parse_rules_yaml(text: str, source: str) -> Rules:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise RulesError(f"{path}: not valid YAML: {exc}") from None
-    return parse_rules(data, str(path))
+        raise RulesError(f"{source}: not valid YAML: {exc}") from None
+    return parse_rules(data, source)

@@ -216,6 +216,11 @@ function showNextAlert() {
       el("div", "verb", t("alert.sent")),
       el("div", "what", giftText(gift)),
     );
+    // An operator's test gift (the control room's): turned like any other, never mistaken for a viewer's.
+    if (gift.platform === "test") {
+      card.classList.add("test");
+      card.append(el("div", "test-badge", t("alert.test")));
+    }
   } else {
     card.classList.add("summary");
     card.dataset.gifts = String(next.summary.gifts);

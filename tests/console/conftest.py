@@ -1,0 +1,100 @@
+"""One real `giftwheel api` process and its real Redis per module, with a console operator."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from cloud.console.passwords import hash_password
+from devstack.api_process import ApiProcess
+from devstack.redis_server import RedisServer
+from giftwheel.contracts.control import AUDIT_STREAM
+from tests.ingest.conftest import API_KEY
+
+OPERATOR, PASSWORD = "night-ops", "correct horse battery staple"
+LOGIN_FAILURES_MAX = 3
+SESSION_TTL_S = 600
+
+
+@pytest.fixture(scope="module")
+def module_redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def console_api(module_redis: RedisServer) -> Iterator[ApiProcess]:
+    env = {
+        "GIFTWHEEL_REDIS_URL": module_redis.url,
+        "GIFTWHEEL_API_KEYS": API_KEY,
+        "GIFTWHEEL_CONSOLE__OPERATORS": orjson.dumps({OPERATOR: hash_password(PASSWORD)}).decode(),
+        "GIFTWHEEL_CONSOLE__LOGIN_FAILURES_MAX": str(LOGIN_FAILURES_MAX),
+        "GIFTWHEEL_CONSOLE__SESSION_TTL_S": str(SESSION_TTL_S),
+        # No worker runs here: a control request is queued and reported not confirmed after 1 s.
+        "GIFTWHEEL_CONTROL_CONFIRM_TIMEOUT_S": "1",
+    }
+    with ApiProcess(env) as api:
+        yield api
+
+
+@pytest.fixture
+async def cloud(module_redis: RedisServer) -> AsyncIterator[Redis]:
+    """The API's Redis, emptied before each test (the API's own keys are recreated on use)."""
+    redis = Redis.from_url(module_redis.url, decode_responses=True)
+    await redis.flushall()
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+async def anonymous(console_api: ApiProcess, cloud: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=console_api.url, timeout=10) as client:
+        yield client
+
+
+class Operator:
+    """A logged-in client: its cookie jar holds the session, ``csrf`` the token to echo."""
+
+    def __init__(self, client: httpx.AsyncClient, csrf: str) -> None:
+        self.client = client
+        self.csrf = csrf
+
+    async def post(self, path: str, body: object = None, **headers: str) -> httpx.Response:
+        return await self.client.post(
+            f"/v1/console/{path}", json=body, headers={"X-CSRF-Token": self.csrf, **headers}
+        )
+
+    async def get(self, path: str) -> httpx.Response:
+        return await self.client.get(f"/v1/console/{path}")
+
+    @property
+    def session_key(self) -> str:
+        session_id = self.client.cookies["giftwheel_console"]
+        return "giftwheel:console:session:" + hashlib.sha256(session_id.encode()).hexdigest()
+
+
+async def log_in(client: httpx.AsyncClient, user: str = OPERATOR, password: str = PASSWORD) -> httpx.Response:
+    return await client.post("/v1/console/login", json={"user": user, "password": password})
+
+
+@pytest.fixture
+async def operator(anonymous: httpx.AsyncClient) -> Operator:
+    answer = await log_in(anonymous)
+    assert answer.status_code == 200, answer.text
+    return Operator(anonymous, answer.json()["csrf"])
+
+
+async def entries(cloud: Redis, stream: str) -> list[dict[str, str]]:
+    """A stream's entries' fields, oldest first."""
+    return [
+        {str(k): str(v) for k, v in (fields or {}).items()} for _, fields in await cloud.xrange(stream) or []
+    ]
+
+
+async def audit(cloud: Redis) -> list[dict[str, str]]:
+    return await entries(cloud, AUDIT_STREAM)
