@@ -10,6 +10,7 @@ which its steps allow (cloud/worker/control_executor.py).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import structlog
@@ -27,9 +28,12 @@ from giftwheel.contracts.control import (
     ControlRequest,
     control_result_key,
 )
+from giftwheel.lua import lua_source
 
 log = structlog.get_logger(__name__)
 
+# The shard consumers' script, on the control group.
+_FORGET_IDLE_CONSUMERS = lua_source("cloud.worker", "forget_idle_consumers.lua")
 # A pause after Redis failed, before reading again.
 _RETRY_PAUSE_S = 0.5
 
@@ -54,6 +58,8 @@ class ControlConsumer:
         self._executor = executor
         self._settings = settings
         self._consumer = consumer
+        self._forget_idle = redis.register_script(_FORGET_IDLE_CONSUMERS)
+        self._next_forget = 0.0
 
     async def run(self) -> None:
         await self._ensure_group()
@@ -63,6 +69,7 @@ class ControlConsumer:
                 if claimed:
                     await self._process(claimed)
                     continue
+                await self._forget_idle_consumers()
                 rows: Any = await self._redis.xreadgroup(
                     CONTROL_GROUP,
                     self._consumer,
@@ -87,6 +94,16 @@ class ControlConsumer:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    async def _forget_idle_consumers(self) -> None:
+        """Each worker reads under its own name: drop the idle, empty names restarts leave behind."""
+        now = time.monotonic()
+        if now < self._next_forget:
+            return
+        self._next_forget = now + self._settings.claim_idle_ms / 1000
+        await self._forget_idle(
+            keys=[CONTROL_STREAM], args=[CONTROL_GROUP, self._consumer, 10 * self._settings.claim_idle_ms]
+        )
 
     async def _claim(self) -> list[Any]:
         """Requests another worker took and did not finish within claim_idle_ms (it died)."""

@@ -4,6 +4,7 @@ is not carried out twice, and held work left without a hold is dispatched by the
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,20 @@ async def test_a_hold_while_the_pi_is_offline_holds_in_the_cloud_and_says_so(
     finally:
         await pi.close()
         await emulator.stop()
+
+
+async def test_names_dead_workers_left_in_the_control_group_are_forgotten(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    await redis.xgroup_create(CONTROL_STREAM, CONTROL_GROUP, id="0", mkstream=True)
+    await redis.xgroup_createconsumer(CONTROL_STREAM, CONTROL_GROUP, "gone")
+    control = {"rpc_wait_s": 0.01, "claim_idle_ms": 100, "read_block_ms": 50}
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, control=control)
+    await asyncio.sleep(1.05)  # idle ten times claim_idle_ms
+
+    async def forgotten() -> bool:
+        names = [c["name"] for c in await redis.xinfo_consumers(CONTROL_STREAM, CONTROL_GROUP)]
+        return "gone" not in names
+
+    async with worker_running(settings, RULES):
+        await wait_until(forgotten, what="the idle name dropped")
