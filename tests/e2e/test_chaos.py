@@ -36,9 +36,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 RATE_PER_S = 10
 GIFTS = 800  # 80 s of load: gifts keep arriving 8 s past the last fault (the Redis restart at 72 s)
 # The simulated driver writes a line per pulse, so the edge turns a few thousand pulses a second on a
-# 2-core box, CPU bound. Half the demo wheels' pulses per round: the gifts still ask more than the
-# edge turns while the faults land (a backlog, so the edge's kill -9 falls mid-rotation), but the
-# backlog drains in tens of seconds after the load instead of minutes.
+# 2-core box, CPU bound. Half the demo wheels' pulses per round: the motors still turn while the
+# faults land (the edge's kill -9 at 30 s falls mid-rotation), and the backlog the faults leave
+# drains in about half the time after the load.
 MOTORS = tuple(replace(m, steps_per_round=m.steps_per_round // 2) for m in DEFAULT_MOTORS)
 
 
