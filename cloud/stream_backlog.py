@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import ResponseError
 
@@ -20,10 +22,14 @@ async def stream_backlog(redis: Redis | RedisCluster, stream: str) -> int:
         name = group["name"]
         if (name.decode() if isinstance(name, bytes) else name) != WORKER_GROUP:
             continue
-        lag = group.get("lag")
-        pending = int(group.get("pending", 0))
-        if lag is None:
-            # Redis cannot compute lag after deletions in the range; fall back to the upper bound.
-            lag = await redis.xlen(stream)
-        return int(lag) + pending
+        if group.get("lag") is None:
+            return group_backlog(group, await redis.xlen(stream))
+        return group_backlog(group, 0)
     return int(await redis.xlen(stream))
+
+
+def group_backlog(group: dict[Any, Any], length: int) -> int:
+    """The backlog of one XINFO GROUPS entry; ``length`` (the stream's) is the upper bound used
+    where Redis cannot compute the lag (after deletions in the range)."""
+    lag = group.get("lag")
+    return int(length if lag is None else lag) + int(group.get("pending", 0))
