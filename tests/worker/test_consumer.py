@@ -47,11 +47,17 @@ async def _ready() -> None:
 
 @asynccontextmanager
 async def running(
-    redis: Redis, handler: Handler, *, name: str = "w1", max_deliveries: int = 3, claim_idle_ms: int = 0
+    redis: Redis,
+    handler: Handler,
+    *,
+    name: str = "w1",
+    max_deliveries: int = 3,
+    claim_idle_ms: int = 0,
+    gather_ms: int = 0,
 ) -> AsyncIterator[ShardConsumer]:
     config = ConsumerConfig(
         batch_max_entries=50, read_block_ms=20, claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries,
-        retry_pause_s=0.01,
+        retry_pause_s=0.01, gather_ms=gather_ms,
     )  # fmt: skip
     consumer = ShardConsumer(redis, S, name, handler, config, DeadLetters(redis), WorkerMetrics(), _ready)
     task = asyncio.create_task(consumer.run())
@@ -80,6 +86,21 @@ async def test_entries_queued_before_the_group_existed_are_handled_in_order(redi
         await wait_until(lambda: recorder.handled[-1:] == ["late"], what="late entry")
     assert recorder.handled == [*(str(i) for i in range(120)), "late"]
     assert max(len(b) for b in recorder.batches) <= 50
+    assert await pending(redis) == 0
+
+
+async def test_a_busy_shard_gathers_entries_into_one_batch_and_an_idle_one_reads_at_once(
+    redis: Redis,
+) -> None:
+    recorder = Recorder()
+    async with running(redis, recorder, gather_ms=1_000):
+        # Idle shard: the lone entry is handled on its own, without waiting for company.
+        await add(redis, "a")
+        await wait_until(lambda: recorder.handled == ["a"], what="lone entry")
+        # Busy now (the last read found an entry): what comes within the window is read together.
+        await add(redis, "b", "c", "d")
+        await wait_until(lambda: len(recorder.handled) == 4, what="gathered entries")
+    assert recorder.batches == [["a"], ["b", "c", "d"]]
     assert await pending(redis) == 0
 
 
