@@ -121,10 +121,13 @@ async def _parse(request: Request, model: type[_M]) -> _M:
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
-        detail = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
-            for e in exc.errors(include_url=False)
-        ]
+        # The bodies are flat: the field is the first part of the path (a union such as the device,
+        # a name or "*", adds its branches after it, and says the same once per branch).
+        detail = []
+        for error in exc.errors(include_url=False):
+            item = {"field": str(error["loc"][0]) if error["loc"] else "body", "reason": error["msg"]}
+            if item not in detail:
+                detail.append(item)
         raise ApiProblem(422, "invalid_request", detail) from None
 
 

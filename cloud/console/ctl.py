@@ -100,9 +100,11 @@ class _Client:
         self.http = http
         self.csrf = csrf
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"X-CSRF-Token": self.csrf} if method != "GET" else {}
-        return self.http.request(method, f"/v1/console/{path}", headers=headers, **kwargs)
+    def call(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        sent = {**(headers or {}), **({"X-CSRF-Token": self.csrf} if method != "GET" else {})}
+        return self.http.request(method, f"/v1/console/{path}", headers=sent, **kwargs)
 
     def __enter__(self) -> _Client:
         return self

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-ENDPOINTS = ("single", "batch", "websocket")
+ENDPOINTS = ("single", "batch", "websocket", "console")  # console: the control room's test gifts
 REJECT_REASONS = ("invalid", "too_large", "unauthorized", "backlog", "unavailable")
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

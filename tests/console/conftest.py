@@ -15,6 +15,9 @@ from devstack.api_process import ApiProcess
 from devstack.redis_server import RedisServer
 from giftwheel.contracts.control import AUDIT_STREAM
 from tests.ingest.conftest import API_KEY
+from tests.overlay.conftest import browser, chromium
+
+__all__ = ["browser", "chromium"]  # the overlay tests' real Chromium, used here too
 
 OPERATOR, PASSWORD = "night-ops", "correct horse battery staple"
 LOGIN_FAILURES_MAX = 3

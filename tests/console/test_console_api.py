@@ -148,11 +148,7 @@ async def test_bad_control_requests_name_the_field(operator: Operator, cloud: Re
     bad_device = await operator.post("control", {"action": "hold", "device": "no such name!"})
     assert (bad_action.status_code, bad_device.status_code) == (422, 422)
     assert bad_action.json()["detail"][0]["field"] == "action"
-    assert {d["field"] for d in bad_device.json()["detail"]} <= {
-        "device",
-        "device.str",
-        "device.literal['*']",
-    }
+    assert {d["field"] for d in bad_device.json()["detail"]} == {"device"}
     assert await cloud.xlen(CONTROL_STREAM) == 0
 
 
