@@ -106,13 +106,17 @@ class ManagedProcess(Harness):
                 start_new_session=True,  # children (uvicorn workers, the gateway) die with it
             )
         deadline = time.monotonic() + timeout_s
+        # A redis-server is ready within milliseconds and tests start hundreds: look again after
+        # 5 ms, backing off to 50 ms for the services that take seconds.
+        interval_s = 0.005
         while self._ready is not None and not self._ready():
             if self._proc.poll() is not None:
                 raise ProcessFailed(f"{self.name} exited with {self._proc.returncode}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 self.kill()
                 raise ProcessFailed(f"{self.name} not ready within {timeout_s} s:\n{self.log_tail()}")
-            time.sleep(0.05)
+            time.sleep(interval_s)
+            interval_s = min(interval_s * 2, 0.05)
         return self
 
     def _signal(self, sig: signal.Signals) -> None:
