@@ -1,6 +1,6 @@
 """Edge benchmark: RPC -> first step latency through the real thingsboard-gateway, and daemon CPU.
 
-Run:  .venv/bin/python -m bench.edge [--rpcs 200] [--cpu-seconds 10]
+Run:  .venv/bin/python -m bench.edge [--rpcs 200] [--cpu-seconds 10] [--load-rates 50 100 500]
 
 Everything is real except the motor: a redis-server with AOF (appendfsync always, the edge's
 recommended setting), the ThingsBoard emulator as a process, and `giftwheel edge` as a process in
@@ -12,6 +12,12 @@ Latency per RPC (one at a time, motor idle before each):
   gateway -> connector -> Redis -> controller) until the first step pulse.
 - received->step: the connector's receivedTs (persisted with the command) to the first pulse.
 Both include the ramp's first step interval sqrt(2/a) (physics, reported separately).
+
+CPU of the daemon process (all its threads, from /proc): idle, and stepping one motor at 3,200
+steps/s on the real clock. With ``--load-rates``, a second daemon on the end-to-end bench's fast
+simulated motors (one pulse per round, devstack/benchmark.py) takes 1-round rotate RPCs at each
+rate, spread over its two motors, for ``--load-seconds``: its CPU per command and per telemetry
+message the emulator received (every command makes a few: queued, started, done), RSS after.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import os
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
+from devstack.benchmark import BENCH_MOTORS
 from devstack.edge_process import GATEWAY_TOKEN, EdgeDaemon, SimMotor, simulated_config
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess
@@ -66,8 +74,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def finished(tb: EmulatorProcess, command_id: str) -> bool:
-    latest = tb.latest_telemetry("motor_01")
+def announced(tb: EmulatorProcess, motor: str) -> bool:
+    try:
+        return "state" in tb.latest_telemetry(motor)
+    except EmulatorError:
+        return False
+
+
+def finished(tb: EmulatorProcess, command_id: str, motor: str = "motor_01") -> bool:
+    latest = tb.latest_telemetry(motor)
     return bool(latest.get("commandId") == command_id and latest.get("commandDone") is True)
 
 
@@ -135,6 +150,87 @@ def measure_cpu(tb: EmulatorProcess, steps: StepLog, pid: int, seconds: float) -
     return {"idle_cpu_pct": idle, "stepping_cpu_pct": busy, "stepping_rate_sps": rate, "rss_mb": rss_mb(pid)}
 
 
+def load_cpu(tb: EmulatorProcess, pid: int, rate: float, seconds: float, prefix: str) -> dict[str, float]:
+    """Paced rotate RPCs at ``rate``/s over the bench motors; the daemon's CPU over the load and
+    until every command's done telemetry arrived."""
+    motors = [m.name for m in BENCH_MOTORS]
+    count = int(rate * seconds)
+    messages_before = tb.stats()["telemetry_msgs"]
+
+    def rotate(i: int) -> bool:
+        params = {"commandId": f"c-{prefix}{i:08x}", "rounds": 1}
+        status, reply = tb.send_rpc(motors[i % len(motors)], "rotate", params, timeout_ms=10_000)
+        return status == 200 and bool(reply.get("accepted"))
+
+    cpu_before = cpu_seconds(pid)
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        futures = []
+        for i in range(count):
+            time.sleep(max(0.0, start + i / rate - time.monotonic()))
+            futures.append(pool.submit(rotate, i))
+        accepted = sum(f.result() for f in futures)
+    last = f"c-{prefix}{count - 1:08x}"
+    wait_until(partial(finished, tb, last, motors[(count - 1) % len(motors)]), 60, 0.01, what="last done")
+    elapsed = time.monotonic() - start
+    cpu_s = cpu_seconds(pid) - cpu_before
+    messages = tb.stats()["telemetry_msgs"] - messages_before
+    return {
+        "rate": rate,
+        "commands": accepted,
+        "cpu_pct": 100 * cpu_s / elapsed,
+        "ms_per_command": 1000 * cpu_s / max(1, accepted),
+        "messages_per_command": messages / max(1, accepted),
+        "ms_per_message": 1000 * cpu_s / max(1, messages),
+        "rss_mb": rss_mb(pid),
+    }
+
+
+def measure_load(
+    workdir: Path, rates: list[float], seconds: float, appendfsync: str
+) -> list[dict[str, float]]:
+    gateway = {"name": "pi-01", "token": GATEWAY_TOKEN, "type": "gateway", "gateway": True}
+    with (
+        RedisServer(appendonly=True, extra_args=("--appendfsync", appendfsync)) as redis,
+        EmulatorProcess([gateway]) as tb,
+        EdgeDaemon(
+            simulated_config(
+                workdir,
+                redis.url,
+                tb.mqtt_port,
+                motors=BENCH_MOTORS,
+                time_scale=10.0,  # as the end-to-end bench's stack
+                offline_ready_after_s=30,
+                heartbeat_interval_s=60,
+                log_level="WARNING",
+            ),
+            workdir,
+        ) as daemon,
+    ):
+        wait_until(partial(announced, tb, BENCH_MOTORS[-1].name), 60, what="motors announced")
+        assert daemon.pid is not None
+        time.sleep(2)
+        idle = {"rate": 0.0, "commands": 0, "cpu_pct": cpu_percent(daemon.pid, seconds)}
+        results = [idle | {"rss_mb": rss_mb(daemon.pid)}]
+        for n, rate in enumerate(rates):
+            results.append(load_cpu(tb, daemon.pid, rate, seconds, f"{n + 1:02x}"))
+    return results
+
+
+def print_load(results: list[dict[str, float]], seconds: float) -> None:
+    print(f"\n| offered rotate RPCs/s ({seconds:g} s each) | commands | daemon CPU % of one core | ", end="")
+    print("CPU ms per command | telemetry messages per command | CPU ms per message | RSS MB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        if not r["commands"]:
+            print(f"| idle | 0 | {r['cpu_pct']:.2f} | - | - | - | {r['rss_mb']:.0f} |")
+            continue
+        print(
+            f"| {r['rate']:g} | {r['commands']:.0f} | {r['cpu_pct']:.1f} | {r['ms_per_command']:.3f} | "
+            f"{r['messages_per_command']:.2f} | {r['ms_per_message']:.3f} | {r['rss_mb']:.0f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -142,7 +238,20 @@ def main() -> None:
     parser.add_argument("--rpcs", type=int, default=200)
     parser.add_argument("--cpu-seconds", type=float, default=10.0)
     parser.add_argument("--appendfsync", choices=["always", "everysec"], default="always")
+    parser.add_argument("--load-rates", type=float, nargs="*", default=[], help="rotate RPCs/s")
+    parser.add_argument("--load-seconds", type=float, default=10.0)
+    parser.add_argument("--skip-latency", action="store_true", help="only the --load-rates part")
     args = parser.parse_args()
+    if not args.skip_latency:
+        latency_and_cpu(args)
+    if args.load_rates:
+        workdir = Path(tempfile.mkdtemp(prefix="giftwheel-bench-edge-load-"))
+        print_load(
+            measure_load(workdir, args.load_rates, args.load_seconds, args.appendfsync), args.load_seconds
+        )
+
+
+def latency_and_cpu(args: argparse.Namespace) -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="giftwheel-bench-edge-"))
     gateway = {"name": "pi-01", "token": GATEWAY_TOKEN, "type": "gateway", "gateway": True}
@@ -163,14 +272,7 @@ def main() -> None:
             workdir,
         ) as daemon,
     ):
-
-        def announced() -> bool:
-            try:
-                return "state" in tb.latest_telemetry("motor_01")
-            except EmulatorError:
-                return False
-
-        wait_until(announced, 60, what="motor announced")
+        wait_until(partial(announced, tb, "motor_01"), 60, what="motor announced")
         steps = StepLog(workdir / "steps" / "motor_01.steps")
         latency = measure_latency(tb, steps, args.rpcs)
         assert daemon.pid is not None

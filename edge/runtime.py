@@ -68,14 +68,15 @@ class EdgeRuntime:
         self.redis = redis.Redis.from_url(
             settings.redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
+        self.outbox = Outbox(self.redis)
         self.ledger = CommandLedger(
             self.redis,
             dedupe_ttl_s=settings.limits.dedupe_ttl_s,
             max_queued_rounds=settings.limits.max_queued_rounds,
             progress_interval_s=settings.progress_interval_s,
             recent_done=settings.recent_done_in_heartbeat,
+            on_outbox_write=self.outbox.notify,
         )
-        self.outbox = Outbox(self.redis)
         self.controllers: dict[str, MotorController] = {}
         checkpoints = CheckpointPolicy(settings.checkpoint_fraction_of_round, settings.max_unwritten_rounds)
         for motor in settings.motors:

@@ -89,7 +89,9 @@ class CommandLedger:
         progress_interval_s: float = 0.0,
         recent_done: int = DEFAULT_RECENT_DONE,
         clock_ms: Callable[[], int] = now_ms,
+        on_outbox_write: Callable[[], None] | None = None,
     ) -> None:
+        """``on_outbox_write`` is called after each script that may have appended telemetry."""
         self._redis = client
         self.keys = keys or Keys()
         self._dedupe_ttl_s = dedupe_ttl_s
@@ -97,6 +99,7 @@ class CommandLedger:
         self._progress_interval_ms = round(progress_interval_s * 1000)  # 0: report every round
         self._recent_done = recent_done
         self._clock_ms = clock_ms
+        self._on_outbox_write = on_outbox_write or (lambda: None)
         self._submit = client.register_script(scripts.SUBMIT)
         self._begin = client.register_script(scripts.BEGIN)
         self._progress = client.register_script(scripts.PROGRESS)
@@ -104,9 +107,12 @@ class CommandLedger:
         self._snapshot = client.register_script(scripts.SNAPSHOT)
         self._hold = client.register_script(scripts.HOLD)
 
-    def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _run(self, script: Any, keys: list[str], args: list[Any], *, emits: bool = True) -> Any:
         with translated_errors():
-            return script(keys=keys, args=args)
+            result = script(keys=keys, args=args)
+        if emits:
+            self._on_outbox_write()
+        return result
 
     def submit(self, motor: str, command_id: str, rounds: int, speed_rpm: float | None) -> SubmitResult:
         """Queue a command unless its commandId was seen; durable in Redis when this returns."""
@@ -129,9 +135,12 @@ class CommandLedger:
     def begin(self, motor: str) -> ActiveCommand | None:
         """The oldest unfinished command (resumed with its persisted progress), or None."""
         k = self.keys
-        row = self._run(self._begin, [k.commands(motor), k.motor(motor), k.outbox], [motor, self._clock_ms()])
-        if row is None:
+        row = self._run(
+            self._begin, [k.commands(motor), k.motor(motor), k.outbox], [motor, self._clock_ms()], emits=False
+        )
+        if row is None:  # an idle motor asks twice a second: nothing was written
             return None
+        self._on_outbox_write()
         command_id, rounds, speed, done, pulses = row
         return ActiveCommand(
             str(command_id), int(rounds), float(speed) if speed else None, int(done), int(pulses)

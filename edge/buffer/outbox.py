@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +26,24 @@ class OutboxEntry:
 
 
 class Outbox:
+    """Entries come from the ledger's scripts in this process, which call :meth:`notify` after each
+    write, so the reader waits for that instead of asking Redis over and over while nothing happens."""
+
     def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
         self._redis = client
         self._key = (keys or Keys()).outbox
+        self._written = threading.Event()
+
+    def notify(self) -> None:
+        """Something may have been appended: wakes :meth:`wait_written`."""
+        self._written.set()
+
+    def wait_written(self, timeout_s: float) -> bool:
+        """Wait until :meth:`notify` (True, and the notice is taken: a later one wakes the next wait)
+        or ``timeout_s`` (False). Read the outbox after it returns: what was notified is there."""
+        notified = self._written.wait(timeout_s)
+        self._written.clear()
+        return notified
 
     def read(self, limit: int) -> list[OutboxEntry]:
         with translated_errors():

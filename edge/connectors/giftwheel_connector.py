@@ -50,7 +50,21 @@ class GatewayPublisher:
                 return  # closed under us; the next connection gets tuned
             self._tuned_socket = sock
 
-    def publish(self, device: str, telemetry: list[dict[str, Any]]) -> bool:
+    def publish(self, telemetry: dict[str, list[dict[str, Any]]]) -> set[str]:
+        client = self._gateway.tb_client.client
+        in_flight: dict[str, list[Any]] = {}
+        for device, items in telemetry.items():
+            if not self._announce(device):
+                continue
+            info = client.gw_send_telemetry(device, items, quality_of_service=1)
+            in_flight[device] = (
+                info.message_info if isinstance(info.message_info, list) else [info.message_info]
+            )
+        # Every message is on the wire before the first acknowledgement is awaited: one round trip
+        # to ThingsBoard for the whole batch, not one per device.
+        return {device for device, parts in in_flight.items() if self._acknowledged(parts)}
+
+    def _announce(self, device: str) -> bool:
         if device not in self._announced:
             # Registers the sub-device with the gateway (RPC routing) and sends v1/gateway/connect.
             if not self._gateway.add_device(
@@ -58,8 +72,9 @@ class GatewayPublisher:
             ):
                 return False
             self._announced.add(device)
-        info = self._gateway.tb_client.client.gw_send_telemetry(device, telemetry, quality_of_service=1)
-        parts = info.message_info if isinstance(info.message_info, list) else [info.message_info]
+        return True
+
+    def _acknowledged(self, parts: list[Any]) -> bool:
         try:
             for part in parts:
                 part.wait_for_publish(self._timeout_s)
