@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.control.reported import DEVICES_KEY
 from cloud.ledger.store import DeviceTotals, device_key, devices_key, held_key
-from cloud.realtime.live_state import DEVICES_KEY, done_key
+from cloud.realtime.live_state import done_key
 from cloud.settings_env import StrictSection
 from cloud.stream_backlog import group_backlog
 from cloud.worker.dlq import DLQ_STREAM

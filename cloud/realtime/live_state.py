@@ -15,11 +15,11 @@ import orjson
 from redis.asyncio import Redis, RedisCluster
 
 from cloud.api.settings import RealtimeSettings
+from cloud.control.reported import DEVICES_KEY as DEVICES_KEY
 from cloud.realtime.hub import Viewer
 from giftwheel.lua import lua_source
 
 _MERGE = lua_source("cloud.realtime", "merge.lua")
-DEVICES_KEY = "giftwheel:rt:devices"
 _ALL_GIFTS = "giftwheel:rt:gifts"
 
 

@@ -76,6 +76,12 @@ class WorkerMetrics:
             ["action", "result"],
             registry=r,
         )
+        self.reconcile_rpcs = Counter(
+            "giftwheel_worker_reconcile_rpcs_total",
+            "Hold or resume RPCs sent to a motor whose reported state disagreed with the cloud's holds",
+            ["method", "result"],
+            registry=r,
+        )
         self.rules_reload_failures = Gauge(
             "giftwheel_worker_rules_invalid", "1 while the rules file on disk is rejected", registry=r
         )

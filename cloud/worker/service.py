@@ -32,6 +32,7 @@ from cloud.worker.leases import ShardLeases
 from cloud.worker.limits import Limits
 from cloud.worker.liveness import Liveness
 from cloud.worker.metrics import WorkerMetrics
+from cloud.worker.reconcile import EdgeReconciler
 from cloud.worker.rules import Rules
 from cloud.worker.settings import WorkerProcessSettings
 from cloud.worker.token_lease import DispatcherToken
@@ -113,6 +114,16 @@ class Worker:
             self._settings.control,
             self.metrics,
             consumer=self.worker_id,
+        )
+        self.reconciler = EdgeReconciler(
+            redis,
+            self.dispatcher,
+            self.holds,
+            self._settings.reconcile,
+            self.metrics,
+            worker_id=self.worker_id,
+            rpc_wait_s=self._settings.control.rpc_wait_s,
+            clock=self.clock,
         )
         self.leases = ShardLeases(
             redis, self.worker_id, self.streams, self._settings.lease_ttl_ms, clock=self.clock
@@ -254,6 +265,7 @@ class Worker:
             asyncio.create_task(self.liveness.run(), name="liveness"),
             # Beside the shard consumers, so a stop never waits behind the gift backlog.
             asyncio.create_task(self.control.run(), name="control"),
+            asyncio.create_task(self.reconciler.run(), name="reconcile"),
         ]
         self.liveness.ready(f"worker {self.worker_id}: dispatcher token claimed, taking shards")
         keeper = asyncio.create_task(self.token.keep(), name="dispatcher-token")

@@ -86,6 +86,29 @@ class ControlSettings(StrictSection):
         return self
 
 
+class ReconcileSettings(StrictSection):
+    """How the workers bring a motor that missed a hold or a resume back to the cloud's holds."""
+
+    # How often the motors' reported states are compared with the holds.
+    interval_s: float = Field(default=2.0, gt=0)
+    # A mismatch is acted on once it has lasted this long: a control request's own RPCs, sent
+    # right after it changes the holds, land first.
+    settle_s: float = Field(default=5.0, ge=0)
+    # At most one hold or resume per motor this often, whichever worker sends it.
+    min_interval_s: float = Field(default=30.0, gt=0)
+    # Only motors heard from this recently are judged (the edge's heartbeat is every 60 s by
+    # default); one offline reports its state when it reconnects.
+    fresh_within_s: float = Field(default=150.0, gt=0)
+    # One worker reconciles at a time; its lease lapses this long after it stops renewing it.
+    lease_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_pass(self) -> Self:
+        if self.lease_s <= 2 * self.interval_s:
+            raise ValueError("lease_s must exceed twice interval_s (renewed every pass)")
+        return self
+
+
 class WorkerSettings(LedgerSettings):
     rules_file: Path | None = None
     # How often the rules file's mtime is checked (SIGHUP reloads at once as well).
@@ -120,6 +143,7 @@ class WorkerSettings(LedgerSettings):
     mqtt: MqttSettings = MqttSettings()
     limits: LimitSettings = LimitSettings()
     control: ControlSettings = ControlSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
 
     @model_validator(mode="after")
     def _alive_file_renewed_in_time(self) -> Self:
