@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import orjson
 
@@ -49,6 +49,8 @@ class StackOptions:
     workers: int = 2
     time_scale: float = 10.0
     motors: tuple[SimMotor, ...] = DEFAULT_MOTORS
+    # Top-level keys of the edge's config that replace the simulated defaults.
+    edge: dict[str, Any] = field(default_factory=dict)
     rules: Path = DEMO_RULES
     api_key: str = field(default_factory=lambda: "demo-" + secrets.token_hex(16))
     feedback_secret: str = field(default_factory=lambda: "feedback-" + secrets.token_hex(16))
@@ -106,7 +108,7 @@ class LocalStack(Harness):
             shipped_token("gateway"),
             motors=self.options.motors,
             time_scale=self.options.time_scale,
-            log_level="WARNING",
+            **{"log_level": "WARNING", **self.options.edge},
         )
         self.edge = EdgeDaemon(edge_config, workdir, log_dir=self.logs, ready=self._motors_announced)
 
