@@ -13,6 +13,7 @@ the next read (from any API instance) divides the difference by the time between
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -79,16 +80,7 @@ class LedgerTotals(_Wire):
 
     @classmethod
     def of(cls, totals: DeviceTotals) -> LedgerTotals:
-        return cls(
-            accepted=totals.accepted,
-            sent=totals.sent,
-            done=totals.done,
-            held=totals.held,
-            cancelled=totals.cancelled,
-            failed=totals.failed,
-            outstanding=totals.outstanding,
-            capped=totals.capped,
-        )
+        return cls(**asdict(totals), outstanding=totals.outstanding)
 
 
 class MotorStatus(_Wire):
