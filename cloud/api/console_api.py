@@ -18,12 +18,12 @@ import orjson
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
-from cloud.api.problems import ApiProblem, json_response, problems_detail, queue_refusal
+from cloud.api.problems import ApiProblem, error_responses, json_response, problems_detail, queue_refusal
 from cloud.api.settings import ApiSettings
 from cloud.api.state import services
 from cloud.console.audit import AuditEntry, AuditLog
@@ -106,8 +106,11 @@ class TestGiftBody(_Body):
     quantity: int = Field(default=1, ge=1)
 
 
+StreamId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")]
+
+
 class ReplayBody(_Body):
-    ids: list[str] = Field(default=[], max_length=10_000)
+    ids: list[StreamId] = Field(default=[], max_length=10_000)
     all: bool = False
 
 
@@ -195,6 +198,36 @@ OperatorDep = Annotated[Session, Depends(operator)]
 router = APIRouter(prefix="/v1/console", tags=["console"])
 
 
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """A schema with its local $refs replaced by their definitions: this document's are not at #/$defs."""
+    if isinstance(node, dict):
+        if (ref := node.get("$ref", "")).startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline(schema, schema.get("$defs", {}))}},
+        }
+    }
+
+
+# Every console route: not logged in (or expired), cross-site or no CSRF token, the session store away.
+_REFUSALS = {
+    401: "not logged in, or the session expired",
+    403: "cross-site, or without the session's X-CSRF-Token",
+    422: "a bad body or parameter: each field and why",
+    503: "Redis unreachable",
+}
+
+
 def _set_cookie(request: Request, response: Response, session_id: str, max_age_s: int) -> None:
     response.set_cookie(
         COOKIE,
@@ -207,7 +240,14 @@ def _set_cookie(request: Request, response: Response, session_id: str, max_age_s
     )
 
 
-@router.post("/login")
+@router.post(
+    "/login",
+    summary="Log an operator in: a session cookie and its CSRF token",
+    openapi_extra=_body(LoginBody),
+    responses=error_responses(
+        {401: "wrong user or password", 403: "cross-site", 422: "bad body", 429: "too many failed logins"}
+    ),
+)
 async def login(request: Request) -> Response:
     console = _console(request)
     client = _client(request)
@@ -239,7 +279,7 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", status_code=204, summary="End the session", responses=error_responses(_REFUSALS))
 async def logout(request: Request, session: OperatorDep) -> Response:
     console = _console(request)
     await console.sessions.close(request.cookies.get(COOKIE, ""))
@@ -249,13 +289,15 @@ async def logout(request: Request, session: OperatorDep) -> Response:
     return response
 
 
-@router.get("/session")
+@router.get("/session", summary="Who is logged in, and the CSRF token", responses=error_responses(_REFUSALS))
 async def who_am_i(session: OperatorDep) -> Response:
     """The page learns its CSRF token here after a reload (the cookie is HttpOnly)."""
     return json_response(200, {"operator": session.operator, "csrf": session.csrf})
 
 
-@router.get("/status")
+@router.get(
+    "/status", summary="The fleet: each motor, the backlog, the DLQ", responses=error_responses(_REFUSALS)
+)
 async def status(request: Request, _: OperatorDep) -> Response:
     try:
         return json_response(200, await _console(request).status.read())
@@ -263,7 +305,15 @@ async def status(request: Request, _: OperatorDep) -> Response:
         raise ApiProblem(503, "unavailable", f"redis unreachable: {type(exc).__name__}") from None
 
 
-@router.post("/control")
+@router.post(
+    "/control",
+    summary="Stop, hold, resume or cancel a motor or all ('*'); its outcome",
+    openapi_extra=_body(ControlBody),
+    responses={
+        202: {"description": "not confirmed in time: queued, carried out later"},
+        **error_responses({**_REFUSALS, 409: "refused (cancel of a motor not held)"}),
+    },
+)
 async def control(request: Request, session: OperatorDep) -> Response:
     console = _console(request)
     body = await _parse(request, ControlBody)
@@ -301,7 +351,13 @@ async def control(request: Request, session: OperatorDep) -> Response:
     return json_response(200, outcome_json)
 
 
-@router.post("/test-gift")
+@router.post(
+    "/test-gift",
+    status_code=202,
+    summary="A gift marked as a test, through the real pipeline",
+    openapi_extra=_body(TestGiftBody),
+    responses=error_responses(_REFUSALS),
+)
 async def test_gift(request: Request, session: OperatorDep) -> Response:
     """A gift through the real pipeline (ingest, queue, worker, edge), marked as a test: platform
     'test' and an eventId starting 'test:', which the ledger keeps and the overlay shows."""
@@ -342,11 +398,11 @@ async def test_gift(request: Request, session: OperatorDep) -> Response:
     return json_response(202, {"eventId": appended.event_id, "entryId": appended.entry_id})
 
 
-@router.get("/dlq")
+@router.get("/dlq", summary="The dead letters, oldest first", responses=error_responses(_REFUSALS))
 async def dlq_list(
     request: Request,
     _: OperatorDep,
-    after: Annotated[str, Query(max_length=64)] = "-",
+    after: Annotated[str, Query(pattern=r"^(-|[0-9]{1,20}-[0-9]{1,20})$")] = "-",
     count: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
     console = _console(request)
@@ -372,7 +428,12 @@ async def dlq_list(
     )
 
 
-@router.post("/dlq/replay")
+@router.post(
+    "/dlq/replay",
+    summary="Put dead letters back on their streams",
+    openapi_extra=_body(ReplayBody),
+    responses=error_responses(_REFUSALS),
+)
 async def dlq_replay(request: Request, session: OperatorDep) -> Response:
     """Replay the named dead letters (or all, up to list_max a call) onto their streams."""
     console = _console(request)
@@ -389,7 +450,7 @@ async def dlq_replay(request: Request, session: OperatorDep) -> Response:
     return json_response(200, {"replayed": done, "missing": missing})
 
 
-@router.get("/rules")
+@router.get("/rules", summary="The uploaded rules in force, if any", responses=error_responses(_REFUSALS))
 async def rules_show(request: Request, _: OperatorDep) -> Response:
     document = await _console(request).rules.read()
     if document is None:
@@ -406,7 +467,14 @@ async def rules_show(request: Request, _: OperatorDep) -> Response:
     )
 
 
-@router.put("/rules")
+@router.put(
+    "/rules",
+    summary="Upload rules YAML: validated, then taken up by every worker",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"text/yaml": {"schema": {"type": "string"}}}}
+    },
+    responses=error_responses({**_REFUSALS, 413: "larger than rules_max_bytes"}),
+)
 async def rules_upload(request: Request, session: OperatorDep) -> Response:
     """New rules as YAML (the body, any text type): validated, stored, taken up by every worker on its
     next rules poll. Invalid rules are refused with the reason and the rules in force stay."""
@@ -432,7 +500,7 @@ async def rules_upload(request: Request, session: OperatorDep) -> Response:
     )
 
 
-@router.get("/audit")
+@router.get("/audit", summary="The newest audit entries, newest first", responses=error_responses(_REFUSALS))
 async def audit_list(
     request: Request, _: OperatorDep, count: Annotated[int | None, Query(ge=1)] = None
 ) -> Response:

@@ -1,7 +1,7 @@
 """The control room in a real headless Chromium against the whole local stack (real processes:
 API, a worker, the ThingsBoard emulator with the shipped chain, the edge on simulated motors).
 
-Issue 17's scenario: log in, stop a turning motor and see it stop in the edge's step record, hold,
+The control room's scenario: log in, stop a turning motor and see it stop in the edge's step record, hold,
 send gifts, resume, every gift turned exactly once, the ledger balances, the audit holds it all.
 """
 

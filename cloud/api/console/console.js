@@ -95,7 +95,7 @@ function motorRow(motor) {
   link.title = `last report ${ago(motor.lastSeenMs)}`;
   const stateCell = el("td", `state state-${state}`, state);
   if (motor.hold && motor.state && motor.state !== "held") stateCell.title = `motor reports ${motor.state}`;
-  if (motor.estop === "pressed" || motor.state === "stopped_by_estop") stateCell.append(el("span", "badge danger", "E-STOP"));
+  if (motor.estop === "engaged" || motor.state === "stopped_by_estop") stateCell.append(el("span", "badge danger", "E-STOP"));
   const current = motor.current;
   const progress = el("td", "command", current ? `${current.roundsDone ?? 0} / ${current.rounds ?? "?"} rounds` : "—");
   if (current) progress.title = current.commandId;
