@@ -30,8 +30,8 @@ from cloud.console.audit import AuditEntry, AuditLog
 from cloud.console.login_limit import LoginLimit
 from cloud.console.passwords import dummy_hash, verify_password
 from cloud.console.sessions import Session, Sessions
-from cloud.console.status import FleetStatus
 from cloud.control.client import ControlClient, ControlNotConfirmed
+from cloud.control.status import FleetStatus, FleetStatusReader
 from cloud.ingest.errors import BacklogFull, QueueUnavailable
 from cloud.ingest.queue import GiftQueue
 from cloud.worker.dlq import DeadLetters
@@ -58,7 +58,7 @@ class Console:
     sessions: Sessions
     audit: AuditLog
     logins: LoginLimit
-    status: FleetStatus
+    status: FleetStatusReader
     control: ControlClient
     dlq: DeadLetters
     rules: RulesStore
@@ -73,7 +73,7 @@ def build_console(
         sessions=Sessions(redis, console.session_ttl_s),
         audit=AuditLog(redis, console.audit_max_entries),
         logins=LoginLimit(redis, failures_max=console.login_failures_max, window_s=console.login_window_s),
-        status=FleetStatus(redis, queue, clock),
+        status=FleetStatusReader(redis, streams=queue.streams, settings=console.status, clock=clock),
         control=ControlClient(redis),
         dlq=DeadLetters(redis),
         rules=RulesStore(redis),
@@ -296,13 +296,16 @@ async def who_am_i(session: OperatorDep) -> Response:
 
 
 @router.get(
-    "/status", summary="The fleet: each motor, the backlog, the DLQ", responses=error_responses(_REFUSALS)
+    "/status",
+    summary="The fleet: each motor's state, hold, work and ledger totals; ingest rate, backlog, lag, DLQ",
+    responses={200: {"model": FleetStatus, "description": "the fleet now"}, **error_responses(_REFUSALS)},
 )
 async def status(request: Request, _: OperatorDep) -> Response:
     try:
-        return json_response(200, await _console(request).status.read())
-    except (RedisError, QueueUnavailable) as exc:
+        fleet = await _console(request).status.read()
+    except RedisError as exc:
         raise ApiProblem(503, "unavailable", f"redis unreachable: {type(exc).__name__}") from None
+    return json_response(200, fleet.model_dump(by_alias=True, mode="json"))
 
 
 @router.post(

@@ -131,6 +131,20 @@ class HttpSettings(StrictSection):
     client_error_logs_per_min: int = Field(default=60, ge=1)
 
 
+class FleetStatusSettings(StrictSection):
+    """How the fleet's status is read (``GIFTWHEEL_CONSOLE__STATUS__*``): the page, ``ctl status``."""
+
+    # A motor is offline once its last telemetry is older than this. The edge sends a heartbeat
+    # every heartbeat_interval_s (60 s by default) besides every change, so two missed heartbeats
+    # and a margin. Telemetry times are the Pi's clock, bounded by the server's.
+    offline_after_s: float = Field(default=150.0, gt=0)
+    # The ingest rate is counted over at least this long (between two reads of the status).
+    ingest_window_s: float = Field(default=10.0, gt=0)
+    # Samples of the entries-added count kept for that: reads more often than the window
+    # pushes older samples out.
+    ingest_samples: int = Field(default=64, ge=2, le=10_000)
+
+
 class ConsoleSettings(StrictSection):
     """The control room (/console and ``giftwheel ctl``): its operators and what guards their sessions."""
 
@@ -149,6 +163,7 @@ class ConsoleSettings(StrictSection):
     list_max: int = Field(default=200, ge=1, le=10_000)
     # Largest rules YAML an operator may upload.
     rules_max_bytes: int = Field(default=262_144, ge=1_024)
+    status: FleetStatusSettings = FleetStatusSettings()
 
     @field_validator("operators")
     @classmethod

@@ -42,7 +42,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the API's answers as JSON")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    sub.add_parser("status", help="each motor, the backlog, the dead letters")
+    sub.add_parser("status", help="each motor, its hold and work; ingest rate, backlog, lag, dead letters")
     for verb, what in (
         ("stop", "halt now and cancel the motor's held and queued work (stays held)"),
         ("hold", "halt now and keep the work; new gifts are held"),
@@ -154,24 +154,37 @@ def _checked(answer: httpx.Response) -> Any:
     return answer.json()
 
 
+def _ago(ms: int | None, now_ms: int) -> str:
+    """How long before the status was read, both times the server's."""
+    if ms is None:
+        return "-"
+    s = max(0, (now_ms - ms) // 1000)
+    return f"{s} s ago" if s < 60 else f"{s // 60} min ago" if s < 3600 else f"{s // 3600} h ago"
+
+
 def _status(client: _Client, args: argparse.Namespace) -> int:
     body = _checked(client.call("GET", "status"))
-    figures = [f"backlog {body['backlog']}", f"dead letters {body['dlqSize']}"]
-    if body.get("workerLagMs") is not None:
-        figures.append(f"worker lag {body['workerLagMs'] / 1000:.1f} s")
-    if body.get("ingestPerS") is not None:
+    now_ms = body["atMs"]
+    figures = [f"backlog {body['backlog']}", f"worker lag {body['workerLagMs'] / 1000:.1f} s"]
+    if body["ingestPerS"] is not None:  # None on the first read: nothing to count against yet
         figures.append(f"ingest {body['ingestPerS']:.1f}/s")
+    figures.append(f"dead letters {body['dlqSize']}")
     lines = ["  ".join(figures)]
-    if body.get("allHeld"):
+    if body["allHeld"]:
         lines.append(f"ALL MOTORS HELD by {body['allHeld']['by']}: {body['allHeld']['reason']}")
-    lines.append(f"{'MOTOR':<16} {'LINK':<8} {'STATE':<17} {'COMMAND':<12} {'QUEUED':>6}  HOLD")
+    lines.append(
+        f"{'MOTOR':<16} {'LINK':<8} {'STATE':<17} {'COMMAND':<12} {'QUEUED':>6} {'HELD':>4} "
+        f"{'FAILED':>6}  {'LAST DONE':<11} HOLD"
+    )
     for motor in body["motors"]:
-        current = motor.get("current")
-        command = f"{current.get('roundsDone') or 0}/{current.get('rounds')}" if current else "-"
-        hold = f"{motor['hold']['by']}: {motor['hold']['reason']}" if motor.get("hold") else "-"
+        current = motor["current"]
+        command = f"{current['roundsDone'] or 0}/{current['rounds']}" if current else "-"
+        hold = f"{motor['hold']['by']}: {motor['hold']['reason']}" if motor["hold"] else "-"
+        last = _ago(motor["lastDone"]["atMs"], now_ms) if motor["lastDone"] else "-"
         lines.append(
             f"{motor['device']:<16} {'online' if motor['online'] else 'OFFLINE':<8} "
-            f"{motor.get('state') or 'unknown':<17} {command:<12} {motor.get('queuedRounds') or 0:>6}  {hold}"
+            f"{motor['state'] or 'unknown':<17} {command:<12} {motor['queuedRounds'] or 0:>6} "
+            f"{motor['heldCommands']:>4} {motor['totals']['failed']:>6}  {last:<11} {hold}"
         )
     _emit(args, body, "\n".join(lines))
     return EXIT_OK

@@ -17,14 +17,14 @@ from dataclasses import asdict
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.api.settings import FleetStatusSettings
 from cloud.control.reported import DEVICES_KEY
 from cloud.ledger.store import DeviceTotals, device_key, devices_key, held_key
 from cloud.realtime.live_state import done_key
-from cloud.settings_env import StrictSection
 from cloud.stream_backlog import group_backlog
 from cloud.worker.dlq import DLQ_STREAM
 from giftwheel.clock import Clock, SystemClock
@@ -35,20 +35,6 @@ from giftwheel.contracts.motor import EStopInput, MotorState
 # List of "<ms>:<entries added, all streams>" samples, newest first: what the ingest rate is
 # counted against.
 INGEST_SAMPLES_KEY = "giftwheel:status:ingest-samples"
-
-
-class FleetStatusSettings(StrictSection):
-    """How the fleet's status is read (the console's page and ``giftwheel ctl status``)."""
-
-    # A motor is offline once its last telemetry is older than this. The edge sends a heartbeat
-    # every heartbeat_interval_s (60 s by default) besides every change, so two missed heartbeats
-    # and a margin. Telemetry times are the Pi's clock, bounded by the server's.
-    offline_after_s: float = Field(default=150.0, gt=0)
-    # The ingest rate is counted over at least this long (between two reads of the status).
-    ingest_window_s: float = Field(default=10.0, gt=0)
-    # Samples of the entries-added count kept for that: reads more often than the window
-    # pushes older samples out.
-    ingest_samples: int = Field(default=64, ge=2, le=10_000)
 
 
 class _Wire(BaseModel):

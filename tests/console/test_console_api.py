@@ -3,6 +3,8 @@ lives, what a cross-site request gets, and that the audit stream holds every act
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import orjson
 from redis.asyncio import Redis
@@ -19,6 +21,7 @@ from tests.console.conftest import (
     audit,
     entries,
     log_in,
+    two_motors,
 )
 
 FOREIGN = "https://evil.example"
@@ -239,3 +242,34 @@ async def test_the_audit_holds_every_action_and_the_api_lists_it_newest_first(
     assert len(await audit(cloud)) == 4
     status = (await operator.get("status")).json()
     assert (status["motors"], status["allHeld"], status["backlog"], status["dlqSize"]) == ([], None, 1, 0)
+
+
+async def test_status_is_the_fleet_status_read_model(operator: Operator, cloud: Redis) -> None:
+    """Each motor's report, hold, held work, ledger totals and last done; the queue's backlog, lag and
+    rate; a motor silent for longer than the API's offline_after_s setting shows offline."""
+    fleet = await two_motors(cloud, time.time_ns() // 1_000_000)
+    first = (await operator.get("status")).json()
+    assert first["ingestPerS"] is None  # nothing to count against yet
+    sent = await operator.post("test-gift", {})
+    assert sent.status_code == 202
+    status = (await operator.get("status")).json()
+
+    one, two = status["motors"]
+    assert (one["device"], one["online"], one["state"], one["hold"], one["heldCommands"]) == (
+        "wheel-1",
+        True,
+        "idle",
+        None,
+        0,
+    )
+    assert one["lastDone"] == {"commandId": fleet.done_command, "atMs": fleet.done_at_ms}
+    totals = one["totals"]
+    assert (totals["accepted"], totals["done"], totals["failed"], totals["outstanding"]) == (6, 4, 2, 0)
+    assert (two["device"], two["online"], two["state"], two["heldCommands"]) == ("wheel-2", False, "held", 1)
+    assert (two["hold"]["by"], two["hold"]["reason"]) == ("ops", "jam")
+    assert (two["totals"]["accepted"], two["totals"]["held"]) == (5, 5)
+    # The test gift waits (no worker runs here): the backlog, the lag and the rate count it.
+    assert (status["backlog"], status["dlqSize"]) == (1, 0)
+    assert [s["stream"] for s in status["streams"]] == [EVENTS_STREAM]
+    assert status["workerLagMs"] == status["atMs"] - int(sent.json()["entryId"].split("-")[0])
+    assert status["ingestPerS"] == round(1 / status["ingestOverS"], 3)  # one gift since the first read

@@ -69,8 +69,9 @@ async def log_in(page: Page, user: str, password: str) -> None:
     await page.click("#login-form button[type=submit]")
 
 
-async def row_state(page: Page, device: str) -> str | None:
-    return await page.get_attribute(f'#motors tr[data-device="{device}"]', "data-state")
+def row(device: str) -> str:
+    """The JavaScript for a motor's row on the page."""
+    return f"document.querySelector('#motors tr[data-device=\"{device}\"]')"
 
 
 async def press(page: Page, device: str, action: str) -> None:
@@ -95,23 +96,19 @@ async def test_stop_hold_resume_from_the_page(page: Page, stack: LocalStack, clo
     before = await still(stack, MAIN)
     (turning,) = await send_gifts(stack, MAIN, [1500])
     await wait_until(lambda: stack.rounds_turned(motor(stack, MAIN)) > before + 50, 30, "the motor turning")
-    await until(page, f"document.querySelector('#motors tr[data-device=\"{MAIN}\"]') !== null")
+    await until(page, f"{row(MAIN)} !== null")
     await press(page, MAIN, "stop")
     halted = await still(stack, MAIN)
     assert before + 50 < halted < before + 1500
     [stopped] = await commands_of(ledger, [turning])
     assert stopped.state is CommandState.CANCELLED
-    await until(
-        page, f"document.querySelector('#motors tr[data-device=\"{MAIN}\"]').dataset.state === 'held'"
-    )
+    await until(page, f"{row(MAIN)}.dataset.state === 'held'")
 
     # Hold the other motor, send gifts: recorded held, nothing turns; resume: each turns exactly once.
     small_before = await still(stack, SMALL)
-    await until(page, f"document.querySelector('#motors tr[data-device=\"{SMALL}\"]') !== null", 30)
+    await until(page, f"{row(SMALL)} !== null", 30)
     await press(page, SMALL, "hold")
-    await until(
-        page, f"document.querySelector('#motors tr[data-device=\"{SMALL}\"]').dataset.state === 'held'"
-    )
+    await until(page, f"{row(SMALL)}.dataset.state === 'held'")
     gifts = await send_gifts(stack, SMALL, [2, 3, 4])
     held = await wait_states(ledger, gifts, CommandState.HELD, "the gifts recorded held")
     assert await still(stack, SMALL) == small_before
@@ -121,11 +118,20 @@ async def test_stop_hold_resume_from_the_page(page: Page, stack: LocalStack, clo
     assert await still(stack, SMALL) == small_before + 9
     await press(page, MAIN, "resume")
     assert await still(stack, MAIN) == halted  # the stopped command never turns again
-    await until(
-        page, f"document.querySelector('#motors tr[data-device=\"{SMALL}\"]').dataset.state !== 'held'"
-    )
+    await until(page, f"{row(SMALL)}.dataset.state !== 'held'")
     for device in (MAIN, SMALL):
         assert balanced(await ledger.device_totals(device)), device
+
+    # The fleet status on the page: each motor's ledger rounds (its name's title), its last done.
+    for device in (MAIN, SMALL):
+        t = await ledger.device_totals(device)
+        title = (
+            f"ledger rounds: {t.accepted} accepted, {t.done} done, {t.held} held, {t.cancelled} cancelled, "
+            f"{t.failed} failed, {t.outstanding} outstanding"
+        )
+        await until(page, f"{row(device)}.querySelector('td.name').title === '{title}'")
+    await until(page, f"{row(SMALL)}.querySelector('td.last').textContent.endsWith(' ago')")
+    await until(page, "document.getElementById('fig-lag').textContent === '0.0 s'")  # every gift handled
 
     # The audit, on the page too: who did what, and the result.
     await page.click("#test-form button[type=submit]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import orjson
@@ -13,7 +14,7 @@ from cloud.console.passwords import verify_password
 from devstack.api_process import ApiProcess
 from devstack.processes import giftwheel_argv
 from giftwheel.contracts import EVENT_FIELD, EVENTS_STREAM
-from tests.console.conftest import OPERATOR, PASSWORD, audit, entries
+from tests.console.conftest import OPERATOR, PASSWORD, audit, entries, two_motors
 
 
 def ctl(
@@ -94,3 +95,27 @@ async def test_ctl_fails_loudly(console_api: ApiProcess, cloud: Redis) -> None:
     nowhere = ctl(None, "status")
     assert nowhere.returncode == 1
     assert "no deployment: pass --url or set GIFTWHEEL_CTL_URL" in nowhere.stderr
+
+
+async def test_ctl_status_shows_each_motor_its_work_and_the_fleet(
+    console_api: ApiProcess, cloud: Redis
+) -> None:
+    await two_motors(cloud, time.time_ns() // 1_000_000)
+    shown = ctl(console_api, "status")
+    assert shown.returncode == 0, shown.stderr
+    figures, header, one, two = shown.stdout.splitlines()
+    assert figures == "backlog 0  worker lag 0.0 s  dead letters 0"  # no ingest rate on a first read
+    assert header.split() == [
+        "MOTOR",
+        "LINK",
+        "STATE",
+        "COMMAND",
+        "QUEUED",
+        "HELD",
+        "FAILED",
+        "LAST",
+        "DONE",
+        "HOLD",
+    ]
+    assert one.split() == ["wheel-1", "online", "idle", "-", "0", "0", "2", "2", "min", "ago", "-"]
+    assert two.split() == ["wheel-2", "OFFLINE", "held", "-", "0", "1", "0", "-", "ops:", "jam"]

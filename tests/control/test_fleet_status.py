@@ -7,9 +7,9 @@ import time
 
 from redis.asyncio import Redis
 
-from cloud.api.settings import RealtimeSettings
+from cloud.api.settings import FleetStatusSettings, RealtimeSettings
 from cloud.control.holds import Holds
-from cloud.control.status import FleetStatusReader, FleetStatusSettings
+from cloud.control.status import FleetStatusReader
 from cloud.ledger.store import Ledger
 from cloud.realtime.live_state import LiveState
 from cloud.worker.dlq import DeadLetters

@@ -102,9 +102,14 @@ function motorRow(motor) {
   const queued = [`${motor.queuedRounds ?? 0} rounds at the edge`];
   if (motor.heldCommands) queued.push(`${motor.heldCommands} commands held`);
   const hold = el("td", "hold", motor.hold ? `${motor.hold.by}${motor.hold.reason ? `: ${motor.hold.reason}` : ""}` : "—");
-  const failures = motor.totals?.failed ? el("span", "badge danger", `${motor.totals.failed} failed`) : null;
+  const t = motor.totals;
   const name = el("td", "name", motor.device);
-  if (failures) name.append(failures);
+  name.title =
+    `ledger rounds: ${t.accepted} accepted, ${t.done} done, ${t.held} held, ${t.cancelled} cancelled, ` +
+    `${t.failed} failed, ${t.outstanding} outstanding`;
+  if (t.failed) name.append(el("span", "badge danger", `${t.failed} failed`));
+  const last = el("td", "last", motor.lastDone ? ago(motor.lastDone.atMs) : "—");
+  if (motor.lastDone) last.title = motor.lastDone.commandId;
   const actions = el("td");
   actions.append(actionButtons(motor.device, Boolean(motor.hold)));
   row.append(
@@ -114,7 +119,7 @@ function motorRow(motor) {
     progress,
     el("td", "queued", queued.join(", ")),
     hold,
-    el("td", "last", motor.lastDone ? ago(motor.lastDone.atMs) : "—"),
+    last,
     actions,
   );
   return row;
@@ -134,11 +139,12 @@ async function refreshStatus() {
   $("fig-backlog").textContent = String(s.backlog);
   $("fig-dlq").textContent = String(s.dlqSize);
   $("fig-online").textContent = `${s.motors.filter((m) => m.online).length} / ${s.motors.length}`;
-  if (typeof s.ingestPerS === "number") {
+  // null on the first read (nothing to count against yet): the realtime feed's count stands in.
+  if (s.ingestPerS !== null) {
     $("fig-rate").dataset.fromStatus = "true";
     $("fig-rate").textContent = (s.ingestPerS * 60).toFixed(0);
   }
-  $("fig-lag").textContent = typeof s.workerLagMs === "number" ? `${(s.workerLagMs / 1000).toFixed(1)} s` : "–";
+  $("fig-lag").textContent = `${(s.workerLagMs / 1000).toFixed(1)} s`;
   document.querySelector(".all-actions").dataset.held = String(Boolean(s.allHeld));
 }
 
