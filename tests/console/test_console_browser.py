@@ -7,7 +7,7 @@ send gifts, resume, every gift turned exactly once, the ledger balances, the aud
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from playwright.async_api import Browser, Page
 from redis.asyncio import Redis
 
 from cloud.ledger import CommandState, Ledger
-from devstack.stack import LocalStack, StackOptions
+from devstack.stack import LocalStack
 from giftwheel.contracts import EVENTS_STREAM
 from tests.control.test_control_e2e import (
     MAIN,
@@ -27,23 +27,12 @@ from tests.control.test_control_e2e import (
     still,
     wait_states,
 )
+from tests.local_stack import cloud, stack, stack_options
 from tests.overlay.conftest import LANDSCAPE, save_screenshot, until
 from tests.waiting import wait_until
 
+__all__ = ["cloud", "stack", "stack_options"]  # the module's local stack and its cloud Redis
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack(tmp_path_factory.mktemp("console"), StackOptions(workers=1)) as running:
-        yield running
-
-
-@pytest.fixture
-async def cloud(stack: LocalStack) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(stack.cloud_redis.url, decode_responses=True)
-    yield redis
-    await redis.aclose()
 
 
 @pytest.fixture

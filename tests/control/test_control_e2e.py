@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from redis.asyncio import Redis
 from cloud.control.client import ControlClient
 from cloud.ledger import Command, CommandState, DeviceTotals, Ledger
 from devstack.edge_process import SimMotor
-from devstack.stack import LocalStack, StackOptions
+from devstack.stack import LocalStack
 from giftwheel.contracts import EVENTS_STREAM
 from giftwheel.contracts.control import (
     ALL_MOTORS,
@@ -29,25 +28,14 @@ from giftwheel.contracts.control import (
     new_request_id,
 )
 from tests.ingest.conftest import gift
+from tests.local_stack import cloud, stack, stack_options
 from tests.waiting import wait_until
 
+__all__ = ["cloud", "stack", "stack_options"]  # the module's local stack and its cloud Redis
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 MAIN, SMALL = "motor_01", "motor_02"  # demo rules: roses turn motor_02, any other gift motor_01
 _ids = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack(tmp_path_factory.mktemp("control"), StackOptions(workers=1)) as running:
-        yield running
-
-
-@pytest.fixture
-async def cloud(stack: LocalStack) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(stack.cloud_redis.url, decode_responses=True)
-    yield redis
-    await redis.aclose()
 
 
 def motor(stack: LocalStack, name: str) -> SimMotor:

@@ -12,7 +12,6 @@ the ledger balances with nothing held or outstanding.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
 import pytest
@@ -35,8 +34,10 @@ from tests.control.test_control_e2e import (
     still,
     wait_states,
 )
+from tests.local_stack import cloud, stack
 from tests.waiting import wait_until
 
+__all__ = ["cloud", "stack"]  # the module's local stack and its cloud Redis
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 TB_OUTAGE_S = 20  # the figure
@@ -52,18 +53,9 @@ RECONCILE_ENV = {
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def stack_options() -> StackOptions:
     options = StackOptions(workers=1)
-    options = replace(options, worker_env={**options.worker_env, **RECONCILE_ENV})
-    with LocalStack(tmp_path_factory.mktemp("control-chaos"), options) as running:
-        yield running
-
-
-@pytest.fixture
-async def cloud(stack: LocalStack) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(stack.cloud_redis.url, decode_responses=True)
-    yield redis
-    await redis.aclose()
+    return replace(options, worker_env={**options.worker_env, **RECONCILE_ENV})
 
 
 async def edge_rounds(stack: LocalStack, name: str) -> int:
