@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.redis_text import as_text
 from cloud.stream_backlog import stream_backlog
 from giftwheel.contracts import EVENTS_STREAM, WORKER_GROUP, event_stream
 from giftwheel.contracts.streams import MAX_STREAM_SHARDS
@@ -55,15 +56,11 @@ _WHERE = {
 }
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def record_of(reply: list[object] | dict[object, object]) -> dict[str, str]:
     pairs = (
         list(reply.items()) if isinstance(reply, dict) else list(zip(reply[::2], reply[1::2], strict=True))
     )
-    return {_text(k): _text(v) for k, v in pairs}
+    return {as_text(k): as_text(v) for k, v in pairs}
 
 
 class Agreement:

@@ -7,6 +7,7 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import ResponseError
 
+from cloud.redis_text import as_text
 from giftwheel.contracts import WORKER_GROUP
 
 
@@ -20,7 +21,7 @@ async def stream_backlog(redis: Redis | RedisCluster, stream: str) -> int:
         raise
     for group in groups:
         name = group["name"]
-        if (name.decode() if isinstance(name, bytes) else name) != WORKER_GROUP:
+        if as_text(name) != WORKER_GROUP:
             continue
         if group.get("lag") is None:
             return group_backlog(group, await redis.xlen(stream))

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.redis_text import as_text
 from giftwheel.contracts.control import AUDIT_STREAM
 
 
@@ -23,10 +24,6 @@ class AuditEntry(BaseModel):
     # Where from (the client's address) and what exactly: the target, the reason, the outcome.
     client: str = ""
     detail: dict[str, Any] = {}
-
-
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class AuditLog:
@@ -50,7 +47,7 @@ class AuditLog:
             maxlen=self._max_entries,
             approximate=True,
         )
-        return _s(entry_id)
+        return as_text(entry_id)
 
     async def newest(self, count: int) -> list[AuditEntry]:
         """The newest ``count`` entries, newest first."""
@@ -59,10 +56,10 @@ class AuditLog:
         for entry_id, raw in rows or []:
             if raw is None:  # an entry trimmed while being read
                 continue
-            f = {_s(k): _s(v) for k, v in raw.items()}
+            f = {as_text(k): as_text(v) for k, v in raw.items()}
             entries.append(
                 AuditEntry(
-                    id=_s(entry_id),
+                    id=as_text(entry_id),
                     at_ms=int(f.get("atMs", "0")),
                     who=f.get("who", ""),
                     action=f.get("action", ""),

@@ -6,6 +6,7 @@ import time
 
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.redis_text import as_text
 from giftwheel.contracts.control import (
     CONTROL_FIELD,
     CONTROL_STREAM,
@@ -42,7 +43,7 @@ class ControlClient:
     async def enqueue(self, request: ControlRequest) -> str:
         """Queue the request; its stream entry id. A request queued twice is carried out once."""
         entry_id = await self._redis.xadd(CONTROL_STREAM, {CONTROL_FIELD: request.to_json()})
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return as_text(entry_id)
 
     async def wait(self, request_id: str, timeout_s: float) -> ControlOutcome:
         """The request's outcome once a worker reports it; ControlNotConfirmed after timeout_s."""

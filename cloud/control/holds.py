@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import orjson
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.redis_text import as_text
 from giftwheel.contracts.control import ALL_MOTORS, HOLDS_KEY, HoldRecord
 from giftwheel.lua import lua_source
 
@@ -35,7 +36,7 @@ class Holds:
     async def read(self) -> HeldMotors:
         raw = await self._redis.hgetall(HOLDS_KEY)
         return HeldMotors(
-            {_s(device): HoldRecord.model_validate_json(record) for device, record in raw.items()}
+            {as_text(device): HoldRecord.model_validate_json(record) for device, record in raw.items()}
         )
 
     async def place(self, device: str, record: HoldRecord) -> None:
@@ -51,7 +52,3 @@ class Holds:
         await self._lift(
             keys=[HOLDS_KEY], args=[device, orjson.dumps(sorted(known)), orjson.dumps(sorted(keep))]
         )
-
-
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -8,10 +8,12 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.redis_text import as_text
+
 # Hash: device -> its state JSON (the Telemetry keys it last reported, and their ts).
 DEVICES_KEY = "giftwheel:rt:devices"
 
 
 async def reported_states(redis: Redis | RedisCluster) -> dict[str, dict[str, Any]]:
     raw = await redis.hgetall(DEVICES_KEY)
-    return {(k.decode() if isinstance(k, bytes) else str(k)): orjson.loads(v) for k, v in raw.items()}
+    return {as_text(k): orjson.loads(v) for k, v in raw.items()}

@@ -25,6 +25,7 @@ from cloud.api.settings import FleetStatusSettings
 from cloud.control.reported import DEVICES_KEY
 from cloud.ledger.store import DeviceTotals, device_key, devices_key, held_key
 from cloud.realtime.live_state import done_key
+from cloud.redis_text import as_text
 from cloud.stream_backlog import group_backlog
 from cloud.worker.dlq import DLQ_STREAM
 from giftwheel.clock import Clock, SystemClock
@@ -111,12 +112,8 @@ class FleetStatus(_Wire):
     streams: list[StreamStatus]
 
 
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _entry_ms(entry_id: object) -> int:
-    return int(_s(entry_id).split("-", 1)[0])
+    return int(as_text(entry_id).split("-", 1)[0])
 
 
 class FleetStatusReader:
@@ -147,12 +144,12 @@ class FleetStatusReader:
                 pipe.xpending(stream, WORKER_GROUP)
             first = await pipe.execute(raise_on_error=False)
         live_raw, holds_raw, dlq_size, samples = (_raise(reply) for reply in first[:4])
-        live = {_s(k): orjson.loads(v) for k, v in live_raw.items()}
-        holds = {_s(k): HoldRecord.model_validate_json(v) for k, v in holds_raw.items()}
+        live = {as_text(k): orjson.loads(v) for k, v in live_raw.items()}
+        holds = {as_text(k): HoldRecord.model_validate_json(v) for k, v in holds_raw.items()}
         per_stream = [first[4 + 4 * i : 8 + 4 * i] for i in range(len(self._streams))]
         known: set[str] = set(live) | {d for d in holds if d != ALL_MOTORS}
         for members, *_ in per_stream:
-            known.update(_s(m) for m in _ok(members, set()))
+            known.update(as_text(m) for m in _ok(members, set()))
         devices = sorted(known)
 
         shards = [
@@ -213,7 +210,7 @@ class FleetStatusReader:
         totals = DeviceTotals()
         held = 0
         for raw, count in zip(rows[0:-1:2], rows[1:-1:2], strict=True):
-            totals = totals + DeviceTotals(**{_s(k): int(v) for k, v in raw.items()})
+            totals = totals + DeviceTotals(**{as_text(k): int(v) for k, v in raw.items()})
             held += int(count)
         done = orjson.loads(rows[-1]) if rows[-1] else None
         seen = live.get("ts")
@@ -246,7 +243,7 @@ class FleetStatusReader:
         if added is None:
             return None, None
         window_ms = self._settings.ingest_window_s * 1000
-        parsed = [tuple(int(x) for x in _s(s).split(":", 1)) for s in samples]
+        parsed = [tuple(int(x) for x in as_text(s).split(":", 1)) for s in samples]
         earlier = [(ms, n) for ms, n in parsed if ms < now_ms]
         if not earlier:
             return None, None
@@ -285,7 +282,7 @@ class _Shard:
             return cls(stream, 0, 0, "0-0", False, None)
         length = int(info.get("length"))
         added = info.get("entries-added")
-        group = next((g for g in _ok(groups, []) if _s(g.get("name")) == WORKER_GROUP), None)
+        group = next((g for g in _ok(groups, []) if as_text(g.get("name")) == WORKER_GROUP), None)
         if group is None:
             return cls(stream, length, None if added is None else int(added), "0-0", length > 0, None)
         lag = group.get("lag")
@@ -299,7 +296,7 @@ class _Shard:
             stream,
             backlog,
             None if added is None else int(added),
-            _s(group.get("last-delivered-id")),
+            as_text(group.get("last-delivered-id")),
             undelivered,
             oldest,
         )

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from cloud.agreement import Agreement, SettingsDisagree
 from cloud.ingest.errors import QueueMisconfigured, QueueUnavailable
 from cloud.pipelined_redis import PipelinedRedis
+from cloud.redis_text import as_text
 from cloud.stream_backlog import stream_backlog
 from giftwheel.contracts import (
     DEDUPE_MARK,
@@ -125,7 +126,7 @@ class GiftQueue:
             raise QueueUnavailable(str(exc) or type(exc).__name__) from exc
         for indexes, replies in zip(by_shard.values(), shard_replies, strict=True):
             for index, reply in zip(indexes, replies, strict=True):
-                text = reply.decode() if isinstance(reply, bytes) else str(reply)
+                text = as_text(reply)
                 duplicate = text.startswith(DEDUPE_MARK)
                 results[index] = Appended(events[index].event_id, text.removeprefix(DEDUPE_MARK), duplicate)
         return [result for result in results if result is not None]

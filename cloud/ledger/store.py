@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.redis_text import as_text
 from giftwheel.clock import Clock, SystemClock
 from giftwheel.contracts.motor import command_id_for
 from giftwheel.lua import lua_source
@@ -108,7 +109,7 @@ class Command:
 
     @classmethod
     def from_hash(cls, stream: str, command_id: str, raw: dict[Any, Any]) -> Command:
-        text = {_s(k): _s(v) for k, v in raw.items()}
+        text = {as_text(k): as_text(v) for k, v in raw.items()}
         return cls(
             command_id=command_id,
             stream=stream,
@@ -174,10 +175,6 @@ class Assignment:
     skipped: dict[str, str]
 
 
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class Ledger:
     def __init__(
         self,
@@ -202,7 +199,7 @@ class Ledger:
         if not event_ids:
             return {}
         values = await self._redis.mget([assign_key(stream, e) for e in event_ids])
-        return {e: _s(v) for e, v in zip(event_ids, values, strict=True) if v is not None}
+        return {e: as_text(v) for e, v in zip(event_ids, values, strict=True) if v is not None}
 
     async def skip(self, stream: str, reasons: dict[str, str]) -> None:
         """Record that these events turn nothing (rate limit, cooldown); a first decision stands."""
@@ -260,7 +257,7 @@ class Ledger:
                 orjson.dumps(event_ids),
                 "1" if held else "0",
             ]
-            reply = [_s(part) for part in await self._assign(keys=keys, args=args)]
+            reply = [as_text(part) for part in await self._assign(keys=keys, args=args)]
             if reply[0] == "created":
                 state = CommandState(reply[1])
                 fresh = Command(
@@ -323,7 +320,7 @@ class Ledger:
     async def due(self, stream: str, *, at_ms: int, limit: int = 500) -> list[str]:
         """Open commands whose deadline has passed (unanswered, unconfirmed, or never published)."""
         ids = await self._redis.zrangebyscore(open_key(stream), "-inf", at_ms, start=0, num=limit)
-        return [_s(i) for i in ids]
+        return [as_text(i) for i in ids]
 
     async def device_totals(self, device: str) -> DeviceTotals:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -332,7 +329,7 @@ class Ledger:
             raws = await pipe.execute()
         total = DeviceTotals()
         for raw in raws:
-            total = total + DeviceTotals(**{_s(k): int(v) for k, v in raw.items()})
+            total = total + DeviceTotals(**{as_text(k): int(v) for k, v in raw.items()})
         return total
 
     async def add_devices(self, devices: Iterable[str]) -> None:
@@ -353,7 +350,7 @@ class Ledger:
     async def devices(self) -> set[str]:
         names: set[str] = set()
         for stream in self.streams:
-            names.update(_s(n) for n in await self._redis.smembers(devices_key(stream)))
+            names.update(as_text(n) for n in await self._redis.smembers(devices_key(stream)))
         return names
 
     # -- state changes ---------------------------------------------------------------------------
@@ -401,7 +398,8 @@ class Ledger:
         ]
         reply = await self._transition(keys=keys, args=args)
         return [
-            Moved(CommandState(_s(state)) if _s(state) else None, int(moved) == 1) for state, moved in reply
+            Moved(CommandState(as_text(state)) if as_text(state) else None, int(moved) == 1)
+            for state, moved in reply
         ]
 
     async def _move(
@@ -587,7 +585,7 @@ class Ledger:
 
     async def held_devices(self, stream: str) -> set[str]:
         """Devices with held commands in this shard."""
-        return {_s(d) for d in await self._redis.smembers(held_devices_key(stream))}
+        return {as_text(d) for d in await self._redis.smembers(held_devices_key(stream))}
 
     async def held_count(self, device: str) -> int:
         """The device's held commands, all shards."""
@@ -606,7 +604,7 @@ class Ledger:
     ) -> int:
         moved = 0
         for stream in self.streams:
-            ids = [_s(i) for i in await self._redis.smembers(held_key(stream, device))]
+            ids = [as_text(i) for i in await self._redis.smembers(held_key(stream, device))]
             if ids:
                 results = await self._transition_many(
                     stream,
@@ -660,7 +658,7 @@ class Ledger:
         One the edge finished meanwhile still becomes done with its report (that is what turned)."""
         moved = 0
         for stream in self.streams:
-            ids = [_s(i) for i in await self._redis.zrange(open_key(stream), 0, -1)]
+            ids = [as_text(i) for i in await self._redis.zrange(open_key(stream), 0, -1)]
             mine = [
                 c.command_id for c in await self.get_many(stream, ids) if c is not None and c.device == device
             ]

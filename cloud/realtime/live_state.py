@@ -17,6 +17,7 @@ from redis.asyncio import Redis, RedisCluster
 from cloud.api.settings import RealtimeSettings
 from cloud.control.reported import DEVICES_KEY as DEVICES_KEY
 from cloud.realtime.hub import Viewer
+from cloud.redis_text import as_text
 from giftwheel.lua import lua_source
 
 _MERGE = lua_source("cloud.realtime", "merge.lua")
@@ -109,7 +110,7 @@ class LiveState:
             raw = await self._redis.hmget(DEVICES_KEY, list(viewer.devices))
             found = dict(zip(viewer.devices, raw, strict=True))
         else:
-            found = {_text(k): v for k, v in (await self._redis.hgetall(DEVICES_KEY)).items()}
+            found = {as_text(k): v for k, v in (await self._redis.hgetall(DEVICES_KEY)).items()}
         devices = [{"device": name, **orjson.loads(value)} for name, value in found.items() if value]
         keys = [gifts_key(c) for c in viewer.channels] or [gifts_key(None)]
         gifts: list[dict[str, Any]] = []
@@ -127,7 +128,3 @@ class LiveState:
             "gifts": gifts[: self._settings.recent_gifts],
             "done": done,
         }
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -29,6 +29,7 @@ import structlog
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
+from cloud.redis_text import as_text
 from cloud.worker.dlq import DeadLetters
 from cloud.worker.metrics import WorkerMetrics
 from giftwheel.clock import Clock, SystemClock
@@ -75,17 +76,13 @@ class ConsumerConfig:
 _FORGET_IDLE_CONSUMERS = lua_source("cloud.worker", "forget_idle_consumers.lua")
 
 
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _entries(rows: list[Any], deliveries: dict[str, int] | None = None) -> list[Entry]:
     out = []
     for entry_id, raw in rows:
         if raw is None:  # deleted from the stream while pending: nothing left to handle
             continue
-        eid = _s(entry_id)
-        fields = {_s(k): _s(v) for k, v in raw.items()}
+        eid = as_text(entry_id)
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
         out.append(Entry(eid, fields, (deliveries or {}).get(eid, 1)))
     return out
 
@@ -222,7 +219,7 @@ class ShardConsumer:
     async def _take_over(self) -> bool:
         """Handle entries other consumers left pending; True while some remain for this round."""
         pending = await self._redis.xpending(self.stream, WORKER_GROUP)
-        consumers = {_s(c["name"]): int(c["pending"]) for c in pending.get("consumers") or []}
+        consumers = {as_text(c["name"]): int(c["pending"]) for c in pending.get("consumers") or []}
         if not any(count for name, count in consumers.items() if name != self._consumer):
             return False
         start = "0-0"
@@ -236,10 +233,10 @@ class ShardConsumer:
                 start_id=start,
                 count=self._config.batch_max_entries,
             )
-            start, rows = _s(reply[0]), reply[1]
+            start, rows = as_text(reply[0]), reply[1]
             if rows:
                 claimed_any = True
-                ids = [_s(r[0]) for r in rows]
+                ids = [as_text(r[0]) for r in rows]
                 counts = await self._delivery_counts(ids)
                 entries = _entries(rows, counts)
                 log.info("entries_reclaimed", stream=self.stream, entries=len(entries))
@@ -261,7 +258,7 @@ class ShardConsumer:
             count=len(ids) + self._config.batch_max_entries,
             consumername=self._consumer,
         )
-        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
+        return {as_text(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
     async def _process(self, entries: list[Entry]) -> None:
         if not entries:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
+from cloud.redis_text import as_text
 from cloud.worker.control_executor import ControlExecutor
 from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.settings import ControlSettings
@@ -114,7 +115,7 @@ class ControlConsumer:
 
     async def _process(self, entries: list[Any]) -> None:
         for entry_id, fields in entries:
-            await self._handle(_s(entry_id), {_s(k): _s(v) for k, v in (fields or {}).items()})
+            await self._handle(as_text(entry_id), {as_text(k): as_text(v) for k, v in (fields or {}).items()})
             await self._redis.xack(CONTROL_STREAM, CONTROL_GROUP, entry_id)
 
     async def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
@@ -135,7 +136,3 @@ class ControlConsumer:
         await self._redis.set(done_key(request.request_id), outcome, ex=ttl_s)
         await self._redis.lpush(result_key, outcome)
         await self._redis.expire(result_key, ttl_s)
-
-
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.redis_text import as_text
 from giftwheel.contracts import EVENT_FIELD
 
 DLQ_STREAM = "giftwheel:dlq"
@@ -25,10 +26,6 @@ class DeadLetter:
     deliveries: int
     event: str
     dead_at_ms: int
-
-
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class DeadLetters:
@@ -47,7 +44,7 @@ class DeadLetters:
             "event": fields.get(EVENT_FIELD, ""),
             "deadAt": str(time.time_ns() // 1_000_000),
         }
-        return _s(await self._redis.xadd(self.stream, record))  # type: ignore[arg-type]
+        return as_text(await self._redis.xadd(self.stream, record))  # type: ignore[arg-type]
 
     async def size(self) -> int:
         return int(await self._redis.xlen(self.stream))
@@ -59,10 +56,10 @@ class DeadLetters:
         for dlq_id, raw in rows or []:
             if raw is None:
                 continue
-            f = {_s(k): _s(v) for k, v in raw.items()}
+            f = {as_text(k): as_text(v) for k, v in raw.items()}
             letters.append(
                 DeadLetter(
-                    dlq_id=_s(dlq_id),
+                    dlq_id=as_text(dlq_id),
                     stream=f.get("stream", ""),
                     entry_id=f.get("entryId", ""),
                     reason=f.get("reason", ""),
@@ -84,8 +81,8 @@ class DeadLetters:
             rows = await self._redis.xrange(self.stream, min=dlq_id, max=dlq_id)
             if not rows or rows[0][1] is None:
                 continue
-            fields = {_s(k): _s(v) for k, v in rows[0][1].items()}
+            fields = {as_text(k): as_text(v) for k, v in rows[0][1].items()}
             new_id = await self._redis.xadd(fields["stream"], {EVENT_FIELD: fields["event"]})
             await self._redis.xdel(self.stream, dlq_id)
-            replayed.append((dlq_id, _s(new_id)))
+            replayed.append((dlq_id, as_text(new_id)))
         return replayed

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from cloud.control.holds import HeldMotors, Holds
 from cloud.control.reported import reported_states
+from cloud.redis_text import as_text
 from cloud.worker.dispatcher import Dispatcher, DispatchUnavailable
 from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.settings import ReconcileSettings
@@ -163,9 +164,5 @@ class EdgeReconciler:
         return bool(await self._redis.set(LEASE_KEY, self._worker_id, nx=True, px=ttl_ms))
 
     async def _release(self) -> None:
-        if _s(await self._redis.get(LEASE_KEY) or "") == self._worker_id:
+        if as_text(await self._redis.get(LEASE_KEY) or "") == self._worker_id:
             await self._redis.delete(LEASE_KEY)
-
-
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

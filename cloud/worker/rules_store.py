@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
 
+from cloud.redis_text import as_text
 from cloud.worker.rules import Rules, parse_rules_yaml
 
 RULES_DOC_KEY = "giftwheel:rules"
@@ -26,10 +27,6 @@ class RulesDocument:
     version: int
 
 
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class RulesStore:
     def __init__(self, redis: Redis | RedisCluster) -> None:
         self._redis = redis
@@ -38,7 +35,7 @@ class RulesStore:
         raw = await self._redis.hgetall(RULES_DOC_KEY)
         if not raw:
             return None
-        f = {_s(k): _s(v) for k, v in raw.items()}
+        f = {as_text(k): as_text(v) for k, v in raw.items()}
         return RulesDocument(
             yaml=f["yaml"], by=f.get("by", ""), at_ms=int(f.get("atMs", "0")), version=int(f["version"])
         )

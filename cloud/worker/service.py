@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from cloud.agreement import Agreed, Agreement
 from cloud.control.holds import Holds
 from cloud.ledger import Ledger
+from cloud.redis_text import as_text
 from cloud.worker.commands import CommandSender
 from cloud.worker.consumer import ConsumerConfig, ShardConsumer
 from cloud.worker.control_consumer import ControlConsumer
@@ -242,7 +243,7 @@ class Worker:
         for stream in self._consumers:
             for group in await self._redis.xinfo_groups(stream):
                 name = group["name"]
-                if (name.decode() if isinstance(name, bytes) else name) == WORKER_GROUP:
+                if as_text(name) == WORKER_GROUP:
                     lag = group.get("lag")
                     self.metrics.lag.labels(stream).set(int(lag or 0) + int(group.get("pending", 0)))
         self.metrics.dlq_size.set(await self.dead_letters.size())

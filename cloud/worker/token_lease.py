@@ -22,6 +22,7 @@ import structlog
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
+from cloud.redis_text import as_text
 from cloud.worker.leases import RELEASE_IF_OWNER
 from cloud.worker.settings import MqttSettings
 from giftwheel.clock import Clock, SystemClock
@@ -103,7 +104,7 @@ class DispatcherToken:
                 break
             await asyncio.sleep(retry_s)
         holders = [await self._redis.get(token_lease_key(t)) for t in ranked]
-        held_by = sorted({h.decode() if isinstance(h, bytes) else str(h) for h in holders if h is not None})
+        held_by = sorted({as_text(h) for h in holders if h is not None})
         if len(tokens) == 1:
             problem = (
                 f"the dispatcher access token ({token_fingerprint(tokens[0])}) is in use by worker "
@@ -137,7 +138,7 @@ class DispatcherToken:
             if not kept:
                 holder = await self._redis.get(token_lease_key(token))
                 raise TokenLost(
-                    f"worker {holder.decode() if isinstance(holder, bytes) else holder} now holds this "
+                    f"worker {as_text(holder)} now holds this "
                     f"worker's dispatcher access token ({token_fingerprint(token)}); stopping instead "
                     "of knocking its ThingsBoard session off"
                 )
