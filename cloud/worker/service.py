@@ -115,6 +115,7 @@ class Worker:
             self._settings.control,
             self.metrics,
             consumer=self.worker_id,
+            clock=self.clock,
         )
         self.reconciler = EdgeReconciler(
             redis,

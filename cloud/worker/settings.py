@@ -78,6 +78,12 @@ class ControlSettings(StrictSection):
     # The outcome waits this long for the API to take it; a request delivered again within it is
     # acknowledged without being carried out twice.
     result_ttl_s: int = Field(default=3_600, ge=60)
+    # A request carried out (acknowledged) stays in the control stream this long, then goes, to
+    # keep the stream from growing for ever; one not acknowledged (pending, or not read yet) stays
+    # whatever its age (cloud/stream_trim.py). Every action is in the audit stream besides.
+    retention_s: float = Field(default=86_400, ge=0)
+    # How often each worker trims it.
+    trim_interval_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _claim_after_a_stop(self) -> Self:

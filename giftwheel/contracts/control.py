@@ -108,8 +108,10 @@ class MotorOutcome(_Wire):
 
 class ControlOutcome(_Wire):
     request_id: RequestId
-    action: ControlAction
-    device: Target
+    # None only in the refusal of a request a worker could not read (an action or device it does
+    # not know, a field missing): it answers what it could read, the request id.
+    action: ControlAction | None
+    device: Target | None
     ok: bool  # every motor ok (True for a request that found no motor to act on)
     motors: list[MotorOutcome] = []
     done_at_ms: int = Field(ge=0)

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from cloud.control.client import ControlClient
@@ -198,3 +199,33 @@ async def test_names_dead_workers_left_in_the_control_group_are_forgotten(
 
     async with worker_running(settings, RULES):
         await wait_until(forgotten, what="the idle name dropped")
+
+
+async def test_an_invalid_request_is_refused_to_its_caller_and_acked_requests_are_trimmed(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, sink: RpcSink
+) -> None:
+    # An action this worker does not know (an API newer than it), and an entry no one can answer.
+    request_id = new_request_id()
+    unknown = {"requestId": request_id, "action": "explode", "device": "motor_01", "by": "t", "atMs": 1}
+    await redis.xadd(CONTROL_STREAM, {CONTROL_FIELD: "not json"})
+    await redis.xadd(CONTROL_STREAM, {CONTROL_FIELD: orjson.dumps(unknown).decode()})
+    # Every acknowledged request is trimmed at once (retention 0).
+    control = {**CONTROL, "retention_s": 0, "trim_interval_s": 0.05}
+    settings = worker_settings(redis_server.url, emulator.mqtt_port, control=control)
+    client = ControlClient(redis)
+    async with worker_running(settings, RULES):
+        # Answered: without the refusal this waits out its timeout and raises ControlNotConfirmed.
+        refusal = await client.wait(request_id, timeout_s=10)
+        assert (refusal.ok, refusal.action, refusal.device, refusal.motors) == (False, None, None, [])
+        assert refusal.refused is not None
+        assert refusal.refused.startswith("invalid control request, not carried out: action: Input should be")
+        assert sink.arrivals == []
+        # The worker goes on with the next request.
+        held = await client.submit(request(ControlAction.HOLD, "motor_01"), timeout_s=10)
+        assert held.ok, held
+        await wait_until(lambda: all_acked(redis), what="every entry acked")
+
+        async def trimmed() -> bool:
+            return await redis.xlen(CONTROL_STREAM) == 0
+
+        await wait_until(trimmed, what="the acknowledged requests trimmed")
