@@ -52,12 +52,22 @@ def percentile(samples: list[float], q: int) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] if len(samples) > 1 else samples[0]
 
 
-def run_wrk(
-    url: str, duration_s: int, connections: int, key: str, run_id: str
-) -> tuple[float, float, float, int]:
+@dataclass(frozen=True)
+class Load:
+    """How hard the load generators push: wrk for single posts, Python clients for batch and WebSocket.
+    The defaults suit this 2-core box; a box with more cores needs more of each to load 8 API processes."""
+
+    wrk_threads: int
+    connections: int
+    batch_clients: int
+    ws_connections: int
+
+
+def run_wrk(url: str, duration_s: int, load: Load, key: str, run_id: str) -> tuple[float, float, float, int]:
     env = {**os.environ, "GIFTWHEEL_BENCH_KEY": key, "GIFTWHEEL_BENCH_RUN": run_id}
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "-s", str(WRK_SCRIPT), f"{url}/v1/events"],
+        ["wrk", f"-t{load.wrk_threads}", f"-c{load.connections}", f"-d{duration_s}s",
+         "-s", str(WRK_SCRIPT), f"{url}/v1/events"],
         capture_output=True, text=True, env=env, check=True,
     ).stdout  # fmt: skip
     found = re.search(
@@ -177,7 +187,7 @@ def median_row(runs: list[Row]) -> Row:
     return sorted(runs, key=lambda r: r.events_per_s)[len(runs) // 2]
 
 
-def bench(duration_s: int, worker_counts: list[int], connections: int, repeat: int) -> list[Row]:
+def bench(duration_s: int, worker_counts: list[int], load: Load, repeat: int) -> list[Row]:
     rows: list[Row] = []
     with RedisServer(appendonly=True) as redis_server:
         redis = Redis.from_url(redis_server.url)
@@ -192,17 +202,17 @@ def bench(duration_s: int, worker_counts: list[int], connections: int, repeat: i
             single_runs: list[Row] = []
             for attempt in range(repeat):  # bare and ingest alternate, so drift hits both alike
                 with bare_server(workers) as url:
-                    run_wrk(url, 2, connections, "", "warmup")
-                    rate, p50, p99, fails = run_wrk(url, duration_s, connections, "", "bare")
+                    run_wrk(url, 2, load, "", "warmup")
+                    rate, p50, p99, fails = run_wrk(url, duration_s, load, "", "bare")
                     bare_runs.append(
                         Row("bare validating endpoint", workers, rate, p50, p99, fails, "request")
                     )
                 with ApiProcess(env, workers=workers) as api:
                     time.sleep(0.5 * workers)
-                    run_wrk(api.url, 2, connections, KEY, f"warm{workers}-{attempt}")
+                    run_wrk(api.url, 2, load, KEY, f"warm{workers}-{attempt}")
                     redis.flushall()
                     rate, p50, p99, fails = run_wrk(
-                        api.url, duration_s, connections, KEY, f"single{workers}-{attempt}"
+                        api.url, duration_s, load, KEY, f"single{workers}-{attempt}"
                     )
                     stored = redis.xlen("giftwheel:events")
                     single_runs.append(Row("POST /v1/events", workers, rate, p50, p99, fails, "request"))
@@ -212,12 +222,14 @@ def bench(duration_s: int, worker_counts: list[int], connections: int, repeat: i
                         continue
                     rows += [median_row(bare_runs), median_row(single_runs)]
                     rate, lat, fails = asyncio.run(
-                        batch_load(api.url, duration_s, 8, 1000, f"batch{workers}")
+                        batch_load(api.url, duration_s, load.batch_clients, 1000, f"batch{workers}")
                     )
                     rows.append(Row("POST /v1/events/batch (1000/req)", workers, rate, percentile(lat, 50),
                                     percentile(lat, 99), fails, "request of 1000"))  # fmt: skip
                     redis.flushall()
-                    rate, lat, fails = asyncio.run(ws_load(api.url, duration_s, 4, 500, 4, f"ws{workers}"))
+                    rate, lat, fails = asyncio.run(
+                        ws_load(api.url, duration_s, load.ws_connections, 500, 4, f"ws{workers}")
+                    )
                     rows.append(Row("WebSocket /v1/ingest (500/frame)", workers, rate, percentile(lat, 50),
                                     percentile(lat, 99), fails, "frame of 500"))  # fmt: skip
                     redis.flushall()
@@ -251,6 +263,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=15, help="seconds per measurement")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--batch-clients", type=int, default=8, help="concurrent batch requests")
+    parser.add_argument("--ws-connections", type=int, default=4, help="WebSocket ingest connections")
     parser.add_argument(
         "--repeat", type=int, default=1, help="alternate bare and single-POST runs N times; report medians"
     )
@@ -258,7 +273,8 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("bench.ingest needs wrk: run ./scripts/setup (or apt-get install wrk)", file=sys.stderr)
         return 2
-    print(table(bench(args.duration, args.workers, args.connections, args.repeat)))
+    load = Load(args.wrk_threads, args.connections, args.batch_clients, args.ws_connections)
+    print(table(bench(args.duration, args.workers, load, args.repeat)))
     return 0
 
 
