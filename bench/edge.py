@@ -14,10 +14,13 @@ Latency per RPC (one at a time, motor idle before each):
 Both include the ramp's first step interval sqrt(2/a) (physics, reported separately).
 
 CPU of the daemon process (all its threads, from /proc): idle, and stepping one motor at 3,200
-steps/s on the real clock. With ``--load-rates``, a second daemon on the end-to-end bench's fast
-simulated motors (one pulse per round, devstack/benchmark.py) takes 1-round rotate RPCs at each
-rate, spread over its two motors, for ``--load-seconds``: its CPU per command and per telemetry
-message the emulator received (every command makes a few: queued, started, done), RSS after.
+steps/s on the real clock. With ``--load-rates``, a second daemon runs the end-to-end bench's edge
+(devstack/benchmark.py: its two fast simulated motors of one pulse per round, its clock scale and
+its edge bound) and takes rotate RPCs of ``--load-rounds`` rounds at each rate (commands/s), spread
+over the two motors, for ``--load-seconds``: the end-to-end bench's 500 gifts/s are ~180 commands/s
+of ~30 rounds. Printed: the daemon's CPU idle (connected, heartbeats every 60 s: none may fall in
+the window) and over each load until its last done arrived, CPU per command and per telemetry
+message ThingsBoard received (every command makes a few: queued, started, done), RSS after.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from devstack.benchmark import BENCH_MOTORS
+from devstack.benchmark import BENCH_EDGE, BENCH_MOTORS, BENCH_TIME_SCALE
 from devstack.edge_process import GATEWAY_TOKEN, EdgeDaemon, SimMotor, simulated_config
 from devstack.redis_server import RedisServer
 from devstack.tb_emulator.harness import EmulatorError, EmulatorProcess
@@ -150,15 +156,17 @@ def measure_cpu(tb: EmulatorProcess, steps: StepLog, pid: int, seconds: float) -
     return {"idle_cpu_pct": idle, "stepping_cpu_pct": busy, "stepping_rate_sps": rate, "rss_mb": rss_mb(pid)}
 
 
-def load_cpu(tb: EmulatorProcess, pid: int, rate: float, seconds: float, prefix: str) -> dict[str, float]:
-    """Paced rotate RPCs at ``rate``/s over the bench motors; the daemon's CPU over the load and
-    until every command's done telemetry arrived."""
+def load_cpu(
+    tb: EmulatorProcess, pid: int, rate: float, rounds: int, seconds: float, prefix: str
+) -> dict[str, float]:
+    """Paced rotate RPCs of ``rounds`` at ``rate``/s over the bench motors; the daemon's CPU over the
+    load and until every command's done telemetry arrived."""
     motors = [m.name for m in BENCH_MOTORS]
     count = int(rate * seconds)
     messages_before = tb.stats()["telemetry_msgs"]
 
     def rotate(i: int) -> bool:
-        params = {"commandId": f"c-{prefix}{i:08x}", "rounds": 1}
+        params = {"commandId": f"c-{prefix}{i:08x}", "rounds": rounds}
         status, reply = tb.send_rpc(motors[i % len(motors)], "rotate", params, timeout_ms=10_000)
         return status == 200 and bool(reply.get("accepted"))
 
@@ -186,9 +194,12 @@ def load_cpu(tb: EmulatorProcess, pid: int, rate: float, seconds: float, prefix:
     }
 
 
-def measure_load(
-    workdir: Path, rates: list[float], seconds: float, appendfsync: str
-) -> list[dict[str, float]]:
+@contextmanager
+def edge_daemon(
+    workdir: Path, motors: tuple[SimMotor, ...], appendfsync: str, **config: Any
+) -> Iterator[tuple[EmulatorProcess, EdgeDaemon]]:
+    """Redis (AOF), the emulator and `giftwheel edge` on simulated ``motors``, until every motor
+    was announced; ``config`` replaces top-level keys of the edge's config."""
     gateway = {"name": "pi-01", "token": GATEWAY_TOKEN, "type": "gateway", "gateway": True}
     with (
         RedisServer(appendonly=True, extra_args=("--appendfsync", appendfsync)) as redis,
@@ -198,28 +209,37 @@ def measure_load(
                 workdir,
                 redis.url,
                 tb.mqtt_port,
-                motors=BENCH_MOTORS,
-                time_scale=10.0,  # as the end-to-end bench's stack
-                offline_ready_after_s=30,
-                heartbeat_interval_s=60,
-                log_level="WARNING",
+                motors=motors,
+                **{"offline_ready_after_s": 30, "heartbeat_interval_s": 60, "log_level": "WARNING", **config},
             ),
             workdir,
         ) as daemon,
     ):
-        wait_until(partial(announced, tb, BENCH_MOTORS[-1].name), 60, what="motors announced")
+        wait_until(partial(announced, tb, motors[-1].name), 60, what="motors announced")
+        assert daemon.pid is not None
+        yield tb, daemon
+
+
+def measure_load(
+    workdir: Path, rates: list[float], rounds: int, seconds: float, appendfsync: str
+) -> list[dict[str, float]]:
+    with edge_daemon(workdir, BENCH_MOTORS, appendfsync, time_scale=BENCH_TIME_SCALE, **BENCH_EDGE) as (
+        tb,
+        daemon,
+    ):
         assert daemon.pid is not None
         time.sleep(2)
         idle = {"rate": 0.0, "commands": 0, "cpu_pct": cpu_percent(daemon.pid, seconds)}
         results = [idle | {"rss_mb": rss_mb(daemon.pid)}]
         for n, rate in enumerate(rates):
-            results.append(load_cpu(tb, daemon.pid, rate, seconds, f"{n + 1:02x}"))
+            results.append(load_cpu(tb, daemon.pid, rate, rounds, seconds, f"{n + 1:02x}"))
     return results
 
 
-def print_load(results: list[dict[str, float]], seconds: float) -> None:
-    print(f"\n| offered rotate RPCs/s ({seconds:g} s each) | commands | daemon CPU % of one core | ", end="")
-    print("CPU ms per command | telemetry messages per command | CPU ms per message | RSS MB |")
+def print_load(results: list[dict[str, float]], rounds: int, seconds: float) -> None:
+    print(f"\n| rotate RPCs/s of {rounds} rounds ({seconds:g} s each) | commands | ", end="")
+    print("daemon CPU % of one core | CPU ms per command | telemetry messages per command | ", end="")
+    print("CPU ms per message | RSS MB |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         if not r["commands"]:
@@ -239,6 +259,7 @@ def main() -> None:
     parser.add_argument("--cpu-seconds", type=float, default=10.0)
     parser.add_argument("--appendfsync", choices=["always", "everysec"], default="always")
     parser.add_argument("--load-rates", type=float, nargs="*", default=[], help="rotate RPCs/s")
+    parser.add_argument("--load-rounds", type=int, default=30, help="rounds per rotate RPC")
     parser.add_argument("--load-seconds", type=float, default=10.0)
     parser.add_argument("--skip-latency", action="store_true", help="only the --load-rates part")
     args = parser.parse_args()
@@ -246,33 +267,15 @@ def main() -> None:
         latency_and_cpu(args)
     if args.load_rates:
         workdir = Path(tempfile.mkdtemp(prefix="giftwheel-bench-edge-load-"))
-        print_load(
-            measure_load(workdir, args.load_rates, args.load_seconds, args.appendfsync), args.load_seconds
+        results = measure_load(
+            workdir, args.load_rates, args.load_rounds, args.load_seconds, args.appendfsync
         )
+        print_load(results, args.load_rounds, args.load_seconds)
 
 
 def latency_and_cpu(args: argparse.Namespace) -> None:
-
     workdir = Path(tempfile.mkdtemp(prefix="giftwheel-bench-edge-"))
-    gateway = {"name": "pi-01", "token": GATEWAY_TOKEN, "type": "gateway", "gateway": True}
-    redis_args = ("--appendfsync", args.appendfsync)
-    with (
-        RedisServer(appendonly=True, extra_args=redis_args) as redis,
-        EmulatorProcess([gateway]) as tb,
-        EdgeDaemon(
-            simulated_config(
-                workdir,
-                redis.url,
-                tb.mqtt_port,
-                motors=(MOTOR,),
-                offline_ready_after_s=30,
-                heartbeat_interval_s=60,
-                log_level="WARNING",
-            ),
-            workdir,
-        ) as daemon,
-    ):
-        wait_until(partial(announced, tb, "motor_01"), 60, what="motor announced")
+    with edge_daemon(workdir, (MOTOR,), args.appendfsync) as (tb, daemon):
         steps = StepLog(workdir / "steps" / "motor_01.steps")
         latency = measure_latency(tb, steps, args.rpcs)
         assert daemon.pid is not None

@@ -60,6 +60,8 @@ BENCH_MOTORS = (
 # to wait for a Redis write: a cost per round no real wheel pays (one round is 200-3,200 pulses
 # there). 100 rounds here are 100 pulses, what a 200-step wheel may turn in half a round.
 BENCH_EDGE = {"max_unwritten_rounds": 100}
+# The stack's simulated clock runs this many times real time (the motors' ramps are in its seconds).
+BENCH_TIME_SCALE = 50.0
 TARGET_EVENTS_PER_S = 500  # the target load's upper end, 30k events/min, to be met at 50-150 ms
 PERCENTILES = (50, 95, 99)
 EDGE_STAMPS = (Telemetry.RECEIVED_TS, Telemetry.STARTED_TS, Telemetry.FINISHED_TS)
@@ -347,7 +349,9 @@ def run(args: argparse.Namespace) -> int:
             print(table(results[-1:]), flush=True)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="giftwheel-bench-"))
-        options = StackOptions(workers=args.workers, time_scale=50, motors=BENCH_MOTORS, edge=BENCH_EDGE)
+        options = StackOptions(
+            workers=args.workers, time_scale=BENCH_TIME_SCALE, motors=BENCH_MOTORS, edge=BENCH_EDGE
+        )
         with LocalStack(workdir, options) as stack:
             for index, rate in enumerate(args.rates):
                 result = measure_rate(
