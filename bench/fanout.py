@@ -11,7 +11,12 @@ costs little of the CPU the servers need; with --deflate they offer permessage-d
 and the API grants it; with --socketio they are Socket.IO clients (engine.io 4 over WebSocket, the
 overlay's transport) instead. Latency: viewer receive time minus the telemetry ts the
 poster stamps when it sends the webhook (same clock), i.e. webhook -> ledger -> Redis -> viewer.
-Joined in: from starting the viewer processes until every viewer has its join state.
+Joined in: from starting the viewer processes until every viewer has its join state; join ms, per
+viewer: from opening its TCP connection (at most 100 joining at a time per viewer process) until its
+join state arrives (handshake, registration and the state snapshot). Memory per viewer: the API
+processes' RSS after the viewers joined minus before, over the viewers (a second size in the same
+invocation reuses what the first left, so measure one size per invocation), and apart from it the
+viewer processes' own growth (the load generator).
 With --gifts-per-s, gifts are also posted to ingest (POST /v1/events, to each API in turn) and the
 viewers count the gift.accepted announcements: delivery and latency from the gift's timestamp.
 """
@@ -33,7 +38,6 @@ import zlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as MpEvent
-from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -41,6 +45,7 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 
+from bench.proc_stats import cpu_seconds, rss_mib
 from cloud.ledger.store import Ledger
 from devstack.api_process import ApiProcess
 from devstack.redis_server import RedisServer
@@ -51,6 +56,8 @@ API_KEY = "bench-key-0123456789abcdef"
 SECRET = "bench-feedback-secret-0123456789"
 COMMAND_EVENT = "bench:fanout"
 COMMAND = command_id_for([COMMAND_EVENT])
+# Descriptors a process keeps for other things than viewers (Redis, logs, the interpreter's own).
+FD_HEADROOM = 200
 
 
 def raise_open_files() -> int:
@@ -73,6 +80,8 @@ class Tally:
 @dataclass
 class ProcResult:
     connected: int
+    rss_before_mb: float = 0.0
+    rss_joined_mb: float = 0.0
     join_errors: dict[str, int] = field(default_factory=dict)
     progress_counts: list[int] = field(default_factory=list)
     done_counts: list[int] = field(default_factory=list)
@@ -80,6 +89,7 @@ class ProcResult:
     progress_ms: list[float] = field(default_factory=list)
     done_ms: list[float] = field(default_factory=list)
     gift_ms: list[float] = field(default_factory=list)
+    join_ms: list[float] = field(default_factory=list)
 
 
 _DIGITS = frozenset(b"0123456789")
@@ -235,7 +245,7 @@ class Viewer(asyncio.Protocol):
 async def hold_viewers(
     urls: list[str], count: int, options: ViewerOptions, ready: Any, stop: MpEvent, results: Any
 ) -> None:
-    result = ProcResult(connected=0)
+    result = ProcResult(connected=0, rss_before_mb=rss_mib(os.getpid()))
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(100)
     viewers: list[Viewer] = []
@@ -243,6 +253,7 @@ async def hold_viewers(
     async def join(url: str) -> None:
         parts = urlsplit(url)
         async with gate:
+            began = time.perf_counter()
             try:
                 _, viewer = await loop.create_connection(
                     lambda: Viewer(parts.netloc, options, result),
@@ -254,10 +265,12 @@ async def hold_viewers(
                 kind = f"{type(exc).__name__}: {str(exc)[:60]}"
                 result.join_errors[kind] = result.join_errors.get(kind, 0) + 1
                 return
+            result.join_ms.append((time.perf_counter() - began) * 1000)
             viewers.append(viewer)
 
     await asyncio.gather(*(join(urls[i % len(urls)]) for i in range(count)))
     result.connected = len(viewers)
+    result.rss_joined_mb = rss_mib(os.getpid())
     ready.put(result.connected)
     await loop.run_in_executor(None, stop.wait)
     result.progress_counts = [v.tally.progress for v in viewers]
@@ -387,24 +400,6 @@ async def post_both(
 # -- one run ----------------------------------------------------------------------------------
 
 
-def cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int | None) -> float:
-    """Resident memory of a process in MiB (Linux /proc)."""
-    if pid is None:
-        return 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def pct(samples: list[float], q: float) -> float:
     if not samples:
         return float("nan")
@@ -416,14 +411,21 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
     urls = [api.url for api in apis]
     ctx = mp.get_context("spawn")
     ready, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
-    shares = [
-        clients // args.client_procs + (i < clients % args.client_procs) for i in range(args.client_procs)
-    ]
+    # Each viewer is one descriptor in a viewer process and one in an API process.
+    per_process = raise_open_files() - FD_HEADROOM
+    if -(-clients // len(apis)) > per_process:
+        print(
+            f"warning: {clients:,} viewers over {len(apis)} API processes pass {per_process:,} each",
+            file=sys.stderr,
+        )
+    holders = max(args.client_procs, -(-clients // per_process))
+    shares = [clients // holders + (i < clients % holders) for i in range(holders)]
     options = ViewerOptions(SOCKETIO if args.socketio else PLAIN, deflate=args.deflate)
     procs = [
         ctx.Process(target=viewer_process, args=(urls, share, options, ready, stop, results))
         for share in shares
     ]
+    server_rss_before = rss_mib(*(api.pid for api in apis))
     joining = time.monotonic()
     for proc in procs:
         proc.start()
@@ -431,15 +433,16 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
         connected = sum(ready.get(timeout=300) for _ in procs)
         join_s = time.monotonic() - joining
         time.sleep(1.0)
-        server_rss = sum(rss_mb(api.pid) for api in apis)
-        servers_before = sum(cpu_s(api.pid) for api in apis)
-        viewers_before = sum(cpu_s(proc.pid) for proc in procs)
+        server_rss = rss_mib(*(api.pid for api in apis))
+        servers_before = cpu_seconds(*(api.pid for api in apis))
+        viewers_before = cpu_seconds(*(proc.pid for proc in procs))
         (posted_progress, posted_done, failures), (gifts_accepted, gift_failures) = asyncio.run(
             post_both(urls, args)
         )
+        load_1min = os.getloadavg()[0]
         time.sleep(args.grace)
-        server_cpu = sum(cpu_s(api.pid) for api in apis) - servers_before
-        viewer_cpu = sum(cpu_s(proc.pid) for proc in procs) - viewers_before
+        server_cpu = cpu_seconds(*(api.pid for api in apis)) - servers_before
+        viewer_cpu = cpu_seconds(*(proc.pid for proc in procs)) - viewers_before
         stop.set()
         parts = [ProcResult(**orjson.loads(results.get(timeout=120))) for _ in procs]
     finally:
@@ -454,10 +457,16 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
     progress_counts = [c for p in parts for c in p.progress_counts]
     gift_counts = [c for p in parts for c in p.gift_counts]
     gift_ms = [ms for p in parts for ms in p.gift_ms]
+    join_ms = [ms for p in parts for ms in p.join_ms]
+    viewer_rss_growth = sum(p.rss_joined_mb - p.rss_before_mb for p in parts)
     return {
         "clients": clients,
         "connected": connected,
         "join_s": join_s,
+        "join_p50_ms": pct(join_ms, 50),
+        "join_p99_ms": pct(join_ms, 99),
+        "join_max_ms": max(join_ms, default=float("nan")),
+        "viewer_processes": holders,
         "join_errors": {
             k: sum(p.join_errors.get(k, 0) for p in parts) for p0 in parts for k in p0.join_errors
         },
@@ -480,6 +489,9 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
         "server_cpu_us_per_frame": 1e6 * server_cpu / max(1, sum(progress_counts) + sum(done_counts)),
         "viewer_cpu_us_per_frame": 1e6 * viewer_cpu / max(1, sum(progress_counts) + sum(done_counts)),
         "server_rss_mb": server_rss,
+        "server_kib_per_viewer": (server_rss - server_rss_before) * 1024 / max(1, connected),
+        "viewer_kib_per_viewer": viewer_rss_growth * 1024 / max(1, connected),
+        "load_1min": load_1min,
         "mean_ms": statistics.fmean(progress_ms + done_ms) if progress_ms or done_ms else float("nan"),
     }
 
@@ -528,22 +540,30 @@ def main() -> int:
             print(orjson.dumps(row).decode(), file=sys.stderr)
     print(
         f"\nfeedback at {args.rate:g}/s for {args.duration:g} s (every {args.done_every}th a done), "
-        f"{args.instances} API processes on one Redis, {args.client_procs} viewer processes, "
+        f"{args.instances} API processes on one Redis, {rows[0]['viewer_processes']} viewer processes "
+        "(more for more viewers than the open-file limit lets one hold), "
         f"{'Socket.IO' if args.socketio else 'plain WebSocket'} viewers, "
         f"permessage-deflate {'on' if args.deflate else 'off'}\n"
     )
     print(
-        "| viewers | connected | joined in s | progress delivered | done delivered | p50 ms | p99 ms "
-        "| max ms | server CPU µs/frame | viewer CPU µs/frame | server RSS MiB |"
+        "| viewers | connected | joined in s | join p50 / p99 / max ms | progress delivered | done delivered "
+        "| p50 ms | p99 ms | max ms | server CPU µs/frame | viewer CPU µs/frame | server RSS MiB "
+        "| server KiB/viewer | viewer-process KiB/viewer | load (1 min) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         delivered = f"{r['progress_delivery']:.4f} | {r['done_delivery']:.4f}"
         latency = f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f}"
         cpu = f"{r['server_cpu_us_per_frame']:.0f} | {r['viewer_cpu_us_per_frame']:.0f}"
-        rss = f"{r['server_rss_mb']:.0f}"
-        joined = f"{r['connected']:,} | {r['join_s']:.1f}"
-        print(f"| {r['clients']:,} | {joined} | {delivered} | {latency} | {cpu} | {rss} |")
+        rss = (
+            f"{r['server_rss_mb']:.0f} | {r['server_kib_per_viewer']:.1f} | {r['viewer_kib_per_viewer']:.1f}"
+        )
+        joined = (
+            f"{r['connected']:,} | {r['join_s']:.1f} "
+            f"| {r['join_p50_ms']:.0f} / {r['join_p99_ms']:.0f} / {r['join_max_ms']:.0f}"
+        )
+        load = f"{r['load_1min']:.1f}"
+        print(f"| {r['clients']:,} | {joined} | {delivered} | {latency} | {cpu} | {rss} | {load} |")
     if args.gifts_per_s > 0:
         print(f"\ngifts posted at {args.gifts_per_s:g}/s, announcements as the viewers saw them\n")
         print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing as mp
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,7 @@ class Load:
     connections: int
     batch_clients: int
     ws_connections: int
+    generators: int  # processes for the batch and WebSocket clients, each with the counts above
 
 
 def run_wrk(url: str, duration_s: int, load: Load, key: str, run_id: str) -> tuple[float, float, float, int]:
@@ -182,6 +185,41 @@ async def ws_load(
     return stored / (time.perf_counter() - began), latencies, failures
 
 
+BATCH_SIZE = 1_000
+FRAME_EVENTS = 500
+FRAMES_IN_FLIGHT = 4
+
+
+def generate(
+    kind: str, url: str, duration_s: int, clients: int, run_id: str
+) -> tuple[float, list[float], int]:
+    """One generator process's batch or WebSocket load: (events/s stored, latencies ms, failures)."""
+    if kind == "batch":
+        return asyncio.run(batch_load(url, duration_s, clients, BATCH_SIZE, run_id))
+    return asyncio.run(ws_load(url, duration_s, clients, FRAME_EVENTS, FRAMES_IN_FLIGHT, run_id))
+
+
+def generated(
+    kind: str, url: str, duration_s: int, clients: int, processes: int, run_id: str
+) -> tuple[float, list[float], int]:
+    """The load from `processes` generator processes at once (one Python process tops out before
+    several API processes do), their rates and failures summed."""
+    if processes == 1:
+        return generate(kind, url, duration_s, clients, run_id)
+    with ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn")) as pool:
+        parts = list(
+            pool.map(
+                generate,
+                [kind] * processes,
+                [url] * processes,
+                [duration_s] * processes,
+                [clients] * processes,
+                [f"{run_id}-{i}" for i in range(processes)],
+            )
+        )
+    return sum(p[0] for p in parts), [ms for p in parts for ms in p[1]], sum(p[2] for p in parts)
+
+
 def median_row(runs: list[Row]) -> Row:
     """The run with the median rate: on a shared box single runs swing, alternated repeats don't."""
     return sorted(runs, key=lambda r: r.events_per_s)[len(runs) // 2]
@@ -221,14 +259,14 @@ def bench(duration_s: int, worker_counts: list[int], load: Load, repeat: int) ->
                     if attempt < repeat - 1:
                         continue
                     rows += [median_row(bare_runs), median_row(single_runs)]
-                    rate, lat, fails = asyncio.run(
-                        batch_load(api.url, duration_s, load.batch_clients, 1000, f"batch{workers}")
+                    rate, lat, fails = generated(
+                        "batch", api.url, duration_s, load.batch_clients, load.generators, f"batch{workers}"
                     )
                     rows.append(Row("POST /v1/events/batch (1000/req)", workers, rate, percentile(lat, 50),
                                     percentile(lat, 99), fails, "request of 1000"))  # fmt: skip
                     redis.flushall()
-                    rate, lat, fails = asyncio.run(
-                        ws_load(api.url, duration_s, load.ws_connections, 500, 4, f"ws{workers}")
+                    rate, lat, fails = generated(
+                        "ws", api.url, duration_s, load.ws_connections, load.generators, f"ws{workers}"
                     )
                     rows.append(Row("WebSocket /v1/ingest (500/frame)", workers, rate, percentile(lat, 50),
                                     percentile(lat, 99), fails, "frame of 500"))  # fmt: skip
@@ -267,13 +305,16 @@ def main() -> int:
     parser.add_argument("--batch-clients", type=int, default=8, help="concurrent batch requests")
     parser.add_argument("--ws-connections", type=int, default=4, help="WebSocket ingest connections")
     parser.add_argument(
+        "--generators", type=int, default=1, help="processes running the batch and WebSocket clients"
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="alternate bare and single-POST runs N times; report medians"
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench.ingest needs wrk: run ./scripts/setup (or apt-get install wrk)", file=sys.stderr)
         return 2
-    load = Load(args.wrk_threads, args.connections, args.batch_clients, args.ws_connections)
+    load = Load(args.wrk_threads, args.connections, args.batch_clients, args.ws_connections, args.generators)
     print(table(bench(args.duration, args.workers, load, args.repeat)))
     return 0
 

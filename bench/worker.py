@@ -29,6 +29,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis, RedisCluster
 
+from bench.proc_stats import cpu_seconds
 from cloud.ingest.queue import GiftQueue
 from cloud.ledger import Ledger
 from cloud.worker.leases import lease_key
@@ -62,6 +63,9 @@ class Result:
     # CPU time the worker processes spent per 1,000 events.
     after_command: str = "-"
     worker_cpu_ms_per_1k: float | None = None
+    # Drain runs: CPU of the busiest Redis process (of the cluster's masters) over the drain, in %
+    # of one core: near 100 % one Redis is the ceiling, which more masters lift.
+    redis_busiest_pct: float | None = None
 
     def row(self) -> str:
         rate = f"{self.events / self.seconds:,.0f}" if self.seconds else "-"
@@ -72,9 +76,10 @@ class Result:
             else "-"
         )
         cpu = f"{self.worker_cpu_ms_per_1k:,.0f}" if self.worker_cpu_ms_per_1k is not None else "-"
+        redis = f"{self.redis_busiest_pct:.0f}" if self.redis_busiest_pct is not None else "-"
         return (
             f"| {self.backend} | {self.scenario} | {self.workers} | {self.events:,} | {self.commands:,} "
-            f"| {rate} | {cmds} | {lat} | {self.after_command} | {cpu} |"
+            f"| {rate} | {cmds} | {lat} | {self.after_command} | {cpu} | {redis} |"
         )
 
 
@@ -172,11 +177,6 @@ async def latencies(
     return total, after_command
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, int(len(ordered) * q) - 1)]
@@ -192,8 +192,15 @@ async def wait_rounds(sink: RpcSink, expected: int, timeout_s: float) -> None:
 
 
 async def run_one(
-    backend: str, redis_url: str, scenario: str, count: int, args: argparse.Namespace, workdir: Path
+    backend: str,
+    server: RedisServer | ClusterProcesses,
+    scenario: str,
+    count: int,
+    args: argparse.Namespace,
+    workdir: Path,
 ) -> Result:
+    redis_url = server.url
+    redis_pids = [n.pid for n in server.nodes] if isinstance(server, ClusterProcesses) else [server.pid]
     cluster = backend == "cluster"
     redis: Redis | RedisCluster = RedisCluster.from_url(redis_url) if cluster else Redis.from_url(redis_url)
     await redis.flushall()
@@ -208,17 +215,22 @@ async def run_one(
                 events = gifts(args.events, run)
                 for i in range(0, len(events), 2_000):
                     await queue.append(events[i : i + 2_000])
-                cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+                cpu_before = cpu_seconds(*(p.pid for p in procs))
+                redis_before = [cpu_seconds(pid) for pid in redis_pids]
                 emulator.start()
                 sink = RpcSink("127.0.0.1", emulator.mqtt_port, GATEWAY_TOKEN, MOTORS)
                 await sink.start()
                 await wait_rounds(sink, len(events), timeout_s=300)
-                cpu_ms = (sum(cpu_seconds(p.pid) for p in procs) - cpu_before) * 1000
+                cpu_ms = (cpu_seconds(*(p.pid for p in procs)) - cpu_before) * 1000
+                redis_busiest = max(
+                    cpu_seconds(pid) - b for pid, b in zip(redis_pids, redis_before, strict=True)
+                )
                 distinct = {a.command_id: a.at for a in sink.arrivals}
                 span = max(distinct.values()) - min(distinct.values())
                 await sink.close()
                 result = Result(backend, "drain (pre-loaded)", count, len(events), len(distinct), span)
                 result.worker_cpu_ms_per_1k = cpu_ms / len(events) * 1000
+                result.redis_busiest_pct = 100 * redis_busiest / span
                 return result
             emulator.start()
             sink = RpcSink("127.0.0.1", emulator.mqtt_port, GATEWAY_TOKEN, MOTORS)
@@ -226,7 +238,7 @@ async def run_one(
             await asyncio.sleep(0.5)  # the workers' MQTT connections are up
             events = gifts(int(args.rate * args.duration), run)
             sent_at: dict[str, float] = {}
-            cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+            cpu_before = cpu_seconds(*(p.pid for p in procs))
             started = time.perf_counter()
             for i, event in enumerate(events):
                 due = started + i / args.rate
@@ -237,7 +249,7 @@ async def run_one(
                 await queue.append([event])
             elapsed = time.perf_counter() - started
             await wait_rounds(sink, len(events), timeout_s=60)
-            cpu_ms = (sum(cpu_seconds(p.pid) for p in procs) - cpu_before) * 1000
+            cpu_ms = (cpu_seconds(*(p.pid for p in procs)) - cpu_before) * 1000
             lat, after = await latencies(redis, streams, sink, sent_at)
             lat.sort()
             await sink.close()
@@ -274,16 +286,17 @@ async def main(args: argparse.Namespace) -> None:
             with ClusterProcesses(3) if backend == "cluster" else RedisServer() as server:
                 for scenario in args.scenarios:
                     for count in args.workers:
-                        result = await run_one(backend, server.url, scenario, count, args, workdir)
+                        result = await run_one(backend, server, scenario, count, args, workdir)
                         print(result.row(), file=sys.stderr, flush=True)
                         results.append(result)
     live = f"{args.rate:,.0f}/s for {args.duration} s"
     print(f"\nshards: {args.shards}; drain events: {args.events:,}; live: {live}\n")
     print(
         "| Redis | scenario | workers | events | commands | events/s | commands/s "
-        "| append->device p50 / p99 / max ms | command->device p50 / p99 ms | worker CPU ms per 1k events |"
+        "| append->device p50 / p99 / max ms | command->device p50 / p99 ms | worker CPU ms per 1k events "
+        "| busiest Redis, % of a core |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---|---|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|")
     for result in results:
         print(result.row())
 
@@ -299,7 +312,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=200_000, help="pre-loaded events for the drain run")
     parser.add_argument("--rate", type=float, default=1_000, help="live events per second")
     parser.add_argument("--duration", type=float, default=10, help="live run length in seconds")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # A worker holds one dispatcher device's session and owns at least one shard.
+    most = min(len(DISPATCHER_TOKENS), args.shards)
+    if max(args.workers) > most:
+        parser.error(
+            f"at most {most} workers: {len(DISPATCHER_TOKENS)} dispatcher tokens, {args.shards} shards"
+        )
+    return args
 
 
 if __name__ == "__main__":
