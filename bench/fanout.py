@@ -54,8 +54,6 @@ from giftwheel.contracts.motor import command_id_for
 
 API_KEY = "bench-key-0123456789abcdef"
 SECRET = "bench-feedback-secret-0123456789"
-COMMAND_EVENT = "bench:fanout"
-COMMAND = command_id_for([COMMAND_EVENT])
 # Descriptors a process keeps for other things than viewers (Redis, logs, the interpreter's own).
 FD_HEADROOM = 200
 
@@ -308,19 +306,32 @@ async def open_loop(rate: float, duration_s: float, one: Callable[[int], Corouti
     return seq
 
 
-async def issue_command(redis_url: str) -> None:
-    """The command the feedback reports on, in the ledger as the worker puts it there: the webhook
-    shows only motors and commands the ledger knows."""
+async def issue_commands(redis_url: str, count: int) -> list[str]:
+    """The commands the feedback reports on, in the ledger as the worker puts them there: the webhook
+    shows only motors and commands the ledger knows, and a command's done only once, so each done
+    closes a command of its own (fresh ones every run)."""
     client = Redis.from_url(redis_url)
+    run = os.urandom(4).hex()
+    stream = event_streams(1)[0]
     try:
-        ledger = Ledger(client, streams=event_streams(1), ttl_s=3_600)
-        await ledger.assign(event_streams(1)[0], "motor_01", {COMMAND_EVENT: 1}, cap=1, deadline_ms=0)
+        ledger = Ledger(client, streams=[stream], ttl_s=3_600)
+        commands = []
+        for n in range(count):
+            event = f"bench:fanout:{run}:{n}"
+            await ledger.assign(stream, "motor_01", {event: 1}, cap=1, deadline_ms=0)
+            commands.append(command_id_for([event]))
+        return commands
     finally:
         await client.aclose()
 
 
-async def post_feedback(url: str, rate: float, duration_s: float, done_every: int) -> tuple[int, int, int]:
-    """Webhook calls at a fixed rate (open loop); every `done_every`-th closes a command."""
+async def post_feedback(
+    url: str, redis_url: str, rate: float, duration_s: float, done_every: int
+) -> tuple[int, int, int]:
+    """Webhook calls at a fixed rate (open loop); every `done_every`-th closes the command the calls
+    before it reported on, and the next ones report on the next command."""
+    # The open loop starts at most one call past rate * duration.
+    commands = await issue_commands(redis_url, int(rate * duration_s + 1) // done_every + 1)
     failures = 0
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
 
@@ -328,7 +339,7 @@ async def post_feedback(url: str, rate: float, duration_s: float, done_every: in
             nonlocal failures
             finishing = seq % done_every == 0
             body = {
-                "commandId": COMMAND,
+                "commandId": commands[(seq - 1) // done_every],
                 "commandRounds": seq if finishing else 1_000_000,
                 "commandRoundsDone": seq,
                 "commandDone": finishing,
@@ -388,10 +399,10 @@ async def post_gifts(urls: list[str], rate: float, duration_s: float) -> tuple[i
 
 
 async def post_both(
-    urls: list[str], args: argparse.Namespace
+    urls: list[str], redis_url: str, args: argparse.Namespace
 ) -> tuple[tuple[int, int, int], tuple[int, int]]:
     feedback, gifts = await asyncio.gather(
-        post_feedback(urls[0], args.rate, args.duration, args.done_every),
+        post_feedback(urls[0], redis_url, args.rate, args.duration, args.done_every),
         post_gifts(urls, args.gifts_per_s, args.duration),
     )
     return feedback, gifts
@@ -407,7 +418,7 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[str, Any]:
+def run(clients: int, apis: list[ApiProcess], redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
     urls = [api.url for api in apis]
     ctx = mp.get_context("spawn")
     ready, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
@@ -437,7 +448,7 @@ def run(clients: int, apis: list[ApiProcess], args: argparse.Namespace) -> dict[
         servers_before = cpu_seconds(*(api.pid for api in apis))
         viewers_before = cpu_seconds(*(proc.pid for proc in procs))
         (posted_progress, posted_done, failures), (gifts_accepted, gift_failures) = asyncio.run(
-            post_both(urls, args)
+            post_both(urls, redis_url, args)
         )
         load_1min = os.getloadavg()[0]
         time.sleep(args.grace)
@@ -532,10 +543,9 @@ def main() -> int:
     rows = []
     with RedisServer() as redis, contextlib.ExitStack() as stack:
         env["GIFTWHEEL_REDIS_URL"] = redis.url
-        asyncio.run(issue_command(redis.url))
         apis = [stack.enter_context(ApiProcess(env, name=f"api-{i}")) for i in range(args.instances)]
         for clients in args.clients:
-            row = run(clients, apis, args)
+            row = run(clients, apis, redis.url, args)
             rows.append(row)
             print(orjson.dumps(row).decode(), file=sys.stderr)
     print(
