@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 from redis.asyncio import Redis
@@ -59,7 +60,10 @@ BENCH_MOTORS = (
 # ahead of its last durable checkpoint, 1 round by default) would stop a bench motor every 2 pulses
 # to wait for a Redis write: a cost per round no real wheel pays (one round is 200-3,200 pulses
 # there). 100 rounds here are 100 pulses, what a 200-step wheel may turn in half a round.
-BENCH_EDGE = {"max_unwritten_rounds": 100}
+# The motors take segments of pulses as on a Pi with gpio_backend lgpio, where a C thread plays them:
+# timed one by one in Python, 5,400 bench pulses/s were half of the edge's CPU, a cost set by the
+# bench's one-pulse rounds, not by the gifts (docs/benchmarks.md, "Edge: CPU per command").
+BENCH_EDGE: dict[str, Any] = {"max_unwritten_rounds": 100, "simulation": {"pulse_train": True}}
 # The stack's simulated clock runs this many times real time (the motors' ramps are in its seconds).
 BENCH_TIME_SCALE = 50.0
 TARGET_EVENTS_PER_S = 500  # the target load's upper end, 30k events/min, to be met at 50-150 ms

@@ -64,7 +64,8 @@ def simulated_config(
     time_scale: float = 1.0,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """The edge config for simulated ``motors``; ``overrides`` replace top-level keys."""
+    """The edge config for simulated ``motors``; ``overrides`` replace top-level keys, except that a
+    ``simulation`` override is merged into the simulated defaults."""
     config: dict[str, Any] = {
         "thingsboard": {"host": "127.0.0.1", "port": tb_port, "access_token": token},
         "redis_url": redis_url,
@@ -75,7 +76,8 @@ def simulated_config(
         "log_level": "INFO",
         "motors": [motor.config() for motor in motors],
     }
-    return config | overrides
+    simulation = config["simulation"] | overrides.pop("simulation", {})
+    return config | overrides | {"simulation": simulation}
 
 
 def recorded_steps(workdir: Path, motor: str) -> int:

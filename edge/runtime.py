@@ -21,7 +21,7 @@ from edge.motor.driver import DRIVER_SPECS, StepperDriver, Wiring
 from edge.motor.gpio_drivers import HalfStepDriver, StepDirDriver
 from edge.motor.pins import PinBackend, PinFactory, load_pin_factory
 from edge.motor.pulse_train import PulseTrainStepDirDriver
-from edge.motor.simulated import SimulatedDriver
+from edge.motor.simulated import SimulatedDriver, SimulatedPulseTrain
 from edge.settings import EdgeSettings, MotorSettings
 
 log = structlog.get_logger(__name__)
@@ -36,7 +36,8 @@ def build_driver(
     if factory is None:
         record_dir = settings.simulation.record_dir
         record = record_dir / f"{motor.name}.steps" if record_dir is not None else None
-        return SimulatedDriver(clock, record_file=record)
+        simulated = SimulatedDriver(clock, record_file=record)
+        return SimulatedPulseTrain(simulated, clock) if settings.simulation.pulse_train else simulated
     pins = motor.pins
     if DRIVER_SPECS[motor.driver].wiring is Wiring.FOUR_WIRE:
         assert pins.coils is not None  # checked by the settings

@@ -113,6 +113,7 @@ class GiftwheelConnector(Connector):  # type: ignore[misc]
             publisher,
             batch=runtime.settings.limits.outbox_batch,
             heartbeat_interval_s=runtime.settings.heartbeat_interval_s,
+            gather_s=runtime.settings.telemetry_gather_s,
         )
 
     def open(self) -> None:

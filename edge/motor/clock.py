@@ -23,6 +23,11 @@ class Clock(Protocol):
         """Return at (or just after, never before) ``deadline`` on this clock's timeline."""
         ...
 
+    def sleep_past(self, deadline: float) -> None:
+        """Return after ``deadline``, as late as the scheduler makes it: for waits whose lateness
+        costs nothing (a timer outside Python plays the pulses), so no CPU is spent to be on time."""
+        ...
+
 
 class DeadlineWaiter:
     """Waits for a time.monotonic() deadline: never returns before it, and aims to return at it.
@@ -61,6 +66,9 @@ class MonotonicClock:
     def sleep_until(self, deadline: float) -> None:
         self._waiter.wait(deadline)
 
+    def sleep_past(self, deadline: float) -> None:
+        time.sleep(max(0.0, deadline - time.monotonic()))
+
 
 class ScaledClock:
     """Runs ``scale`` times faster than real time: a 10 s move takes 10/scale s and records as 10 s."""
@@ -76,4 +84,10 @@ class ScaledClock:
         return self._origin + (time.monotonic() - self._origin) * self.scale
 
     def sleep_until(self, deadline: float) -> None:
-        self._waiter.wait(self._origin + (deadline - self._origin) / self.scale)
+        self._waiter.wait(self._real(deadline))
+
+    def sleep_past(self, deadline: float) -> None:
+        time.sleep(max(0.0, self._real(deadline) - time.monotonic()))
+
+    def _real(self, deadline: float) -> float:
+        return self._origin + (deadline - self._origin) / self.scale

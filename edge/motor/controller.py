@@ -296,7 +296,7 @@ class MotorController:
             wake = queued[0][0] + TRAIN_COUNT_MARGIN_S if queued else now
             if not ramp.done:
                 wake = min(wake, queued_until - TRAIN_AHEAD_S)
-            clock.sleep_until(max(wake, now + TRAIN_SEGMENT_S / 10))
+            clock.sleep_past(max(wake, now + TRAIN_SEGMENT_S / 10))
         return done
 
     def _execute(self, command: ActiveCommand, generation: int) -> None:

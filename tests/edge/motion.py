@@ -25,6 +25,9 @@ class JumpyClock:
         self._sleeps += 1
         self._now = max(self._now, deadline) + self._late_s.get(self._sleeps, 0.0)
 
+    def sleep_past(self, deadline: float) -> None:
+        self.sleep_until(deadline)
+
 
 def assert_no_burst(times: list[float], profile: MotionProfile) -> None:
     """Every interval is one the ramp allows after the real one before it (a burst is not); one late

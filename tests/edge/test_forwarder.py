@@ -115,3 +115,24 @@ def test_one_message_per_device_and_an_unacknowledged_device_keeps_its_entries(
     assert forwarder.flush_once() is Flush.DRAINED
     assert forwarder.flush_once() is Flush.EMPTY
     assert publisher.acknowledged == {"m1": cids[0::2], "m2": cids[1::2]}  # each once, in order
+
+
+def test_writes_following_a_batch_are_gathered_into_one_message(
+    counting_outbox: CountingOutbox, notified_ledger: CommandLedger, publisher: FakePublisher
+) -> None:
+    forwarder = TelemetryForwarder(
+        counting_outbox, notified_ledger, [], publisher, batch=100, heartbeat_interval_s=300, gather_s=0.5
+    )
+    forwarder.start()
+    try:
+        notified_ledger.submit("m1", "c-00000001", 1, None)
+        wait_until(lambda: forwarder.sent == 1, 5, 0.001, what="the first entry forwarded")
+        # The forwarder now waits out its gather window: these all go in its next batch.
+        cids = [f"c-{i:08x}" for i in range(2, 8)]
+        for i, cid in enumerate(cids):
+            notified_ledger.submit(("m1", "m2")[i % 2], cid, 1, None)
+        wait_until(lambda: forwarder.sent == 7, 5, 0.01, what="the gathered entries forwarded")
+    finally:
+        forwarder.close()
+    assert [sorted(m) for m in publisher.messages] == [["m1"], ["m1", "m2"]]
+    assert publisher.acknowledged == {"m1": ["c-00000001", *cids[0::2]], "m2": cids[1::2]}

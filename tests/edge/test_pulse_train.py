@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import itertools
 import random
+import statistics
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_mock import MockerFixture
 
-from devstack.edge_process import simulated_config
+from devstack.edge_process import recorded_steps, simulated_config
 from devstack.waiting import wait_until
 from edge.buffer.ledger import CommandLedger
 from edge.errors import PinBackendError
 from edge.motor.backends.gpiozero_pins import GpiozeroFactory
+from edge.motor.clock import ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
 from edge.motor.gpio_drivers import StepDirDriver
 from edge.motor.pins import PinBackend, load_pin_factory
 from edge.motor.pulse_train import PulseTrain, PulseTrainStepDirDriver
+from edge.motor.simulated import SimulatedPulseTrain
 from edge.runtime import build_driver
 from edge.settings import parse_settings
 from tests.edge.motion import JumpyClock, assert_no_burst
@@ -150,3 +153,32 @@ def test_the_lgpio_backend_gives_step_dir_chips_a_pulse_train(lgpio: FakeLgpio, 
     assert isinstance(step_dir, PulseTrain)
     four_wire = build_driver(settings.motors[1], settings, factory, lgpio.clock)
     assert not isinstance(four_wire, PulseTrain)  # coils are stepped by the Python loop
+
+
+def test_simulated_pulse_train_turns_exact_rounds_and_records_every_pulse(
+    ledger: CommandLedger, tmp_path: Path
+) -> None:
+    config = simulated_config(tmp_path, "redis://127.0.0.1:1/0", 1883, simulation={"pulse_train": True})
+    settings = parse_settings(config)
+    motor_settings = settings.motors[0]
+    clock = ScaledClock(20.0)
+    driver = build_driver(motor_settings, settings, None, clock)
+    assert isinstance(driver, SimulatedPulseTrain)
+    profile = MotionProfile(motor_settings.pulses_per_round, 2000.0, 20_000.0)
+    ledger.submit(motor_settings.name, "c-00000001", 3, None)
+    ledger.submit(motor_settings.name, "c-00000002", 2, 30.0)
+    motor = MotorController(motor_settings.name, driver, ledger, profile, clock, idle_poll_s=0.05)
+    motor.start()
+    wait_until(lambda: ledger.status(motor_settings.name).commands_done == 2)
+    motor.close()
+    pulses = 5 * motor_settings.pulses_per_round
+    assert recorded_steps(tmp_path, motor_settings.name) == pulses == driver.driver.net_steps
+    assert ledger.status(motor_settings.name).rounds_completed == 5
+    # Each pulse is recorded at its planned time: the second command's cruise at 30 rpm.
+    times = [t for t, _ in list(driver.driver.steps)[-motor_settings.pulses_per_round :]]
+    cruise = [b - a for a, b in itertools.pairwise(times)]
+    assert statistics.median(cruise) == pytest.approx(60 / 30 / motor_settings.pulses_per_round, rel=0.01)
+    assert min(b - a for a, b in itertools.pairwise(t for t, _ in driver.driver.steps)) > 0
+    # Without the option the Python loop times every pulse.
+    plain = parse_settings(simulated_config(tmp_path, "redis://127.0.0.1:1/0", 1883))
+    assert not isinstance(build_driver(plain.motors[0], plain, None, clock), PulseTrain)
