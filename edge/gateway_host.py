@@ -14,6 +14,7 @@ from edge.settings import EdgeSettings
 CONNECTOR_TYPE = "giftwheel"  # lower case and not a built-in type, or the gateway ignores our class
 CONNECTOR_CLASS = "GiftwheelConnector"
 CONNECTOR_NAME = "giftwheel"
+GATEWAY_IDLE_SEND_DELAY_MS = 1000
 
 # The gateway merges these environment variables over its config (even bare `host`, `type`,
 # `username`), so a stray one in the service environment would silently change where it connects.
@@ -49,6 +50,10 @@ def gateway_config(settings: EdgeSettings, token: str) -> dict[str, Any]:
             "checkConnectorsConfigurationInSeconds": 3600,
             "handleDeviceRenaming": False,
             "managerEnabled": False,
+            # How long the gateway's sender thread sleeps when its storage is empty (its default
+            # 50 ms: 20 wake-ups a second for nothing). Only the gateway's own few messages use that
+            # storage, so up to 1 s for one of them costs nothing.
+            "minPackSendDelayMS": GATEWAY_IDLE_SEND_DELAY_MS,
         },
         # Our telemetry goes through the Redis outbox, confirmed per publish; the gateway's own
         # storage only carries its few internal messages, so a small bounded memory queue is enough

@@ -25,6 +25,7 @@ def test_gateway_files_turn_off_remote_control_and_keep_the_token_private(tmp_pa
     assert tb["remoteConfiguration"] is False
     assert tb["remoteShell"] is False
     assert tb["statistics"]["enable"] is False
+    assert tb["minPackSendDelayMS"] == 1000  # its storage-polling thread wakes once a second, not 20 times
     assert config["grpc"]["enabled"] is False
     assert config["storage"]["type"] == "memory"
     assert config["connectors"] == [
