@@ -35,6 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 EVENT_ID = "tiktok:lost-done-1"
 FEEDBACK_QUEUE = "GiftwheelFeedback"  # the motor profile's defaultQueueName
 ROUNDS = 40  # motor_01 at time_scale 1: a few seconds of turning, time to kill the API meanwhile
+# The edge's shortest heartbeat: the repair comes at the next one after the API is back.
+HEARTBEAT_S = 1
 
 
 def feedback_queue_skipping_failures() -> list[QueueConfig]:
@@ -47,7 +49,12 @@ def feedback_queue_skipping_failures() -> list[QueueConfig]:
 
 
 async def test_a_done_report_thingsboard_dropped_is_repaired_by_the_next_heartbeat(tmp_path: Path) -> None:
-    options = StackOptions(workers=1, time_scale=1, queues=tuple(feedback_queue_skipping_failures()))
+    options = StackOptions(
+        workers=1,
+        time_scale=1,
+        queues=tuple(feedback_queue_skipping_failures()),
+        edge={"heartbeat_interval_s": HEARTBEAT_S},
+    )
     stack = LocalStack(tmp_path, options)
     with stack:
         cloud = Redis.from_url(stack.cloud_redis.url)
@@ -84,7 +91,7 @@ async def test_a_done_report_thingsboard_dropped_is_repaired_by_the_next_heartbe
             async def done() -> bool:
                 return await state() is CommandState.DONE
 
-            await wait_until(done, 20, "a heartbeat closed the command (the edge's interval is 5 s)")
+            await wait_until(done, 20, f"a heartbeat closed the command (one every {HEARTBEAT_S} s)")
             async with httpx.AsyncClient(base_url=stack.api.url, timeout=10) as client:
                 metrics = (await client.get("/metrics")).text
             # The heartbeat closed it, not a late webhook: the recovery is what operators see.
