@@ -139,7 +139,10 @@ class MqttClient:
         if not data:
             raise ClosedByBroker("connection closed by broker")
         try:
-            return [codec.decode(first, body, _VERSION) for first, body in self._frames.feed(data)]
+            return [
+                codec.decode(first, body, _VERSION, zero_publish_id=True)
+                for first, body in self._frames.feed(data)
+            ]
         except codec.MalformedPacket as exc:
             raise ConnectionLost(f"malformed packet from broker: {exc}") from exc
 
@@ -156,7 +159,12 @@ class MqttClient:
 
     def _dispatch(self, packet: codec.Packet) -> None:
         if isinstance(packet, codec.Publish):
-            if packet.packet_id is not None:
+            # ThingsBoard numbers its publishes with an int it never wraps and puts the low 16 bits
+            # on the wire (DeviceSessionCtx.nextMsgId, netty MqttEncoder), so every 65,536th QoS 1
+            # publish carries id 0; a PUBACK 0 makes it close the session (netty MqttDecoder
+            # "invalid messageId", MqttTransportHandler.channelRead: MALFORMED_PACKET). Take the
+            # message, leave it unacknowledged: ThingsBoard never re-sends a publish anyway.
+            if packet.packet_id:
                 self._writer.write(codec.encode_puback(packet.packet_id, 0, _VERSION))
             if self._on_message is not None:
                 self._on_message(packet.topic, packet.payload)

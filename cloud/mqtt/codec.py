@@ -3,7 +3,10 @@
 Both directions are here, client and server side: the worker's client (``cloud.mqtt.client``), the
 ThingsBoard emulator's broker side and the test and benchmark clients all speak through this one
 module. Decoding refuses what the MQTT specification forbids (``MalformedPacket``), as a broker
-must. QoS 2 is decoded but never granted.
+must: among it a packet identifier 0 (s.2.3.1, MQTT-2.3.1-1), which ThingsBoard's decoder (netty's
+MqttDecoder.decodeMessageId, "invalid messageId") refuses in every packet that carries one. A client
+may opt out for PUBLISH only (``decode(..., zero_publish_id=True)``): ThingsBoard itself sends one
+with id 0 (see ``cloud.mqtt.client``). QoS 2 is decoded but never granted.
 """
 
 from __future__ import annotations
@@ -203,6 +206,13 @@ def _u16(buf: bytes, pos: int) -> tuple[int, int]:
     return (buf[pos] << 8) | buf[pos + 1], pos + 2
 
 
+def _packet_id(buf: bytes, pos: int, kind: str) -> tuple[int, int]:
+    packet_id, pos = _u16(buf, pos)
+    if packet_id == 0:
+        raise MalformedPacket(f"{kind} with packet id 0")
+    return packet_id, pos
+
+
 def _bin(buf: bytes, pos: int) -> tuple[bytes, int]:
     length, pos = _u16(buf, pos)
     if pos + length > len(buf):
@@ -348,15 +358,16 @@ class FrameReader:
 # ---------------------------------------------------------------- decoding
 
 
-def decode(first_byte: int, body: bytes, version: int) -> Packet:
-    """One frame to a packet. ``version`` is the session's protocol level (ignored for CONNECT)."""
+def decode(first_byte: int, body: bytes, version: int, *, zero_publish_id: bool = False) -> Packet:
+    """One frame to a packet. ``version`` is the session's protocol level (ignored for CONNECT);
+    ``zero_publish_id`` lets a QoS 1 PUBLISH with packet id 0 through (a client's choice)."""
     kind = first_byte >> 4
     flags = first_byte & 0x0F
     v5 = version == MQTT_5
     if kind == PacketType.PUBLISH:
-        return _decode_publish(flags, body, v5)
+        return _decode_publish(flags, body, v5, zero_publish_id)
     if kind == PacketType.PUBACK:
-        packet_id, pos = _u16(body, 0)
+        packet_id, pos = _packet_id(body, 0, "PUBACK")
         return PubAck(packet_id, body[pos] if v5 and len(body) > pos else 0)
     if kind == PacketType.CONNECT:
         return _decode_connect(body)
@@ -378,30 +389,31 @@ def decode(first_byte: int, body: bytes, version: int) -> Packet:
             props, _ = _properties(body, 2)
         return ConnAck(bool(body[0] & 1), body[1], props)
     if kind == PacketType.SUBACK:
-        packet_id, pos = _u16(body, 0)
+        packet_id, pos = _packet_id(body, 0, "SUBACK")
         if v5:
             _, pos = _properties(body, pos)
         return SubAck(packet_id, list(body[pos:]))
     if kind == PacketType.UNSUBACK:
-        packet_id, pos = _u16(body, 0)
+        packet_id, pos = _packet_id(body, 0, "UNSUBACK")
         if v5:
             _, pos = _properties(body, pos)
         return UnsubAck(packet_id, list(body[pos:]))
-    if kind in (PacketType.PUBREC, PacketType.PUBREL, PacketType.PUBCOMP, PacketType.AUTH):
+    if kind in (PacketType.PUBREC, PacketType.PUBREL, PacketType.PUBCOMP):
+        _packet_id(body, 0, PacketType(kind).name)
+        return Unsupported(kind)
+    if kind == PacketType.AUTH:
         return Unsupported(kind)
     raise MalformedPacket(f"reserved packet type {kind}")
 
 
-def _decode_publish(flags: int, body: bytes, v5: bool) -> Publish:
+def _decode_publish(flags: int, body: bytes, v5: bool, zero_id: bool) -> Publish:
     qos = (flags >> 1) & 0x03
     if qos == 3:
         raise MalformedPacket("PUBLISH with QoS 3")
     topic, pos = _str(body, 0)
     packet_id = None
     if qos:
-        packet_id, pos = _u16(body, pos)
-        if packet_id == 0:
-            raise MalformedPacket("PUBLISH with packet id 0")
+        packet_id, pos = _u16(body, pos) if zero_id else _packet_id(body, pos, "PUBLISH")
     props: Properties = {}
     if v5:
         props, pos = _properties(body, pos)
@@ -453,7 +465,7 @@ def _decode_connect(body: bytes) -> Connect:
 def _decode_subscribe(flags: int, body: bytes, v5: bool) -> Subscribe:
     if flags != 0x02:
         raise MalformedPacket("SUBSCRIBE flags must be 0x2")
-    packet_id, pos = _u16(body, 0)
+    packet_id, pos = _packet_id(body, 0, "SUBSCRIBE")
     props: Properties = {}
     if v5:
         props, pos = _properties(body, pos)
@@ -472,7 +484,7 @@ def _decode_subscribe(flags: int, body: bytes, v5: bool) -> Subscribe:
 def _decode_unsubscribe(flags: int, body: bytes, v5: bool) -> Unsubscribe:
     if flags != 0x02:
         raise MalformedPacket("UNSUBSCRIBE flags must be 0x2")
-    packet_id, pos = _u16(body, 0)
+    packet_id, pos = _packet_id(body, 0, "UNSUBSCRIBE")
     if v5:
         _, pos = _properties(body, pos)
     topics: list[str] = []

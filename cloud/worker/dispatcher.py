@@ -37,6 +37,12 @@ log = structlog.get_logger(__name__)
 REQUEST_TOPIC = "v1/devices/me/rpc/request/{}"
 RESPONSE_FILTER = "v1/devices/me/rpc/response/+"
 RESPONSE_PREFIX = "v1/devices/me/rpc/response/"
+# ThingsBoard publishes RPC responses at the QoS of the matching subscription
+# (MqttDeviceAwareSessionContext.getQoSForTopic) and keeps no state for a publish it sent:
+# MqttTransportHandler never re-sends one and tracks PUBACKs only for its own RPCs to a device
+# (rpcAwaitingAck), so QoS 1 buys nothing here. It costs a session: ThingsBoard's 16-bit packet
+# ids wrap to 0 every 65,536 publishes and a PUBACK 0 gets the session closed (cloud.mqtt.client).
+RESPONSE_QOS = 0
 
 
 class DispatchUnavailable(Exception):
@@ -175,7 +181,9 @@ class Dispatcher:
             on_message=self._on_message,
         )
         try:
-            await client.subscribe(RESPONSE_FILTER, timeout_s=self._settings.puback_timeout_s)
+            await client.subscribe(
+                RESPONSE_FILTER, qos=RESPONSE_QOS, timeout_s=self._settings.puback_timeout_s
+            )
         except MqttError:
             await client.close()
             raise

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+JAVA_INT_MAX = 2**31 - 1
+
 
 class Faults(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -22,6 +24,10 @@ class Faults(BaseModel):
     puback_delay_ms: float = Field(default=0.0, ge=0, le=600_000)
     # A gateway's RPC reply (v1/gateway/rpc) is acted on this much later.
     gateway_reply_delay_ms: float = Field(default=0.0, ge=0, le=600_000)
+    # Test-only: where a session opened from now on starts numbering its publishes (ThingsBoard
+    # always starts at 0: DeviceSessionCtx.msgIdSeq), so a test reaches the 16-bit packet id wrap
+    # (session.MqttSession.publish) in a few publishes instead of 65,536.
+    msg_id_start: int = Field(default=0, ge=0, le=JAVA_INT_MAX)
 
     def take_puback_drop(self, device: str) -> bool:
         if self.drop_pubacks <= 0:
@@ -41,3 +47,4 @@ class FaultsPatch(BaseModel):
     drop_pubacks_device: str | None = None
     puback_delay_ms: float | None = Field(default=None, ge=0, le=600_000)
     gateway_reply_delay_ms: float | None = Field(default=None, ge=0, le=600_000)
+    msg_id_start: int | None = Field(default=None, ge=0, le=JAVA_INT_MAX)

@@ -93,7 +93,8 @@ class RawMqttClient:
         try:
             while data := await self._reader.read(65536):
                 for first, body in self._frames.feed(data):
-                    self._on_packet(codec.decode(first, body, self.version))
+                    # sees what ThingsBoard sends, a publish with packet id 0 included
+                    self._on_packet(codec.decode(first, body, self.version, zero_publish_id=True))
         except (ConnectionError, codec.MalformedPacket):
             pass
         finally:

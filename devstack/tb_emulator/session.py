@@ -3,6 +3,16 @@
 What the session owns: the protocol version, the authenticated device, its exact-string
 subscriptions (ThingsBoard matches ``switch(topic)``, not MQTT wildcards), outgoing packet ids and
 the RPC deliveries waiting for a PUBACK. What a PUBLISH means is decided by ``device_api``.
+
+Packet ids as ThingsBoard numbers them: every publish it builds, QoS 0 too, takes the next value of
+an int per session that never wraps (DeviceSessionCtx.nextMsgId; a gateway's sub-device sessions
+take the gateway's: AbstractGatewayDeviceSessionContext.nextMsgId), and netty's MqttEncoder writes
+its low 16 bits. So the 65,536th publish on a session goes out with packet id 0, and a client that
+PUBACKs it gets the session closed: netty's MqttDecoder refuses a packet id 0 ("invalid messageId")
+and MqttTransportHandler.channelRead closes with MALFORMED_PACKET (``codec.decode`` refuses it
+here). RPC deliveries wait for their PUBACK under the full int (MqttTransportHandler.
+sendToDeviceRpcRequest, rpcAwaitingAck), the PUBACK brings 16 bits: past the wrap none matches and
+each QoS 1 RPC gets its TIMEOUT status.
 """
 
 from __future__ import annotations
@@ -116,13 +126,13 @@ class MqttSession(asyncio.Protocol):
         self.subs: dict[str, int] = {}
         self.peer = ""
         self.closed = False
-        self._next_id = 0
+        self._msg_id = hub.faults.msg_id_start  # ThingsBoard's msgIdSeq: 0 but in tests
         # Outgoing frames wait here until the end of the current data_received, or of this loop
         # iteration for frames other sessions cause: one write (one syscall) for many packets.
         self._out: list[bytes] = []
         self._in_batch = False
         self._flush_scheduled = False
-        # packet id -> (device RPC actor, request) of RPCs waiting for the device's PUBACK
+        # msg id (the untruncated int) -> (device RPC actor, request) of RPCs waiting for a PUBACK
         self._rpc_acks: dict[int, tuple[DeviceRpc, RpcRequest, asyncio.TimerHandle]] = {}
         self.client_rpc_timers: dict[int, asyncio.TimerHandle] = {}
         self._deferred: list[Callable[[], None]] = []
@@ -305,6 +315,7 @@ class MqttSession(asyncio.Protocol):
         self._write(frame)
 
     def _on_puback(self, packet_id: int) -> None:
+        # the 16-bit id off the wire against the keys of full ints: no match past the wrap
         entry = self._rpc_acks.pop(packet_id, None)
         if entry is not None:
             actor, request, timer = entry
@@ -353,18 +364,18 @@ class MqttSession(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _packet_id(self) -> int:
-        for _ in range(65535):
-            self._next_id = self._next_id % 65535 + 1
-            if self._next_id not in self._rpc_acks:
-                return self._next_id
-        raise RuntimeError("no free packet id")
-
     def publish(self, topic: str, payload: bytes, qos: int) -> int | None:
-        """Send a PUBLISH to the client; returns its packet id for QoS 1."""
-        packet_id = self._packet_id() if qos else None
+        """Send a PUBLISH to the client; returns its msg id (the untruncated int) for QoS 1.
+
+        The next msg id whatever the QoS (JsonMqttAdaptor.createMqttPublishMsg,
+        MqttTransportAdaptor.createMqttPublishMsg: ``ctx.nextMsgId()``); only its low 16 bits go on
+        the wire (netty MqttEncoder.encodePublishMessage: ``buf.writeShort(packetId)``), 0 included.
+        """
+        self._msg_id += 1
+        msg_id = self._msg_id
+        packet_id = msg_id & 0xFFFF if qos else None
         self._write(codec.encode_publish(topic, payload, qos, packet_id, self.version))
-        return packet_id
+        return msg_id if qos else None
 
     def sub_qos(self, topic: str) -> int:
         """MqttDeviceAwareSessionContext.getQoSForTopic: the subscription's QoS, default 1."""
@@ -375,17 +386,17 @@ class MqttSession(asyncio.Protocol):
         topic = f"v1/devices/me/rpc/request/{request.request_id}"
         payload = dumps({"method": request.method, "params": request.params}).encode()
         qos = self.sub_qos("v1/devices/me/rpc/request/+")
-        packet_id = self.publish(topic, payload, qos)
-        if packet_id is not None:
+        msg_id = self.publish(topic, payload, qos)
+        if msg_id is not None:
             timeout_s = min(
                 self.hub.settings.delivery_timeout_s, max(0.0, request.expiration_ms / 1000 - time.time())
             )
-            timer = self.hub.loop.call_later(timeout_s, self._rpc_ack_timeout, packet_id)
-            self._rpc_acks[packet_id] = (actor, request, timer)
+            timer = self.hub.loop.call_later(timeout_s, self._rpc_ack_timeout, msg_id)
+            self._rpc_acks[msg_id] = (actor, request, timer)
         actor.on_written(request, qos)
 
-    def _rpc_ack_timeout(self, packet_id: int) -> None:
-        entry = self._rpc_acks.pop(packet_id, None)
+    def _rpc_ack_timeout(self, msg_id: int) -> None:
+        entry = self._rpc_acks.pop(msg_id, None)
         if entry is not None:
             actor, request, _ = entry
             actor.on_delivery_timeout(request)
@@ -415,4 +426,5 @@ class MqttSession(asyncio.Protocol):
             "mqttVersion": {3: "3.1", 4: "3.1.1", 5: "5"}.get(self.version, str(self.version)),
             "subscriptions": dict(self.subs),
             "received": self.received,
+            "msgId": self._msg_id,  # the last publish's (DeviceSessionCtx.msgIdSeq)
         }
