@@ -18,6 +18,10 @@ fails when either moves without the other). What each use relies on:
   before it searches its extension directories for a connector class.
 - ``tb_client.client`` (tb-mqtt-client's TBGatewayMqttClient) and its ``_client`` (paho's Client):
   the gateway's own MQTT session, whose socket we tune and whose RPC handler tells us it listens.
+- paho's ``Client._send_puback(mid)``: called for every QoS 1 PUBLISH it takes (``_handle_publish``,
+  manual_ack off); an instance attribute takes the method's place. Renamed, wrapping it fails at the
+  first connect (AttributeError); no longer called there, the gateway's session would again be
+  closed at ThingsBoard's packet id wrap (tests/edge/test_msg_id_wrap.py fails then).
 """
 
 from __future__ import annotations
@@ -72,6 +76,33 @@ def mqtt_socket(client: Any) -> socket.socket | None:
     """The TCP socket under the gateway's MQTT client (None between connections)."""
     sock: socket.socket | None = client._client.socket()
     return sock
+
+
+def skip_puback_for_packet_id_zero(client: Any) -> None:
+    """Make the gateway's paho client take a QoS 1 PUBLISH with packet id 0 without PUBACKing it.
+
+    ThingsBoard puts the low 16 bits of a per-session int that never wraps on the wire
+    (DeviceSessionCtx.nextMsgId, netty MqttEncoder), so every 65,536th publish to the gateway (one
+    per RPC) carries id 0; PUBACK 0 is malformed to ThingsBoard's decoder (netty MqttDecoder
+    "invalid messageId") and MqttTransportHandler.channelRead closes the session, losing the reply
+    of the RPC in flight. The PUBACK is worth nothing to keep: ThingsBoard never re-sends, and for
+    a gateway's sub-device RPCs it tracks no PUBACK at all (AbstractGatewayDeviceSessionContext.
+    onToDeviceRpcRequest). Idempotent: paho keeps one Client across reconnects.
+    """
+    from paho.mqtt.enums import MQTTErrorCode
+
+    paho = client._client
+    if getattr(paho, "_giftwheel_skips_puback_0", False):
+        return
+    send_puback = paho._send_puback
+
+    def _send_puback(mid: int) -> Any:
+        if mid == 0:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return send_puback(mid)
+
+    paho._send_puback = _send_puback
+    paho._giftwheel_skips_puback_0 = True
 
 
 def listens_for_device_rpcs(client: Any) -> bool:

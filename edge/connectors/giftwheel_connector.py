@@ -38,6 +38,7 @@ class GatewayPublisher:
         if client is None:
             return False
         self._no_delay(tb_gateway.mqtt_socket(client))
+        tb_gateway.skip_puback_for_packet_id_zero(client)
         return tb_gateway.listens_for_device_rpcs(client)
 
     def _no_delay(self, sock: socket.socket | None) -> None:
