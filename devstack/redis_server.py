@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from devstack.processes import LocalServer, installed
@@ -27,9 +28,21 @@ class RedisServer(LocalServer):
         data_dir: Path | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        super().__init__("redis", port, data_dir)
+        super().__init__("redis", port, data_dir, ready=self._answers_ping)
         self.appendonly = appendonly
         self.extra_args = extra_args
+
+    def _answers_ping(self) -> bool:
+        # Redis accepts connections while it loads its AOF and answers -LOADING until done: a
+        # restarted server is ready when PING gets any other answer (+PONG, or -NOAUTH where a
+        # password is set), not when the port opens.
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                reply = sock.recv(16)
+                return bool(reply) and not reply.startswith(b"-LOADING")
+        except OSError:
+            return False
 
     @property
     def url(self) -> str:
