@@ -52,9 +52,12 @@ from giftwheel.contracts.motor import Telemetry
 # figures describe the pipeline (ingest, queue, worker, ThingsBoard, gateway, edge buffer). 5,000
 # steps/s is the most the default GPIO backend is allowed (edge/motor/pins.py); the stack's time
 # scale makes it 50 times that on the real clock.
+# Full speed within 10 ms: a motor stops within half of the 100-pulse crash bound below, as the edge
+# requires (edge.settings).
+BENCH_ACCEL = 500_000
 BENCH_MOTORS = (
-    SimMotor("motor_01", "a4988", {"step": 17, "dir": 27, "enable": 22}, 1, 1, 5_000),
-    SimMotor("motor_02", "a4988", {"step": 5, "dir": 6, "enable": 13}, 1, 1, 5_000),
+    SimMotor("motor_01", "a4988", {"step": 17, "dir": 27, "enable": 22}, 1, 1, 5_000, BENCH_ACCEL),
+    SimMotor("motor_02", "a4988", {"step": 5, "dir": 6, "enable": 13}, 1, 1, 5_000, BENCH_ACCEL),
 )
 # A bench round is one pulse, so the edge's crash bound (a motor runs at most max_unwritten_rounds
 # ahead of its last durable checkpoint, 1 round by default) would stop a bench motor every 2 pulses

@@ -29,7 +29,7 @@ class SimMotor:
     steps_per_round: int
     microstepping: int
     max_step_rate_sps: float
-    acceleration_sps2: float | None = None  # None: full speed within 0.1 s
+    acceleration_sps2: float | None = None  # None: full speed within 25 ms
 
     @property
     def pulses_per_round(self) -> int:
@@ -43,7 +43,7 @@ class SimMotor:
             "steps_per_round": self.steps_per_round,
             "microstepping": self.microstepping,
             "max_step_rate_sps": self.max_step_rate_sps,
-            "acceleration_sps2": self.acceleration_sps2 or self.max_step_rate_sps * 10,
+            "acceleration_sps2": self.acceleration_sps2 or self.max_step_rate_sps * 40,
         }
 
 

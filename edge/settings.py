@@ -20,10 +20,11 @@ from redis.connection import parse_url
 
 from edge.buffer.ledger import DEFAULT_RECENT_DONE
 from edge.errors import ConfigError
-from edge.motor.checkpoint import DEFAULT_CHECKPOINT_FRACTION, DEFAULT_MAX_UNWRITTEN_ROUNDS
+from edge.motor.checkpoint import DEFAULT_CHECKPOINT_FRACTION, DEFAULT_MAX_UNWRITTEN_ROUNDS, CheckpointPolicy
 from edge.motor.controller import DEFAULT_LATE_REPLAN_FULL_STEPS
 from edge.motor.driver import DRIVER_SPECS, DriverType, Wiring
 from edge.motor.pins import BACKENDS, PinBackend
+from edge.motor.ramp import steps_to_stop
 from giftwheel.contracts.motor import MOTOR_PROFILE, RECENT_DONE_LIMIT, DeviceName
 
 # Header pins the Pi itself uses: the firmware reads the HAT ID EEPROM over ID_SD/ID_SC at boot
@@ -228,8 +229,8 @@ class EdgeSettings(_Strict):
     # repeats at most that much (plus what turns during one write). Writes per second per turning
     # motor: step rate / (fraction x pulses per round), e.g. 3,200 / (0.05 x 3,200) = 20.
     checkpoint_fraction_of_round: float = Field(default=DEFAULT_CHECKPOINT_FRACTION, gt=0, le=1)
-    # A motor this many rounds ahead of its last written checkpoint (the local Redis is down or
-    # stalled) decelerates to a stop and waits, so what a crash can repeat stays bounded.
+    # A motor comes to rest within this many rounds of its last written checkpoint (the local Redis
+    # is down or stalled) and waits, so a crash repeats at most this much.
     max_unwritten_rounds: float = Field(default=DEFAULT_MAX_UNWRITTEN_ROUNDS, gt=0, le=100)
     # A STEP pulse later than this many full steps' time makes the ramp re-plan from the motor's real
     # speed; less is a phase error the rotor rides through. Either way nothing late is made up.
@@ -269,6 +270,24 @@ class EdgeSettings(_Strict):
                 owners[pin] = where
         if self.estop is not None and self.estop.pin in owners:
             raise ValueError(f"estop.pin: pin {self.estop.pin} is already used by {owners[self.estop.pin]}")
+        return self
+
+    @model_validator(mode="after")
+    def _motors_stop_within_the_unwritten_bound(self) -> Self:
+        # A motor decelerates early enough to rest within max_unwritten_rounds of its checkpoint.
+        # Stopping from full speed may take half of that bound; the other half is the room the
+        # checkpoint writer (and, with a pulse train, the queued pulses) may lag at full speed.
+        # Past it the motor would brake on every checkpoint and never reach its rate.
+        policy = CheckpointPolicy(self.checkpoint_fraction_of_round, self.max_unwritten_rounds)
+        for i, motor in enumerate(self.motors):
+            stop = steps_to_stop(motor.max_step_rate_sps, motor.acceleration_sps2)
+            room = policy.max_unwritten_pulses(motor.pulses_per_round)
+            if stop > room / 2:
+                raise ValueError(
+                    f"motors[{i}].acceleration_sps2: stopping from {motor.max_step_rate_sps:g} steps/s "
+                    f"takes {stop} pulses, more than half of the {room} pulses max_unwritten_rounds "
+                    f"lets a motor run past its checkpoint; raise acceleration_sps2 or max_unwritten_rounds"
+                )
         return self
 
 

@@ -1,8 +1,9 @@
 """A motor's progress written to the ledger on its own thread, every fraction of a round.
 
 The step loop only hands over the newest pulse count and goes on, so a slow write (an SD card's
-fsync, a Redis restart) delays a checkpoint, never a pulse. A kill -9 repeats what turned since the
-last written checkpoint: one checkpoint interval, plus what turns while one write is in flight.
+fsync, a Redis restart) delays a checkpoint, not a pulse, until the motor nears the unwritten bound.
+A kill -9 repeats what turned since the last written checkpoint: one checkpoint interval, plus what
+turns while one write is in flight, and never more than the bound.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from edge.buffer.ledger import CommandLedger, retry_until_available
 # A kill -9 repeats at most this fraction of a round (plus one write in flight); each motor writes
 # rate / (fraction x pulses per round) times a second while it turns.
 DEFAULT_CHECKPOINT_FRACTION = 0.05
-# Further than this ahead of its last written checkpoint (the buffer is down or stalled), a motor
-# decelerates to a stop and waits: what a crash can repeat stays bounded.
+# A motor comes to rest within this of its last written checkpoint (the buffer is down or stalled,
+# or the writer lags) and waits: a crash repeats at most this much.
 DEFAULT_MAX_UNWRITTEN_ROUNDS = 1.0
 
 

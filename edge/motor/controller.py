@@ -224,8 +224,12 @@ class MotorController:
                 self._reported_hold = reason
             return None, self._generation
 
-    def _must_stop(self, cid: str, done: int, halted: Callable[[], bool]) -> bool:
-        return halted() or done - self._checkpoints.written(cid) >= self._max_unwritten
+    def _past_unwritten_bound(self, cid: str, position: int, ramp: TrapezoidRamp) -> bool:
+        """Whether one more pulse could leave the motor, once at rest, more than the bound past its
+        written checkpoint: the pulse moves it one step and can lengthen its stop by one more. So a
+        kill -9 repeats at most max_unwritten pulses, the deceleration included."""
+        bound = self._checkpoints.written(cid) + self._max_unwritten
+        return position + ramp.steps_to_stop() + 2 > bound
 
     def _checkpoint(self, cid: str, before: int, done: int, total: int) -> None:
         every = self._checkpoint_every
@@ -238,7 +242,7 @@ class MotorController:
         # is not made up by firing the next ones sooner (a burst loses steps).
         last_pulse = self._clock.now()
         while not ramp.done:
-            if self._must_stop(cid, done, halted):
+            if halted() or self._past_unwritten_bound(cid, done, ramp):
                 ramp.stop()
                 if ramp.remaining == 0:
                     break
@@ -277,17 +281,25 @@ class MotorController:
                 self._checkpoint(cid, done, done + turned, total)
                 done += turned
             self.last_beat = time.monotonic()
-            if not ramp.done and self._must_stop(cid, done, halted):
+            if not ramp.done and halted():
                 ramp.stop()
             if not ramp.done and queued_until - now < TRAIN_AHEAD_S and train.room() > 0:
                 # The train ran dry (the loop came late): the next pulse is late by the gap, and
                 # the ramp re-plans after it as the Python loop does after a late pulse.
                 gap = now - queued_until if last_interval > 0 else 0.0
+                # Queued pulses play whatever happens next: the bound counts them as turned.
+                position = done + sum(pulses for _, pulses in queued)
                 segment: list[float] = []
-                while not ramp.done and sum(segment) < TRAIN_SEGMENT_S:
+                planned_s = 0.0
+                while not ramp.done and planned_s < TRAIN_SEGMENT_S:
+                    if self._past_unwritten_bound(cid, position + len(segment), ramp):
+                        ramp.stop()
+                        if ramp.remaining == 0:
+                            break
                     segment.append(ramp.next_interval())
                     if len(segment) == 1 and gap > segment[0] * self.profile.late_replan_intervals:
                         ramp.took(gap + segment[0])
+                    planned_s += segment[-1]
                 if segment:
                     queued_until = max(queued_until, now) + train.send(segment)
                     queued.append((queued_until, len(segment)))

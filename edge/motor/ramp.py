@@ -31,6 +31,11 @@ def shortest_interval_after(interval_s: float, max_rate_sps: float, accel_sps2: 
     return 2 / (v + min(max_rate_sps, math.sqrt(v * v + 2 * accel_sps2)))
 
 
+def steps_to_stop(speed_sps: float, accel_sps2: float) -> int:
+    """Fewest steps in which a motor at ``speed_sps`` can come to rest."""
+    return math.ceil(speed_sps * speed_sps / (2 * accel_sps2) - 1e-9)
+
+
 class TrapezoidRamp:
     """Step intervals for a move of ``steps`` steps; ``stop()`` shortens it to the quickest halt."""
 
@@ -48,7 +53,7 @@ class TrapezoidRamp:
 
     def steps_to_stop(self) -> int:
         """Fewest steps in which the motor can come to rest from its current speed."""
-        return math.ceil(self.speed_sps * self.speed_sps / (2 * self.accel_sps2) - 1e-9)
+        return steps_to_stop(self.speed_sps, self.accel_sps2)
 
     def stop(self) -> None:
         """Decelerate now: only the steps needed to stop without losing position remain."""

@@ -29,6 +29,7 @@ from devstack.load import LoadResult, send_paced
 from devstack.stack import LocalStack, StackOptions
 from devstack.viewer import Viewer
 from edge.buffer.keys import Keys
+from edge.motor.checkpoint import CheckpointPolicy
 from giftwheel.contracts import EVENTS_STREAM, GiftEvent
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -143,13 +144,15 @@ async def test_every_accepted_gift_turns_its_motor_exactly_once_under_faults(tmp
         counted = await edge_rounds_completed(stack)
         assert counted == dict(expected), f"edge ledger rounds {counted} != expected {dict(expected)}"
         # The step record is the physical truth: a kill -9 repeats what turned since the motor's
-        # last written checkpoint (edge.motor.checkpoint, a fraction of a round), so each edge
-        # crash may add less than one round; nothing more, and never a whole command.
+        # last written checkpoint (edge.motor.checkpoint), which a motor lets grow to the unwritten
+        # bound at most, its deceleration included, even when the writer lags (a loaded CI box);
+        # nothing more, and never a whole command.
         final = turned()
         # In pulses, so float rounding cannot hide a one-pulse difference.
         pulses = {m.name: m.pulses_per_round for m in stack.options.motors}
+        bound = {m: CheckpointPolicy().max_unwritten_pulses(p) for m, p in pulses.items()}
         off = {m: round((final[m] - expected[m]) * pulses[m]) for m in expected}
-        assert all(-1 <= d < EDGE_CRASHES * pulses[m] for m, d in off.items()), (
+        assert all(-1 <= d <= EDGE_CRASHES * bound[m] for m, d in off.items()), (
             f"rounds turned {final} vs expected {dict(expected)}; logs in {stack.logs}"
         )
         not_done = {

@@ -16,7 +16,7 @@ from edge.buffer.ledger import CommandLedger
 from edge.motor.checkpoint import CheckpointPolicy
 from edge.motor.clock import MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
-from edge.motor.simulated import SimulatedDriver
+from edge.motor.simulated import SimulatedDriver, SimulatedPulseTrain
 from edge.rpc import RpcService
 from giftwheel.contracts.motor import MotorState
 from tests.edge.motion import JumpyClock, assert_no_burst
@@ -146,19 +146,22 @@ def test_late_steps_are_never_made_up_by_a_burst(ledger: CommandLedger) -> None:
     assert min(b - a for a, b in itertools.pairwise(times)) == pytest.approx(1 / 3200.0)
 
 
+@pytest.mark.parametrize("timing", ["python loop", "pulse train"])
 def test_a_stalled_buffer_delays_checkpoints_not_pulses(
-    ledger: CommandLedger, sync_redis: redis_lib.Redis
+    ledger: CommandLedger, sync_redis: redis_lib.Redis, timing: str
 ) -> None:
     """The local Redis takes no write for 4 s (CLIENT PAUSE WRITE, as a long fsync would): the motor
-    turns on past a round boundary while its checkpoints wait, stops at the unwritten bound instead
-    of running away, and afterwards every pulse is counted exactly once."""
+    turns on past a round boundary while its checkpoints wait, comes to rest within the unwritten
+    bound instead of running away (its deceleration and queued segments inside the bound), and
+    afterwards every pulse is counted exactly once."""
     # Every 20 pulses; up to 500 unwritten. The bound leaves room for the checkpoint writer to lag
     # the motor by a few hundred pulses when the paused write catches it (it shares the GIL).
     policy = CheckpointPolicy(fraction_of_round=0.1, max_unwritten_rounds=2.5)
     ledger.submit("m1", "c-0000c001", 6, None)
     clock = ScaledClock(20.0)
     driver = SimulatedDriver(clock)
-    motor = MotorController("m1", driver, ledger, FAST, clock, checkpoints=policy, idle_poll_s=0.05)
+    stepper = SimulatedPulseTrain(driver, clock) if timing == "pulse train" else driver
+    motor = MotorController("m1", stepper, ledger, FAST, clock, checkpoints=policy, idle_poll_s=0.05)
     motor.start()
     wait_until(lambda: driver.total_steps > 0)  # begin() is written
     sync_redis.execute_command("CLIENT", "PAUSE", 4000, "WRITE")  # type: ignore[no-untyped-call]
@@ -168,9 +171,8 @@ def test_a_stalled_buffer_delays_checkpoints_not_pulses(
     wait_until(lambda: driver.total_steps > next_round, timeout_s=3.5)
     # Still paused: no checkpoint was written meanwhile, yet the motor crossed a round boundary.
     assert int(sync_redis.hget(ledger.keys.motor("m1"), "pd") or 0) == written_at_pause
-    stop_distance = round(FAST.max_rate_sps**2 / (2 * FAST.accel_sps2))
-    time.sleep(0.4)
-    assert driver.total_steps <= written_at_pause + 500 + stop_distance + policy.every_pulses(200)
+    time.sleep(0.4)  # at rest by now, stopped by the bound
+    assert driver.total_steps <= written_at_pause + policy.max_unwritten_pulses(200)
     wait_until(lambda: ledger.status("m1").commands_done == 1, timeout_s=20)
     motor.close()
     assert driver.total_steps == 6 * 200

@@ -226,7 +226,9 @@ def test_long_rotation_reports_far_fewer_progress_messages_than_rounds_with_exac
 ) -> None:
     rounds = 600
     interval_s = 0.2  # the settings' default, which the harness leaves in place
-    motors = (replace(DEFAULT_MOTORS[0], steps_per_round=10), *DEFAULT_MOTORS[1:])  # 200 rounds/s
+    # 200 rounds/s; stopping within half a 10-pulse round (edge.settings) takes a quick ramp.
+    fast = replace(DEFAULT_MOTORS[0], steps_per_round=10, acceleration_sps2=400_000)
+    motors = (fast, *DEFAULT_MOTORS[1:])
     with start_daemon(tmp_path, aof_redis.url, emulator, motors=motors):
         rpc(emulator, "motor_01", "rotate", {"commandId": "c-e2e00050", "rounds": rounds})
 

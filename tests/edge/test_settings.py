@@ -81,6 +81,9 @@ def test_valid_config_derives_pulses_per_round() -> None:
         ("motors.1.step_high_us", 5, "motors[1].step_high_us: not used by driver uln2003"),
         ("motors.0.pins.step", 40, "motors[0].pins.step: Input should be less than or equal to 27"),
         ("motors.0.speed", 3, "motors[0].speed: Extra inputs are not permitted"),
+        ("motors.0.acceleration_sps2", 1000,
+         "motors[0].acceleration_sps2: stopping from 3200 steps/s takes 5120 pulses, more than half of the "
+         "3200 pulses max_unwritten_rounds lets a motor run past its checkpoint"),
         ("thingsboard.access_token", KeyError,
          "thingsboard: set exactly one of access_token or access_token_file"),
         ("motors", [], "motors: List should have at least 1 item"),
@@ -103,6 +106,15 @@ def test_a_rate_the_driver_allows_but_the_backend_cannot_produce_is_refused() ->
     assert (
         parse_settings(with_change("motors.0.max_step_rate_sps", 5_000)).motors[0].max_step_rate_sps == 5_000
     )
+
+
+def test_a_motor_that_stops_slowly_needs_a_larger_unwritten_bound() -> None:
+    # A motor comes to rest within max_unwritten_rounds of its last checkpoint (so a kill -9 repeats
+    # no more); one that needs 1.6 rounds to stop would brake at every checkpoint under a 1-round bound.
+    slow = with_change("motors.0.acceleration_sps2", 1000)
+    with pytest.raises(ConfigError, match="raise acceleration_sps2 or max_unwritten_rounds"):
+        parse_settings(slow)
+    assert parse_settings({**slow, "max_unwritten_rounds": 4}).motors[0].acceleration_sps2 == 1000
 
 
 def test_step_high_time_defaults_to_the_drivers_minimum_and_can_be_longer() -> None:
@@ -145,7 +157,8 @@ def test_a_yaml_merge_key_may_be_overridden(tmp_path: Path) -> None:
     config.write_text(
         "thingsboard: {host: tb.local, access_token: T}\n"
         "motors:\n"
-        "  - &nema17 {name: motor_01, driver: a4988, steps_per_round: 200, max_step_rate_sps: 3200,\n"
+        "  - &nema17 {name: motor_01, driver: a4988, steps_per_round: 200, microstepping: 16,\n"
+        "             max_step_rate_sps: 3200,\n"
         "             acceleration_sps2: 8000, pins: {step: 17, dir: 27}}\n"
         "  - <<: *nema17\n"
         "    name: motor_02\n"
