@@ -119,3 +119,47 @@ def test_the_mqtt_socket_and_rpc_handler_are_where_we_read_them(mqtt_client: TBG
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0  # paho still leaves Nagle on
     mqtt_client.gw_set_server_side_rpc_request_handler(lambda client, content: None)
     assert tb_gateway.listens_for_device_rpcs(mqtt_client)
+
+
+def _connected(client: TBGatewayMqttClient) -> None:
+    client.connect()
+    deadline = time.monotonic() + 10
+    while not client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.is_connected()
+
+
+def test_our_rpc_reply_is_the_message_the_gateway_client_publishes() -> None:
+    import queue
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    with MosquittoServer() as broker:
+        received: queue.SimpleQueue[tuple[str, bytes, int]] = queue.SimpleQueue()
+        watcher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="watcher")
+        watcher.on_message = lambda _c, _u, m: received.put((m.topic, m.payload, m.qos))
+        watcher.connect(broker.host, broker.port)
+        watcher.subscribe("v1/gateway/rpc", qos=1)
+        watcher.loop_start()
+        client = TBGatewayMqttClient(broker.host, broker.port, "compat-test")
+        try:
+            _connected(client)
+            time.sleep(0.5)  # the watcher's subscription is in place
+            reply = {"accepted": True, "commandId": "c-00000001", "queuedRounds": 3}
+            client.gw_send_rpc_reply("motor_01", 7, reply, quality_of_service=1).get()
+            theirs = received.get(timeout=5)
+            assert tb_gateway.publish_device_rpc_reply(client, "motor_01", 7, reply, 1)
+            ours = received.get(timeout=5)
+            assert ours == theirs, f"{COMPAT}: tb-mqtt-client publishes RPC replies differently now"
+
+            # Where the client would do more than publish, ours declines and publishes nothing.
+            assert not tb_gateway.publish_device_rpc_reply(client, "motor_01", None, reply, 1)
+            client._devices_connected_through_gateway_messages_rate_limit.set_limit("10:1,")
+            assert not tb_gateway.publish_device_rpc_reply(client, "motor_01", 8, reply, 1)
+            time.sleep(0.3)
+            assert received.empty()
+        finally:
+            client.stop()
+            watcher.loop_stop()
+            watcher.disconnect()
