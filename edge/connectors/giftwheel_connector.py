@@ -40,6 +40,7 @@ class GatewayPublisher:
             return False
         self._no_delay(tb_gateway.mqtt_socket(client))
         tb_gateway.skip_puback_for_packet_id_zero(client)
+        tb_gateway.share_success_puback_objects(client)
         return tb_gateway.listens_for_device_rpcs(client)
 
     def _no_delay(self, sock: socket.socket | None) -> None:

@@ -163,3 +163,54 @@ def test_our_rpc_reply_is_the_message_the_gateway_client_publishes() -> None:
             client.stop()
             watcher.loop_stop()
             watcher.disconnect()
+
+
+def test_paho_takes_a_plain_puback_the_way_our_shared_objects_repeat() -> None:
+    import paho.mqtt.client as paho
+
+    source = inspect.getsource(paho.Client._handle_pubackcomp)
+    for step in (
+        "mid, = struct.unpack(\"!H\", self._in_packet['packet'][:2])",
+        "reasonCode = ReasonCode(packet_type)",
+        "properties = Properties(packet_type)",
+        "if self._in_packet['remaining_length'] > 2:",
+        "if mid in self._out_messages:",
+        "rc = self._do_on_publish(mid, reasonCode, properties)",
+    ):
+        assert step in source, f"{COMPAT}: paho's PUBACK handling no longer does {step!r}"
+
+
+def test_a_plain_puback_completes_the_publish_with_a_success_code() -> None:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    with MosquittoServer() as broker:
+        # With no subscriber, Mosquitto's PUBACK carries reason 16 (3 bytes): paho's way, not ours.
+        watcher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="watcher")
+        watcher.connect(broker.host, broker.port)
+        watcher.subscribe("v1/gateway/telemetry", qos=1)
+        watcher.loop_start()
+        client = TBGatewayMqttClient(broker.host, broker.port, "compat-test")
+        acknowledged: dict[int, tuple[Any, Any]] = {}
+        on_publish = client._client.on_publish
+
+        def watch(paho_client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+            acknowledged[mid] = (reason_code, properties)
+            on_publish(paho_client, userdata, mid, reason_code, properties)
+
+        client._client.on_publish = watch
+        try:
+            tb_gateway.share_success_puback_objects(client)
+            tb_gateway.share_success_puback_objects(client)  # called on every connect: idempotent
+            _connected(client)
+            time.sleep(0.5)  # the watcher's subscription is in place
+            infos = [client.gw_send_telemetry("motor_01", {"n": n}, quality_of_service=1) for n in range(3)]
+            assert [info.get() for info in infos] == [0, 0, 0]
+            acks = [acknowledged[info.message_info[0].mid] for info in infos]
+            assert [(code.value, properties.json()) for code, properties in acks] == [(0, {})] * 3
+            assert acks[0][0] is acks[1][0] is acks[2][0], "each PUBACK built its own reason code"
+            assert not client._client._out_messages
+        finally:
+            client.stop()
+            watcher.loop_stop()
+            watcher.disconnect()
