@@ -1,17 +1,24 @@
 """Edge benchmark: RPC -> first step latency through the real thingsboard-gateway, and daemon CPU.
 
-Run:  .venv/bin/python -m bench.edge [--rpcs 200] [--cpu-seconds 10] [--load-rates 50 100 500]
+Run:  .venv/bin/python -m bench.edge [--rpcs 200] [--rpc-gap-ms 50] [--cpu-seconds 10]
+      [--load-rates 50 100 500]
 
 Everything is real except the motor: a redis-server with AOF (appendfsync always, the edge's
 recommended setting), the ThingsBoard emulator as a process, and `giftwheel edge` as a process in
 simulation mode on the REAL clock, whose simulated driver appends every step (CLOCK_MONOTONIC) to a
 file this script reads. Clocks: the daemon and this script share the host's monotonic clock.
 
-Latency per RPC (one at a time, motor idle before each):
+Latency per RPC (one at a time, motor idle before each; each sent right after the previous command's
+done telemetry arrived, or with ``--rpc-gap-ms N`` after a further pause drawn uniformly from 0..N ms,
+so that it meets the rule-engine queue's consumer at any point of its poll interval, as a gift does):
 - rpc->step: this script issues the server-side RPC (emulator HTTP side -> rule chain -> MQTT ->
   gateway -> connector -> Redis -> controller) until the first step pulse.
+- rpc->publish: this script's call until the emulator wrote the RPC to the gateway's session (the
+  request's SENT time in the emulator's RPC record, whole ms): ThingsBoard's share, mostly the Main
+  rule-engine queue's poll interval (see rpc_history_ts).
+- publish->step: from that write to the first step pulse: the edge's share.
 - received->step: the connector's receivedTs (persisted with the command) to the first pulse.
-Both include the ramp's first step interval sqrt(2/a) (physics, reported separately).
+All but rpc->publish include the ramp's first step interval sqrt(2/a) (physics, reported separately).
 
 CPU of the daemon process (all its threads, from /proc): idle, and stepping one motor at 3,200
 steps/s on the real clock. With ``--load-rates``, a second daemon runs the end-to-end bench's edge
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -46,6 +54,7 @@ from devstack.waiting import wait_until
 
 MAX_RATE_SPS = 3200.0  # one round per second
 ACCEL_SPS2 = 6400.0
+GAP_SEED = 15  # --rpc-gap-ms draws the same pauses in every run
 
 
 # A NEMA 17, 200 steps x 1/16 microstepping on an A4988 (the simulated defaults are smaller wheels).
@@ -92,12 +101,27 @@ def finished(tb: EmulatorProcess, command_id: str, motor: str = "motor_01") -> b
     return bool(latest.get("commandId") == command_id and latest.get("commandDone") is True)
 
 
-def measure_latency(tb: EmulatorProcess, steps: StepLog, rpcs: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"rpc_to_step_ms": [], "received_to_step_ms": [], "rpc_reply_ms": []}
-    wall_minus_mono = time.time() - time.monotonic()
+def rpc_history_ts(tb: EmulatorProcess, motor: str, command_id: str, status: str) -> int:
+    """When the emulator's RPC record of ``command_id`` reached ``status`` (epoch ms, whole ms as
+    ThingsBoard keeps them). SENT is set as the request is written to the gateway's session, after
+    the Main rule-engine queue's consumer polled it: that consumer sleeps pollInterval (25 ms) after
+    an empty poll, and the done telemetry this script waits for before each RPC is the last thing it
+    took from the motor's partition, so an RPC sent right after it waits most of one interval."""
+    for record in reversed(tb.rpc_states(motor)):
+        if isinstance(record["params"], dict) and record["params"].get("commandId") == command_id:
+            return next(int(h["ts"]) for h in record["history"] if h["status"] == status)
+    raise RuntimeError(f"no rpc record for {command_id}")
+
+
+def measure_latency(tb: EmulatorProcess, steps: StepLog, rpcs: int, gap_ms: float) -> dict[str, list[float]]:
+    names = ("rpc_to_step", "rpc_to_publish", "publish_to_step", "received_to_step", "rpc_reply")
+    out: dict[str, list[float]] = {f"{name}_ms": [] for name in names}
+    gaps = random.Random(GAP_SEED)
     for i in range(rpcs + 5):
         command_id = f"c-{i + 1:08x}"
+        time.sleep(gaps.uniform(0, gap_ms / 1000))
         steps.read_new()
+        wall_minus_mono = time.time() - time.monotonic()
         sent = time.monotonic()
         status, reply = tb.send_rpc(
             "motor_01", "rotate", {"commandId": command_id, "rounds": 1}, timeout_ms=5000
@@ -114,10 +138,14 @@ def measure_latency(tb: EmulatorProcess, steps: StepLog, rpcs: int) -> dict[str,
             time.sleep(0.001)
         wait_until(partial(finished, tb, command_id), 10, 0.001, what="done telemetry")
         received_ms = tb.latest_telemetry("motor_01")["receivedTs"]
+        published_ms = rpc_history_ts(tb, "motor_01", command_id, "SENT")
         if i < 5:
             continue  # warm-up
+        first_step_ms = (moved[0] + wall_minus_mono) * 1000
         out["rpc_to_step_ms"].append((moved[0] - sent) * 1000)
-        out["received_to_step_ms"].append((moved[0] + wall_minus_mono) * 1000 - received_ms)
+        out["rpc_to_publish_ms"].append(published_ms - (sent + wall_minus_mono) * 1000)
+        out["publish_to_step_ms"].append(first_step_ms - published_ms)
+        out["received_to_step_ms"].append(first_step_ms - received_ms)
         out["rpc_reply_ms"].append((replied - sent) * 1000)
     return out
 
@@ -257,6 +285,9 @@ def main() -> None:
     )
     parser.add_argument("--rpcs", type=int, default=200)
     parser.add_argument("--cpu-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--rpc-gap-ms", type=float, default=0.0, help="latency RPCs: random pause up to this after each done"
+    )
     parser.add_argument("--appendfsync", choices=["always", "everysec"], default="always")
     parser.add_argument("--load-rates", type=float, nargs="*", default=[], help="rotate RPCs/s")
     parser.add_argument("--load-rounds", type=int, default=30, help="rounds per rotate RPC")
@@ -277,12 +308,14 @@ def latency_and_cpu(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="giftwheel-bench-edge-"))
     with edge_daemon(workdir, (MOTOR,), args.appendfsync) as (tb, daemon):
         steps = StepLog(workdir / "steps" / "motor_01.steps")
-        latency = measure_latency(tb, steps, args.rpcs)
+        latency = measure_latency(tb, steps, args.rpcs, args.rpc_gap_ms)
         assert daemon.pid is not None
         cpu = measure_cpu(tb, steps, daemon.pid, args.cpu_seconds)
         code = daemon.stop()
     first_interval_ms = math.sqrt(2 / ACCEL_SPS2) * 1000
     print(f"edge bench: {args.rpcs} sequential rotate RPCs (1 round each), {os.cpu_count()} cores,")
+    gap = f"and a random pause of 0-{args.rpc_gap_ms:g} ms" if args.rpc_gap_ms else "at once"
+    print(f"each after the previous command's done {gap},")
     print(f"local Redis appendfsync {args.appendfsync}")
     print(f"config: {MOTOR.pulses_per_round} pulses/round, {MAX_RATE_SPS:g} steps/s max, ", end="")
     print(f"{ACCEL_SPS2:g} steps/s^2")
