@@ -169,7 +169,12 @@ class GiftwheelConnector(Connector):  # type: ignore[misc]
 
     def _serve_rpcs(self) -> None:
         while (rpc := self._rpcs.get()) is not None:
-            self._answer(*rpc)
+            try:
+                self._answer(*rpc)
+            except Exception:
+                # Only the reply failed (handle's errors are answered): ThingsBoard times the RPC out
+                # and the sender retries. This thread must outlive it, or no RPC is answered again.
+                log.exception("rpc reply failed", device=rpc.device, request_id=rpc.request_id)
 
     def _answer(self, device: Any, request_id: Any, method: object, params: object) -> None:
         try:
