@@ -14,7 +14,6 @@ from edge.buffer.ledger import CommandLedger
 from edge.buffer.outbox import Outbox
 from edge.compat import tb_gateway
 from edge.estop import EmergencyStop, contact_pin_factory, open_contact
-from edge.motor.checkpoint import CheckpointPolicy
 from edge.motor.clock import Clock, MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
 from edge.motor.driver import DRIVER_SPECS, StepperDriver, Wiring
@@ -79,7 +78,7 @@ class EdgeRuntime:
             on_outbox_write=self.outbox.notify,
         )
         self.controllers: dict[str, MotorController] = {}
-        checkpoints = CheckpointPolicy(settings.checkpoint_fraction_of_round, settings.max_unwritten_rounds)
+        checkpoints = settings.checkpoint_policy
         for motor in settings.motors:
             profile = MotionProfile(
                 motor.pulses_per_round,

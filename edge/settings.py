@@ -272,13 +272,17 @@ class EdgeSettings(_Strict):
             raise ValueError(f"estop.pin: pin {self.estop.pin} is already used by {owners[self.estop.pin]}")
         return self
 
+    @property
+    def checkpoint_policy(self) -> CheckpointPolicy:
+        return CheckpointPolicy(self.checkpoint_fraction_of_round, self.max_unwritten_rounds)
+
     @model_validator(mode="after")
     def _motors_stop_within_the_unwritten_bound(self) -> Self:
         # A motor decelerates early enough to rest within max_unwritten_rounds of its checkpoint.
         # Stopping from full speed may take half of that bound; the other half is the room the
         # checkpoint writer (and, with a pulse train, the queued pulses) may lag at full speed.
         # Past it the motor would brake on every checkpoint and never reach its rate.
-        policy = CheckpointPolicy(self.checkpoint_fraction_of_round, self.max_unwritten_rounds)
+        policy = self.checkpoint_policy
         for i, motor in enumerate(self.motors):
             stop = steps_to_stop(motor.max_step_rate_sps, motor.acceleration_sps2)
             room = policy.max_unwritten_pulses(motor.pulses_per_round)

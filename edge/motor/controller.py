@@ -224,11 +224,15 @@ class MotorController:
                 self._reported_hold = reason
             return None, self._generation
 
-    def _past_unwritten_bound(self, cid: str, position: int, ramp: TrapezoidRamp) -> bool:
-        """Whether one more pulse could leave the motor, once at rest, more than the bound past its
-        written checkpoint: the pulse moves it one step and can lengthen its stop by one more. So a
-        kill -9 repeats at most max_unwritten pulses, the deceleration included."""
-        bound = self._checkpoints.written(cid) + self._max_unwritten
+    def _unwritten_bound(self, cid: str) -> int:
+        """The furthest position the motor may come to rest at: its written checkpoint plus
+        max_unwritten pulses, so a kill -9 repeats no more, the deceleration included."""
+        return self._checkpoints.written(cid) + self._max_unwritten
+
+    @staticmethod
+    def _next_pulse_passes(bound: int, position: int, ramp: TrapezoidRamp) -> bool:
+        """Whether one more pulse could leave the motor, once at rest, past ``bound``: the pulse moves
+        it one step and can lengthen its stop by one more."""
         return position + ramp.steps_to_stop() + 2 > bound
 
     def _checkpoint(self, cid: str, before: int, done: int, total: int) -> None:
@@ -242,7 +246,7 @@ class MotorController:
         # is not made up by firing the next ones sooner (a burst loses steps).
         last_pulse = self._clock.now()
         while not ramp.done:
-            if halted() or self._past_unwritten_bound(cid, done, ramp):
+            if halted() or self._next_pulse_passes(self._unwritten_bound(cid), done, ramp):
                 ramp.stop()
                 if ramp.remaining == 0:
                     break
@@ -287,12 +291,14 @@ class MotorController:
                 # The train ran dry (the loop came late): the next pulse is late by the gap, and
                 # the ramp re-plans after it as the Python loop does after a late pulse.
                 gap = now - queued_until if last_interval > 0 else 0.0
-                # Queued pulses play whatever happens next: the bound counts them as turned.
+                # Queued pulses play whatever happens next: the bound counts them as turned. Read
+                # once a segment: planning takes microseconds, and the bound only grows meanwhile.
                 position = done + sum(pulses for _, pulses in queued)
+                bound = self._unwritten_bound(cid)
                 segment: list[float] = []
                 planned_s = 0.0
                 while not ramp.done and planned_s < TRAIN_SEGMENT_S:
-                    if self._past_unwritten_bound(cid, position + len(segment), ramp):
+                    if self._next_pulse_passes(bound, position + len(segment), ramp):
                         ramp.stop()
                         if ramp.remaining == 0:
                             break
