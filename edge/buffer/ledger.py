@@ -103,6 +103,7 @@ class CommandLedger:
         self._submit = client.register_script(scripts.SUBMIT)
         self._begin = client.register_script(scripts.BEGIN)
         self._progress = client.register_script(scripts.PROGRESS)
+        self._finish = client.register_script(scripts.FINISH)
         self._clear = client.register_script(scripts.CLEAR)
         self._snapshot = client.register_script(scripts.SNAPSHOT)
         self._hold = client.register_script(scripts.HOLD)
@@ -141,10 +142,7 @@ class CommandLedger:
         if row is None:  # an idle motor asks twice a second: nothing was written
             return None
         self._on_outbox_write()
-        command_id, rounds, speed, done, pulses = row
-        return ActiveCommand(
-            str(command_id), int(rounds), float(speed) if speed else None, int(done), int(pulses)
-        )
+        return _active(row)
 
     def progress(self, motor: str, command_id: str, pulses: int, pulses_per_round: int) -> bool | None:
         """Checkpoint: ``pulses`` of the command have turned. True when that finished the command;
@@ -152,9 +150,24 @@ class CommandLedger:
 
         Every checkpoint is persisted; round telemetry only once per progress interval (the done
         always)."""
+        row = self._run(self._progress, *self._checkpoint(motor, command_id, pulses, pulses_per_round))
+        return None if row is None else bool(int(row[1]))
+
+    def finish(
+        self, motor: str, command_id: str, pulses: int, pulses_per_round: int, *, begin_next: bool
+    ) -> ActiveCommand | None:
+        """The checkpoint at a command's last pulse (it finishes the command unless it was cleared or
+        already finished) and, with ``begin_next``, :meth:`begin` in the same script: a motor busy
+        with a queue pays one round trip per command, not two. Returns the begun command or None."""
+        keys, args = self._checkpoint(motor, command_id, pulses, pulses_per_round)
+        _, row = self._run(self._finish, keys, [*args, 1 if begin_next else 0])
+        return None if row is None else _active(row)
+
+    def _checkpoint(
+        self, motor: str, command_id: str, pulses: int, pulses_per_round: int
+    ) -> tuple[list[str], list[Any]]:
         k = self.keys
-        row = self._run(
-            self._progress,
+        return (
             [k.commands(motor), k.motor(motor), k.outbox, k.recent_done(motor)],
             [
                 motor,
@@ -166,7 +179,6 @@ class CommandLedger:
                 self._recent_done,
             ],
         )
-        return None if row is None else bool(int(row[1]))
 
     def clear(self, motor: str) -> Cleared:
         """Drop every queued command (the current one too); their commandIds stay deduped."""
@@ -227,14 +239,22 @@ class CommandLedger:
         )
 
 
+def _active(row: list[Any]) -> ActiveCommand:
+    command_id, rounds, speed, done, pulses = row
+    speed_rpm = float(speed) if speed else None
+    return ActiveCommand(str(command_id), int(rounds), speed_rpm, int(done), int(pulses))
+
+
 def retry_until_available(
     action: Callable[[], T],
     *,
     should_stop: Callable[[], bool],
+    waiting: Callable[[], None] = lambda: None,
     backoff_s: float = 0.2,
     max_backoff_s: float = 2.0,
 ) -> T | None:
-    """Run ``action`` until the buffer answers (None if asked to stop first): progress is never skipped."""
+    """Run ``action`` until the buffer answers (None if asked to stop first): progress is never skipped.
+    ``waiting`` is called before each pause (a motor's heartbeat: waiting is not hanging)."""
     delay = backoff_s
     while True:
         try:
@@ -242,5 +262,6 @@ def retry_until_available(
         except BufferUnavailable:
             if should_stop():
                 return None
+            waiting()
             time.sleep(delay)
             delay = min(delay * 2, max_backoff_s)

@@ -182,19 +182,22 @@ class MotorController:
 
     def _run(self) -> None:
         try:
+            command: ActiveCommand | None = None
+            generation = 0
             while not self._parking.is_set():
                 self.last_beat = time.monotonic()
-                try:
-                    command, generation = self._take()
-                except BufferUnavailable:
-                    # Not retried under the lock: a stop RPC meanwhile must get its UNAVAILABLE reply.
-                    self._parking.wait(0.5)
-                    continue
                 if command is None:
-                    self._wake.wait(self._idle_poll_s)
-                    self._wake.clear()
-                    continue
-                self._execute(command, generation)
+                    try:
+                        command, generation = self._take()
+                    except BufferUnavailable:
+                        # Not retried under the lock: a stop RPC meanwhile must get its UNAVAILABLE reply.
+                        self._parking.wait(0.5)
+                        continue
+                    if command is None:
+                        self._wake.wait(self._idle_poll_s)
+                        self._wake.clear()
+                        continue
+                command, generation = self._execute(command, generation)
         except Exception:
             # A driver (GPIO) failure: report it, drop the coils, stop moving until restarted.
             self.faulted = True
@@ -236,9 +239,27 @@ class MotorController:
         return position + ramp.steps_to_stop() + 2 > bound
 
     def _checkpoint(self, cid: str, before: int, done: int, total: int) -> None:
+        """Hands a checkpoint to the writer thread each ``checkpoint_every`` pulses; the last pulse's
+        is written by :meth:`_finish`, with the next command's start."""
         every = self._checkpoint_every
-        if done // every != before // every or done == total:
+        if done // every != before // every and done < total:
             self._checkpoints.post(cid, done)
+
+    def _finish(self, cid: str, pulses: int, halted: Callable[[], bool]) -> tuple[ActiveCommand | None, int]:
+        """Writes the checkpoint of the command's last pulse and takes the next command in the same
+        script (none while held or parking): ordered against a stop by the lock, as _take is.
+        Retried while the buffer is down: these pulses turned, and the next begin must see them."""
+
+        def finish() -> tuple[ActiveCommand | None, int]:
+            with self._lock:
+                nxt = self._ledger.finish(
+                    self.name, cid, pulses, self.profile.steps_per_round, begin_next=not halted()
+                )
+                return nxt, self._generation
+
+        result = retry_until_available(finish, should_stop=lambda: False, waiting=self._beat)
+        assert result is not None  # should_stop never says stop
+        return result
 
     def _turn(self, ramp: TrapezoidRamp, cid: str, done: int, total: int, halted: Callable[[], bool]) -> int:
         """The Python loop times each pulse; returns the pulses done when the ramp ends."""
@@ -317,7 +338,8 @@ class MotorController:
             clock.sleep_past(max(wake, now + TRAIN_SEGMENT_S / 10))
         return done
 
-    def _execute(self, command: ActiveCommand, generation: int) -> None:
+    def _execute(self, command: ActiveCommand, generation: int) -> tuple[ActiveCommand | None, int]:
+        """Runs ``command``; returns the next one when it finished and the ledger began the next."""
         spr = self.profile.steps_per_round
         rate = self.profile.rate_for(command.speed_rpm)
         total = command.rounds * spr
@@ -354,9 +376,12 @@ class MotorController:
                 # Stopped because the checkpoints fell behind (the buffer is down or stalled): at
                 # rest, wait for them, then accelerate again from rest.
                 checkpoints.flush(self._beat, halted)
-        if done % self._checkpoint_every != 0:
-            checkpoints.post(cid, done)  # parked or stopped between checkpoints: keep the exact count
-        # The next begin() must see this command's progress (finished, or where parking left it).
-        checkpoints.flush(self._beat, lambda: False)
         self.driver.release()
         log.info("command ended", motor=self.name, command_id=cid)
+        if done >= total:
+            return self._finish(cid, done, halted)
+        if done % self._checkpoint_every != 0:
+            checkpoints.post(cid, done)  # parked or stopped between checkpoints: keep the exact count
+        # The next begin() must see where parking or the stop left this command.
+        checkpoints.flush(self._beat, lambda: False)
+        return None, generation

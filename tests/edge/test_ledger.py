@@ -57,6 +57,48 @@ def test_rounds_progress_survives_and_finishing_moves_to_the_next(ledger: Comman
     )  # fmt: skip
 
 
+def test_finish_writes_the_last_checkpoint_and_begins_the_next_in_one_script(
+    ledger: CommandLedger, outbox: Outbox
+) -> None:
+    ledger.submit("m1", CID_A, 2, None)
+    ledger.submit("m1", CID_B, 1, 30.0)
+    ledger.begin("m1")
+    nxt = ledger.finish("m1", CID_A, 2 * PPR, PPR, begin_next=True)
+    assert nxt is not None
+    assert (nxt.command_id, nxt.rounds, nxt.speed_rpm, nxt.rounds_done, nxt.pulses_done) == (
+        CID_B, 1, 30.0, 0, 0
+    )  # fmt: skip
+    entries = [e.values for e in outbox.read(100)][2:]  # after the two queued entries
+    assert [(v["commandId"], v["commandDone"], v["state"]) for v in entries] == [
+        (CID_A, False, "running"),  # started
+        (CID_A, True, "running"),  # done, with another command queued
+        (CID_B, False, "running"),  # started by the same script
+    ]
+    # A held motor finishes its command and begins nothing; its next command waits in the queue.
+    assert ledger.finish("m1", CID_B, PPR, PPR, begin_next=False) is None
+    status = ledger.status("m1")
+    assert (status.state, status.rounds_completed, status.commands_done, status.current_command_id) == (
+        MotorState.IDLE, 3, 2, None
+    )  # fmt: skip
+
+
+def test_finish_after_a_stop_or_a_finished_write_changes_nothing_but_begins(ledger: CommandLedger) -> None:
+    ledger.submit("m1", CID_A, 2, None)
+    ledger.begin("m1")
+    # The checkpoint writer got the last pulse in first: the command is done once, not twice.
+    assert ledger.progress("m1", CID_A, 2 * PPR, PPR) is True
+    ledger.submit("m1", CID_B, 1, None)
+    nxt = ledger.finish("m1", CID_A, 2 * PPR, PPR, begin_next=True)
+    assert nxt is not None
+    assert nxt.command_id == CID_B
+    assert ledger.status("m1").commands_done == 1
+    # A stop cleared it meanwhile: its rounds are not counted, and an empty queue begins nothing.
+    ledger.clear("m1")
+    assert ledger.finish("m1", CID_B, PPR, PPR, begin_next=True) is None
+    status = ledger.status("m1")
+    assert (status.state, status.rounds_completed, status.commands_done) == (MotorState.STOPPED, 2, 1)
+
+
 def test_clear_reports_what_was_dropped_and_late_rounds_are_ignored(ledger: CommandLedger) -> None:
     ledger.submit("m1", CID_A, 5, None)
     ledger.submit("m1", CID_B, 4, None)
