@@ -10,6 +10,7 @@ from typing import Any
 import redis
 import structlog
 
+from edge.buffer.connection import ThreadConnections
 from edge.buffer.ledger import CommandLedger
 from edge.buffer.outbox import Outbox
 from edge.compat import tb_gateway
@@ -19,7 +20,7 @@ from edge.motor.controller import MotionProfile, MotorController
 from edge.motor.driver import DRIVER_SPECS, StepperDriver, Wiring
 from edge.motor.gpio_drivers import HalfStepDriver, StepDirDriver
 from edge.motor.pins import PinBackend, PinFactory, load_pin_factory
-from edge.motor.pulse_train import PulseTrainStepDirDriver
+from edge.motor.pulse_train import PulseTrain, PulseTrainStepDirDriver
 from edge.motor.simulated import SimulatedDriver, SimulatedPulseTrain
 from edge.settings import EdgeSettings, MotorSettings
 
@@ -68,7 +69,9 @@ class EdgeRuntime:
         self.redis = redis.Redis.from_url(
             settings.redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
-        self.outbox = Outbox(self.redis)
+        # One connection per thread for the calls each command makes, shared by ledger and outbox.
+        self._connections = ThreadConnections(self.redis)
+        self.outbox = Outbox(self.redis, connections=self._connections)
         self.ledger = CommandLedger(
             self.redis,
             dedupe_ttl_s=settings.limits.dedupe_ttl_s,
@@ -76,6 +79,7 @@ class EdgeRuntime:
             progress_interval_s=settings.progress_interval_s,
             recent_done=settings.recent_done_in_heartbeat,
             on_outbox_write=self.outbox.notify,
+            connections=self._connections,
         )
         self.controllers: dict[str, MotorController] = {}
         checkpoints = settings.checkpoint_policy
@@ -101,7 +105,10 @@ class EdgeRuntime:
     def start(self) -> None:
         # A motor thread woken for its next pulse waits for the GIL until the thread holding it
         # (the gateway's, the connector's) is made to drop it: 5 ms by default, many step intervals.
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        # Pulse trains are queued TRAIN_AHEAD_S ahead of a timer outside Python and need no such
+        # hurry; the shorter interval only makes every thread hand the GIL over more often.
+        if any(not isinstance(c.driver, PulseTrain) for c in self.controllers.values()):
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         if self.estop is not None:
             self.estop.start()
         for controller in self.controllers.values():
@@ -154,5 +161,6 @@ class EdgeRuntime:
             self.estop.close()
         if self._factory is not None:
             self._factory.close()
+        self._connections.close()
         self.redis.close()
         log.info("motors parked")

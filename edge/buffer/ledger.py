@@ -14,8 +14,10 @@ from enum import IntEnum, StrEnum
 from typing import Any, TypeVar
 
 import redis
+from redis.commands.core import Script
 
 from edge.buffer import scripts
+from edge.buffer.connection import ThreadConnections
 from edge.buffer.keys import Keys
 from edge.errors import BufferUnavailable
 from giftwheel.contracts.motor import EStopInput, MotorState, StatusReply
@@ -90,9 +92,12 @@ class CommandLedger:
         recent_done: int = DEFAULT_RECENT_DONE,
         clock_ms: Callable[[], int] = now_ms,
         on_outbox_write: Callable[[], None] | None = None,
+        connections: ThreadConnections | None = None,
     ) -> None:
-        """``on_outbox_write`` is called after each script that may have appended telemetry."""
+        """``on_outbox_write`` is called after each script that may have appended telemetry. The
+        scripts run on ``connections`` (by default its own, made from ``client``)."""
         self._redis = client
+        self._connections = connections or ThreadConnections(client)
         self.keys = keys or Keys()
         self._dedupe_ttl_s = dedupe_ttl_s
         self._max_queued_rounds = max_queued_rounds
@@ -108,9 +113,9 @@ class CommandLedger:
         self._snapshot = client.register_script(scripts.SNAPSHOT)
         self._hold = client.register_script(scripts.HOLD)
 
-    def _run(self, script: Any, keys: list[str], args: list[Any], *, emits: bool = True) -> Any:
+    def _run(self, script: Script, keys: list[str], args: list[Any], *, emits: bool = True) -> Any:
         with translated_errors():
-            result = script(keys=keys, args=args)
+            result = self._connections.run_script(script, keys, args)
         if emits:
             self._on_outbox_write()
         return result

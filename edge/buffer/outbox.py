@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import redis
 
+from edge.buffer.connection import ThreadConnections
 from edge.buffer.keys import Keys
 from edge.buffer.ledger import translated_errors
 
@@ -29,8 +30,11 @@ class Outbox:
     """Entries come from the ledger's scripts in this process, which call :meth:`notify` after each
     write, so the reader waits for that instead of asking Redis over and over while nothing happens."""
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys | None = None, connections: ThreadConnections | None = None
+    ) -> None:
         self._redis = client
+        self._connections = connections or ThreadConnections(client)
         self._key = (keys or Keys()).outbox
         self._written = threading.Event()
 
@@ -47,16 +51,19 @@ class Outbox:
 
     def read(self, limit: int) -> list[OutboxEntry]:
         with translated_errors():
-            rows: list[tuple[str, dict[str, str]]] = self._redis.xrange(self._key, "-", "+", count=limit)  # type: ignore[assignment]
-        return [
-            OutboxEntry(entry_id, f["device"], int(f["ts"]), orjson.loads(f["values"]))
-            for entry_id, f in rows
-        ]
+            rows: list[tuple[str, list[str]]] = self._connections.call(
+                "XRANGE", self._key, "-", "+", "COUNT", limit
+            )
+        entries = []
+        for entry_id, flat in rows:
+            f = dict(zip(flat[::2], flat[1::2], strict=True))
+            entries.append(OutboxEntry(entry_id, f["device"], int(f["ts"]), orjson.loads(f["values"])))
+        return entries
 
     def ack(self, entries: list[OutboxEntry]) -> None:
         if entries:
             with translated_errors():
-                self._redis.xdel(self._key, *[e.entry_id for e in entries])
+                self._connections.call("XDEL", self._key, *[e.entry_id for e in entries])
 
     def __len__(self) -> int:
         with translated_errors():
