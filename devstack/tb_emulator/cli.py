@@ -78,6 +78,18 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="a rule-engine queue in ThingsBoard's Queue JSON (the body of POST /api/queues), added to"
         " Main, HighPriority and SequentialByOriginator or replacing the one of its name; repeat for several",
     )
+    parser.add_argument(
+        "--core-poll-interval-ms",
+        type=_at_least_one,
+        default=25,
+        help="TB_QUEUE_CORE_POLL_INTERVAL_MS: the core queue's consumers sleep this after an empty poll",
+    )
+    parser.add_argument(
+        "--transport-poll-interval-ms",
+        type=_at_least_one,
+        default=25,
+        help="TB_QUEUE_TRANSPORT_NOTIFICATIONS_POLL_INTERVAL_MS: likewise the transport notifications'",
+    )
     from devstack.tb_emulator.versions import DEFAULT_TB_VERSION, TbVersion
 
     parser.add_argument(
@@ -99,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from devstack.tb_emulator.queues import QueueError, load_queue_file, with_queues
     from devstack.tb_emulator.rule_engine import ChainError
     from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
+    from devstack.tb_emulator.transport_queues import TransportQueueSettings
     from devstack.tb_emulator.versions import TbVersion
 
     logs.configure(args.log_level)
@@ -125,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
             rpc_records_kept=args.rpc_records_kept,
             thingsboard_version=TbVersion(args.thingsboard_version),
             queues=tuple(queues),
+            transport_queues=TransportQueueSettings(
+                core_poll_interval_ms=args.core_poll_interval_ms,
+                transport_poll_interval_ms=args.transport_poll_interval_ms,
+            ),
         ),
     )
     try:

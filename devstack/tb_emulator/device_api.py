@@ -67,7 +67,7 @@ def _rpc_response(hub: Hub, session: MqttSession, topic: str, payload: bytes) ->
     request_id = convert.request_id(topic, topics.DEVICE_RPC_RESPONSE_PREFIX)
     # processToDeviceRpcResponseMsg keeps the payload as text, whatever it is (empty included);
     # Netty's toString(UTF_8) replaces invalid bytes
-    session.device.rpc.on_response(request_id, payload.decode("utf-8", errors="replace"))
+    hub.rpc_response(session.device, request_id, payload.decode("utf-8", errors="replace"))
     return ACCEPTED
 
 

@@ -192,9 +192,9 @@ def _rpc_reply(hub: Hub, session: MqttSession, body: Any) -> int:
         return _failed_later(hub, session, UNSPECIFIED_ERROR)
     delay_ms = hub.faults.gateway_reply_delay_ms
     if delay_ms:
-        hub.loop.call_later(delay_ms / 1000, sub.device.rpc.on_response, request_id, payload)
+        hub.loop.call_later(delay_ms / 1000, hub.rpc_response, sub.device, request_id, payload)
     else:
-        sub.device.rpc.on_response(request_id, payload)
+        hub.rpc_response(sub.device, request_id, payload)
     return ACCEPTED
 
 

@@ -346,14 +346,15 @@ class InProcessEmulator:
         return self
 
     async def settled(self, timeout_s: float = 10.0) -> None:
-        """Wait until the rule engine has done what was sent so far: ThingsBoard acknowledges a
-        message once it is queued, and processes it later."""
+        """Wait until the rule engine and the RPC path's queues (transport_queues.py) have done what
+        was sent so far: ThingsBoard acknowledges a message once it is queued, and processes it later."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while not self.hub.queues.idle:
+        while not (self.hub.queues.idle and self.hub.transport_queues.idle):
             if loop.time() > deadline:
                 raise TimeoutError(
-                    f"rule-engine queues still busy after {timeout_s} s: {self.hub.queues.view()}"
+                    f"queues still busy after {timeout_s} s: {self.hub.queues.view()}"
+                    f" {self.hub.transport_queues.view()}"
                 )
             await asyncio.sleep(0.005)
 

@@ -7,6 +7,7 @@ the rest of the emulator only through the NodeContext methods below.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -24,6 +25,11 @@ from devstack.tb_emulator.rpc import DeviceRpc, RpcRequest, RpcResult, RpcServic
 from devstack.tb_emulator.rule_engine import ChainError, MsgType, QueueMsg, RuleEngine, TbMsg, process
 from devstack.tb_emulator.session import RC_SESSION_TAKEN_OVER, RC_SESSION_TIMEOUT, MqttSession
 from devstack.tb_emulator.topics import Sub
+from devstack.tb_emulator.transport_queues import (
+    DEFAULT_TRANSPORT_QUEUES,
+    TransportQueues,
+    TransportQueueSettings,
+)
 from devstack.tb_emulator.versions import DEFAULT_TB_VERSION, TbVersion
 from devstack.tb_emulator.webhook import HttpPoster, HttpResult
 
@@ -62,6 +68,8 @@ class HubSettings:
     webhook_connect_timeout_s: float = 30.0
     # The rule-engine queues by name (queues.py): a fresh install's three, or those plus others
     queues: tuple[QueueConfig, ...] = DEFAULT_QUEUES
+    # The core and transport notifications queues on the RPC path (transport_queues.py)
+    transport_queues: TransportQueueSettings = DEFAULT_TRANSPORT_QUEUES
 
 
 class SubDeviceSession:
@@ -93,8 +101,10 @@ class Hub:
         self.settings = settings
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
+        self.transport_queues = TransportQueues(settings.transport_queues)
         self.rpc = RpcService(
             delivery_timeout_s=settings.delivery_timeout_s,
+            to_transport=self.transport_queues.to_transport,
             max_retries=settings.rpc_max_retries,
             on_status=self._rpc_status_msg,
             keep_records=settings.rpc_records_kept,
@@ -356,6 +366,13 @@ class Hub:
         chain = self.chains[profile.rule_chain or self.root_chain_name]
         self.queues.put(QueueMsg(msg, chain, profile.queue))
 
+    def rpc_response(self, device: Device, request_id: int, payload: str) -> None:
+        """A device's RPC reply (for a sub-device, its gateway's): DefaultTransportService.process
+        -> sendToDeviceActor, so the device actor takes it when the core queue's consumer polls it."""
+        self.transport_queues.to_device_actor(
+            device.id, functools.partial(device.rpc.on_response, request_id, payload)
+        )
+
     def post_telemetry(self, device: Device, groups: list[tuple[int, dict[str, Any]]]) -> None:
         """DefaultTransportService: one message per ts group, its converted values as the data. Those
         values are also the tree Gson reads back from the JSON ThingsBoard writes for them
@@ -595,6 +612,7 @@ class Hub:
 
     async def close(self) -> None:
         await self.queues.stop()
+        await self.transport_queues.stop()
         for session in list(self.sessions.values()):
             session.close(None)
         for task in list(self._tasks):

@@ -23,6 +23,7 @@ ones) so tests and the demo can watch every request; ``persistent`` says which k
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections import OrderedDict
@@ -130,10 +131,14 @@ class RpcService:
         *,
         delivery_timeout_s: float,
         max_retries: int,
+        to_transport: Callable[[Callable[[], None]], None],
         on_status: Callable[[RpcRequest], None] | None = None,
         keep_records: int = 100_000,
     ) -> None:
+        """``to_transport``: how the device actor's sendToTransport reaches a session (in ThingsBoard,
+        the transport notifications queue: transport_queues.py)."""
         self.delivery_timeout_s = delivery_timeout_s
+        self.to_transport = to_transport
         self.max_retries = max_retries
         self.on_status = on_status
         self.records: OrderedDict[str, RpcRequest] = OrderedDict()
@@ -203,7 +208,7 @@ class DeviceRpc:
         # BURST: sent to every subscription now, whatever else is pending; ``sent`` stays as it is now
         request.sent = bool(self.sinks)
         for sink in list(self.sinks):
-            sink.send_rpc(self, request)
+            self._send_to_transport(sink, request)
         if request.persistent:
             # The caller gets the rpc id at once; the device's answer only updates the record.
             self._finish(request, RpcResult(response=dumps({"rpcId": request.uuid})), keep_open=True)
@@ -245,12 +250,22 @@ class DeviceRpc:
         count = 0
         for request in list(self.pending.values()):
             for sink in targets:
-                sink.send_rpc(self, request)
+                self._send_to_transport(sink, request)
             count += 1
             if request.oneway and targets and not request.persistent:
                 self.pending.pop(request.request_id, None)
                 self._finish(request, RpcResult(response=None))
         return count
+
+    def _send_to_transport(self, sink: RpcSink, request: RpcRequest) -> None:
+        """sendToTransport: the request reaches the session when the transport takes the notification."""
+        self.service.to_transport(functools.partial(self._to_session, sink, request))
+
+    def _to_session(self, sink: RpcSink, request: RpcRequest) -> None:
+        # DefaultTransportService.processToTransportMsg: a session closed meanwhile is not in the
+        # transport's sessions any more, and the notification is dropped
+        if sink in self.sinks:
+            sink.send_rpc(self, request)
 
     # ------------------------------------------------------------ transport feedback
 

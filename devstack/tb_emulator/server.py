@@ -100,6 +100,7 @@ class Emulator:
         self.http_port = urlsplit(url).port or self.settings.http_port
         self._sweeper = loop.create_task(self._sweep())
         self.hub.queues.start()
+        self.hub.transport_queues.start()
         log.info(
             "tb emulator listening",
             mqtt_port=self.mqtt_port,

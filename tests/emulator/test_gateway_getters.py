@@ -252,6 +252,7 @@ async def test_rpc_response_coerces_as_gson(
         tb.hub.submit_rpc(tb.hub.registry.by_name["motor_01"], request)
         assert orjson.loads((await gw.next_message()).payload)["data"]["id"] == 0
         assert await gw.publish(RPC, orjson.dumps({"device": "motor_01", **response})) == 0
+        await tb.settled()  # the reply reaches the device actor through the core queue
     assert [(r.error, r.response) for r in results] == [(None, kept)]
 
 

@@ -148,6 +148,7 @@ async def test_persistent_rpc_states_direct_device_and_gateway(
         rpc_id = (await call).json()["rpcId"]  # persistent: the caller gets the id at once
         sensor.puback(request.packet_id or 0)
         await sensor.publish("v1/devices/me/rpc/response/0", b'{"done": true}')
+        await tb_fast.settled()  # the reply reaches the device actor through the core queue
         record = (await http.get(f"/api/rpc/{rpc_id}")).json()
     assert [h["status"] for h in record["history"]] == ["QUEUED", "SENT", "DELIVERED", "SUCCESSFUL"]
     assert (record["persistent"], record["response"]) == (True, '{"done": true}')
@@ -159,7 +160,7 @@ async def test_persistent_rpc_states_direct_device_and_gateway(
         request = await gw.next_message()
         gw.puback(request.packet_id or 0)
         await gw.publish("v1/gateway/rpc", b'{"device": "motor_01", "id": 0, "data": {"ok": 1}}')
-        await asyncio.sleep(0.05)
+        await tb_fast.settled()
         record = (await http.get(f"/api/rpc/{rpc_id}")).json()
     # ThingsBoard never tracks the gateway's PUBACK: no DELIVERED (thingsboard#15884)
     assert [h["status"] for h in record["history"]] == ["QUEUED", "SENT", "SUCCESSFUL"]
@@ -219,6 +220,7 @@ async def test_persistent_rpc_waits_for_an_offline_gateway_and_is_delivered_on_r
         }
         reply = {"device": "motor_01", "id": 0, "data": {"accepted": True}}
         await gw.publish("v1/gateway/rpc", orjson.dumps(reply))
+        await tb_fast.settled()
         record = (await http.get(f"/api/rpc/{rpc_id}")).json()
     assert [h["status"] for h in record["history"]] == ["QUEUED", "SENT", "SUCCESSFUL"]
     assert record["response"] == '{"accepted":true}'
