@@ -16,7 +16,8 @@ takes the devices inline (or a YAML path; ``profiles=[{"name": "motor", "rule_ch
 with inline devices), ``rule_chain=`` one chain file or several (root + others),
 ``webhook_url=``/``webhook_secret=`` point the chain's REST node at your test server,
 ``queues=`` the rule-engine queues beside a fresh ThingsBoard's three (default: the shipped
-deploy/thingsboard/queues/*.json; QueueConfig objects too),
+deploy/thingsboard/queues/*.json; QueueConfig objects too), ``transport_queues=`` the core and
+transport notifications poll intervals (default: deploy/compose.yaml's),
 ``extra_args=("--client-rpc-timeout-s", "5")`` passes CLI options.
 The HTTP helpers are synchronous (urllib): fine from async tests, the emulator is another process.
 
@@ -48,13 +49,33 @@ from devstack.tb_emulator.devices import DevicesFile, DeviceSpec, load_devices_f
 from devstack.tb_emulator.hub import Hub, HubSettings
 from devstack.tb_emulator.queues import QueueConfig, load_queue_file, with_queues
 from devstack.tb_emulator.server import SHIPPED_CHAIN, Emulator, EmulatorSettings
+from devstack.tb_emulator.transport_queues import TransportQueueSettings
 
 SHIPPED_DEVICES = SHIPPED_CHAIN.parent / "devices.yaml"
 # The rule-engine queues giftwheel adds to a fresh ThingsBoard's (docs/thingsboard.md, "Queues")
 SHIPPED_QUEUES = tuple(sorted((SHIPPED_CHAIN.parent / "queues").glob("*.json")))
+# The ThingsBoard the project deploys: its environment sets the core and transport poll intervals
+SHIPPED_COMPOSE = SHIPPED_CHAIN.parent.parent / "compose.yaml"
 HOST = "127.0.0.1"
 
 DeviceList = Path | Sequence[Mapping[str, Any]] | Sequence[DeviceSpec] | None
+
+
+def shipped_transport_queues() -> TransportQueueSettings:
+    """The core and transport notifications poll intervals deploy/compose.yaml gives ThingsBoard
+    (thingsboard.yml's defaults where it sets none): the emulator runs what we deploy, as it runs the
+    shipped rule-engine queues."""
+    env = yaml.safe_load(SHIPPED_COMPOSE.read_text())["services"]["thingsboard"]["environment"]
+    stock = TransportQueueSettings()
+    return dataclasses.replace(
+        stock,
+        core_poll_interval_ms=int(env.get("TB_QUEUE_CORE_POLL_INTERVAL_MS", stock.core_poll_interval_ms)),
+        transport_poll_interval_ms=int(
+            env.get("TB_QUEUE_TRANSPORT_NOTIFICATIONS_POLL_INTERVAL_MS", stock.transport_poll_interval_ms)
+        ),
+    )
+
+
 ProfileList = Sequence[Mapping[str, Any]]
 ChainFiles = Path | Sequence[Path]
 
@@ -225,6 +246,7 @@ class EmulatorProcess(EmulatorHttp, LocalServer):
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         queues: Sequence[Path | QueueConfig] = SHIPPED_QUEUES,
+        transport_queues: TransportQueueSettings | None = None,
         extra_args: Sequence[str] = (),
         log_level: str = "WARNING",
     ) -> None:
@@ -245,6 +267,7 @@ class EmulatorProcess(EmulatorHttp, LocalServer):
         self.queue_files = [self._queue_file(q, n) for n, q in enumerate(queues)]
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
+        self.transport_queues = transport_queues or shipped_transport_queues()
         self.extra_args = tuple(extra_args)
         self.log_level = log_level
         self._ready_file = self.workdir / "ready"
@@ -267,6 +290,10 @@ class EmulatorProcess(EmulatorHttp, LocalServer):
             args += ["--webhook-url", self.webhook_url]
         if self.webhook_secret:
             args += ["--webhook-secret", self.webhook_secret]
+        args += [
+            "--core-poll-interval-ms", str(self.transport_queues.core_poll_interval_ms),
+            "--transport-poll-interval-ms", str(self.transport_queues.transport_poll_interval_ms),
+        ]  # fmt: skip
         return args + list(self.extra_args)
 
     def _queue_file(self, queue: Path | QueueConfig, n: int) -> Path:
@@ -314,7 +341,7 @@ class InProcessEmulator:
             mqtt_port=0,
             http_port=0,
             hub=dataclasses.replace(
-                hub_settings or HubSettings(),
+                hub_settings or HubSettings(transport_queues=shipped_transport_queues()),
                 queues=tuple(
                     with_queues(q if isinstance(q, QueueConfig) else load_queue_file(q) for q in queues)
                 ),
