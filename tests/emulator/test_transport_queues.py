@@ -11,8 +11,14 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
+import yaml
 
-from devstack.tb_emulator.harness import InProcessEmulator
+from devstack.tb_emulator.harness import (
+    SHIPPED_COMPOSE,
+    EmulatorProcess,
+    InProcessEmulator,
+    shipped_transport_queues,
+)
 from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.transport_queues import TransportQueueSettings
 from tests.emulator.conftest import DEVICES, DISPATCHER_TOKEN, GATEWAY_TOKEN
@@ -114,3 +120,17 @@ async def test_gateway_rpc_passes_each_consumer_once(tb_default: InProcessEmulat
             answer = await dispatcher.next_message()
     assert answer.payload == b'{"accepted":true}'
     assert (queues.notifications.stats.msgs, queues.core.stats.msgs) == (1, 1)
+
+
+def test_the_harness_runs_the_poll_intervals_the_deployment_sets() -> None:
+    compose = yaml.safe_load(SHIPPED_COMPOSE.read_text())["services"]["thingsboard"]["environment"]
+    shipped = shipped_transport_queues()
+    assert shipped.core_poll_interval_ms == int(compose["TB_QUEUE_CORE_POLL_INTERVAL_MS"])
+    assert shipped.transport_poll_interval_ms == int(
+        compose["TB_QUEUE_TRANSPORT_NOTIFICATIONS_POLL_INTERVAL_MS"]
+    )
+    assert shipped != TransportQueueSettings()  # the deployment tunes them: a stock emulator would lie
+    command = " ".join(EmulatorProcess().command())
+    assert f"--core-poll-interval-ms {shipped.core_poll_interval_ms}" in command
+    assert f"--transport-poll-interval-ms {shipped.transport_poll_interval_ms}" in command
+    assert InProcessEmulator().hub.settings.transport_queues == shipped
