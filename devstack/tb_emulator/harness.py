@@ -59,6 +59,8 @@ SHIPPED_COMPOSE = SHIPPED_CHAIN.parent.parent / "compose.yaml"
 HOST = "127.0.0.1"
 
 DeviceList = Path | Sequence[Mapping[str, Any]] | Sequence[DeviceSpec] | None
+ProfileList = Sequence[Mapping[str, Any]]
+ChainFiles = Path | Sequence[Path]
 
 
 def shipped_transport_queues() -> TransportQueueSettings:
@@ -74,10 +76,6 @@ def shipped_transport_queues() -> TransportQueueSettings:
             env.get("TB_QUEUE_TRANSPORT_NOTIFICATIONS_POLL_INTERVAL_MS", stock.transport_poll_interval_ms)
         ),
     )
-
-
-ProfileList = Sequence[Mapping[str, Any]]
-ChainFiles = Path | Sequence[Path]
 
 
 class EmulatorError(RuntimeError):

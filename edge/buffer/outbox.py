@@ -51,9 +51,7 @@ class Outbox:
 
     def read(self, limit: int) -> list[OutboxEntry]:
         with translated_errors():
-            rows: list[tuple[str, list[str]]] = self._connections.call(
-                "XRANGE", self._key, "-", "+", "COUNT", limit
-            )
+            rows: list[list[Any]] = self._connections.call("XRANGE", self._key, "-", "+", "COUNT", limit)
         entries = []
         for entry_id, flat in rows:
             f = dict(zip(flat[::2], flat[1::2], strict=True))
