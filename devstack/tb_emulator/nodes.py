@@ -12,10 +12,11 @@ configuration only; the stock root chain's log nodes use the one script ThingsBo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Coroutine, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -240,9 +241,11 @@ class RestApiCall:
     headers. A 3xx answer goes to Failure with those and ``error_body`` (processFailureResponse); a 4xx
     or 5xx answer to Failure with ``error``, ``status``, ``statusCode``, ``error_body``
     (WebClientResponseException in processException); a transport error with ``error`` alone.
-    ``readTimeoutMs`` 0 is no read timeout (Netty's ReadTimeoutHandler). Refused at start as not
-    emulated: proxies, TLS client credentials (sas, cert.PEM), ``maxParallelRequestsCount`` above 0,
-    and at dfe65d5 a ``requestBodyTemplate`` or non-empty ``queryParams``.
+    ``readTimeoutMs`` 0 is no read timeout (Netty's ReadTimeoutHandler). ``maxParallelRequestsCount``
+    above 0 bounds the requests on the wire, the rest wait (:class:`_ActorSemaphore` at v4.3.0.1,
+    :class:`_PendingQueue` at dfe65d5) instead of overflowing the connection pool's wait list, which
+    fails them at once (webhook.py). Refused at start as not emulated: proxies, TLS client credentials
+    (sas, cert.PEM), and at dfe65d5 a ``requestBodyTemplate`` or non-empty ``queryParams``.
     """
 
     # TbHttpClient.validateMaxInMemoryBufferSize: the system limit when tb.http.maxInMemoryBufferSizeInKb
@@ -267,7 +270,6 @@ class RestApiCall:
                 if not isinstance(credentials, AnonymousCredentials | BasicCredentials)
                 else []
             ),
-            *(["maxParallelRequestsCount above 0"] if config.max_parallel_requests_count > 0 else []),
         ]
         self.body_methods = self._BODY_METHODS_43
         if isinstance(config, RestApiCallConfiguration44):
@@ -291,8 +293,24 @@ class RestApiCall:
             user_pass = f"{credentials.username}:{credentials.password}".replace("None", "null")
             self.authorization = "Basic " + base64.b64encode(user_pass.encode()).decode()
         self.buffer_limit_bytes = config.max_in_memory_buffer_size_in_kb * 1024
+        parallel = config.max_parallel_requests_count
+        self.limit: _ActorSemaphore | _PendingQueue | None = None
+        if parallel > 0:
+            self.limit = (
+                _PendingQueue(self, parallel)
+                if isinstance(config, RestApiCallConfiguration44)
+                else _ActorSemaphore(self, parallel, config.read_timeout_ms / 1000)
+            )
 
     def on_msg(self, msg: TbMsg, emit: Emit) -> None:
+        if self.limit is None:
+            if (call := self.prepare(msg, emit)) is not None:
+                self.ctx.spawn(call)
+        else:
+            self.limit.take(msg, emit)
+
+    def prepare(self, msg: TbMsg, emit: Emit) -> Coroutine[Any, Any, None] | None:
+        """The request for ``msg``, or None when building it failed (Failure told already)."""
         config = self.config
         data = msg.json()
         method = config.request_method
@@ -301,7 +319,7 @@ class RestApiCall:
             emit(
                 msg.copy(metadata={**msg.metadata, "error": "class java.lang.NullPointerException"}), FAILURE
             )
-            return
+            return None
         url = process_pattern(config.rest_endpoint_url_pattern, msg.metadata, data)
         headers = {
             process_pattern(k, msg.metadata, data): process_pattern(v or "", msg.metadata, data)
@@ -321,10 +339,10 @@ class RestApiCall:
                     ),
                     FAILURE,
                 )
-                return
+                return None
             else:
                 body = msg.data.encode()
-        self.ctx.spawn(self._call(msg, emit, method, url, headers, body))
+        return self._call(msg, emit, method, url, headers, body)
 
     async def _call(
         self, msg: TbMsg, emit: Emit, method: str, url: str, headers: dict[str, str], body: bytes | None
@@ -365,6 +383,86 @@ class RestApiCall:
             )
             return
         emit(msg.copy(data=result.body or "{}", metadata=metadata), SUCCESS)
+
+
+class _ActorSemaphore:
+    """maxParallelRequestsCount at v4.3.0.1 (TbHttpClient.processMessage): the node's actor takes a
+    permit with ``semaphore.tryAcquire(readTimeoutMs)`` before it builds the request, blocking there,
+    so the node's later messages wait in its mailbox (and are skipped there once no longer valid, as
+    RuleNodeActor does). No permit within readTimeoutMs: Failure, "Timeout during waiting for reply!".
+    The permit is released by the response's or error's callback only: a request that fails while
+    being built (a null URL pattern, a body that is not JSON) keeps its permit for good, as there."""
+
+    def __init__(self, node: RestApiCall, permits: int, wait_s: float) -> None:
+        self._node = node
+        self._permits = asyncio.Semaphore(permits)
+        self._wait_s = wait_s
+        self._actor = asyncio.Lock()  # FIFO, like the actor's mailbox
+
+    def take(self, msg: TbMsg, emit: Emit) -> None:
+        self._node.ctx.spawn(self._process(msg, emit))
+
+    async def _process(self, msg: TbMsg, emit: Emit) -> None:
+        async with self._actor:
+            if not emit.valid:
+                return
+            if not await self._acquire():
+                emit(msg, FAILURE)  # tellFailure(RuntimeException("Timeout during waiting for reply!"))
+                return
+            call = self._node.prepare(msg, emit)
+        if call is not None:
+            try:
+                await call
+            finally:
+                self._permits.release()
+
+    async def _acquire(self) -> bool:
+        if not self._permits.locked():  # tryAcquire takes a free permit at once, even with timeout 0
+            await self._permits.acquire()
+            return True
+        if self._wait_s <= 0:
+            return False
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await self._permits.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+
+class _PendingQueue:
+    """maxParallelRequestsCount at dfe65d5 (TbHttpClient.processMessage and tryProcess): a request
+    waits in the node's pending queue (unbounded while ACTORS_RULE_EXTERNAL_HTTP_CLIENT_MAX_PENDING_REQUESTS
+    is 0, its default) until one of the permits is free; the node's actor never blocks. A message
+    whose pack gave up on it while waiting is dropped with Failure ("Message is no longer valid.
+    Dropped from queue."); a request that fails while being built gives its permit back."""
+
+    def __init__(self, node: RestApiCall, permits: int) -> None:
+        self._node = node
+        self._free = permits
+        self._pending: deque[tuple[TbMsg, Emit]] = deque()
+
+    def take(self, msg: TbMsg, emit: Emit) -> None:
+        self._pending.append((msg, emit))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._free > 0 and self._pending:
+            msg, emit = self._pending.popleft()
+            if not emit.valid:
+                emit(msg, FAILURE)
+                continue
+            call = self._node.prepare(msg, emit)
+            if call is not None:
+                self._free -= 1
+                self._node.ctx.spawn(self._run(call))
+
+    async def _run(self, call: Coroutine[Any, Any, None]) -> None:
+        try:
+            await call
+        finally:
+            self._free += 1  # doFinally: the permit back, then the next pending request
+            self._dispatch()
 
 
 def _plain_text(data: str) -> str:

@@ -141,6 +141,10 @@ class Emit(Protocol):
     def ack(self, msg: TbMsg) -> None:
         """ack: the message's pass ends here, successfully."""
 
+    @property
+    def valid(self) -> bool:
+        """TbMsg.isValid: false once the message's pack gave up on it (RuleNodeActor then skips it)."""
+
 
 class Node(Protocol):
     def on_msg(self, msg: TbMsg, emit: Emit) -> None: ...
@@ -229,6 +233,10 @@ class _NodeContext:
 
     def ack(self, msg: TbMsg) -> None:
         self._pass.callback.on_success()
+
+    @property
+    def valid(self) -> bool:
+        return self._pass.callback.valid
 
 
 class RuleEngine:

@@ -309,7 +309,6 @@ def test_an_rpc_request_node_without_a_timeout_loads_as_in_thingsboard() -> None
         ({"enableProxy": True, "proxyHost": "proxy", "proxyPort": 3128}, "not emulated: enableProxy"),
         ({"credentials": {"type": "cert.PEM"}}, "not emulated: cert.PEM credentials"),
         ({"credentials": {"type": "oauth"}}, "credentials"),
-        ({"maxParallelRequestsCount": 4}, "not emulated: maxParallelRequestsCount"),
     ],
 )
 def test_rest_node_init(change: dict[str, Any], message: str) -> None:

@@ -17,7 +17,13 @@ import orjson
 import pytest
 
 from devstack.tb_emulator.devices import DevicesFileError, device_id_for, load_devices_file
-from devstack.tb_emulator.harness import SHIPPED_DEVICES, SHIPPED_QUEUES, InProcessEmulator
+from devstack.tb_emulator.harness import (
+    SHIPPED_DEVICES,
+    SHIPPED_QUEUES,
+    InProcessEmulator,
+    shipped_transport_queues,
+)
+from devstack.tb_emulator.hub import HubSettings
 from devstack.tb_emulator.queues import (
     DEFAULT_QUEUES,
     MAIN_QUEUE,
@@ -33,6 +39,7 @@ from devstack.tb_emulator.queues import (
 )
 from devstack.tb_emulator.raw_client import RawMqttClient
 from devstack.tb_emulator.server import SHIPPED_CHAIN
+from devstack.tb_emulator.versions import TbVersion
 from tests.emulator.conftest import DEVICES, DISPATCHER_TOKEN, GATEWAY_TOKEN
 from tests.emulator.test_rule_chain import CaptureServer
 
@@ -158,6 +165,96 @@ async def test_a_message_pending_at_the_pack_timeout_is_sent_again_while_the_fir
     assert bodies == [b'{"commandDone":true}'] * posts
     assert api.max_in_flight == posts
     assert tb.hub.queues.by_name[TEST_QUEUE].stats.timed_out == timeouts
+
+
+def chain_with_parallel_limit(tmp_path: Path, limit: int) -> Path:
+    """The shipped chain with its REST node's maxParallelRequestsCount set to ``limit``."""
+    chain = json.loads(SHIPPED_CHAIN.read_text())
+    rest = next(n for n in chain["metadata"]["nodes"] if n["type"].endswith("TbRestApiCallNode"))
+    rest["configuration"]["maxParallelRequestsCount"] = limit
+    path = tmp_path / "chain.json"
+    path.write_text(json.dumps(chain))
+    return path
+
+
+def test_the_shipped_chain_bounds_its_webhooks_in_flight_below_the_pool() -> None:
+    chain = json.loads(SHIPPED_CHAIN.read_text())
+    rest = next(n for n in chain["metadata"]["nodes"] if n["type"].endswith("TbRestApiCallNode"))
+    assert 0 < rest["configuration"]["maxParallelRequestsCount"] <= HubSettings().webhook_connections
+
+
+@pytest.mark.parametrize("version", list(TbVersion))
+@pytest.mark.parametrize(("limit", "in_flight"), [(0, 16), (16, 16), (8, 8)])
+async def test_a_burst_past_the_connection_pool_waits_for_a_permit_instead_of_failing(
+    tmp_path: Path, version: TbVersion, limit: int, in_flight: int
+) -> None:
+    """100 webhooks in one pack against an API that takes 0.2 s: without maxParallelRequestsCount the
+    node puts them all to the pool (16 connections, 32 waiting) and the rest fail at once; with it
+    they wait for a permit (v4.3.0.1: the node's actor blocks in tryAcquire; dfe65d5: the node's
+    pending queue) and every one is posted once, at most ``limit`` at a time."""
+    api = CaptureServer(delay_s=0.2)
+    config = queue(P.SKIP_ALL_FAILURES, pack_timeout_ms=30_000)
+    async with (
+        api as url,
+        InProcessEmulator(
+            DEVICES,
+            profiles=[{"name": "motor", "queue": config.name}],
+            queues=[config],
+            webhook_url=url,
+            rule_chain=chain_with_parallel_limit(tmp_path, limit),
+            hub_settings=HubSettings(
+                thingsboard_version=version, transport_queues=shipped_transport_queues()
+            ),
+        ) as tb,
+        await gateway(tb) as gw,
+    ):
+        entries = [{"ts": 1700000000000 + n, "values": {"roundsCompleted": n}} for n in range(100)]
+        await post_telemetry(gw, {"motor_01": entries})
+        await tb.settled(timeout_s=20)
+    stats = tb.hub.queues.by_name[TEST_QUEUE].stats
+    assert api.max_in_flight == in_flight
+    if limit == 0:
+        assert stats.failed == 100 - 16 - 32  # the pool's connections and wait list took 48
+        assert len(api.received) == 48
+    else:
+        assert stats.failed == 0
+        assert sorted(r["body"] for r in api.received) == sorted(
+            json.dumps({"roundsCompleted": n}, separators=(",", ":")).encode() for n in range(100)
+        )
+
+
+@pytest.mark.parametrize(("version", "posts"), [(TbVersion.V4_3, 3), (TbVersion.V4_4, 2)])
+async def test_a_webhook_whose_pack_timed_out_while_it_waited_for_a_permit(
+    tmp_path: Path, version: TbVersion, posts: int
+) -> None:
+    """One permit, an API that takes 0.4 s, five webhooks in a pack that times out at 0.6 s. At
+    v4.3.0.1 the node's actor took the third message at 0.4 s, while it was valid, and blocks in
+    tryAcquire until 0.8 s, then posts it; the fourth reaches the actor invalid and is skipped. At
+    dfe65d5 the pending queue checks validity when a permit frees: the third is dropped at 0.8 s."""
+    api = CaptureServer(delay_s=0.4)
+    config = queue(P.SKIP_ALL_FAILURES_AND_TIMED_OUT, pack_timeout_ms=600)
+    async with (
+        api as url,
+        InProcessEmulator(
+            DEVICES,
+            profiles=[{"name": "motor", "queue": config.name}],
+            queues=[config],
+            webhook_url=url,
+            rule_chain=chain_with_parallel_limit(tmp_path, 1),
+            hub_settings=HubSettings(
+                thingsboard_version=version, transport_queues=shipped_transport_queues()
+            ),
+        ) as tb,
+        await gateway(tb) as gw,
+    ):
+        entries = [{"ts": 1700000000000 + n, "values": {"roundsCompleted": n}} for n in range(5)]
+        await post_telemetry(gw, {"motor_01": entries})
+        await asyncio.sleep(1.5)  # past the last post either version makes
+        await tb.settled()
+    assert [r["body"] for r in api.received] == [
+        json.dumps({"roundsCompleted": n}, separators=(",", ":")).encode() for n in range(posts)
+    ]
+    assert tb.hub.queues.by_name[TEST_QUEUE].stats.timed_out == 1
 
 
 async def test_sequential_by_originator_holds_an_originators_later_messages_behind_a_failure() -> None:
