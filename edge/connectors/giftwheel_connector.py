@@ -54,11 +54,18 @@ class GatewayPublisher:
             self._tuned_socket = sock
 
     def publish(self, telemetry: dict[str, list[dict[str, Any]]]) -> set[str]:
+        announced = {device: items for device, items in telemetry.items() if self._announce(device)}
+        if not announced:
+            return set()
+        # One message for every device, straight to paho, where the client would only publish it.
+        connected = tb_gateway.mqtt_client(self._gateway)
+        if connected is not None:
+            info = tb_gateway.publish_gateway_telemetry(connected, announced, 1)
+            if info is not None:
+                return set(announced) if self._acknowledged([info]) else set()
         client = self._gateway.tb_client.client
         in_flight: dict[str, list[Any]] = {}
-        for device, items in telemetry.items():
-            if not self._announce(device):
-                continue
+        for device, items in announced.items():
             info = client.gw_send_telemetry(device, items, quality_of_service=1)
             in_flight[device] = (
                 info.message_info if isinstance(info.message_info, list) else [info.message_info]
