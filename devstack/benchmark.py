@@ -12,7 +12,9 @@ Every accepted gift is accounted for: after the load the viewer keeps watching (
 ``--settle`` seconds) until it has seen the done of every command the gifts became, and a gift
 whose command it never saw done is counted lost. Locally the edge's own stamps also split each
 command's time on the Pi into waiting in the motor's queue (received -> started) and turning
-(started -> finished), the two places a first step can be late.
+(started -> finished), the two places a first step can be late, and the emulator's rule-engine
+queues count the messages that failed, timed out or were given up on (a feedback webhook given up on
+is a done report lost upstream: the likely cause of a lost gift).
 
 Locally (default) it starts devstack.stack.LocalStack with motors fast enough that the
 simulation is not what limits. Against your own deployment, pass ``--api-url``, ``--api-key``
@@ -87,6 +89,18 @@ class RateResult:
     lost: int = 0
     # Per command, on the Pi: waiting in the motor's queue, and turning.
     edge_ms: dict[str, list[float]] = field(default_factory=dict)
+    # Locally, the emulator's rule-engine queues over the rate's load and settling (QUEUE_TROUBLE):
+    # a feedback webhook given up on is a done report a viewer may never get.
+    queue_trouble: dict[str, int] = field(default_factory=dict)
+
+
+# The emulator's rule-engine queue counters (its /api/stats) the bench reports, summed over queues.
+QUEUE_TROUBLE = {"failed": "failed attempts", "timedOutMsgs": "timed out", "skipped": "given up"}
+
+
+def queue_counters(stack: LocalStack) -> dict[str, int]:
+    queues = stack.tb.stats()["ruleEngineQueues"]
+    return {label: sum(int(q[key]) for q in queues) for key, label in QUEUE_TROUBLE.items()}
 
 
 def percentile(samples: list[float], q: int) -> float:
@@ -209,6 +223,7 @@ def measure_rate(
     ]
     pids = component_pids(stack) if stack else {}
     cpu_before = {name: cpu_seconds(found) for name, found in pids.items()}
+    queues_before = queue_counters(stack) if stack else {}
     marks = EdgeMarks(stack) if stack else None
     viewer = Viewer(api_url)
 
@@ -233,6 +248,7 @@ def measure_rate(
     started = time.monotonic()
     with marks.running() if marks else contextlib.nullcontext():
         load, _elapsed, decisions, delivered = asyncio.run(drive())
+    queues_after = queue_counters(stack) if stack else {}
     accepted = load.with_status(202)
     latencies: dict[str, list[float]] = {"edge reply": [], "first step": [], "viewer": []}
     edge_marks = marks.marks if marks else {}
@@ -262,6 +278,7 @@ def measure_rate(
         commands=len(commands),
         lost=lost,
         edge_ms=edge_times(edge_marks),
+        queue_trouble={k: queues_after[k] - queues_before[k] for k in queues_after},
     )
 
 
@@ -288,6 +305,14 @@ def table(results: list[RateResult]) -> str:
         lines += ["| offered/s | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
         for r in results:
             lines.append(f"| {r.offered_per_s:,.0f} | " + " | ".join(_ms(r.edge_ms[n]) for n in names) + " |")
+    if results and results[0].queue_trouble:
+        lines += ["", "ThingsBoard (emulator) rule-engine queues, messages per offered rate:", ""]
+        names = list(results[0].queue_trouble)
+        lines += ["| offered/s | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        for r in results:
+            lines.append(
+                f"| {r.offered_per_s:,.0f} | " + " | ".join(f"{r.queue_trouble[n]:,}" for n in names) + " |"
+            )
     if results and results[0].cpu_percent:
         lines += ["", "CPU, % of one core, per offered rate:", ""]
         names = list(results[0].cpu_percent)
