@@ -9,8 +9,10 @@ from __future__ import annotations
 import inspect
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -272,3 +274,60 @@ def test_a_plain_puback_completes_the_publish_with_a_success_code() -> None:
             client.stop()
             watcher.loop_stop()
             watcher.disconnect()
+
+
+def _wakeups(native_id: int) -> int:
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    match = re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.MULTILINE)
+    assert match is not None
+    return int(match.group(1))
+
+
+def test_the_storage_fill_thread_the_service_starts_is_ours_and_blocks_on_its_queue(
+    service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service starts its storage fill thread on ``self.__send_to_storage``, a loop that polls the
+    converted data queue every 10 ms. Ours, put on the class as run_service does, takes each item at
+    once and otherwise sleeps: over 0.5 s idle the thread wakes a few times, not 50."""
+    init = inspect.getsource(TBGatewayService.__init__)
+    assert "target=self.__send_to_storage" in init, f"{COMPAT}: the storage fill thread is started elsewhere"
+    original_loop = TBGatewayService._TBGatewayService__send_to_storage
+    source = inspect.getsource(original_loop)
+    assert "self.__converted_data_queue" in source, COMPAT
+    assert "self.__process_event(" in source, COMPAT
+    # put back after the test, as other tests build the service
+    monkeypatch.setattr(TBGatewayService, "_TBGatewayService__send_to_storage", original_loop)
+    tb_gateway.fill_storage_on_arrival(TBGatewayService)
+    assert TBGatewayService._TBGatewayService__send_to_storage is not original_loop
+    processed: list[Any] = []
+    arrived = threading.Event()
+
+    def process(task: Any) -> None:
+        processed.append(task)
+        arrived.set()
+
+    service._TBGatewayService__process_event = process
+    native: list[int] = []
+
+    def fill() -> None:
+        native.append(threading.get_native_id())
+        service._TBGatewayService__send_to_storage()
+
+    thread = threading.Thread(target=fill, daemon=True)
+    thread.start()
+    try:
+        queue = service.get_converted_data_queue()
+        queue.put(("connector", "id", "first"))
+        assert arrived.wait(1.0)
+        time.sleep(0.1)
+        before = _wakeups(native[0])
+        time.sleep(0.5)
+        assert _wakeups(native[0]) - before <= 3
+        queue.put(("connector", "id", "second"))
+        arrived.clear()
+        assert arrived.wait(1.0)
+        assert processed == [("connector", "id", "first"), ("connector", "id", "second")]
+    finally:
+        service.stopped = True
+        thread.join(tb_gateway.STORAGE_FILL_STOP_CHECK_S + 1)
+    assert not thread.is_alive()
