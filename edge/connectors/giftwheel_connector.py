@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+from collections.abc import Callable
 from queue import SimpleQueue
 from typing import Any, ClassVar, NamedTuple
 
@@ -93,11 +95,64 @@ class GatewayPublisher:
         return all(part.is_published() for part in parts)
 
 
-class _Rpc(NamedTuple):
+class Rpc(NamedTuple):
     device: Any
     request_id: Any
     method: object
     params: object
+
+
+# An RPC that took longer than this to answer on paho's network thread (a slow local Redis) sends
+# the RPCs after it to our RPC thread, until that thread answers one within it again. So paho's
+# thread waits on Redis for one slow call per slow spell, at most the edge's Redis socket timeout,
+# and otherwise keeps reading (acknowledgements, keepalives) while Redis is slow.
+INLINE_RPC_SLOW_S = 0.05
+
+
+class RpcDispatch:
+    """Answers each RPC on the thread that delivers it (paho's network thread) while answers are
+    fast, else on a thread of its own; either way in the order delivered. Answering where the RPC
+    arrives saves a thread hand-off per RPC (~7 % of the edge's CPU at 180 RPCs/s on the 2-core
+    test box); an RPC is answered there only when the thread has none left, so none overtakes an
+    earlier one (a stop overtaking the rotate before it would leave that rotate queued)."""
+
+    def __init__(self, answer: Callable[[Rpc], None], slow_s: float = INLINE_RPC_SLOW_S) -> None:
+        self._answer = answer
+        self._slow_s = slow_s
+        self._rpcs: SimpleQueue[Rpc | None] = SimpleQueue()
+        # Each counter has one writer (delivering thread, RPC thread): equal means the thread is idle.
+        self._queued = 0
+        self._answered = 0
+        self._inline = True
+        self._thread = threading.Thread(target=self._serve, name="giftwheel-rpc", daemon=True)
+        self._thread.start()
+
+    def deliver(self, rpc: Rpc) -> None:
+        if self._inline and self._queued == self._answered:
+            self._inline = self._answered_fast(rpc)
+        else:
+            self._queued += 1
+            self._rpcs.put(rpc)
+
+    def close(self) -> None:
+        self._rpcs.put(None)  # after the RPCs already queued: each is still answered
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (rpc := self._rpcs.get()) is not None:
+            if self._answered_fast(rpc):
+                self._inline = True
+            self._answered += 1
+
+    def _answered_fast(self, rpc: Rpc) -> bool:
+        started = time.monotonic()
+        try:
+            self._answer(rpc)
+        except Exception:
+            # Only the reply failed (handle's errors are answered): ThingsBoard times the RPC out and
+            # the sender retries. Neither thread may end over it, or no RPC is answered again.
+            log.exception("rpc reply failed", device=rpc.device, request_id=rpc.request_id)
+        return time.monotonic() - started <= self._slow_s
 
 
 class GiftwheelConnector(Connector):  # type: ignore[misc]
@@ -115,12 +170,8 @@ class GiftwheelConnector(Connector):  # type: ignore[misc]
         deliver_rpcs_directly(gateway, set(runtime.controllers), self.server_side_rpc_handler)
         runtime.attach_gateway(gateway)
         self._rpc = RpcService(runtime.controllers, runtime.ledger)
-        # server_side_rpc_handler runs on paho's network thread: hand off at once, to one thread of
-        # ours. A SimpleQueue, not a ThreadPoolExecutor, whose future, work item and semaphore per
-        # RPC were a tenth of paho's thread's time at 180 RPCs/s (py-spy).
-        self._rpcs: SimpleQueue[_Rpc | None] = SimpleQueue()
-        self._rpc_thread = threading.Thread(target=self._serve_rpcs, name="giftwheel-rpc", daemon=True)
-        self._rpc_thread.start()
+        # server_side_rpc_handler runs on paho's network thread.
+        self._rpcs = RpcDispatch(lambda rpc: self._answer(*rpc))
         publisher = GatewayPublisher(
             gateway,
             self,
@@ -142,8 +193,7 @@ class GiftwheelConnector(Connector):  # type: ignore[misc]
 
     def close(self) -> None:
         self._forwarder.close()
-        self._rpcs.put(None)  # after the RPCs already taken: each is still answered
-        self._rpc_thread.join()
+        self._rpcs.close()
         self._stopped = True
 
     def get_id(self) -> str | None:
@@ -172,16 +222,7 @@ class GiftwheelConnector(Connector):  # type: ignore[misc]
         data = content.get("data") or {}
         device = content.get("device")
         request_id = data.get("id", content.get("id"))
-        self._rpcs.put(_Rpc(device, request_id, data.get("method"), data.get("params")))
-
-    def _serve_rpcs(self) -> None:
-        while (rpc := self._rpcs.get()) is not None:
-            try:
-                self._answer(*rpc)
-            except Exception:
-                # Only the reply failed (handle's errors are answered): ThingsBoard times the RPC out
-                # and the sender retries. This thread must outlive it, or no RPC is answered again.
-                log.exception("rpc reply failed", device=rpc.device, request_id=rpc.request_id)
+        self._rpcs.deliver(Rpc(device, request_id, data.get("method"), data.get("params")))
 
     def _answer(self, device: Any, request_id: Any, method: object, params: object) -> None:
         try:

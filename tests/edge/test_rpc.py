@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis as redis_lib
 
 from devstack.redis_server import RedisServer
+from devstack.waiting import wait_until
 from edge.buffer.ledger import CommandLedger
+from edge.connectors.giftwheel_connector import Rpc, RpcDispatch
 from edge.motor.clock import ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
 from edge.motor.simulated import SimulatedDriver
@@ -143,3 +147,35 @@ def test_buffer_down_answers_unavailable_at_once_and_recovers() -> None:
         finally:
             motor.close()
             client.close()
+
+
+def test_rpcs_are_answered_where_they_arrive_until_one_is_slow_and_always_in_order(
+    service: RpcService, sync_redis: redis_lib.Redis
+) -> None:
+    answered: list[tuple[object, str, dict[str, Any]]] = []  # (request id, answering thread, reply)
+
+    def answer(rpc: Rpc) -> None:
+        reply = service.handle(str(rpc.device), rpc.method, rpc.params)
+        answered.append((rpc.request_id, threading.current_thread().name, reply))
+
+    def rotate(n: int) -> Rpc:
+        return Rpc("motor_01", n, "rotate", {"commandId": f"c-{n:08x}", "rounds": 100})
+
+    here = threading.current_thread().name
+    dispatch = RpcDispatch(answer)
+    try:
+        dispatch.deliver(rotate(1))  # fast: answered here
+        # Redis holds every script for 0.3 s (far above INLINE_RPC_SLOW_S): the next RPC waits here.
+        sync_redis.client_pause(300, all=False)
+        dispatch.deliver(rotate(2))
+        # Later RPCs go to the RPC thread; the stop queued behind a paused rotate must not overtake it.
+        sync_redis.client_pause(300, all=False)
+        dispatch.deliver(rotate(3))
+        dispatch.deliver(Rpc("motor_01", 4, "stop", {}))
+        wait_until(lambda: len(answered) == 4)
+        dispatch.deliver(rotate(5))  # the thread answered the stop fast: answered here again
+    finally:
+        dispatch.close()
+    threads = [(request, thread) for request, thread, _ in answered]
+    assert threads == [(1, here), (2, here), (3, "giftwheel-rpc"), (4, "giftwheel-rpc"), (5, here)]
+    assert "c-00000003" in StopReply.model_validate(answered[3][2]).cleared_commands
