@@ -73,13 +73,12 @@ class RpcService:
             return ErrorReply(
                 error=RpcError.MOTOR_FAULT.value, detail=f"{motor.name} is in fault; restart needed"
             )
-        result = self._ledger.submit(motor.name, command.command_id, command.rounds, command.speed_rpm)
+        result = motor.submit(command.command_id, command.rounds, command.speed_rpm)
         if result.status is SubmitStatus.QUEUE_FULL:
             return ErrorReply(
                 error=RpcError.UNAVAILABLE.value,
                 detail=f"queue full: {result.queued_rounds} queued, {command.rounds} more exceed the limit",
             )
-        motor.wake()
         return RotateReply(
             command_id=command.command_id,
             queued_rounds=result.queued_rounds,

@@ -35,6 +35,7 @@ class SubmitStatus(IntEnum):
 class SubmitResult:
     status: SubmitStatus
     queued_rounds: int
+    begun: ActiveCommand | None = None  # the command, begun by the submit (``begin=True``)
 
 
 class HoldReason(StrEnum):
@@ -120,10 +121,16 @@ class CommandLedger:
             self._on_outbox_write()
         return result
 
-    def submit(self, motor: str, command_id: str, rounds: int, speed_rpm: float | None) -> SubmitResult:
-        """Queue a command unless its commandId was seen; durable in Redis when this returns."""
+    def submit(
+        self, motor: str, command_id: str, rounds: int, speed_rpm: float | None, *, begin: bool = False
+    ) -> SubmitResult:
+        """Queue a command unless its commandId was seen; durable in Redis when this returns.
+
+        With ``begin`` (the motor is idle), a command that is the whole queue with none current is
+        also begun (:meth:`begin`) in the same script and returned as ``begun``: an idle motor takes a
+        gift in one round trip, and its start is one telemetry entry instead of queued + started."""
         k = self.keys
-        status, queued = self._run(
+        status, queued, begun = self._run(
             self._submit,
             [k.commands(motor), k.motor(motor), k.seen(motor, command_id), k.outbox],
             [
@@ -134,9 +141,10 @@ class CommandLedger:
                 self._clock_ms(),
                 self._dedupe_ttl_s,
                 self._max_queued_rounds,
+                1 if begin else 0,
             ],
         )
-        return SubmitResult(SubmitStatus(int(status)), int(queued))
+        return SubmitResult(SubmitStatus(int(status)), int(queued), _active(begun) if begun else None)
 
     def begin(self, motor: str) -> ActiveCommand | None:
         """The oldest unfinished command (resumed with its persisted progress), or None."""

@@ -18,7 +18,7 @@ def _command_script(name: str) -> str:
     return lua_source("edge.buffer", "emit.lua", "command.lua", name)
 
 
-SUBMIT = _script("submit.lua")
+SUBMIT = _command_script("submit.lua")
 BEGIN = _command_script("begin.lua")
 PROGRESS = _command_script("progress.lua")
 FINISH = _command_script("finish.lua")

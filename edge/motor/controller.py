@@ -10,7 +10,15 @@ from dataclasses import dataclass
 
 import structlog
 
-from edge.buffer.ledger import ActiveCommand, Cleared, CommandLedger, HoldReason, retry_until_available
+from edge.buffer.ledger import (
+    ActiveCommand,
+    Cleared,
+    CommandLedger,
+    HoldReason,
+    SubmitResult,
+    SubmitStatus,
+    retry_until_available,
+)
 from edge.errors import BufferUnavailable, EStopEngaged
 from edge.motor.checkpoint import Checkpointer, CheckpointPolicy
 from edge.motor.clock import Clock
@@ -93,6 +101,10 @@ class MotorController:
         self._estop_engaged = False  # the button reads open now: resume is refused
         self._stored_hold_read = False
         self._reported_hold: HoldReason | None = None  # the hold last written while at rest
+        # Under the lock: the motor found its queue empty and waits, so a submit may begin its command
+        # and hand it over (``_handed``); the motor's loop also skips asking Redis again at once.
+        self._idle = False
+        self._handed: tuple[ActiveCommand, int] | None = None  # (command, generation) begun by a submit
 
     def start(self) -> None:
         self._checkpoints.start()
@@ -105,6 +117,20 @@ class MotorController:
     def wake(self) -> None:
         """A command was queued: do not wait for the idle poll."""
         self._wake.set()
+
+    def submit(self, command_id: str, rounds: int, speed_rpm: float | None) -> SubmitResult:
+        """Queue a command (durable when this returns) and wake the motor. An idle motor's command is
+        begun by the same script and handed to the motor thread: one Redis round trip from gift to
+        turning, and one telemetry entry for its queueing and start."""
+        with self._lock:
+            begin = self._idle and self.hold_reason is None and not self._parking.is_set()
+            result = self._ledger.submit(self.name, command_id, rounds, speed_rpm, begin=begin)
+            if result.begun is not None:
+                self._handed = (result.begun, self._generation)
+            if result.status is SubmitStatus.ACCEPTED:
+                self._idle = False
+        self._wake.set()
+        return result
 
     @property
     def hold_reason(self) -> HoldReason | None:
@@ -198,6 +224,11 @@ class MotorController:
                         self._wake.clear()
                         continue
                 command, generation = self._execute(command, generation)
+                if command is None and self._idle:
+                    # The finish found the queue empty: the next command comes with a submit's
+                    # wake (begun and handed over), not from asking Redis again now.
+                    self._wake.wait(self._idle_poll_s)
+                    self._wake.clear()
         except Exception:
             # A driver (GPIO) failure: report it, drop the coils, stop moving until restarted.
             self.faulted = True
@@ -220,8 +251,14 @@ class MotorController:
                     self._operator_hold = True
                 self._stored_hold_read = True
             reason = self.hold_reason
+            handed, self._handed = self._handed, None
             if reason is None:
-                return self._ledger.begin(self.name), self._generation
+                if handed is not None and handed[1] == self._generation:
+                    return handed
+                # Nothing handed over, or stopped since its submit: the ledger knows where it stands.
+                command = self._ledger.begin(self.name)
+                self._idle = command is None
+                return command, self._generation
             if reason is not self._reported_hold:
                 self._ledger.hold(self.name, reason)
                 self._reported_hold = reason
@@ -252,9 +289,11 @@ class MotorController:
 
         def finish() -> tuple[ActiveCommand | None, int]:
             with self._lock:
+                begin_next = not halted()
                 nxt = self._ledger.finish(
-                    self.name, cid, pulses, self.profile.steps_per_round, begin_next=not halted()
+                    self.name, cid, pulses, self.profile.steps_per_round, begin_next=begin_next
                 )
+                self._idle = begin_next and nxt is None
                 return nxt, self._generation
 
         result = retry_until_available(finish, should_stop=lambda: False, waiting=self._beat)

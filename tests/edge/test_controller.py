@@ -6,6 +6,7 @@ import itertools
 import math
 import random
 import statistics
+import threading
 import time
 
 import pytest
@@ -13,6 +14,7 @@ import redis as redis_lib
 
 from devstack.waiting import wait_until
 from edge.buffer.ledger import CommandLedger
+from edge.buffer.outbox import Outbox
 from edge.motor.checkpoint import CheckpointPolicy
 from edge.motor.clock import MonotonicClock, ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
@@ -201,3 +203,61 @@ def test_driver_failure_is_a_reported_fault_with_coils_released(ledger: CommandL
     reply = service.handle("m1", "rotate", {"commandId": "c-0000fa02", "rounds": 1})
     assert reply["error"] == "MOTOR_FAULT"
     motor.close()
+
+
+def test_an_idle_motor_takes_a_submitted_command_from_the_submit(
+    ledger: CommandLedger, outbox: Outbox
+) -> None:
+    """The submit begins an idle motor's command and hands it over: it turns, with one start entry and
+    no queued one; a command submitted while one turns is queued and begun by the finish."""
+    motor = controller(ledger, scale=5.0)
+    try:
+        wait_until(lambda: motor._idle)
+        first = motor.submit("c-00000011", 3, None)
+        assert first.begun is not None
+        second = motor.submit("c-00000012", 1, None)
+        assert second.begun is None
+        wait_until(lambda: ledger.status("m1").commands_done == 2)
+    finally:
+        motor.close()
+    assert motor.driver.total_steps == 4 * 200  # type: ignore[attr-defined]
+    entries = [e.values for e in outbox.read(1000) if e.values.get("commandId")]
+    starts = [v["commandId"] for v in entries if "startedTs" in v and not v["commandDone"]]
+    queued = [v["commandId"] for v in entries if "startedTs" not in v and v["commandRoundsDone"] == 0]
+    assert starts == ["c-00000011", "c-00000012"]
+    assert queued == ["c-00000012"]
+
+
+def test_a_held_motor_queues_a_submit_and_turns_it_after_the_resume(ledger: CommandLedger) -> None:
+    motor = controller(ledger)
+    try:
+        wait_until(lambda: motor._idle)
+        motor.hold()
+        result = motor.submit("c-00000013", 2, None)
+        assert result.begun is None
+        time.sleep(0.2)
+        assert motor.driver.total_steps == 0  # type: ignore[attr-defined]
+        motor.resume()
+        wait_until(lambda: ledger.status("m1").commands_done == 1)
+    finally:
+        motor.close()
+    assert motor.driver.total_steps == 2 * 200  # type: ignore[attr-defined]
+
+
+def test_a_stop_right_after_a_handed_over_submit_turns_nothing(ledger: CommandLedger) -> None:
+    """Submit and stop both land before the motor thread takes the handed-over command (its wake-up
+    held back): the stop's new generation drops it, and the ledger says it was cleared."""
+    clock = ScaledClock(20.0)
+    motor = MotorController("m1", SimulatedDriver(clock), ledger, FAST, clock, idle_poll_s=10.0)
+    motor.start()
+    try:
+        wait_until(lambda: motor._idle)
+        waiting, motor._wake = motor._wake, threading.Event()  # the thread sleeps on the old one
+        assert motor.submit("c-00000014", 5, None).begun is not None
+        assert motor.stop_all().command_ids == ["c-00000014"]
+        waiting.set()
+        wait_until(lambda: motor._idle)
+        assert ledger.status("m1").commands_done == 0
+    finally:
+        motor.close()
+    assert motor.driver.total_steps == 0  # type: ignore[attr-defined]

@@ -236,3 +236,38 @@ def test_heartbeats_repeat_the_last_finished_commands_newest_first(
     assert heartbeat["recentDone"] == [finished[2], finished[1]]  # capped at 2, newest first
     ledger.report("m2")
     assert "recentDone" not in outbox.read(100)[-1].values  # per motor
+
+
+def test_a_submit_to_an_idle_motor_begins_its_command_with_one_telemetry_entry(
+    ledger: CommandLedger, outbox: Outbox
+) -> None:
+    first = ledger.submit("m1", CID_A, 2, 30.0, begin=True)
+    assert (first.status, first.queued_rounds) == (SubmitStatus.ACCEPTED, 2)
+    assert first.begun is not None
+    assert (first.begun.command_id, first.begun.rounds, first.begun.speed_rpm) == (CID_A, 2, 30.0)
+    assert ledger.status("m1").current_command_id == CID_A
+    # Queued behind the current command: not begun, whatever the caller asks.
+    second = ledger.submit("m1", CID_B, 1, None, begin=True)
+    assert (second.status, second.queued_rounds, second.begun) == (SubmitStatus.ACCEPTED, 3, None)
+    entries = [e.values for e in outbox.read(100)]
+    assert [(v["commandId"], v.get("state"), "startedTs" in v) for v in entries] == [
+        (CID_A, "running", True),  # queued and started in one entry
+        (CID_B, None, False),  # queued
+    ]
+    assert entries[0]["receivedTs"] == entries[0]["startedTs"]
+    # A duplicate begins nothing either; the next command is begun by the finish as before.
+    assert ledger.submit("m1", CID_A, 2, 30.0, begin=True).begun is None
+    nxt = ledger.finish("m1", CID_A, 2 * PPR, PPR, begin_next=True)
+    assert nxt is not None
+    assert nxt.command_id == CID_B
+
+
+def test_a_submit_begins_nothing_while_a_resumed_command_is_current(ledger: CommandLedger) -> None:
+    """A restart finds the command it was turning still current and queued: a new submit queues."""
+    ledger.submit("m1", CID_A, 2, None)
+    assert ledger.begin("m1") is not None
+    ledger.progress("m1", CID_A, PPR, PPR)
+    assert ledger.submit("m1", CID_B, 1, None, begin=True).begun is None
+    resumed = ledger.begin("m1")
+    assert resumed is not None
+    assert (resumed.command_id, resumed.rounds_done) == (CID_A, 1)
