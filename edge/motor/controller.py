@@ -114,10 +114,6 @@ class MotorController:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def wake(self) -> None:
-        """A command was queued: do not wait for the idle poll."""
-        self._wake.set()
-
     def submit(self, command_id: str, rounds: int, speed_rpm: float | None) -> SubmitResult:
         """Queue a command (durable when this returns) and wake the motor. An idle motor's command is
         begun by the same script and handed to the motor thread: one Redis round trip from gift to

@@ -72,8 +72,7 @@ def test_watchdog_stops_when_a_motor_loop_hangs(
             assert until(notify, b"READY=1")[-1] == b"READY=1\n" + OFFLINE
             assert notify.recv(1024) == b"WATCHDOG=1"
             hanging.hang.set()
-            runtime.ledger.submit("motor_01", "c-0000a0a0", 1, None)
-            motor.wake()
+            motor.submit("c-0000a0a0", 1, None)
             # Within WatchdogSec/2 of the last step the pings stop, so systemd would restart us.
             pings = [t for t, notice in collect(notify, 2.5) if notice == b"WATCHDOG=1"]
             assert not pings or pings[-1] < 1.0, pings
