@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +288,18 @@ def _ms(samples: list[float]) -> str:
     return " / ".join(f"{percentile(samples, q):,.1f}" for q in PERCENTILES) + f" / {max(samples):,.1f}"
 
 
+def _per_rate(
+    results: list[RateResult], title: str, cells: Callable[[RateResult], dict[str, str]]
+) -> list[str]:
+    """A titled Markdown table: a row per offered rate, a column per name ``cells`` gives."""
+    names = list(cells(results[0]))
+    lines = ["", title, "", "| offered/s | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for r in results:
+        row = cells(r)
+        lines.append(f"| {r.offered_per_s:,.0f} | " + " | ".join(row[n] for n in names) + " |")
+    return lines
+
+
 def table(results: list[RateResult]) -> str:
     kinds = list(results[0].latencies_ms) if results else []
     quantiles = " / ".join(f"p{q}" for q in PERCENTILES) + " / worst"
@@ -300,27 +312,14 @@ def table(results: list[RateResult]) -> str:
         cells += [f"{r.gifts:,} / {r.commands:,} / {r.lost:,}", str(r.errors or 0)]
         lines.append("| " + " | ".join(cells) + " |")
     if results and any(r.edge_ms for r in results):
-        lines += ["", f"Per command on the Pi (edge stamps), {quantiles} ms:", ""]
-        names = list(results[0].edge_ms)
-        lines += ["| offered/s | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
-        for r in results:
-            lines.append(f"| {r.offered_per_s:,.0f} | " + " | ".join(_ms(r.edge_ms[n]) for n in names) + " |")
+        title = f"Per command on the Pi (edge stamps), {quantiles} ms:"
+        lines += _per_rate(results, title, lambda r: {n: _ms(v) for n, v in r.edge_ms.items()})
     if results and results[0].queue_trouble:
-        lines += ["", "ThingsBoard (emulator) rule-engine queues, messages per offered rate:", ""]
-        names = list(results[0].queue_trouble)
-        lines += ["| offered/s | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
-        for r in results:
-            lines.append(
-                f"| {r.offered_per_s:,.0f} | " + " | ".join(f"{r.queue_trouble[n]:,}" for n in names) + " |"
-            )
+        title = "ThingsBoard (emulator) rule-engine queues, messages per offered rate:"
+        lines += _per_rate(results, title, lambda r: {n: f"{v:,}" for n, v in r.queue_trouble.items()})
     if results and results[0].cpu_percent:
-        lines += ["", "CPU, % of one core, per offered rate:", ""]
-        names = list(results[0].cpu_percent)
-        lines += ["| offered/s | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
-        for r in results:
-            lines.append(
-                f"| {r.offered_per_s:,.0f} | " + " | ".join(f"{r.cpu_percent[n]:.0f}" for n in names) + " |"
-            )
+        title = "CPU, % of one core, per offered rate:"
+        lines += _per_rate(results, title, lambda r: {n: f"{v:.0f}" for n, v in r.cpu_percent.items()})
     return "\n".join(lines)
 
 

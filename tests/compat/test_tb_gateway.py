@@ -7,11 +7,13 @@ thread, no connection); the MQTT client is a real one connected to a real Mosqui
 from __future__ import annotations
 
 import inspect
+import queue
 import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +134,10 @@ def _connected(client: TBGatewayMqttClient) -> None:
     assert client.is_connected()
 
 
-def test_our_rpc_reply_is_the_message_the_gateway_client_publishes() -> None:
-    import queue
-
+@contextmanager
+def _watched(topic: str) -> Iterator[tuple[TBGatewayMqttClient, queue.SimpleQueue[tuple[str, bytes, int]]]]:
+    """A gateway client connected to a real Mosquitto, and what a watcher subscribed to ``topic``
+    receives (topic, payload, QoS)."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -143,86 +146,72 @@ def test_our_rpc_reply_is_the_message_the_gateway_client_publishes() -> None:
         watcher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="watcher")
         watcher.on_message = lambda _c, _u, m: received.put((m.topic, m.payload, m.qos))
         watcher.connect(broker.host, broker.port)
-        watcher.subscribe("v1/gateway/rpc", qos=1)
+        watcher.subscribe(topic, qos=1)
         watcher.loop_start()
         client = TBGatewayMqttClient(broker.host, broker.port, "compat-test")
         try:
             _connected(client)
             time.sleep(0.5)  # the watcher's subscription is in place
-            reply = {"accepted": True, "commandId": "c-00000001", "queuedRounds": 3}
-            client.gw_send_rpc_reply("motor_01", 7, reply, quality_of_service=1).get()
-            theirs = received.get(timeout=5)
-            assert tb_gateway.publish_device_rpc_reply(client, "motor_01", 7, reply, 1)
-            ours = received.get(timeout=5)
-            assert ours == theirs, f"{COMPAT}: tb-mqtt-client publishes RPC replies differently now"
-
-            # Where the client would do more than publish, ours declines and publishes nothing.
-            assert not tb_gateway.publish_device_rpc_reply(client, "motor_01", None, reply, 1)
-            client._devices_connected_through_gateway_messages_rate_limit.set_limit("10:1,")
-            assert not tb_gateway.publish_device_rpc_reply(client, "motor_01", 8, reply, 1)
-            time.sleep(0.3)
-            assert received.empty()
+            yield client, received
         finally:
             client.stop()
             watcher.loop_stop()
             watcher.disconnect()
+
+
+def test_our_rpc_reply_is_the_message_the_gateway_client_publishes() -> None:
+    with _watched("v1/gateway/rpc") as (client, received):
+        reply = {"accepted": True, "commandId": "c-00000001", "queuedRounds": 3}
+        client.gw_send_rpc_reply("motor_01", 7, reply, quality_of_service=1).get()
+        theirs = received.get(timeout=5)
+        assert tb_gateway.publish_device_rpc_reply(client, "motor_01", 7, reply, 1)
+        ours = received.get(timeout=5)
+        assert ours == theirs, f"{COMPAT}: tb-mqtt-client publishes RPC replies differently now"
+
+        # Where the client would do more than publish, ours declines and publishes nothing.
+        assert not tb_gateway.publish_device_rpc_reply(client, "motor_01", None, reply, 1)
+        client._devices_connected_through_gateway_messages_rate_limit.set_limit("10:1,")
+        assert not tb_gateway.publish_device_rpc_reply(client, "motor_01", 8, reply, 1)
+        time.sleep(0.3)
+        assert received.empty()
 
 
 def test_our_telemetry_is_the_message_the_gateway_client_publishes() -> None:
-    import queue
+    with _watched("v1/gateway/telemetry") as (client, received):
+        items = [
+            {
+                "ts": 1_700_000_000_000,
+                "values": {"state": "running", "commandId": "c-1", "commandDone": False},
+            },
+            {
+                "ts": 1_700_000_000_001,
+                "values": {"state": "idle", "queuedRounds": 0, "commandDone": True},
+            },
+        ]
+        client.gw_send_telemetry("motor_01", items, quality_of_service=1).get()
+        theirs = received.get(timeout=5)
+        info = tb_gateway.publish_gateway_telemetry(client, {"motor_01": items}, 1)
+        assert info is not None
+        info.wait_for_publish(5)
+        assert info.is_published()
+        ours = received.get(timeout=5)
+        assert ours == theirs, f"{COMPAT}: tb-mqtt-client publishes gateway telemetry differently now"
 
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+        both = {"motor_01": items[:1], "motor_02": items[1:]}
+        info = tb_gateway.publish_gateway_telemetry(client, both, 1)
+        assert info is not None
+        assert orjson.loads(received.get(timeout=5)[1]) == both
 
-    with MosquittoServer() as broker:
-        received: queue.SimpleQueue[tuple[str, bytes, int]] = queue.SimpleQueue()
-        watcher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="watcher")
-        watcher.on_message = lambda _c, _u, m: received.put((m.topic, m.payload, m.qos))
-        watcher.connect(broker.host, broker.port)
-        watcher.subscribe("v1/gateway/telemetry", qos=1)
-        watcher.loop_start()
-        client = TBGatewayMqttClient(broker.host, broker.port, "compat-test")
-        try:
-            _connected(client)
-            time.sleep(0.5)  # the watcher's subscription is in place
-            items = [
-                {
-                    "ts": 1_700_000_000_000,
-                    "values": {"state": "running", "commandId": "c-1", "commandDone": False},
-                },
-                {
-                    "ts": 1_700_000_000_001,
-                    "values": {"state": "idle", "queuedRounds": 0, "commandDone": True},
-                },
-            ]
-            client.gw_send_telemetry("motor_01", items, quality_of_service=1).get()
-            theirs = received.get(timeout=5)
-            info = tb_gateway.publish_gateway_telemetry(client, {"motor_01": items}, 1)
-            assert info is not None
-            info.wait_for_publish(5)
-            assert info.is_published()
-            ours = received.get(timeout=5)
-            assert ours == theirs, f"{COMPAT}: tb-mqtt-client publishes gateway telemetry differently now"
-
-            both = {"motor_01": items[:1], "motor_02": items[1:]}
-            info = tb_gateway.publish_gateway_telemetry(client, both, 1)
-            assert info is not None
-            assert orjson.loads(received.get(timeout=5)[1]) == both
-
-            # Where the client would split the message or wait for a rate limit, ours publishes nothing.
-            large = [{"ts": 1, "values": {"detail": "x" * client.max_payload_size}}]
-            assert tb_gateway.publish_gateway_telemetry(client, {"motor_01": large}, 1) is None
-            client._devices_connected_through_gateway_telemetry_datapoints_rate_limit.set_limit("10:1,")
-            assert tb_gateway.publish_gateway_telemetry(client, {"motor_01": items}, 1) is None
-            client._devices_connected_through_gateway_telemetry_datapoints_rate_limit.set_limit("0:0,")
-            client._devices_connected_through_gateway_telemetry_messages_rate_limit.set_limit("10:1,")
-            assert tb_gateway.publish_gateway_telemetry(client, {"motor_01": items}, 1) is None
-            time.sleep(0.3)
-            assert received.empty()
-        finally:
-            client.stop()
-            watcher.loop_stop()
-            watcher.disconnect()
+        # Where the client would split the message or wait for a rate limit, ours publishes nothing.
+        large = [{"ts": 1, "values": {"detail": "x" * client.max_payload_size}}]
+        assert tb_gateway.publish_gateway_telemetry(client, {"motor_01": large}, 1) is None
+        client._devices_connected_through_gateway_telemetry_datapoints_rate_limit.set_limit("10:1,")
+        assert tb_gateway.publish_gateway_telemetry(client, {"motor_01": items}, 1) is None
+        client._devices_connected_through_gateway_telemetry_datapoints_rate_limit.set_limit("0:0,")
+        client._devices_connected_through_gateway_telemetry_messages_rate_limit.set_limit("10:1,")
+        assert tb_gateway.publish_gateway_telemetry(client, {"motor_01": items}, 1) is None
+        time.sleep(0.3)
+        assert received.empty()
 
 
 def test_paho_takes_a_plain_puback_the_way_our_shared_objects_repeat() -> None:

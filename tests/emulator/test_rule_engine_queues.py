@@ -177,6 +177,18 @@ def chain_with_parallel_limit(tmp_path: Path, limit: int) -> Path:
     return path
 
 
+def limited(config: QueueConfig, url: str, chain: Path, version: TbVersion) -> InProcessEmulator:
+    """The test devices' motor profile on ``config``, ``chain`` as the rule chain, at ``version``."""
+    return InProcessEmulator(
+        DEVICES,
+        profiles=[{"name": "motor", "queue": config.name}],
+        queues=[config],
+        webhook_url=url,
+        rule_chain=chain,
+        hub_settings=HubSettings(thingsboard_version=version, transport_queues=shipped_transport_queues()),
+    )
+
+
 def test_the_shipped_chain_bounds_its_webhooks_in_flight_below_the_pool() -> None:
     chain = json.loads(SHIPPED_CHAIN.read_text())
     rest = next(n for n in chain["metadata"]["nodes"] if n["type"].endswith("TbRestApiCallNode"))
@@ -196,16 +208,7 @@ async def test_a_burst_past_the_connection_pool_waits_for_a_permit_instead_of_fa
     config = queue(P.SKIP_ALL_FAILURES, pack_timeout_ms=30_000)
     async with (
         api as url,
-        InProcessEmulator(
-            DEVICES,
-            profiles=[{"name": "motor", "queue": config.name}],
-            queues=[config],
-            webhook_url=url,
-            rule_chain=chain_with_parallel_limit(tmp_path, limit),
-            hub_settings=HubSettings(
-                thingsboard_version=version, transport_queues=shipped_transport_queues()
-            ),
-        ) as tb,
+        limited(config, url, chain_with_parallel_limit(tmp_path, limit), version) as tb,
         await gateway(tb) as gw,
     ):
         entries = [{"ts": 1700000000000 + n, "values": {"roundsCompleted": n}} for n in range(100)]
@@ -235,16 +238,7 @@ async def test_a_webhook_whose_pack_timed_out_while_it_waited_for_a_permit(
     config = queue(P.SKIP_ALL_FAILURES_AND_TIMED_OUT, pack_timeout_ms=600)
     async with (
         api as url,
-        InProcessEmulator(
-            DEVICES,
-            profiles=[{"name": "motor", "queue": config.name}],
-            queues=[config],
-            webhook_url=url,
-            rule_chain=chain_with_parallel_limit(tmp_path, 1),
-            hub_settings=HubSettings(
-                thingsboard_version=version, transport_queues=shipped_transport_queues()
-            ),
-        ) as tb,
+        limited(config, url, chain_with_parallel_limit(tmp_path, 1), version) as tb,
         await gateway(tb) as gw,
     ):
         entries = [{"ts": 1700000000000 + n, "values": {"roundsCompleted": n}} for n in range(5)]
