@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import urllib.error
 import urllib.parse
@@ -63,6 +64,7 @@ ProfileList = Sequence[Mapping[str, Any]]
 ChainFiles = Path | Sequence[Path]
 
 
+@functools.cache  # one read of compose.yaml per process: every emulator a test builds asks
 def shipped_transport_queues() -> TransportQueueSettings:
     """The core and transport notifications poll intervals deploy/compose.yaml gives ThingsBoard
     (thingsboard.yml's defaults where it sets none): the emulator runs what we deploy, as it runs the

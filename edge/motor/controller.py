@@ -216,15 +216,13 @@ class MotorController:
                         self._parking.wait(0.5)
                         continue
                     if command is None:
-                        self._wake.wait(self._idle_poll_s)
-                        self._wake.clear()
+                        self._wait_for_work()
                         continue
                 command, generation = self._execute(command, generation)
                 if command is None and self._idle:
                     # The finish found the queue empty: the next command comes with a submit's
                     # wake (begun and handed over), not from asking Redis again now.
-                    self._wake.wait(self._idle_poll_s)
-                    self._wake.clear()
+                    self._wait_for_work()
         except Exception:
             # A driver (GPIO) failure: report it, drop the coils, stop moving until restarted.
             self.faulted = True
@@ -235,6 +233,11 @@ class MotorController:
                 retry_until_available(
                     lambda: self._ledger.report(self.name, MotorState.FAULT), should_stop=lambda: True
                 )
+
+    def _wait_for_work(self) -> None:
+        """Until a submit, stop, hold or resume wakes the motor, or the idle poll comes round."""
+        self._wake.wait(self._idle_poll_s)
+        self._wake.clear()
 
     def _take(self) -> tuple[ActiveCommand | None, int]:
         """The next command; None while idle or held (at rest, the hold is stored and reported once)."""
