@@ -4,7 +4,8 @@ connection of its own.
 redis-py's client checks a connection out of its pool and back in, wraps each call in its retry and
 metrics layers and re-resolves the script: ~30 us of CPU per call on the 2-core test box, before the
 round trip itself, and a command makes several. The edge's threads each make one call at a time, so
-a connection per thread needs no pool, no lock and no check-out.
+a connection per thread needs no pool, no lock and no check-out. hiredis packs the command in C,
+where redis-py's packer builds it in Python (~11 us of ~38 us of CPU per script call measured).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol, cast
 
+import hiredis
 import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
@@ -20,7 +22,7 @@ from redis.exceptions import NoScriptError
 class _Connection(Protocol):
     """What this uses of redis-py's Connection (its methods carry no type hints)."""
 
-    def send_command(self, *args: Any) -> None: ...
+    def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
 
     def read_response(self) -> Any: ...
 
@@ -52,7 +54,7 @@ class ThreadConnections:
         if stale:
             conn.disconnect()
         try:
-            conn.send_command(*args)  # connects if it is not
+            conn.send_packed_command([hiredis.pack_command(args)])  # connects if it is not
             return conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError):
             conn.disconnect()  # a late reply must not answer the next call
