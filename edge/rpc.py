@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, ValidationError
 
 from edge.buffer.ledger import CommandLedger, SubmitStatus
 from edge.errors import BufferUnavailable, EStopEngaged
 from edge.motor.controller import MotorController
 from giftwheel.contracts.motor import (
+    CommandOutcome,
     ErrorReply,
     HoldReply,
     ResumeReply,
@@ -21,6 +23,8 @@ from giftwheel.contracts.motor import (
     RpcMethod,
     StopReply,
 )
+
+log = structlog.get_logger(__name__)
 
 Handler = Callable[[MotorController, dict[str, Any]], BaseModel]
 
@@ -69,6 +73,8 @@ class RpcService:
 
     def _rotate(self, motor: MotorController, params: dict[str, Any]) -> BaseModel:
         command = RotateParams.model_validate(params)
+        if command.reask:
+            return self._reask(motor, command)
         if motor.faulted:
             return ErrorReply(
                 error=RpcError.MOTOR_FAULT.value, detail=f"{motor.name} is in fault; restart needed"
@@ -84,6 +90,30 @@ class RpcService:
             queued_rounds=result.queued_rounds,
             duplicate=result.status is SubmitStatus.DUPLICATE,
             held=motor.hold_reason is not None,
+        )
+
+    def _reask(self, motor: MotorController, command: RotateParams) -> BaseModel:
+        """The cloud has not seen this command's done: say where it stands, queue nothing (an edge
+        that lost its Redis must not turn it twice), and send a finished one's done again."""
+        recalled = self._ledger.recall(motor.name, command.command_id)
+        log.info(
+            "command re-asked",
+            motor=motor.name,
+            command_id=command.command_id,
+            outcome=recalled.outcome.value if recalled.outcome else "unknown",
+            done_sent_again=recalled.outcome is CommandOutcome.DONE,
+        )
+        if recalled.outcome is None:
+            return ErrorReply(
+                error=RpcError.UNKNOWN_COMMAND.value,
+                detail=f"{motor.name} has no record of {command.command_id}",
+            )
+        return RotateReply(
+            command_id=command.command_id,
+            queued_rounds=recalled.queued_rounds,
+            duplicate=True,
+            held=motor.hold_reason is not None,
+            outcome=recalled.outcome,
         )
 
     def _stop(self, motor: MotorController, params: dict[str, Any]) -> BaseModel:

@@ -1,4 +1,7 @@
--- KEYS: commands, motor, outbox. ARGV: device, now_ms. Returns {cleared_rounds, cid...}.
+-- KEYS: commands, motor, outbox. ARGV: device, now_ms, the seen markers' key without the commandId.
+-- Returns {cleared_rounds, cid...}. Each cleared command's seen marker says 'cleared' from here on
+-- (its TTL kept), for a re-ask (recall.lua). The marker keys are built here, not passed: the edge's
+-- Redis is one local server (no cluster slots to declare), and the commandIds are only known here.
 local entries = redis.call('XRANGE', KEYS[1], '-', '+')
 local cur = redis.call('HGET', KEYS[2], 'cur')
 local done = num(redis.call('HGET', KEYS[2], 'done'))
@@ -9,6 +12,7 @@ for _, e in ipairs(entries) do
   if f.cid == cur then left = left - done end
   result[1] = result[1] + left
   table.insert(result, f.cid)
+  redis.call('SET', ARGV[3] .. f.cid, 'cleared', 'XX', 'KEEPTTL')
 end
 redis.call('DEL', KEYS[1])
 redis.call('HDEL', KEYS[2], 'cur', 'done', 'pd', 'started')

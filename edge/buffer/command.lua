@@ -1,7 +1,8 @@
 -- The two steps of running a command, as functions, so that one script can finish a command and begin
 -- the next (finish.lua) as well as do either alone (progress.lua, begin.lua). Included after emit.lua.
 
--- checkpoint. k: commands, motor, outbox, recent done. a: device, cid, pulses done in the command (a
+-- checkpoint. k: commands, motor, outbox, recent done, the command's seen marker. a: device, cid, pulses
+-- done in the command (a
 -- checkpoint, absolute so a retried write is harmless), pulses per round, now_ms, progress_interval_ms,
 -- how many finished commandIds to keep for heartbeats.
 -- Returns nil when the command was cleared meanwhile (stop), else {rounds done, finished(0|1)}.
@@ -10,6 +11,8 @@
 -- when the last went out), since each message costs a rule-chain run and a webhook call upstream.
 -- The done always goes out at once and carries the final counts, so the progress it coalesced is not
 -- lost. A clock set back (pts in the future) reports at once instead of going quiet.
+-- The finish writes the done entry (its ts and values) into the command's seen marker, keeping the
+-- marker's TTL, so a re-ask (recall.lua) can put the very same entry in the outbox again.
 local function checkpoint(k, a)
   if redis.call('HGET', k[2], 'cur') ~= a[2] then return nil end
   local head = redis.call('XRANGE', k[1], '-', '+', 'COUNT', 1)
@@ -47,7 +50,10 @@ local function checkpoint(k, a)
   local pts = num(redis.call('HGET', k[2], 'pts'))
   if finished == 1 or now - pts >= tonumber(a[6]) or now < pts then
     redis.call('HSET', k[2], 'pts', now)
-    emit(k[2], k[3], a[1], a[5], values)
+    local ts, encoded = emit(k[2], k[3], a[1], a[5], values)
+    if finished == 1 then
+      redis.call('SET', k[5], 'done:' .. ts .. ':' .. encoded, 'XX', 'KEEPTTL')
+    end
   end
   return {done, finished}
 end

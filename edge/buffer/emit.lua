@@ -1,12 +1,15 @@
 -- The prelude of every command-ledger script (scripts.py puts it before each): helpers only.
 -- Appends one telemetry entry to the outbox with a per-motor strictly increasing ts: ThingsBoard keeps
 -- one value per (key, ts), so two entries in the same millisecond would overwrite each other.
+-- Returns the entry's ts and its encoded values (a command's done keeps them, to send them again).
 local function emit(motor_key, outbox, device, now, values)
   local last = tonumber(redis.call('HGET', motor_key, 'ts') or '0')
   local ts = tonumber(now)
   if ts <= last then ts = last + 1 end
   redis.call('HSET', motor_key, 'ts', ts)
-  redis.call('XADD', outbox, '*', 'device', device, 'ts', ts, 'values', cjson.encode(values))
+  local encoded = cjson.encode(values)
+  redis.call('XADD', outbox, '*', 'device', device, 'ts', ts, 'values', encoded)
+  return ts, encoded
 end
 local function fields(flat)
   local t = {}

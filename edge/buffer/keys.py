@@ -19,7 +19,9 @@ class Keys:
         return f"{self.prefix}:motor:{motor}"
 
     def seen(self, motor: str, command_id: str) -> str:
-        """Dedupe marker for a commandId, written in the same script that queues the command."""
+        """Dedupe marker for a commandId, written in the same script that queues the command ('1'),
+        then holding its outcome, its TTL kept: the done entry (the script that finishes it) or
+        'cleared' (a stop). A re-ask reads it (recall.lua)."""
         return f"{self.prefix}:motor:{motor}:seen:{command_id}"
 
     def recent_done(self, motor: str) -> str:

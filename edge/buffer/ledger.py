@@ -20,7 +20,7 @@ from edge.buffer import scripts
 from edge.buffer.connection import ThreadConnections
 from edge.buffer.keys import Keys
 from edge.errors import BufferUnavailable
-from giftwheel.contracts.motor import EStopInput, MotorState, StatusReply
+from giftwheel.contracts.motor import CommandOutcome, EStopInput, MotorState, StatusReply
 
 T = TypeVar("T")
 
@@ -56,6 +56,14 @@ class ActiveCommand:
     speed_rpm: float | None
     rounds_done: int
     pulses_done: int  # the last checkpoint, in driver pulses since the command started
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """A re-asked command's outcome (None: this Redis has no record of it) and the motor's queue."""
+
+    outcome: CommandOutcome | None
+    queued_rounds: int
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,7 @@ class CommandLedger:
         self._clear = client.register_script(scripts.CLEAR)
         self._snapshot = client.register_script(scripts.SNAPSHOT)
         self._hold = client.register_script(scripts.HOLD)
+        self._recall = client.register_script(scripts.RECALL)
 
     def _run(self, script: Script, keys: list[str], args: list[Any], *, emits: bool = True) -> Any:
         with translated_errors():
@@ -176,12 +185,24 @@ class CommandLedger:
         _, row = self._run(self._finish, keys, [*args, 1 if begin_next else 0])
         return None if row is None else _active(row)
 
+    def recall(self, motor: str, command_id: str) -> Recalled:
+        """Where a command this motor accepted stands (a re-ask): never queues it. A finished one's
+        done telemetry goes into the outbox again, with its original ts and values."""
+        k = self.keys
+        outcome, queued = self._run(
+            self._recall, [k.seen(motor, command_id), k.motor(motor), k.outbox], [motor], emits=False
+        )
+        known = None if outcome == "unknown" else CommandOutcome(outcome)
+        if known is CommandOutcome.DONE:
+            self._on_outbox_write()
+        return Recalled(known, int(queued))
+
     def _checkpoint(
         self, motor: str, command_id: str, pulses: int, pulses_per_round: int
     ) -> tuple[list[str], list[Any]]:
         k = self.keys
         return (
-            [k.commands(motor), k.motor(motor), k.outbox, k.recent_done(motor)],
+            [k.commands(motor), k.motor(motor), k.outbox, k.recent_done(motor), k.seen(motor, command_id)],
             [
                 motor,
                 command_id,
@@ -194,9 +215,14 @@ class CommandLedger:
         )
 
     def clear(self, motor: str) -> Cleared:
-        """Drop every queued command (the current one too); their commandIds stay deduped."""
+        """Drop every queued command (the current one too); their commandIds stay deduped, their
+        markers saying 'cleared'."""
         k = self.keys
-        row = self._run(self._clear, [k.commands(motor), k.motor(motor), k.outbox], [motor, self._clock_ms()])
+        row = self._run(
+            self._clear,
+            [k.commands(motor), k.motor(motor), k.outbox],
+            [motor, self._clock_ms(), k.seen(motor, "")],
+        )
         return Cleared(command_ids=[str(c) for c in row[1:]], rounds=int(row[0]))
 
     def report(self, motor: str, state: MotorState | None = None) -> None:

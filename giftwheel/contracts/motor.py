@@ -13,7 +13,14 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 from pydantic.alias_generators import to_camel
 
 DeviceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -66,6 +73,16 @@ class RpcError(StrEnum):
     MOTOR_FAULT = "MOTOR_FAULT"
     UNAVAILABLE = "UNAVAILABLE"
     ESTOP_ENGAGED = "ESTOP_ENGAGED"  # resume refused: the emergency stop button is still pressed
+    # A re-ask (RotateParams.reask) for a commandId the edge has no record of: its buffer lost it.
+    UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
+
+
+class CommandOutcome(StrEnum):
+    """Where a command the edge accepted stands, as its answer to a re-ask says (RotateReply.outcome)."""
+
+    PENDING = "pending"  # queued or turning
+    DONE = "done"  # finished: its done telemetry was put in the outbox again
+    CLEARED = "cleared"  # dropped from the queue by a stop; never finished
 
 
 class _Wire(BaseModel):
@@ -81,6 +98,10 @@ class RotateParams(_Wire):
     rounds: Annotated[int, Field(ge=1, le=ROUNDS_CEILING, strict=True)]
     speed_rpm: Annotated[float, Field(gt=0, le=6000)] | None = None
     device: DeviceName | None = None
+    # A re-ask of a command the edge accepted whose done the cloud has not seen: never queue it (an
+    # edge that lost its buffer must not turn it twice), answer its outcome and, if it finished,
+    # send its done telemetry again. Absent on a plain send (an older edge refuses the key).
+    reask: Literal[True] | None = None
 
 
 class DispatchParams(RotateParams):
@@ -95,6 +116,16 @@ class RotateReply(_Wire):
     queued_rounds: int = Field(ge=0)
     duplicate: bool = False
     held: bool = False  # queued on a held or e-stopped motor: turns after a resume
+    # Only in the answer to a re-ask, and only then on the wire: an older worker's strict model
+    # refuses the key, and it never re-asks.
+    outcome: CommandOutcome | None = None
+
+    @model_serializer(mode="wrap")
+    def _outcome_only_when_reasked(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        if self.outcome is None:
+            data.pop("outcome", None)
+        return data
 
 
 class HoldReply(_Wire):

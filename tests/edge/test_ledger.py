@@ -5,9 +5,9 @@ from __future__ import annotations
 import redis as redis_lib
 
 from devstack.redis_server import RedisServer
-from edge.buffer.ledger import CommandLedger, SubmitStatus
+from edge.buffer.ledger import CommandLedger, Recalled, SubmitStatus
 from edge.buffer.outbox import Outbox
-from giftwheel.contracts.motor import MotorState
+from giftwheel.contracts.motor import CommandOutcome, MotorState
 
 CID_A = "c-aaaaaaaa"
 CID_B = "c-bbbbbbbb"
@@ -271,3 +271,49 @@ def test_a_submit_begins_nothing_while_a_resumed_command_is_current(ledger: Comm
     resumed = ledger.begin("m1")
     assert resumed is not None
     assert (resumed.command_id, resumed.rounds_done) == (CID_A, 1)
+
+
+def test_a_reask_sends_a_finished_commands_done_again_with_its_original_ts_and_values(
+    ledger: CommandLedger, outbox: Outbox, sync_redis: redis_lib.Redis
+) -> None:
+    ledger.submit("m1", CID_A, 2, None)
+    ledger.submit("m1", CID_B, 1, None)
+    assert ledger.recall("m1", CID_A) == Recalled(CommandOutcome.PENDING, 3)  # queued
+    ledger.begin("m1")
+    assert ledger.recall("m1", CID_A).outcome is CommandOutcome.PENDING  # turning
+    ledger.finish("m1", CID_A, 2 * PPR, PPR, begin_next=False)
+    (done,) = [e for e in outbox.read(100) if e.values.get("commandDone") is True]
+    outbox.ack(outbox.read(100))  # ThingsBoard confirmed it all; the webhook after it may still fail
+    ttl = sync_redis.ttl(ledger.keys.seen("m1", CID_A))
+
+    assert ledger.recall("m1", CID_A) == Recalled(CommandOutcome.DONE, 1)
+    (again,) = outbox.read(100)
+    assert (again.device, again.ts, again.values) == (done.device, done.ts, done.values)
+    assert again.values["commandId"] == CID_A
+    # The marker keeps its TTL (the dedupe window), and it still dedupes: nothing turns again.
+    assert 0 < sync_redis.ttl(ledger.keys.seen("m1", CID_A)) <= ttl
+    assert ledger.submit("m1", CID_A, 2, None).status is SubmitStatus.DUPLICATE
+    assert ledger.recall("m1", CID_B).outcome is CommandOutcome.PENDING
+    status = ledger.status("m1")
+    assert (status.queued_rounds, status.rounds_completed, status.commands_done) == (1, 2, 1)
+
+
+def test_a_reask_of_a_cleared_or_unknown_command_queues_nothing(
+    ledger: CommandLedger, outbox: Outbox, sync_redis: redis_lib.Redis
+) -> None:
+    ledger.submit("m1", CID_A, 5, None)
+    ledger.begin("m1")
+    ledger.clear("m1")
+    outbox.ack(outbox.read(100))
+    assert sync_redis.ttl(ledger.keys.seen("m1", CID_A)) > 0
+    assert ledger.recall("m1", CID_A) == Recalled(CommandOutcome.CLEARED, 0)
+    # Never seen here (or this Redis lost it): unknown, and nothing is queued or sent.
+    assert ledger.recall("m1", CID_B) == Recalled(None, 0)
+    assert outbox.read(100) == []
+    assert ledger.begin("m1") is None
+    # A marker that expired is not brought back without a TTL by a late finish or clear.
+    sync_redis.delete(ledger.keys.seen("m1", CID_A))
+    ledger.submit("m1", CID_B, 1, None)
+    sync_redis.delete(ledger.keys.seen("m1", CID_B))
+    ledger.clear("m1")
+    assert sync_redis.exists(ledger.keys.seen("m1", CID_B)) == 0

@@ -18,7 +18,14 @@ from edge.motor.clock import ScaledClock
 from edge.motor.controller import MotionProfile, MotorController
 from edge.motor.simulated import SimulatedDriver
 from edge.rpc import RpcService
-from giftwheel.contracts.motor import ErrorReply, RotateReply, StatusReply, StopReply
+from giftwheel.contracts.motor import (
+    CommandOutcome,
+    ErrorReply,
+    RotateReply,
+    RpcError,
+    StatusReply,
+    StopReply,
+)
 
 
 @pytest.fixture
@@ -50,6 +57,23 @@ def test_rotate_then_duplicate_then_status(service: RpcService, ledger: CommandL
     while ledger.status("motor_01").commands_done < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     status = StatusReply.model_validate(service.handle("motor_01", "status", None))
+    assert (status.rounds_completed, status.commands_done, status.queued_rounds) == (2, 1, 0)
+
+
+def test_a_reask_queues_nothing_and_says_where_the_command_stands(
+    service: RpcService, ledger: CommandLedger
+) -> None:
+    reask = {"commandId": "c-0000dddd", "rounds": 2, "reask": True}
+    unknown = ErrorReply.model_validate(service.handle("motor_01", "rotate", reask))
+    assert unknown.error == RpcError.UNKNOWN_COMMAND.value
+    first = service.handle("motor_01", "rotate", {"commandId": "c-0000dddd", "rounds": 2})
+    assert "outcome" not in first  # an older worker's strict reply model refuses the key
+    deadline = time.monotonic() + 5
+    while ledger.status("motor_01").commands_done < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    done = RotateReply.model_validate(service.handle("motor_01", "rotate", reask))
+    assert (done.duplicate, done.outcome) == (True, CommandOutcome.DONE)
+    status = ledger.status("motor_01")
     assert (status.rounds_completed, status.commands_done, status.queued_rounds) == (2, 1, 0)
 
 
