@@ -3,8 +3,9 @@
 It connects with the gateway's access token (on the worker's own client, ``cloud.mqtt.client``),
 announces its motors (``v1/gateway/connect``), subscribes to ``v1/gateway/rpc`` and answers each
 ``rotate`` as the edge does (a RotateReply, ``duplicate`` set for a commandId it has seen, ``held``
-while its motor is held), and ``hold``, ``resume``, ``stop`` and ``status`` with the edge's reply
-models (it turns nothing: its queue is always empty, a stop clears no command). Every
+while its motor is held; a re-ask with the outcome a test set in ``outcomes``, ``pending`` by default,
+or UNKNOWN_COMMAND for a commandId it never took), and ``hold``, ``resume``, ``stop`` and ``status``
+with the edge's reply models (it turns nothing: its queue is always empty, a stop clears no command). Every
 arrival is kept with its wall-clock time, so tests assert what reached a device and the benchmark
 measures latency up to that point.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from cloud.mqtt.client import MqttClient
 from giftwheel.contracts.motor import (
+    CommandOutcome,
     ErrorReply,
     HoldReply,
     MotorState,
@@ -49,6 +51,10 @@ class Arrival:
     def rounds(self) -> int:
         return int(self.params.get("rounds", 0))
 
+    @property
+    def reask(self) -> bool:
+        return self.method == RpcMethod.ROTATE and self.params.get("reask") is True
+
 
 class RpcSink:
     def __init__(self, host: str, port: int, token: str, devices: list[str], *, reply: bool = True) -> None:
@@ -59,6 +65,9 @@ class RpcSink:
         self.reply = reply
         self.arrivals: list[Arrival] = []
         self._seen: set[str] = set()
+        # What a re-ask of a commandId is answered (absent: pending if it took the command, else
+        # UNKNOWN_COMMAND); a commandId here counts as taken (a Pi that had it before a restart).
+        self.outcomes: dict[str, CommandOutcome] = {}
         self.held: set[str] = set()
         # Motors whose emergency stop button is pressed: a resume is refused (ESTOP_ENGAGED).
         self.estop: set[str] = set()
@@ -112,6 +121,16 @@ class RpcSink:
         elif arrival.method == RpcMethod.STATUS:
             state = MotorState.HELD if device in self.held else MotorState.IDLE
             reply = StatusReply(state=state, queued_rounds=0, rounds_completed=0, commands_done=0)
+        elif arrival.reask and arrival.command_id in self.outcomes.keys() | self._seen:
+            reply = RotateReply(
+                command_id=arrival.command_id,
+                queued_rounds=0,
+                duplicate=True,
+                held=device in self.held,
+                outcome=self.outcomes.get(arrival.command_id, CommandOutcome.PENDING),
+            )
+        elif arrival.reask:
+            reply = ErrorReply(error=RpcError.UNKNOWN_COMMAND.value, detail="no record of it")
         else:
             duplicate = arrival.command_id in self._seen
             self._seen.add(arrival.command_id)
@@ -124,7 +143,11 @@ class RpcSink:
         return dict(reply.model_dump(by_alias=True, mode="json"))
 
     def rotates(self) -> list[Arrival]:
-        return [a for a in self.arrivals if a.method == RpcMethod.ROTATE]
+        """The rotates that may turn a motor (re-asks left out: they never do)."""
+        return [a for a in self.arrivals if a.method == RpcMethod.ROTATE and not a.reask]
+
+    def reasks(self) -> list[Arrival]:
+        return [a for a in self.arrivals if a.reask]
 
     def rounds_by_device(self, *, distinct: bool = True) -> dict[str, int]:
         """Rounds each device was asked for; ``distinct`` counts a repeated commandId once (as the edge)."""

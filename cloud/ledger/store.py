@@ -467,6 +467,14 @@ class Ledger:
         )
         return moved.state
 
+    async def mark_reasked(self, command: Command, *, deadline_ms: int) -> bool:
+        """A delivered command asked after again (a counted attempt; still delivered), due again at
+        ``deadline_ms``. False when it had moved on (done, failed, cancelled)."""
+        moved = await self._move(
+            command, CommandState.DELIVERED, (CommandState.DELIVERED,), deadline_ms=deadline_ms, attempt=True
+        )
+        return moved.moved
+
     async def mark_delivered(
         self,
         stream: str,

@@ -11,6 +11,13 @@ coming back (no such device in ThingsBoard) marks it ``failed`` at once. ``sweep
 with the same commandId, every open command of a shard whose deadline passed, and marks it
 ``failed`` (kept, visible, counted) once ``command_max_attempts`` sends went unanswered. So at
 most one RPC per command is pending in ThingsBoard.
+
+A delivered command is due every ``command_done_check_s`` until its done arrives: it is asked after
+again (a re-ask, RotateParams.reask: same commandId, a counted attempt, still ``delivered``). Its
+edge queues nothing and answers where it stands (RotateReply.outcome); a finished command's done
+telemetry goes into the edge's outbox again and closes it on the normal path, so a done report
+ThingsBoard gave up on is repaired however many commands finished meanwhile. ``command_done_timeout_s``
+after its delivery it is ``failed``, as before.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from cloud.worker.metrics import WorkerMetrics
 from cloud.worker.rpc_timeline import TRANSPORT_TIMEOUT_REPLY
 from cloud.worker.settings import WorkerSettings
 from giftwheel.contracts import WORKER_GROUP
-from giftwheel.contracts.motor import RotateReply
+from giftwheel.contracts.motor import CommandOutcome, RotateReply, RpcError
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +75,22 @@ def _problem_in(reply: dict[str, Any]) -> str | None:
     except ValidationError as exc:
         return f"unexpected reply: {exc.errors(include_url=False)[0]['msg']}"
     return None
+
+
+# What an edge answered to a re-ask, beyond CommandOutcome's (giftwheel_worker_reask_answers_total).
+REASK_UNKNOWN = "unknown"  # no record of the command on the edge: its buffer lost it
+REASK_ERROR = "error"  # no answer from the edge (TIMEOUT, UNAVAILABLE, an older edge's BAD_PARAMS...)
+
+
+def reask_outcome(reply: dict[str, Any]) -> str:
+    """The outcome an answer to a re-ask reports: a CommandOutcome's value, REASK_UNKNOWN or REASK_ERROR."""
+    if reply.get("error") == RpcError.UNKNOWN_COMMAND.value:
+        return REASK_UNKNOWN
+    try:
+        outcome = RotateReply.model_validate(reply).outcome
+    except ValidationError:
+        return REASK_ERROR
+    return REASK_ERROR if outcome is None else outcome.value
 
 
 def classify(sent: Sent, reply: dict[str, Any]) -> tuple[Answer, str]:
@@ -146,6 +169,9 @@ class CommandSender:
     def on_reply(self, sent: Sent, reply: dict[str, Any]) -> None:
         """ThingsBoard's answer to one send; what it does to the command is ``Answer``'s."""
         answer, problem = classify(sent, reply)
+        if sent.reask and answer is not Answer.UNKNOWN_DEVICE:
+            self._on_reask_answer(sent, reply, problem)
+            return
         if answer is Answer.ACCEPTED:
             self._metrics.replies_accepted.inc()
             self._delivered.append(sent)
@@ -155,7 +181,7 @@ class CommandSender:
         malformed = answer is Answer.RPC_ENDED and "error" not in reply
         (self._metrics.replies_malformed if malformed else self._metrics.replies_error).inc()
         if answer is Answer.UNKNOWN_DEVICE:
-            self._track(self._fail_unknown_device(sent, problem))
+            self._track(self._fail_answered(sent, problem))
             return
         log.warning(
             "command_error_reply",
@@ -171,6 +197,35 @@ class CommandSender:
             else self._ledger.clock.wall_ms() + self._retry_pause_ms
         )
         self._track(self._record_problem(sent, problem, retry_at))
+
+    def _on_reask_answer(self, sent: Sent, reply: dict[str, Any], problem: str) -> None:
+        """A delivered command stays delivered and due at its next check whatever the answer,
+        but for a final one: cleared by a stop (cancelled), or unknown to its edge (failed)."""
+        outcome = reask_outcome(reply)
+        self._metrics.reask_answers.labels(outcome).inc()
+        # A done sent again means its first report was lost upstream: worth a warning.
+        (log.warning if outcome == CommandOutcome.DONE.value else log.info)(
+            "reask_answered",
+            command_id=sent.command_id,
+            device=sent.device,
+            attempt=sent.attempt,
+            outcome=outcome,
+            error=problem if outcome == REASK_ERROR else "",
+        )
+        if outcome == CommandOutcome.CLEARED.value:
+            self._track(self._cancel_cleared(sent))
+        elif outcome == REASK_UNKNOWN:
+            reason = f"its edge has no record of it (its buffer lost it): {problem}"
+            self._track(self._fail_answered(sent, reason))
+
+    async def _cancel_cleared(self, sent: Sent) -> None:
+        try:
+            async with self._recording[sent.stream]:
+                await self._ledger.cancel_commands(
+                    sent.device, [sent.command_id], by="edge", reason="cleared from the queue by a stop"
+                )
+        except Exception:  # a lost update only delays: the next re-ask finds it cleared again
+            log.exception("reply_not_recorded", command_id=sent.command_id)
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -188,13 +243,13 @@ class CommandSender:
     async def _record_delivered(self) -> None:
         # Answers that arrive while one write is under way go together in the next: one script
         # call per ledger shard instead of one per answer.
-        done_timeout_ms = int(self._settings.command_done_timeout_s * 1000)
         while self._delivered:
             batch, self._delivered = self._delivered, []
             by_stream: dict[str, list[Sent]] = defaultdict(list)
             for sent in batch:
                 by_stream[sent.stream].append(sent)
-            deadline = self._ledger.clock.wall_ms() + (done_timeout_ms or _NEVER_MS)
+            now = self._ledger.clock.wall_ms()
+            deadline = self._next_done_check(delivered_at_ms=now, now_ms=now)
             for stream, answered in by_stream.items():
                 try:
                     async with self._recording[stream]:
@@ -210,6 +265,13 @@ class CommandSender:
                 for sent, result in zip(answered, results, strict=True):
                     if not result.moved:
                         self._ignored(sent)
+
+    def _next_done_check(self, *, delivered_at_ms: int, now_ms: int) -> int:
+        """When a delivered command is next due: its next re-ask, or its final give-up if sooner."""
+        timeout_ms = int(self._settings.command_done_timeout_s * 1000)
+        check_ms = int(self._settings.command_done_check_s * 1000)
+        final = delivered_at_ms + timeout_ms if timeout_ms else now_ms + _NEVER_MS
+        return min(final, now_ms + (check_ms or _NEVER_MS))
 
     async def _record_problem(self, sent: Sent, problem: str, retry_at_ms: int | None) -> None:
         try:
@@ -228,13 +290,14 @@ class CommandSender:
         if not moved:
             self._ignored(sent)
 
-    async def _fail_unknown_device(self, sent: Sent, reason: str) -> None:
+    async def _fail_answered(self, sent: Sent, reason: str) -> None:
+        """An answer that makes its command final at once (unless it answers a superseded send)."""
         async with self._recording[sent.stream]:
             try:
                 state = await self._ledger.mark_failed(
                     sent.stream, sent.command_id, reason, answering=sent.attempt
                 )
-            except Exception:  # a lost update only delays: the deadline resends, the next answer fails it
+            except Exception:  # a lost update only delays: the deadline sends again, its answer fails it
                 log.exception("reply_not_recorded", command_id=sent.command_id)
                 return
         if state is CommandState.FAILED:
@@ -281,9 +344,7 @@ class CommandSender:
             # the edge, which dedupes the resend by its commandId).
             return await self._ledger.hold(command)
         if command.state is CommandState.DELIVERED:
-            reason = f"no completion feedback within {self._settings.command_done_timeout_s} s"
-            await self._fail(command.stream, command.command_id, command.device, reason)
-            return True
+            return await self._reask_or_fail(command)
         if command.attempts_since_requeue >= self._settings.command_max_attempts:
             last = f": {command.error}" if command.error else ""
             reason = f"unanswered after {command.attempts} sends{last}"
@@ -297,6 +358,39 @@ class CommandSender:
         await self._ledger.mark_sent(command, deadline_ms=self._attempt_deadline())
         self._metrics.retries.inc()
         log.info("command_resent", command_id=command.command_id, attempt=attempt)
+        return True
+
+    async def _reask_or_fail(self, command: Command) -> bool:
+        """A delivered command with no done yet: failed once ``command_done_timeout_s`` has passed
+        since its delivery, else asked after again (the edge queues nothing: a command still queued
+        or turning is just asked again at its next check). Raises DispatchUnavailable as a send."""
+        now = self._ledger.clock.wall_ms()
+        delivered_at = command.timestamps.get(CommandState.DELIVERED.value, now)
+        timeout_s = self._settings.command_done_timeout_s
+        if timeout_s and now >= delivered_at + int(timeout_s * 1000):
+            reason = f"no completion feedback within {timeout_s} s"
+            await self._fail(command.stream, command.command_id, command.device, reason)
+            return True
+        attempt = command.attempts + 1
+        with contextlib.suppress(DispatchUncertain):  # ThingsBoard may have it: an attempt all the same
+            await self._dispatcher.send(
+                command.stream,
+                command.command_id,
+                command.device,
+                command.rounds,
+                attempt=attempt,
+                reask=True,
+            )
+        deadline = self._next_done_check(delivered_at_ms=delivered_at, now_ms=now)
+        await self._ledger.mark_reasked(command, deadline_ms=deadline)
+        self._metrics.reasks.inc()
+        log.info(
+            "command_reasked",
+            command_id=command.command_id,
+            device=command.device,
+            attempt=attempt,
+            delivered_s_ago=round((now - delivered_at) / 1000, 1),
+        )
         return True
 
     async def _fail(self, stream: str, command_id: str, device: str, reason: str) -> None:

@@ -63,6 +63,8 @@ class Sent:
     device: str
     # The command's send attempt this request is (1 = first): an answer moves only that attempt.
     attempt: int
+    # A re-ask of a delivered command (RotateParams.reask): the edge queues nothing, says where it stands.
+    reask: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,17 +191,22 @@ class Dispatcher:
             raise
         return client
 
-    async def send(self, stream: str, command_id: str, device: str, rounds: int, *, attempt: int) -> None:
-        """Publish one rotate command as send ``attempt`` of it; returns at PUBACK.
+    async def send(
+        self, stream: str, command_id: str, device: str, rounds: int, *, attempt: int, reask: bool = False
+    ) -> None:
+        """Publish one rotate command as send ``attempt`` of it (``reask``: asking after a delivered
+        one, RotateParams.reask); returns at PUBACK.
 
         Raises DispatchUnavailable when nothing was written (not connected), DispatchUncertain
         when the connection died after the write, before its PUBACK."""
-        params = DispatchParams(command_id=command_id, rounds=rounds, device=device)
+        params = DispatchParams(
+            command_id=command_id, rounds=rounds, device=device, reask=True if reask else None
+        )
         request = {
             "method": RpcMethod.ROTATE.value,
             "params": params.model_dump(by_alias=True, exclude_none=True),
         }
-        await self._publish(request, Sent(stream, command_id, device, attempt))
+        await self._publish(request, Sent(stream, command_id, device, attempt, reask))
 
     async def call(self, method: RpcMethod, device: str, *, timeout_s: float) -> dict[str, Any]:
         """Send one control RPC to a motor and await its answer: the edge's reply, or an ErrorReply

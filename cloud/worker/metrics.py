@@ -43,6 +43,19 @@ class WorkerMetrics:
             "Commands given up on (visible in the ledger)",
             registry=r,
         )
+        # A delivered command whose done the cloud has not seen, asked after again (its edge sends a
+        # finished one's done again), and what the edge answered: pending (queued or turning), done
+        # (its done was sent again: a done report had been lost upstream), cleared, unknown (the
+        # edge has no record of it: failed at once), error (no answer from the edge: asked again later).
+        self.reasks = Counter(
+            "giftwheel_worker_reasks_total", "Delivered commands asked after again", registry=r
+        )
+        self.reask_answers = Counter(
+            "giftwheel_worker_reask_answers_total",
+            "Edges' answers to re-asks, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.replies = Counter(
             "giftwheel_worker_replies_total", "RPC answers from ThingsBoard, by kind", ["kind"], registry=r
         )
