@@ -17,7 +17,9 @@ again (a re-ask, RotateParams.reask: same commandId, a counted attempt, still ``
 edge queues nothing and answers where it stands (RotateReply.outcome); a finished command's done
 telemetry goes into the edge's outbox again and closes it on the normal path, so a done report
 ThingsBoard gave up on is repaired however many commands finished meanwhile. ``command_done_timeout_s``
-after its delivery it is ``failed``, as before.
+after its delivery it is ``failed``, as before. A re-ask does not wait for an earlier one's RPC to
+expire (a Pi offline leaves it pending up to ``attempt_lifetime_s``): one never turns anything, and
+its answer is matched to its attempt like any other.
 """
 
 from __future__ import annotations
