@@ -77,6 +77,21 @@ def test_a_reask_queues_nothing_and_says_where_the_command_stands(
     assert (status.rounds_completed, status.commands_done, status.queued_rounds) == (2, 1, 0)
 
 
+def test_a_reask_on_a_held_motor_says_pending_and_a_stop_makes_it_cleared(
+    service: RpcService, ledger: CommandLedger
+) -> None:
+    service.handle("motor_01", "hold", {})
+    service.handle("motor_01", "rotate", {"commandId": "c-0000eeee", "rounds": 3})
+    reask = {"commandId": "c-0000eeee", "rounds": 3, "reask": True}
+    held = RotateReply.model_validate(service.handle("motor_01", "rotate", reask))
+    assert (held.outcome, held.held, held.queued_rounds) == (CommandOutcome.PENDING, True, 3)
+    assert ledger.status("motor_01").queued_rounds == 3  # queued once, not again
+    service.handle("motor_01", "stop", {})
+    cleared = RotateReply.model_validate(service.handle("motor_01", "rotate", reask))
+    assert (cleared.outcome, cleared.queued_rounds) == (CommandOutcome.CLEARED, 0)
+    assert ledger.status("motor_01").rounds_completed == 0
+
+
 def test_stop_replies_with_what_it_cleared(service: RpcService) -> None:
     service.handle("motor_01", "rotate", {"commandId": "c-0000bbbb", "rounds": 500})
     service.handle("motor_01", "rotate", {"commandId": "c-0000cccc", "rounds": 7, "speedRpm": 30})
