@@ -352,11 +352,7 @@ class CommandSender:
             reason = f"unanswered after {command.attempts} sends{last}"
             await self._fail(command.stream, command.command_id, command.device, reason)
             return True
-        attempt = command.attempts + 1
-        with contextlib.suppress(DispatchUncertain):  # ThingsBoard may have it: an attempt all the same
-            await self._dispatcher.send(
-                command.stream, command.command_id, command.device, command.rounds, attempt=attempt
-            )
+        attempt = await self._send_next_attempt(command)
         await self._ledger.mark_sent(command, deadline_ms=self._attempt_deadline())
         self._metrics.retries.inc()
         log.info("command_resent", command_id=command.command_id, attempt=attempt)
@@ -373,16 +369,7 @@ class CommandSender:
             reason = f"no completion feedback within {timeout_s} s"
             await self._fail(command.stream, command.command_id, command.device, reason)
             return True
-        attempt = command.attempts + 1
-        with contextlib.suppress(DispatchUncertain):  # ThingsBoard may have it: an attempt all the same
-            await self._dispatcher.send(
-                command.stream,
-                command.command_id,
-                command.device,
-                command.rounds,
-                attempt=attempt,
-                reask=True,
-            )
+        attempt = await self._send_next_attempt(command, reask=True)
         deadline = self._next_done_check(delivered_at_ms=delivered_at, now_ms=now)
         await self._ledger.mark_reasked(command, deadline_ms=deadline)
         self._metrics.reasks.inc()
@@ -394,6 +381,21 @@ class CommandSender:
             delivered_s_ago=round((now - delivered_at) / 1000, 1),
         )
         return True
+
+    async def _send_next_attempt(self, command: Command, *, reask: bool = False) -> int:
+        """Sends the command's next attempt and returns its number. Raises DispatchUnavailable when
+        nothing was written."""
+        attempt = command.attempts + 1
+        with contextlib.suppress(DispatchUncertain):  # ThingsBoard may have it: an attempt all the same
+            await self._dispatcher.send(
+                command.stream,
+                command.command_id,
+                command.device,
+                command.rounds,
+                attempt=attempt,
+                reask=reask,
+            )
+        return attempt
 
     async def _fail(self, stream: str, command_id: str, device: str, reason: str) -> None:
         await self._ledger.mark_failed(stream, command_id, reason)
