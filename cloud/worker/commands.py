@@ -12,14 +12,15 @@ with the same commandId, every open command of a shard whose deadline passed, an
 ``failed`` (kept, visible, counted) once ``command_max_attempts`` sends went unanswered. So at
 most one RPC per command is pending in ThingsBoard.
 
-A delivered command is due every ``command_done_check_s`` until its done arrives: it is asked after
-again (a re-ask, RotateParams.reask: same commandId, a counted attempt, still ``delivered``). Its
-edge queues nothing and answers where it stands (RotateReply.outcome); a finished command's done
-telemetry goes into the edge's outbox again and closes it on the normal path, so a done report
-ThingsBoard gave up on is repaired however many commands finished meanwhile. ``command_done_timeout_s``
-after its delivery it is ``failed``, as before. A re-ask does not wait for an earlier one's RPC to
-expire (a Pi offline leaves it pending up to ``attempt_lifetime_s``): one never turns anything, and
-its answer is matched to its attempt like any other.
+A delivered command is due ``command_done_check_s`` after its delivery, then each time as long again
+as it has waited so far, until its done arrives: it is asked after again (a re-ask,
+RotateParams.reask: same commandId, a counted attempt, still ``delivered``). Its edge queues nothing
+and answers where it stands (RotateReply.outcome); a finished command's done telemetry goes into the
+edge's outbox again and closes it on the normal path, so a done report ThingsBoard gave up on is
+repaired however many commands finished meanwhile. ``command_done_timeout_s`` after its delivery it
+is ``failed``, as before. A re-ask does not wait for an earlier one's RPC to expire (a Pi offline
+leaves it pending up to ``attempt_lifetime_s``): one never turns anything, and its answer is matched
+to its attempt like any other.
 """
 
 from __future__ import annotations
@@ -269,11 +270,17 @@ class CommandSender:
                         self._ignored(sent)
 
     def _next_done_check(self, *, delivered_at_ms: int, now_ms: int) -> int:
-        """When a delivered command is next due: its next re-ask, or its final give-up if sooner."""
+        """When a delivered command is next due: its next re-ask, or its final give-up if sooner.
+        The first re-ask is ``command_done_check_s`` after its delivery, each next one as long after
+        as the command has waited so far (60, 120, 240 s...): a lost done is found a check after
+        it, and a long backlog of commands still queued behind one motor costs a few re-asks each
+        until it turns (six in the hour to ``command_done_timeout_s``), not one every check."""
         timeout_ms = int(self._settings.command_done_timeout_s * 1000)
         check_ms = int(self._settings.command_done_check_s * 1000)
         final = delivered_at_ms + timeout_ms if timeout_ms else now_ms + _NEVER_MS
-        return min(final, now_ms + (check_ms or _NEVER_MS))
+        if not check_ms:
+            return min(final, now_ms + _NEVER_MS)
+        return min(final, now_ms + max(check_ms, now_ms - delivered_at_ms))
 
     async def _record_problem(self, sent: Sent, problem: str, retry_at_ms: int | None) -> None:
         try:

@@ -138,11 +138,12 @@ class WorkerSettings(LedgerSettings):
     command_max_attempts: int = Field(default=3, ge=1)
     # A delivered command whose completion feedback never comes is marked failed after this (0 = never).
     command_done_timeout_s: float = Field(default=3_600.0, ge=0)
-    # Until then, a delivered command without its done is asked after this often (0 = never): its
-    # edge answers where it stands and sends a finished one's done again, which repairs a done
-    # report lost upstream (a webhook ThingsBoard gave up on) whatever the heartbeats still carry.
-    # One RPC per such command each time: a command queued behind a long queue is asked again and
-    # again until it turns.
+    # Until then, a delivered command without its done is asked after this long after its delivery
+    # (0 = never), then each time as long again as it has waited (60, 120, 240 s...): its edge
+    # answers where it stands and sends a finished one's done again, which repairs a done report
+    # lost upstream (a webhook ThingsBoard gave up on) whatever the heartbeats still carry. One RPC
+    # per such command each time: a command queued behind a long queue is asked a few times until
+    # it turns.
     command_done_check_s: float = Field(default=60.0, ge=0)
     sweep_interval_s: float = Field(default=1.0, gt=0)
     metrics_port: int = Field(default=0, ge=0, le=65535)

@@ -97,6 +97,30 @@ async def test_a_delivered_command_is_asked_after_until_its_done_arrives_and_tur
     assert [a.command_id for a in pi.rotates()] == [command_id]  # one rotate that may turn: the first
 
 
+async def test_a_command_still_pending_is_asked_after_at_doubling_intervals(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, pi: RpcSink
+) -> None:
+    # A backlog queued behind one motor must not cost a re-ask per command every check: each next
+    # re-ask waits as long as the command has waited so far.
+    event = gift(gift_name="Heart", diamond=2)
+    command_id = command_id_for([event.event_id])
+    async with worker_running(settings(redis_server, emulator), RULES) as worker:
+        await enqueue(redis, EVENTS_STREAM, [event])
+        delivered = await command_in(worker, command_id, CommandState.DELIVERED)
+        delivered_at = delivered.timestamps[CommandState.DELIVERED.value]
+
+        async def asked_three_times() -> bool:
+            return answers(worker, CommandOutcome.PENDING.value) >= 3
+
+        await wait_until(asked_three_times, what="three re-asks answered pending")
+        # Re-asked at 1, 2 and 4 checks after its delivery at the earliest, so next due at 8 at the
+        # earliest; at a fixed cadence it would be due again one check after the third (4 at most
+        # on a quiet box).
+        check_ms = int(CHECK_S * 1000)
+        assert command_id not in await worker.ledger.due(EVENTS_STREAM, at_ms=delivered_at + 8 * check_ms - 1)
+    assert [a.command_id for a in pi.rotates()] == [command_id]  # re-asks never turn anything
+
+
 async def test_a_reask_cancels_what_a_stop_cleared_and_fails_what_the_edge_lost(
     redis_server: RedisServer, redis: Redis, emulator: Emulator, pi: RpcSink
 ) -> None:
