@@ -272,9 +272,10 @@ class CommandSender:
     def _next_done_check(self, *, delivered_at_ms: int, now_ms: int) -> int:
         """When a delivered command is next due: its next re-ask, or its final give-up if sooner.
         The first re-ask is ``command_done_check_s`` after its delivery, each next one as long after
-        as the command has waited so far (60, 120, 240 s...): a lost done is found a check after
-        it, and a long backlog of commands still queued behind one motor costs a few re-asks each
-        until it turns (six in the hour to ``command_done_timeout_s``), not one every check."""
+        as the command has waited so far (60, 120, 240 s...): the lost done of a command that
+        turned at once is found a check after its delivery, a later one's within as long as it had
+        waited, and a long backlog of commands still queued behind one motor costs a few re-asks
+        each until it turns (six in the hour to ``command_done_timeout_s``), not one every check."""
         timeout_ms = int(self._settings.command_done_timeout_s * 1000)
         check_ms = int(self._settings.command_done_check_s * 1000)
         final = delivered_at_ms + timeout_ms if timeout_ms else now_ms + _NEVER_MS
