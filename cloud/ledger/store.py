@@ -475,6 +475,14 @@ class Ledger:
         )
         return moved.moved
 
+    async def postpone(self, command: Command, *, deadline_ms: int) -> bool:
+        """A delivered command due again at ``deadline_ms``, nothing sent (its device is held). False
+        when it had moved on."""
+        moved = await self._move(
+            command, CommandState.DELIVERED, (CommandState.DELIVERED,), deadline_ms=deadline_ms
+        )
+        return moved.moved
+
     async def mark_delivered(
         self,
         stream: str,

@@ -354,7 +354,7 @@ class CommandSender:
             # the edge, which dedupes the resend by its commandId).
             return await self._ledger.hold(command)
         if command.state is CommandState.DELIVERED:
-            return await self._reask_or_fail(command)
+            return await self._reask_or_fail(command, held)
         if command.attempts_since_requeue >= self._settings.command_max_attempts:
             last = f": {command.error}" if command.error else ""
             reason = f"unanswered after {command.attempts} sends{last}"
@@ -366,10 +366,12 @@ class CommandSender:
         log.info("command_resent", command_id=command.command_id, attempt=attempt)
         return True
 
-    async def _reask_or_fail(self, command: Command) -> bool:
+    async def _reask_or_fail(self, command: Command, held: HeldMotors) -> bool:
         """A delivered command with no done yet: failed once ``command_done_timeout_s`` has passed
         since its delivery, else asked after again (the edge queues nothing: a command still queued
-        or turning is just asked again at its next check). Raises DispatchUnavailable as a send."""
+        or turning is just asked again at its next check), unless its device is held: its queue
+        waits for the resume, so every command there would answer pending. Raises
+        DispatchUnavailable as a send."""
         now = self._ledger.clock.wall_ms()
         delivered_at = command.timestamps.get(CommandState.DELIVERED.value, now)
         timeout_s = self._settings.command_done_timeout_s
@@ -377,8 +379,10 @@ class CommandSender:
             reason = f"no completion feedback within {timeout_s} s"
             await self._fail(command.stream, command.command_id, command.device, reason)
             return True
-        attempt = await self._send_next_attempt(command, reask=True)
         deadline = self._next_done_check(delivered_at_ms=delivered_at, now_ms=now)
+        if held.covers(command.device):
+            return await self._ledger.postpone(command, deadline_ms=deadline)
+        attempt = await self._send_next_attempt(command, reask=True)
         await self._ledger.mark_reasked(command, deadline_ms=deadline)
         self._metrics.reasks.inc()
         log.info(

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from cloud.control.holds import Holds
 from cloud.ledger import Command, CommandState, DeviceTotals
 from cloud.worker.rules import parse_rules
 from cloud.worker.service import Worker
@@ -21,6 +22,7 @@ from devstack.redis_server import RedisServer
 from devstack.rpc_sink import RpcSink
 from devstack.tb_emulator.server import Emulator
 from giftwheel.contracts import EVENTS_STREAM
+from giftwheel.contracts.control import HoldRecord
 from giftwheel.contracts.motor import CommandOutcome, command_id_for
 from tests.waiting import wait_until
 from tests.worker.conftest import GATEWAY_TOKEN, MOTORS, enqueue, gift, worker_running, worker_settings
@@ -119,6 +121,40 @@ async def test_a_command_still_pending_is_asked_after_at_doubling_intervals(
         check_ms = int(CHECK_S * 1000)
         assert command_id not in await worker.ledger.due(EVENTS_STREAM, at_ms=delivered_at + 8 * check_ms - 1)
     assert [a.command_id for a in pi.rotates()] == [command_id]  # re-asks never turn anything
+
+
+async def test_a_held_motor_s_commands_are_not_asked_after_until_its_resume(
+    redis_server: RedisServer, redis: Redis, emulator: Emulator, pi: RpcSink
+) -> None:
+    # A held motor's queue waits for the resume: each of its commands would answer pending. The
+    # check is long enough here for the hold to be placed before the first one.
+    check_s = 2.0
+    event = gift(gift_name="Heart", diamond=1)
+    command_id = command_id_for([event.event_id])
+    worker_config = worker_settings(redis_server.url, emulator.mqtt_port, command_done_check_s=check_s)
+    async with worker_running(worker_config, RULES) as worker:
+        await enqueue(redis, EVENTS_STREAM, [event])
+        delivered = await command_in(worker, command_id, CommandState.DELIVERED)
+        delivered_at = delivered.timestamps[CommandState.DELIVERED.value]
+        holds = Holds(redis)
+        await holds.place("motor_01", HoldRecord(by="ops", at_ms=worker.ledger.clock.wall_ms()))
+
+        async def postponed() -> bool:
+            # Due at its first check until a sweep handles it; then at twice that at the earliest.
+            at_ms = delivered_at + int(2 * check_s * 1000) - 1
+            return command_id not in await worker.ledger.due(EVENTS_STREAM, at_ms=at_ms)
+
+        await wait_until(postponed, timeout_s=20, what="the held motor's command postponed")
+        assert pi.reasks() == []
+        assert (await command_in(worker, command_id, CommandState.DELIVERED)).attempts == 1
+
+        await holds.lift("motor_01", known=MOTORS)
+
+        async def asked() -> bool:
+            return answers(worker, CommandOutcome.PENDING.value) >= 1
+
+        await wait_until(asked, timeout_s=20, what="a re-ask after the resume")
+    assert [a.command_id for a in pi.reasks()][:1] == [command_id]
 
 
 async def test_a_reask_cancels_what_a_stop_cleared_and_fails_what_the_edge_lost(
