@@ -467,19 +467,12 @@ class Ledger:
         )
         return moved.state
 
-    async def mark_reasked(self, command: Command, *, deadline_ms: int) -> bool:
-        """A delivered command asked after again (a counted attempt; still delivered), due again at
-        ``deadline_ms``. False when it had moved on (done, failed, cancelled)."""
+    async def mark_due_again(self, command: Command, *, deadline_ms: int, asked: bool) -> bool:
+        """A delivered command, still delivered, due again at ``deadline_ms``: ``asked`` after again
+        (a counted attempt), or not (its device is held). False when it had moved on (done, failed,
+        cancelled)."""
         moved = await self._move(
-            command, CommandState.DELIVERED, (CommandState.DELIVERED,), deadline_ms=deadline_ms, attempt=True
-        )
-        return moved.moved
-
-    async def postpone(self, command: Command, *, deadline_ms: int) -> bool:
-        """A delivered command due again at ``deadline_ms``, nothing sent (its device is held). False
-        when it had moved on."""
-        moved = await self._move(
-            command, CommandState.DELIVERED, (CommandState.DELIVERED,), deadline_ms=deadline_ms
+            command, CommandState.DELIVERED, (CommandState.DELIVERED,), deadline_ms=deadline_ms, attempt=asked
         )
         return moved.moved
 

@@ -276,12 +276,14 @@ class CommandSender:
         turned at once is found a check after its delivery, a later one's within as long as it had
         waited, and a long backlog of commands still queued behind one motor costs a few re-asks
         each until it turns (six in the hour to ``command_done_timeout_s``), not one every check."""
-        timeout_ms = int(self._settings.command_done_timeout_s * 1000)
         check_ms = int(self._settings.command_done_check_s * 1000)
-        final = delivered_at_ms + timeout_ms if timeout_ms else now_ms + _NEVER_MS
-        if not check_ms:
-            return min(final, now_ms + _NEVER_MS)
-        return min(final, now_ms + max(check_ms, now_ms - delivered_at_ms))
+        wait_ms = max(check_ms, now_ms - delivered_at_ms) if check_ms else _NEVER_MS
+        return min(self._given_up_at(delivered_at_ms), now_ms + wait_ms)
+
+    def _given_up_at(self, delivered_at_ms: int) -> int:
+        """When a delivered command whose done never came is failed (``command_done_timeout_s``)."""
+        timeout_ms = int(self._settings.command_done_timeout_s * 1000)
+        return delivered_at_ms + (timeout_ms or _NEVER_MS)
 
     async def _record_problem(self, sent: Sent, problem: str, retry_at_ms: int | None) -> None:
         try:
@@ -374,16 +376,15 @@ class CommandSender:
         DispatchUnavailable as a send."""
         now = self._ledger.clock.wall_ms()
         delivered_at = command.timestamps.get(CommandState.DELIVERED.value, now)
-        timeout_s = self._settings.command_done_timeout_s
-        if timeout_s and now >= delivered_at + int(timeout_s * 1000):
-            reason = f"no completion feedback within {timeout_s} s"
+        if now >= self._given_up_at(delivered_at):
+            reason = f"no completion feedback within {self._settings.command_done_timeout_s} s"
             await self._fail(command.stream, command.command_id, command.device, reason)
             return True
         deadline = self._next_done_check(delivered_at_ms=delivered_at, now_ms=now)
         if held.covers(command.device):
-            return await self._ledger.postpone(command, deadline_ms=deadline)
+            return await self._ledger.mark_due_again(command, deadline_ms=deadline, asked=False)
         attempt = await self._send_next_attempt(command, reask=True)
-        await self._ledger.mark_reasked(command, deadline_ms=deadline)
+        await self._ledger.mark_due_again(command, deadline_ms=deadline, asked=True)
         self._metrics.reasks.inc()
         log.info(
             "command_reasked",

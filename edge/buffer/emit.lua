@@ -2,13 +2,17 @@
 -- Appends one telemetry entry to the outbox with a per-motor strictly increasing ts: ThingsBoard keeps
 -- one value per (key, ts), so two entries in the same millisecond would overwrite each other.
 -- Returns the entry's ts and its encoded values (a command's done keeps them, to send them again).
+-- One outbox entry as edge/buffer/outbox.py reads it (values already JSON).
+local function append(outbox, device, ts, encoded)
+  redis.call('XADD', outbox, '*', 'device', device, 'ts', ts, 'values', encoded)
+end
 local function emit(motor_key, outbox, device, now, values)
   local last = tonumber(redis.call('HGET', motor_key, 'ts') or '0')
   local ts = tonumber(now)
   if ts <= last then ts = last + 1 end
   redis.call('HSET', motor_key, 'ts', ts)
   local encoded = cjson.encode(values)
-  redis.call('XADD', outbox, '*', 'device', device, 'ts', ts, 'values', encoded)
+  append(outbox, device, ts, encoded)
   return ts, encoded
 end
 local function fields(flat)

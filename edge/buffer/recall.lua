@@ -11,5 +11,5 @@ if not marker then return {'unknown', q} end
 if marker == 'cleared' then return {'cleared', q} end
 local ts, encoded = string.match(marker, '^done:(%d+):(.*)$')
 if not ts then return {'pending', q} end
-redis.call('XADD', KEYS[3], '*', 'device', ARGV[1], 'ts', ts, 'values', encoded)
+append(KEYS[3], ARGV[1], ts, encoded)
 return {'done', q}
